@@ -1,0 +1,68 @@
+"""The command center for grid-based social governance (网格化社会治理指挥中心)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from .settings import ROOT, Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(
+        __name__,
+        instance_path=str(settings.instance_path),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.update(
+        SETTINGS=settings,
+        SECRET_KEY=settings.secret_key,
+        TESTING=settings.testing,
+        MAX_CONTENT_LENGTH=settings.upload_max_bytes * 4 + 1024 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        SESSION_COOKIE_NAME="cc_session",
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the (server-side, idle-limited) session
+        RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
+        RATELIMIT_HEADERS_ENABLED=True,
+        JSON_AS_ASCII=False,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from .db import init_engine
+
+    init_engine(settings.database_url)
+
+    from .extensions import csrf, limiter, socketio
+
+    csrf.init_app(app)
+    limiter.init_app(app)
+    socketio.init_app(
+        app,
+        async_mode="threading",
+        message_queue=settings.redis_url,
+        cors_allowed_origins=[],  # same origin only
+        logger=False,
+        engineio_logger=False,
+    )
+
+    from . import web
+
+    web.init_app(app)
+
+    from .auth import bp as auth_bp
+    from .health import bp as health_bp
+    from .main import bp as main_bp
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(main_bp)
+
+    from .cli import register_cli
+
+    register_cli(app)
+    return app

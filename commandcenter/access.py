@@ -1,0 +1,149 @@
+"""Role *and* jurisdiction, checked by every view and API.
+
+An account belongs to one place; it sees and acts only inside it. Roles grant actions (least
+privilege, 三权分立: the system admin manages accounts, the security admin locks and grants,
+the auditor reads the audit log; none of them operates cases).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import wraps
+
+from flask import abort, g, request
+from sqlalchemy import Select
+
+from .db import db
+from .models import Account, Place
+
+ALL_STAFF = frozenset(
+    {"duty_officer", "operator", "center_admin", "department", "supervisor", "leader"}
+)
+
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "case.view": ALL_STAFF | {"gridworker"},
+    "case.report": frozenset({"gridworker", "volunteer", "operator", "center_admin", "department", "leader"}),
+    "case.register": frozenset({"operator", "center_admin", "supervisor"}),
+    "case.dispatch": frozenset({"operator", "center_admin"}),
+    "case.handle": frozenset({"department", "gridworker", "center_admin", "operator"}),
+    "case.escalate": frozenset({"gridworker", "center_admin", "operator"}),
+    "case.verify": frozenset({"operator", "center_admin", "supervisor"}),
+    "case.mark_outstanding": frozenset({"supervisor"}),
+    "case.pause": frozenset({"operator", "center_admin"}),
+    "hotline.take": frozenset({"operator"}),
+    "wall.view": frozenset({"duty_officer", "operator", "supervisor", "leader", "center_admin"}),
+    "drill.view": frozenset({"supervisor", "leader", "duty_officer", "center_admin"}),
+    "alert.ack": frozenset({"duty_officer", "operator"}),
+    "mobile.view": frozenset({"leader", "supervisor", "duty_officer"}),
+    "person.view": frozenset({"gridworker", "center_admin", "supervisor"}),
+    "person.unmask": frozenset({"center_admin", "supervisor"}),  # plus the account's can_unmask grant
+    "account.manage": frozenset({"admin"}),
+    "account.lock": frozenset({"security_admin"}),
+    "audit.read": frozenset({"auditor"}),
+    "category.edit": frozenset({"admin"}),
+    "ops.view": frozenset({"admin"}),
+}
+
+
+class Forbidden(Exception):
+    """Raised by domain code when an account may not take a step; the views turn it into 403."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def has_permission(account: Account | None, permission: str) -> bool:
+    if account is None or not account.active:
+        return False
+    return account.role in PERMISSIONS[permission]
+
+
+def place_contains(outer: Place, inner: Place) -> bool:
+    """True if `inner` is `outer` or lies below it in the hierarchy."""
+    if outer.id == inner.id:
+        return True
+    if outer.level == "city":
+        return inner.city_id == outer.id
+    if outer.level == "town":
+        return inner.town_id == outer.id
+    if outer.level == "village":
+        return inner.village_id == outer.id
+    return False  # a grid contains only itself
+
+
+def in_jurisdiction(account: Account, *, grid_id: int | None = None, village_id: int | None = None,
+                    town_id: int | None = None, place: Place | None = None) -> bool:
+    """Does the account's place cover this object (given by its denormalised ancestors)?"""
+    home = account.place
+    if place is not None:
+        return place_contains(home, place)
+    if home.level == "city":
+        return True  # one city per installation
+    if home.level == "town":
+        return town_id == home.id
+    if home.level == "village":
+        return village_id == home.id
+    return grid_id == home.id
+
+
+def scope(stmt: Select, account: Account, model) -> Select:
+    """Restrict a query on a model with town_id/village_id/grid_id columns to the account's place."""
+    home = account.place
+    if home.level == "city":
+        return stmt
+    if home.level == "town":
+        return stmt.where(model.town_id == home.id)
+    if home.level == "village":
+        return stmt.where(model.village_id == home.id)
+    column = getattr(model, "grid_id", None)
+    return stmt.where(column == home.id)
+
+
+def current_account() -> Account | None:
+    return g.get("account")
+
+
+def require(permission: str) -> Callable:
+    """View decorator: a login (or API token) and the permission. Jurisdiction is checked per object."""
+
+    def decorator(view: Callable) -> Callable:
+        view._permission = permission  # read by the route × role test
+
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            account = current_account()
+            if account is None:
+                if request.path.startswith("/api/"):
+                    from .api.errors import api_error
+
+                    return api_error(401, "需要登录或有效的访问令牌", field="Authorization")
+                from flask import redirect, url_for
+
+                return redirect(url_for("auth.login", next=request.full_path))
+            if not has_permission(account, permission):
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def public(view: Callable) -> Callable:
+    """Marks a view that needs no login on purpose (login page, health check, Open311 reads)."""
+    view._permission = "public"
+    return view
+
+
+def require_place(place_id: int) -> Place:
+    """Load a place and refuse (404, not 403, to not reveal it exists) if outside the jurisdiction."""
+    place = db.get(Place, place_id)
+    account = current_account()
+    if place is None or account is None or not place_contains(account.place, place):
+        abort(404)
+    return place
+
+
+def roles_with(permission: str) -> Iterable[str]:
+    return sorted(PERMISSIONS[permission])

@@ -1,0 +1,96 @@
+"""Login and logout pages (Chinese), password change."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
+
+from ..access import public
+from ..audit import audit
+from ..db import db
+from ..extensions import limiter
+from ..security import hash_password, password_problems, verify_password
+from ..timeutil import utcnow
+from .service import authenticate, end_web_session, password_expired, start_web_session
+
+bp = Blueprint("auth", __name__)
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-site relative paths: an open redirect would help phishing."""
+    if not target:
+        return url_for("main.index")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("main.index")
+    return target
+
+
+def _login_limit() -> str:
+    from flask import current_app
+
+    return current_app.config["SETTINGS"].login_rate_limit
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@public
+@limiter.limit(_login_limit, methods=["POST"])
+def login():
+    errors: dict[str, str] = {}
+    username = ""
+    if request.method == "POST":
+        username = (request.form.get("username") or "").strip()
+        result = authenticate(username, request.form.get("password") or "", request.remote_addr)
+        if result.account is not None:
+            session.clear()
+            session["sid"] = start_web_session(result.account, request.remote_addr)
+            if password_expired(result.account):
+                flash("密码已过期或为初始密码，请先修改密码", "warning")
+                return redirect(url_for("auth.change_password"))
+            return redirect(safe_next(request.args.get("next")))
+        errors[result.field or "username"] = result.error
+    status = 400 if errors else 200
+    return render_template("auth/login.html", errors=errors, username=username[:64]), status
+
+
+@bp.post("/logout")
+@public
+def logout():
+    if g.get("account") is not None:
+        audit("logout", "account", g.account.id, commit=True)
+    end_web_session(session.get("sid"))
+    session.clear()
+    flash("已安全退出", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@public  # reached only with a login: checked below, so that an expired password can still be changed
+def change_password():
+    account = g.get("account")
+    if account is None:
+        return redirect(url_for("auth.login"))
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        old = request.form.get("old_password") or ""
+        new = request.form.get("new_password") or ""
+        again = request.form.get("new_password_again") or ""
+        if not verify_password(account.password_hash, old[:128]):
+            errors["old_password"] = "原密码不正确"
+        problems = password_problems(new, account.username)
+        if problems:
+            errors["new_password"] = "；".join(problems)
+        elif new != again:
+            errors["new_password_again"] = "两次输入的新密码不一致"
+        elif new == old:
+            errors["new_password"] = "新密码不能与原密码相同"
+        if not errors:
+            account.password_hash = hash_password(new)
+            account.password_changed_at = utcnow()
+            account.must_change_password = False
+            audit("password.change", "account", account.id)
+            db.commit()
+            flash("密码已修改", "info")
+            return redirect(url_for("main.index"))
+    return render_template("auth/password.html", errors=errors), 400 if errors else 200

@@ -1,0 +1,1 @@
+"""Cases: intake, the six-step loop, deadlines, duplicates, and the center screens."""

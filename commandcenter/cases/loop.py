@@ -1,0 +1,552 @@
+"""The six-step closed loop (六步闭环) as a state machine: one function per step.
+
+Each step checks that the step is legal from the case's state, that the actor's role and
+jurisdiction allow it, changes the case, writes its history step and an outbox row, and commits
+all of it in one transaction. Nothing is pushed or enqueued before that commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app, has_app_context
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from .. import labels
+from ..access import Forbidden, has_permission, in_jurisdiction
+from ..db import db
+from ..models import CASE_LEVELS, Account, Case, CaseStep, Category, Department, Dispute, Outbox, Place
+from ..timeutil import DEFAULT_TZ, fmt, local, utcnow
+from ..workcalendar import deadline_utc
+
+OPEN_STATES = ("reported", "registered", "dispatched", "handling", "feedback")
+FINAL_STATES = ("closed", "rejected", "duplicate")
+LEVEL_RANK = {level: i for i, level in enumerate(CASE_LEVELS)}
+
+# the legal moves: action → states it may start from
+ALLOWED_FROM: dict[str, tuple[str, ...]] = {
+    "register": ("reported",),
+    "reject": ("reported", "registered"),
+    "duplicate": ("reported", "registered"),
+    "dispatch": ("registered",),
+    "accept": ("dispatched",),
+    "feedback": ("handling",),
+    "close": ("feedback",),
+    "rework": ("feedback",),
+    "escalate": ("reported", "registered", "dispatched", "handling"),
+    "self_close": ("reported",),
+    "transfer": ("reported", "registered", "dispatched", "handling"),
+    "pause": ("registered", "dispatched", "handling"),
+    "resume": ("registered", "dispatched", "handling"),
+    "outstanding": ("closed",),
+}
+
+PERMISSION_OF = {
+    "register": "case.register", "reject": "case.register", "duplicate": "case.register",
+    "dispatch": "case.dispatch", "accept": "case.handle", "feedback": "case.handle",
+    "close": "case.verify", "rework": "case.verify", "escalate": "case.escalate",
+    "self_close": "case.report", "transfer": "case.register", "pause": "case.pause",
+    "resume": "case.pause", "outstanding": "case.mark_outstanding",
+}
+
+MAX_NOTE = 2000
+
+
+class TransitionError(Exception):
+    """An illegal step: the message says why, in the words the operator uses."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message, self.field = message, field
+
+
+@dataclass
+class ReportInput:
+    category_id: int
+    description: str
+    lat: float | None = None
+    lon: float | None = None
+    address: str | None = None
+    grid_id: int | None = None
+    discovered_at: datetime | None = None  # naive UTC
+    self_handled: bool = False
+    caller_name: str | None = None
+    caller_phone: str | None = None
+    external_ref: str | None = None
+
+
+def _tz() -> str:
+    return current_app.config["SETTINGS"].timezone if has_app_context() else DEFAULT_TZ
+
+
+def _step(case: Case, actor: Account | None, action: str, to_state: str, *, note: str | None = None,
+          to_level: str | None = None, now: datetime) -> CaseStep:
+    step = CaseStep(case_id=case.id, at=now, actor_id=actor.id if actor else None, action=action,
+                    from_state=case.state, to_state=to_state, from_level=case.level,
+                    to_level=to_level or case.level, note=(note or None) and note[:MAX_NOTE])
+    db.add(step)
+    case.state = to_state
+    if to_level:
+        case.level = to_level
+    db.add(Outbox(topic="case.changed", payload={
+        "case_id": case.id, "action": action, "state": to_state, "level": case.level,
+        "town_id": case.town_id, "village_id": case.village_id, "grid_id": case.grid_id,
+        "kind": case.kind, "at": now.isoformat(),
+    }))
+    return step
+
+
+def _check(case: Case, actor: Account | None, action: str) -> None:
+    if case.state not in ALLOWED_FROM[action]:
+        raise TransitionError(
+            f"案件当前状态为「{labels.STATE[case.state]}」，不能执行「{labels.ACTION[action]}」")
+    if actor is None:
+        return  # the system itself (deadline sweep)
+    if not has_permission(actor, PERMISSION_OF[action]):
+        raise Forbidden(f"角色「{labels.ROLE.get(actor.role, actor.role)}」无权执行「{labels.ACTION[action]}」")
+    if not may_act_on(actor, case):
+        raise Forbidden("该案件不在本账号辖区内")
+
+
+def may_see(account: Account, case: Case) -> bool:
+    if account.role == "department":
+        return case.department_id is not None and case.department_id == account.department_id
+    if account.role in ("gridworker", "volunteer"):
+        return case.reporter_id == account.id or in_jurisdiction(
+            account, grid_id=case.grid_id, village_id=case.village_id, town_id=case.town_id)
+    return in_jurisdiction(account, grid_id=case.grid_id, village_id=case.village_id, town_id=case.town_id)
+
+
+def may_act_on(account: Account, case: Case) -> bool:
+    """Jurisdiction for acting: inside the place, and a center acts only on cases at or below its level."""
+    if not may_see(account, case):
+        return False
+    home_level = account.place.level
+    if account.role in ("center_admin", "operator") and home_level in LEVEL_RANK:
+        return LEVEL_RANK[case.level] <= LEVEL_RANK[home_level]
+    return True
+
+
+def _commit() -> None:
+    try:
+        db.commit()
+    except Exception:
+        db.rollback()
+        raise
+
+
+def _clean_note(note: str | None, required: bool = False, field: str = "note") -> str | None:
+    note = (note or "").strip()
+    if required and not note:
+        raise TransitionError("请填写说明", field)
+    if len(note) > MAX_NOTE:
+        raise TransitionError(f"说明不能超过 {MAX_NOTE} 个字", field)
+    return note or None
+
+
+# --- 1. 信息收集: report -------------------------------------------------------------------------
+
+def report_case(data: ReportInput, *, actor: Account | None, source: str, client_key: str | None,
+                now: datetime | None = None, reporter_center_id: int | None = None) -> tuple[Case, bool]:
+    """Create a case, or return the one this client already created with the same key.
+
+    Returns (case, created). A retry after a lost response finds the committed case.
+    """
+    now = now or utcnow()
+    if client_key:
+        existing = _find_by_key(source, client_key)
+        if existing is not None:
+            _check_same_reporter(existing, actor)
+            return existing, False
+    category = db.get(Category, data.category_id)
+    if category is None or not category.active:
+        raise TransitionError("事件类别不存在或已停用", "category_id")
+    if category.depth == 1:
+        raise TransitionError("请选择具体的小类或细项，而不是大类", "category_id")
+    grid = _resolve_grid(data)
+    # a gridworker may report what he sees next door: the case belongs to the grid where it lies
+    discovered = data.discovered_at or now
+    if discovered > now + timedelta(minutes=5):
+        raise TransitionError("发现时间不能晚于当前时间", "discovered_at")
+    if data.self_handled and category.must_escalate:
+        raise TransitionError("该类别事件须流转上级处置，不能自办自结", "self_handled")
+    case = Case(
+        number="pending", source=source, client_key=client_key, category_id=category.id, kind=category.kind,
+        description=data.description, address=data.address, lat=data.lat, lon=data.lon,
+        grid_id=grid.id if grid else None, village_id=grid.village_id if grid else None,
+        town_id=grid.town_id if grid else None, reporter_id=actor.id if actor else None,
+        reporter_center_id=reporter_center_id, caller_name=data.caller_name, caller_phone=data.caller_phone,
+        external_ref=data.external_ref, state="reported", level="grid", self_handled=data.self_handled,
+        discovered_at=discovered, reported_at=now,
+    )
+    if category.transfer_limit_minutes:
+        case.transfer_due = discovered + timedelta(minutes=category.transfer_limit_minutes)
+    db.add(case)
+    try:
+        db.flush()
+    except IntegrityError:
+        db.rollback()
+        existing = _find_by_key(source, client_key) if client_key else None
+        if existing is None:
+            raise
+        _check_same_reporter(existing, actor)
+        return existing, False
+    case.number = f"SJ{local(now, _tz()):%Y%m%d}{case.id:07d}"
+    db.add(CaseStep(case_id=case.id, at=now, actor_id=case.reporter_id, action="report", from_state=None,
+                    to_state="reported", from_level=None, to_level="grid",
+                    note=f"{labels.SOURCE.get(source, source)}：{category.name}"))
+    db.add(Outbox(topic="case.changed", payload={
+        "case_id": case.id, "action": "report", "state": "reported", "level": "grid", "town_id": case.town_id,
+        "village_id": case.village_id, "grid_id": case.grid_id, "kind": case.kind, "at": now.isoformat()}))
+    if category.kind == "dispute":
+        db.add(Dispute(case_id=case.id, screening_level=_screening_level(actor)))
+    if case.transfer_due is not None and now > case.transfer_due:
+        # 乱停车 found more than an hour ago: the city platform would reject it, so it is void at once
+        _step(case, None, "auto_reject", "rejected", now=now,
+              note=f"乱停车事件须在发现后 {category.transfer_limit_minutes} 分钟内上报并转报市平台，已超时，自动作废")
+        case.valid = False
+        case.closed_at = now
+    _commit()
+    return case, True
+
+
+def _find_by_key(source: str, client_key: str) -> Case | None:
+    return db.execute(select(Case).where(Case.source == source, Case.client_key == client_key)).scalar_one_or_none()
+
+
+def _check_same_reporter(case: Case, actor: Account | None) -> None:
+    if actor is not None and case.reporter_id not in (None, actor.id):
+        raise TransitionError("该幂等键已被其他账号使用，请换一个", "client_key")
+
+
+def _resolve_grid(data: ReportInput) -> Place | None:
+    from ..geo import locate_grid
+
+    if data.grid_id is not None:
+        grid = db.get(Place, data.grid_id)
+        if grid is None or grid.level != "grid":
+            raise TransitionError("网格不存在", "grid_id")
+        return grid
+    if data.lat is not None and data.lon is not None:
+        grid = locate_grid(data.lat, data.lon)
+        if grid is None:
+            raise TransitionError("该位置不在任何网格内，请核对经纬度", "lat")
+        return grid
+    raise TransitionError("请提供网格或经纬度", "grid_id")
+
+
+def _screening_level(actor: Account | None) -> str:
+    if actor is None:
+        return "grid"
+    level = actor.place.level
+    return level if level in ("grid", "village", "town") else "town"
+
+
+# --- 2. 案卷建立: register, reject, duplicate -----------------------------------------------------
+
+def register(case: Case, actor: Account | None, note: str | None = None, now: datetime | None = None) -> Case:
+    _check(case, actor, "register")
+    now = now or utcnow()
+    note = _clean_note(note)
+    category = case.category
+    tz = _tz()
+    case.registered_at = now
+    case.valid = True
+    if category.dispatch_limit:
+        case.dispatch_due = deadline_utc(now, category.dispatch_limit, category.dispatch_unit, tz)
+    if category.handle_limit:
+        case.handle_due = deadline_utc(now, category.handle_limit, category.handle_unit, tz)
+    if category.must_escalate and category.escalate_limit and not _reached(case, category.escalate_to):
+        case.escalate_due = deadline_utc(now, category.escalate_limit, category.escalate_unit, tz)
+    _step(case, actor, "register", "registered", note=note, now=now)
+    _commit()
+    return case
+
+
+def _reached(case: Case, level: str | None) -> bool:
+    return level is None or LEVEL_RANK[case.level] >= LEVEL_RANK[level]
+
+
+def reject(case: Case, actor: Account | None, reason: str, now: datetime | None = None) -> Case:
+    _check(case, actor, "reject")
+    now = now or utcnow()
+    reason = _clean_note(reason, required=True, field="reason")
+    case.valid = False
+    case.closed_at = now
+    _step(case, actor, "reject", "rejected", note=reason, now=now)
+    _commit()
+    return case
+
+
+def probable_duplicates(case: Case, radius_m: int | None = None, window_hours: int | None = None,
+                        limit: int = 10) -> list[tuple[Case, float]]:
+    """Same category, near in space and time, still valid: offered to the operator when registering."""
+    from ..geo import degrees_box, distance_m
+
+    if case.lat is None or case.lon is None:
+        return []
+    settings = current_app.config["SETTINGS"] if has_app_context() else None
+    radius_m = radius_m or (settings.duplicate_radius_m if settings else 100)
+    window_hours = window_hours or (settings.duplicate_window_hours if settings else 24)
+    dlat, dlon = degrees_box(case.lat, radius_m)
+    window = timedelta(hours=window_hours)
+    rows = db.execute(
+        select(Case).where(
+            Case.id != case.id, Case.category_id == case.category_id,
+            Case.state.not_in(("rejected", "duplicate")),
+            Case.reported_at.between(case.reported_at - window, case.reported_at + window),
+            Case.lat.between(case.lat - dlat, case.lat + dlat), Case.lon.between(case.lon - dlon, case.lon + dlon),
+        ).order_by(Case.reported_at).limit(50)
+    ).scalars()
+    found = [(other, distance_m(case.lat, case.lon, other.lat, other.lon)) for other in rows]
+    found = [(other, d) for other, d in found if d <= radius_m]
+    found.sort(key=lambda pair: (pair[0].reported_at, pair[1]))
+    return found[:limit]
+
+
+def mark_duplicate(case: Case, actor: Account | None, original: Case, note: str | None = None,
+                   now: datetime | None = None) -> Case:
+    """重复: the case ends, points to the original, and the original's timeline records the merge."""
+    _check(case, actor, "duplicate")
+    if original.id == case.id:
+        raise TransitionError("不能把案件判为自身的重复", "original_id")
+    if original.state in ("rejected", "duplicate"):
+        raise TransitionError("原案件已作废或本身是重复件，请选择有效的原案件", "original_id")
+    if actor is not None and not may_see(actor, original):
+        raise Forbidden("原案件不在本账号辖区内")
+    now = now or utcnow()
+    note = _clean_note(note)
+    case.valid = False
+    case.duplicate_of_id = original.id
+    case.closed_at = now
+    _step(case, actor, "duplicate", "duplicate", now=now,
+          note=f"与 {original.number} 重复" + (f"：{note}" if note else ""))
+    db.add(CaseStep(case_id=original.id, at=now, actor_id=actor.id if actor else None, action="merge",
+                    from_state=original.state, to_state=original.state, from_level=original.level,
+                    to_level=original.level, note=f"合并重复案件 {case.number}（其处理记录一并保留）"))
+    _commit()
+    return case
+
+
+# --- 3. 任务派遣 and 4. 任务处理 / 5. 处理反馈 -------------------------------------------------------
+
+def dispatch(case: Case, actor: Account | None, department_id: int | None = None, assignee_id: int | None = None,
+             note: str | None = None, now: datetime | None = None) -> Case:
+    _check(case, actor, "dispatch")
+    if department_id is None and assignee_id is None:
+        raise TransitionError("请选择处置部门或处置人", "department_id")
+    now = now or utcnow()
+    note = _clean_note(note)
+    target = ""
+    if department_id is not None:
+        department = db.get(Department, department_id)
+        if department is None:
+            raise TransitionError("处置部门不存在", "department_id")
+        case.department_id = department.id
+        target = department.name
+    if assignee_id is not None:
+        assignee = db.get(Account, assignee_id)
+        if assignee is None or not assignee.active or not in_jurisdiction(
+                assignee, grid_id=case.grid_id, village_id=case.village_id, town_id=case.town_id):
+            raise TransitionError("处置人不存在或不在该案件辖区", "assignee_id")
+        case.assignee_id = assignee.id
+        target = f"{target} {assignee.display_name}".strip()
+    case.dispatched_at = now
+    _step(case, actor, "dispatch", "dispatched", now=now, note=f"派遣至 {target}" + (f"：{note}" if note else ""))
+    _commit()
+    return case
+
+
+def accept(case: Case, actor: Account | None, now: datetime | None = None) -> Case:
+    _check(case, actor, "accept")
+    _step(case, actor, "accept", "handling", now=now or utcnow())
+    _commit()
+    return case
+
+
+def feedback(case: Case, actor: Account | None, note: str, now: datetime | None = None) -> Case:
+    _check(case, actor, "feedback")
+    note = _clean_note(note, required=True)
+    _step(case, actor, "feedback", "feedback", note=note, now=now or utcnow())
+    _commit()
+    return case
+
+
+# --- 6. 核查结案, rework ---------------------------------------------------------------------------
+
+def close(case: Case, actor: Account | None, note: str | None = None, now: datetime | None = None) -> Case:
+    _check(case, actor, "close")
+    now = now or utcnow()
+    case.closed_at = now
+    _step(case, actor, "close", "closed", note=_clean_note(note) or "核查属实，处置到位，予以结案", now=now)
+    _resolve_dispute(case, now)
+    _commit()
+    return case
+
+
+def rework(case: Case, actor: Account | None, note: str, now: datetime | None = None) -> Case:
+    """返工: verification failed, back to the handler."""
+    _check(case, actor, "rework")
+    note = _clean_note(note, required=True)
+    case.rework_count += 1
+    _step(case, actor, "rework", "handling", note=note, now=now or utcnow())
+    _commit()
+    return case
+
+
+def self_close(case: Case, actor: Account | None, note: str, now: datetime | None = None) -> Case:
+    """自办自结: the gridworker solved it on the spot; it counts only if closed the same local day."""
+    _check(case, actor, "self_close")
+    if actor is not None and case.reporter_id != actor.id:
+        raise Forbidden("只有上报人本人可以自办自结")
+    if case.category.must_escalate:
+        raise TransitionError("该类别事件须流转上级处置，不能自办自结", "self_handled")
+    note = _clean_note(note, required=True)
+    now = now or utcnow()
+    case.self_handled = True
+    case.valid = True
+    case.registered_at = case.registered_at or now
+    case.closed_at = now
+    on_time = self_closed_same_day(case)
+    _step(case, actor, "self_close", "closed", now=now,
+          note=note + ("" if on_time else "（超过当日办结，不计积分）"))
+    _commit()
+    return case
+
+
+def self_closed_same_day(case: Case) -> bool:
+    if not case.self_handled or case.closed_at is None:
+        return False
+    tz = _tz()
+    return local(case.closed_at, tz).date() == local(case.reported_at, tz).date()
+
+
+# --- 流转: escalate ----------------------------------------------------------------------------
+
+def escalate(case: Case, actor: Account | None, to_level: str | None = None, note: str | None = None,
+             now: datetime | None = None) -> Case:
+    """小事不出网格, 大事不出村, 难事不出镇: what a level cannot solve goes one level up (or to a named one)."""
+    _check(case, actor, "escalate")
+    current = LEVEL_RANK[case.level]
+    target = to_level or (CASE_LEVELS[current + 1] if current + 1 < len(CASE_LEVELS) else None)
+    if target is None or target not in LEVEL_RANK:
+        raise TransitionError("已在市中心，无法继续流转", "to_level")
+    if LEVEL_RANK[target] <= current:
+        raise TransitionError("只能向上级流转", "to_level")
+    note = _clean_note(note, required=True)
+    now = now or utcnow()
+    if target in ("town", "city"):
+        case.escalated_to_town = True
+    if target == "city":
+        case.escalated_to_city = True
+    if actor is not None and actor.center_id and actor.place.level == "town":
+        case.escalated_by_center_id = actor.center_id  # indicator 7: escalations by the town center
+    to_state = "registered" if case.state != "reported" else "reported"
+    if to_state == "registered":
+        case.department_id = None
+        case.assignee_id = None
+    _step(case, actor, "escalate", to_state, to_level=target, now=now,
+          note=f"由{labels.LEVEL[case.level]}流转至{labels.LEVEL[target]}：{note}")
+    if case.escalate_due is not None and _reached(case, case.category.escalate_to):
+        case.escalate_due = None
+    _commit()
+    return case
+
+
+# --- 乱停车 transfer, pause/resume, outstanding ------------------------------------------------
+
+def transfer_to_city(case: Case, actor: Account | None, now: datetime | None = None) -> Case:
+    """Hand a 乱停车 report to the city platform; only worth anything inside its hour."""
+    _check(case, actor, "transfer")
+    if case.transfer_due is None:
+        raise TransitionError("只有乱停车类事件需要转报市平台")
+    if case.transferred_at is not None:
+        raise TransitionError("该事件已转报市平台")
+    now = now or utcnow()
+    if now > case.transfer_due:
+        raise TransitionError("已超过发现后一小时的转报时限")
+    case.transferred_at = now
+    _step(case, actor, "transfer", case.state, now=now, note="已转报市平台")
+    _commit()
+    return case
+
+
+def pause(case: Case, actor: Account | None, reason: str, now: datetime | None = None) -> Case:
+    _check(case, actor, "pause")
+    if case.paused_at is not None:
+        raise TransitionError("计时已暂停")
+    reason = _clean_note(reason, required=True, field="reason")
+    now = now or utcnow()
+    case.paused_at = now
+    case.pause_reason = reason
+    _step(case, actor, "pause", case.state, note=reason, now=now)
+    _commit()
+    return case
+
+
+def resume(case: Case, actor: Account | None, now: datetime | None = None) -> Case:
+    _check(case, actor, "resume")
+    if case.paused_at is None:
+        raise TransitionError("计时未暂停")
+    now = now or utcnow()
+    paused_for = now - case.paused_at
+    for attr in ("dispatch_due", "handle_due", "escalate_due"):
+        if getattr(case, attr) is not None:
+            setattr(case, attr, getattr(case, attr) + paused_for)
+    case.paused_at = None
+    _step(case, actor, "resume", case.state, now=now,
+          note=f"恢复计时，暂停 {int(paused_for.total_seconds() // 60)} 分钟，时限相应顺延")
+    _commit()
+    return case
+
+
+def mark_outstanding(case: Case, actor: Account | None, story: str, now: datetime | None = None) -> Case:
+    _check(case, actor, "outstanding")
+    story = _clean_note(story, required=True, field="story")
+    case.outstanding = True
+    case.outstanding_story = story
+    _step(case, actor, "outstanding", case.state, note="标记为优秀网格事件", now=now or utcnow())
+    _commit()
+    return case
+
+
+def _resolve_dispute(case: Case, now: datetime) -> None:
+    if case.kind != "dispute":
+        return
+    dispute = db.get(Dispute, case.id)
+    if dispute is not None and dispute.outcome == "pending":
+        dispute.outcome = "resolved"
+        dispute.mediated_at = now
+        dispute.mediation_level = case.level if case.level != "city" else "town"
+
+
+# --- deadlines: the sweep ------------------------------------------------------------------------
+
+def sweep_deadlines(now: datetime | None = None) -> dict[str, int]:
+    """Mark overdue cases and void late parking reports. Safe to run any number of times."""
+    now = now or utcnow()
+    counts = {"overdue": 0, "auto_rejected": 0}
+    late_parking = db.execute(select(Case).where(
+        Case.state.in_(("reported", "registered", "dispatched", "handling")),
+        Case.transfer_due.is_not(None), Case.transfer_due < now, Case.transferred_at.is_(None),
+    )).scalars().all()
+    for case in late_parking:
+        _step(case, None, "auto_reject", "rejected", now=now,
+              note="乱停车事件未在发现后一小时内转报市平台，按规定自动作废")
+        case.valid = False
+        case.closed_at = now
+        counts["auto_rejected"] += 1
+    overdue = db.execute(select(Case).where(
+        Case.state.in_(("registered", "dispatched", "handling", "feedback")),
+        Case.overdue.is_(False), Case.paused_at.is_(None),
+        Case.handle_due.is_not(None), Case.handle_due < now,
+    )).scalars().all()
+    for case in overdue:
+        case.overdue = True
+        case.overdue_at = now
+        _step(case, None, "overdue", case.state, now=now, note=f"超过办理时限（{fmt(case.handle_due, _tz())}）")
+        counts["overdue"] += 1
+    _commit()
+    return counts

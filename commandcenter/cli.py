@@ -1,0 +1,106 @@
+"""The `flask` commands for operators: migrate, accounts, demo data, simulator, serve."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from .db import db
+
+
+def register_cli(app: Flask) -> None:
+    db_group = AppGroup("db", help="数据库迁移 (Alembic)。")
+
+    @db_group.command("upgrade")
+    @click.option("--revision", default="head")
+    def db_upgrade(revision: str) -> None:
+        """Bring the schema to the newest migration."""
+        from .migrate import upgrade
+
+        upgrade(current_app.config["SETTINGS"].database_url, revision)
+        click.echo("数据库已迁移到最新版本")
+
+    app.cli.add_command(db_group)
+
+    @app.cli.command("create-admin")
+    @click.option("--username", prompt="用户名")
+    @click.option("--name", "display_name", default="系统管理员")
+    @click.option("--password", default=None, help="omit to be asked (never put it in shell history)")
+    def create_admin(username: str, display_name: str, password: str | None) -> None:
+        """Create the first system administrator, asking for a strong password."""
+        from .accounts import AccountError, create_account
+        from .models import Place
+
+        city = db.query(Place).filter_by(level="city").first()
+        if city is None:
+            city = Place(code="000000", name="本市", level="city")
+            db.add(city)
+            db.flush()
+            city.city_id = city.id
+        if password is None:
+            password = getpass.getpass("密码: ")
+            if getpass.getpass("再次输入密码: ") != password:
+                raise click.ClickException("两次输入的密码不一致")
+        try:
+            create_account(username=username, display_name=display_name, password=password,
+                           role="admin", place=city)
+        except AccountError as exc:
+            db.rollback()
+            raise click.ClickException(f"{exc.field}: {exc.message}") from exc
+        db.commit()
+        click.echo(f"已创建系统管理员 {username}")
+
+    demo = AppGroup("demo", help="演示数据与模拟器。")
+
+    @demo.command("load")
+    @click.option("--seed", default=20261123, show_default=True)
+    @click.option("--scale", default=1.0, show_default=True, help="fraction of the full district size")
+    @click.option("--force", is_flag=True, help="load even if the database already holds data")
+    def demo_load(seed: int, scale: float, force: bool) -> None:
+        """Build the demo district: towns, villages, grids, people, a month of history."""
+        from .demo.loader import DemoError, load_demo
+
+        settings = current_app.config["SETTINGS"]
+        if not settings.allow_default_passwords:
+            raise click.ClickException("服务器模式不加载演示账号（无默认口令）；如确需演示请设置 ALLOW_DEMO_PASSWORDS=1")
+        try:
+            summary = load_demo(seed=seed, scale=scale, force=force, progress=True)
+        except DemoError as exc:
+            raise click.ClickException(str(exc)) from exc
+        for key, value in summary.items():
+            click.echo(f"  {key}: {value}")
+
+    @demo.command("simulate")
+    @click.option("--speed", default=1.0, show_default=True, help="speed-up factor")
+    @click.option("--duration", default=0, help="seconds to run; 0 runs until stopped")
+    def demo_simulate(speed: float, duration: int) -> None:
+        """Feed live events, patrols, sign-ins and logins at a realistic pace."""
+        from .demo.simulator import run_simulator
+
+        run_simulator(current_app._get_current_object(), speed=speed, duration=duration or None)
+
+    app.cli.add_command(demo)
+
+    @app.cli.command("serve")
+    @click.option("--host", default="127.0.0.1")
+    @click.option("--port", default=5000)
+    @click.option("--simulate/--no-simulate", default=False)
+    @click.option("--speed", default=1.0)
+    def serve(host: str, port: int, simulate: bool, speed: float) -> None:
+        """Run web + Socket.IO (+ in-process jobs and the simulator in embedded mode)."""
+        from .serve import serve_forever
+
+        serve_forever(current_app._get_current_object(), host=host, port=port,
+                      simulate=simulate, speed=speed)
+
+    @app.cli.command("check-password")
+    def check_password() -> None:
+        """Read a password on stdin and print what the complexity rules say of it."""
+        from .security import password_problems
+
+        problems = password_problems(sys.stdin.readline().rstrip("\n"))
+        click.echo("；".join(problems) or "符合要求")

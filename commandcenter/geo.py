@@ -1,0 +1,80 @@
+"""Geometry: which grid a point lies in, and distances. Coordinates are WGS-84 (lon, lat)."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+from shapely import STRtree
+from shapely.geometry import Point, shape
+
+from .db import db
+from .models import Place
+
+EARTH_RADIUS_M = 6_371_008.8
+
+
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle (haversine) distance in metres."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(a))
+
+
+def degrees_box(lat: float, radius_m: float) -> tuple[float, float]:
+    """Half-sizes in degrees (lat, lon) of a box that contains a circle of radius_m: an index prefilter."""
+    dlat = radius_m / 111_320.0
+    dlon = radius_m / (111_320.0 * max(0.01, math.cos(math.radians(lat))))
+    return dlat, dlon
+
+
+class GridIndex:
+    """An STRtree of grid polygons, built on first use and rebuilt when the grid count changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._tree: STRtree | None = None
+        self._ids: list[int] = []
+        self._shapes: list = []
+
+    def _load(self) -> None:
+        from sqlalchemy import func
+
+        active_grids = (Place.level == "grid", Place.active.is_(True))
+        count, top = db.query(func.count(Place.id), func.max(Place.id)).filter(*active_grids).one()
+        key = (db.get_bind().url.render_as_string(hide_password=True), count, top)
+        if key == self._key:
+            return
+        rows = db.query(Place.id, Place.geometry).filter(*active_grids).all()
+        ids, shapes = [], []
+        for row in rows:
+            if row.geometry:
+                ids.append(row.id)
+                shapes.append(shape(row.geometry))
+        self._ids, self._shapes = ids, shapes
+        self._tree = STRtree(shapes) if shapes else None
+        self._key = key
+
+    def locate(self, lat: float, lon: float) -> int | None:
+        with self._lock:
+            self._load()
+            if self._tree is None:
+                return None
+            point = Point(lon, lat)
+            for index in self._tree.query(point, predicate="intersects"):
+                return self._ids[int(index)]
+        return None
+
+    def reset(self) -> None:
+        with self._lock:
+            self._key = None
+
+
+grid_index = GridIndex()
+
+
+def locate_grid(lat: float, lon: float) -> Place | None:
+    grid_id = grid_index.locate(lat, lon)
+    return db.get(Place, grid_id) if grid_id else None

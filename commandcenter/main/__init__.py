@@ -1,0 +1,43 @@
+"""The landing page: what this account may open, nothing more."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, redirect, render_template, url_for
+
+from ..access import current_account, has_permission, public
+
+bp = Blueprint("main", __name__)
+
+# (endpoint, label, permission): shown only when the blueprint exists and the role has the permission
+NAV = (
+    ("wall.index", "指挥大屏", "wall.view"),
+    ("cases.queue", "立案派遣", "case.register"),
+    ("cases.index", "事件列表", "case.view"),
+    ("hotline.new", "12345 热线受理", "hotline.take"),
+    ("drill.index", "逐级下钻", "drill.view"),
+    ("mobile.index", "领导移动端", "mobile.view"),
+    ("admin.accounts", "账号管理", "account.manage"),
+    ("admin.ops", "任务队列", "ops.view"),
+    ("admin.audit", "审计日志", "audit.read"),
+)
+
+
+def nav_items(account) -> list[tuple[str, str, str]]:
+    if account is None:
+        return []
+    return [item for item in NAV
+            if item[0] in current_app.view_functions and has_permission(account, item[2])]
+
+
+@bp.app_context_processor
+def inject_nav():
+    return {"nav_items": nav_items}
+
+
+@bp.get("/")
+@public  # shows the login page to strangers, the account's own tiles otherwise
+def index():
+    me = current_account()
+    if me is None:
+        return redirect(url_for("auth.login"))
+    return render_template("main/index.html", me=me)

@@ -1,0 +1,111 @@
+"""Settings, read once from the environment.
+
+The embedded defaults (SQLite under instance/, no Redis, jobs in-process) are the values below;
+server mode is reached by setting DATABASE_URL and REDIS_URL, nothing else changes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def env_int(name: str, default: int) -> int:
+    value = env_str(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:  # a typo in a setting must stop the start, loudly
+        raise RuntimeError(f"setting {name} must be an integer, got {value!r}") from exc
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = env_str(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def normalize_database_url(url: str) -> str:
+    """We use psycopg2 (SQLAlchemy 2.1 would otherwise pick psycopg 3 for a plain postgresql:// URL)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
+
+
+def _secret_key(instance: Path) -> str:
+    """Keep a generated key in instance/ so sessions survive a restart without a secret in the repo."""
+    key = env_str("SECRET_KEY")
+    if key:
+        return key
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+@dataclass
+class Settings:
+    instance_path: Path = field(default_factory=lambda: Path(env_str("INSTANCE_PATH", str(ROOT / "instance"))))
+    database_url: str = ""
+    redis_url: str | None = None
+    secret_key: str = ""
+    timezone: str = "Asia/Shanghai"
+    # embedded = SQLite + in-process jobs + demo; server = PostgreSQL + Redis + separate workers
+    mode: str = "embedded"
+    session_idle_minutes: int = 30
+    password_max_age_days: int = 90
+    login_max_failures: int = 5
+    login_lock_minutes: int = 15
+    secure_cookies: bool = False
+    upload_max_bytes: int = 5 * 1024 * 1024
+    upload_dir: Path = field(default_factory=lambda: ROOT / "instance" / "uploads")
+    duplicate_radius_m: int = 100
+    duplicate_window_hours: int = 24
+    login_rate_limit: str = "10 per minute"
+    intake_rate_limit: str = "600 per minute"
+    api_token_days: int = 30
+    allow_default_passwords: bool = True
+    testing: bool = False
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        s = cls()
+        s.instance_path.mkdir(parents=True, exist_ok=True)
+        s.database_url = env_str("DATABASE_URL", f"sqlite:///{s.instance_path / 'commandcenter.db'}")
+        s.redis_url = env_str("REDIS_URL")
+        s.secret_key = _secret_key(s.instance_path)
+        s.timezone = env_str("CC_TIMEZONE", "Asia/Shanghai")
+        s.mode = "server" if s.database_url.startswith("postgresql") else "embedded"
+        s.session_idle_minutes = env_int("SESSION_IDLE_MINUTES", 30)
+        s.password_max_age_days = env_int("PASSWORD_MAX_AGE_DAYS", 90)
+        s.login_max_failures = env_int("LOGIN_MAX_FAILURES", 5)
+        s.login_lock_minutes = env_int("LOGIN_LOCK_MINUTES", 15)
+        s.secure_cookies = env_bool("SECURE_COOKIES", s.mode == "server")
+        s.upload_max_bytes = env_int("UPLOAD_MAX_BYTES", 5 * 1024 * 1024)
+        s.upload_dir = Path(env_str("UPLOAD_DIR", str(s.instance_path / "uploads")))
+        s.duplicate_radius_m = env_int("DUPLICATE_RADIUS_M", 100)
+        s.duplicate_window_hours = env_int("DUPLICATE_WINDOW_HOURS", 24)
+        s.login_rate_limit = env_str("LOGIN_RATE_LIMIT", "10 per minute")
+        s.intake_rate_limit = env_str("INTAKE_RATE_LIMIT", "600 per minute")
+        s.api_token_days = env_int("API_TOKEN_DAYS", 30)
+        # no default passwords in server mode (等保): demo accounts only exist in embedded mode
+        s.allow_default_passwords = env_bool("ALLOW_DEMO_PASSWORDS", s.mode == "embedded")
+        for key, value in overrides.items():
+            if not hasattr(s, key):
+                raise TypeError(f"unknown setting {key}")
+            setattr(s, key, value)
+        return s

@@ -1,0 +1,42 @@
+"""Clock helpers: the database holds naive UTC, people read local time."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+DEFAULT_TZ = "Asia/Shanghai"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def local(dt_utc: datetime | None, tz: str = DEFAULT_TZ) -> datetime | None:
+    if dt_utc is None:
+        return None
+    return dt_utc.replace(tzinfo=UTC).astimezone(ZoneInfo(tz)).replace(tzinfo=None)
+
+
+def from_local(dt_local: datetime, tz: str = DEFAULT_TZ) -> datetime:
+    return dt_local.replace(tzinfo=ZoneInfo(tz)).astimezone(UTC).replace(tzinfo=None)
+
+
+def local_today(tz: str = DEFAULT_TZ, now: datetime | None = None) -> date:
+    return local(now or utcnow(), tz).date()
+
+
+def day_bounds_utc(day: date, tz: str = DEFAULT_TZ) -> tuple[datetime, datetime]:
+    """The UTC interval [start, end) of a local calendar day."""
+    start = from_local(datetime.combine(day, time.min), tz)
+    return start, start + timedelta(days=1)
+
+
+def month_bounds_utc(year: int, month: int, tz: str = DEFAULT_TZ) -> tuple[datetime, datetime]:
+    start = from_local(datetime(year, month, 1), tz)
+    ny, nm = (year + 1, 1) if month == 12 else (year, month + 1)
+    return start, from_local(datetime(ny, nm, 1), tz)
+
+
+def fmt(dt_utc: datetime | None, tz: str = DEFAULT_TZ, pattern: str = "%Y-%m-%d %H:%M") -> str:
+    return "" if dt_utc is None else local(dt_utc, tz).strftime(pattern)

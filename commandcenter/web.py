@@ -1,0 +1,146 @@
+"""Request plumbing shared by every blueprint: who is asking, security headers, errors."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import Flask, flash, g, jsonify, render_template, request, session
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from . import labels
+from .db import db
+from .models import Account, ApiToken, WebSession
+from .security import mask_id_number, mask_name, mask_phone, token_digest
+from .timeutil import fmt, utcnow
+
+log = logging.getLogger(__name__)
+
+# htmx, the socket.io client and Plotly all work with scripts from 'self' only; Plotly needs inline
+# styles and maplibre (inside Plotly's map traces) needs blob: workers.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
+    "worker-src 'self' blob:; child-src blob:; frame-ancestors 'none'; base-uri 'self'; "
+    "form-action 'self'; object-src 'none'"
+)
+
+SESSION_TOUCH_SECONDS = 60
+
+
+def is_api_request() -> bool:
+    return request.path.startswith(("/api/", "/open311/", "/healthz"))
+
+
+def load_account_from_token() -> Account | None:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        return None
+    token = db.query(ApiToken).filter_by(token_hash=token_digest(header[7:].strip())).one_or_none()
+    now = utcnow()
+    if token is None or token.revoked or token.expires_at <= now or not token.account.active:
+        return None
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > SESSION_TOUCH_SECONDS:
+        token.last_used_at = now
+        db.commit()
+    return token.account
+
+
+def load_account_from_session(app: Flask) -> Account | None:
+    token = session.get("sid")
+    if not token:
+        return None
+    ws = db.get(WebSession, token_digest(token))
+    now = utcnow()
+    idle = timedelta(minutes=app.config["SETTINGS"].session_idle_minutes)
+    if ws is None or ws.ended_at is not None:
+        session.clear()
+        return None
+    if now - ws.last_seen_at > idle:
+        ws.ended_at = now
+        db.commit()
+        session.clear()
+        g.session_expired = True
+        return None
+    account = db.get(Account, ws.account_id)
+    if account is None or not account.active:
+        session.clear()
+        return None
+    if (now - ws.last_seen_at).total_seconds() > SESSION_TOUCH_SECONDS:
+        ws.last_seen_at = now
+        db.commit()
+    g.web_session = ws
+    return account
+
+
+def init_app(app: Flask) -> None:
+    @app.before_request
+    def identify() -> None:
+        g.account = None
+        if request.endpoint == "static":
+            return
+        g.account = load_account_from_token() if request.headers.get("Authorization") else None
+        if g.account is None:
+            g.account = load_account_from_session(app)
+            if g.get("session_expired") and not is_api_request():
+                flash("会话已超时（30 分钟无操作），请重新登录", "warning")
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["Permissions-Policy"] = "geolocation=(), camera=(), microphone=()"
+        if app.config["SETTINGS"].secure_cookies:
+            response.headers["Strict-Transport-Security"] = "max-age=31536000"
+        if g.get("account") is not None and request.endpoint != "static":
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.teardown_appcontext
+    def remove_session(_exc=None) -> None:
+        db.remove()
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if is_api_request():
+            from .api.errors import api_error
+
+            return api_error(exc.code or 500, labels.HTTP_ERRORS.get(exc.code, exc.description))
+        message = labels.HTTP_ERRORS.get(exc.code, exc.description)
+        return render_template("error.html", code=exc.code, message=message), exc.code
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(DBAPIError)
+    def database_down(exc):
+        """The database is unreachable: say so, and recover by itself when it returns."""
+        log.error("database error: %s", exc.__class__.__name__)
+        db.rollback()
+        message = "数据库暂时不可用，请稍后重试"
+        if is_api_request():
+            response = jsonify({"error": {"message": message, "field": None}})
+            response.status_code = 503
+        else:
+            response = app.make_response((render_template("error.html", code=503, message=message), 503))
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error")
+        db.rollback()
+        message = "系统内部错误，已记录，请联系管理员"
+        if is_api_request():
+            return jsonify({"error": {"message": message, "field": None}}), 500
+        return render_template("error.html", code=500, message=message), 500
+
+    tz = app.config["SETTINGS"].timezone
+    app.jinja_env.filters["dt"] = lambda v, p="%Y-%m-%d %H:%M": fmt(v, tz, p)
+    app.jinja_env.filters["mask_id"] = mask_id_number
+    app.jinja_env.filters["mask_phone"] = mask_phone
+    app.jinja_env.filters["mask_name"] = mask_name
+    app.jinja_env.filters["pct"] = lambda v: "—" if v is None else f"{v * 100:.2f}%"
+    app.jinja_env.globals["L"] = labels
+    app.jinja_env.globals["current_account"] = lambda: g.get("account")

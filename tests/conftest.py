@@ -1,0 +1,265 @@
+"""Fixtures in the style of flaskr's conftest: app, client, runner, auth — on the real services.
+
+PostgreSQL: one database per test session, migrated by Alembic once, tables emptied per test.
+Redis: a dedicated db number, flushed per test. With CI=true a missing service fails the run;
+on a developer's machine it skips the tests that need it, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from commandcenter import create_app
+from commandcenter.db import db, get_engine
+from commandcenter.settings import ROOT, Settings
+
+CI = os.environ.get("CI", "").lower() == "true"
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+ARTIFACTS = ROOT / "test-artifacts"
+PASSWORD = "Test@2026pw"
+
+
+def missing(what: str, why: str):
+    message = f"{what} is not available: {why}"
+    if CI:
+        pytest.fail(message + " (CI=true: a missing service fails the run)", pytrace=False)
+    pytest.skip(message)
+
+
+# --- services --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def pg_url():
+    import psycopg2
+
+    name = f"cc_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    try:
+        conn = psycopg2.connect(PG_ADMIN_URL, connect_timeout=3)
+    except Exception as exc:
+        missing("PostgreSQL", str(exc).strip())
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    from commandcenter.migrate import upgrade
+
+    upgrade(url)
+    yield url
+    from commandcenter import db as dbmod
+
+    if dbmod._engine is not None:
+        dbmod._engine.dispose()
+    conn = psycopg2.connect(PG_ADMIN_URL)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    from redis import Redis
+
+    try:
+        Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2).ping()
+    except Exception as exc:
+        missing("Redis", str(exc))
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+def redis_conn(redis_url):
+    from redis import Redis
+
+    conn = Redis.from_url(redis_url)
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+
+
+def _truncate_all() -> None:
+    engine = get_engine()
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            tables = [r[0] for r in conn.execute(text(
+                "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"))]
+            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+
+
+def make_settings(tmp_path: Path, database_url: str, **overrides) -> Settings:
+    return Settings.from_env(database_url=database_url, redis_url=overrides.pop("redis_url", None),
+                             instance_path=tmp_path, upload_dir=tmp_path / "uploads", testing=True,
+                             mode="server" if database_url.startswith("postgresql") else "embedded",
+                             **overrides)
+
+
+# --- the app -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def app(pg_url, tmp_path):
+    """The application on PostgreSQL, with empty tables.
+
+    No app context stays pushed during the test (each request pushes its own, as in production);
+    test code uses the scoped `db` session directly, or the `ctx` fixture for domain calls.
+    """
+    application = create_app(make_settings(tmp_path, pg_url))
+    with application.app_context():
+        _truncate_all()
+    yield application
+    db.remove()
+
+
+@pytest.fixture
+def ctx(app):
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def csrf_from(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html) or re.search(
+        r'name="csrf-token" content="([^"]+)"', html)
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+class AuthActions:
+    def __init__(self, client):
+        self._client = client
+
+    def login(self, username: str, password: str = PASSWORD):
+        page = self._client.get("/login")
+        return self._client.post("/login", data={"username": username, "password": password,
+                                                 "csrf_token": csrf_from(page.get_data(as_text=True))})
+
+    def logout(self):
+        page = self._client.get("/")
+        return self._client.post("/logout", data={"csrf_token": csrf_from(page.get_data(as_text=True))})
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)
+
+
+@pytest.fixture
+def world(app):
+    """A small city: 2 towns × 2 villages × 2 grids, the default categories, one account per role."""
+    from tests.world import build_world
+
+    with app.app_context():
+        return build_world()
+
+
+# --- live server and browser ---------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, env: dict, port: int, log_path: Path, extra_args: tuple[str, ...] = ()):
+        self.port, self.env, self.log_path, self.extra_args = port, env, log_path, extra_args
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30) -> LiveServer:
+        import requests
+
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "serve", "--port", str(self.port), *self.extra_args],
+            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"live server exited: see {self.log_path}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"live server did not answer in {timeout}s: see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+@pytest.fixture
+def live_server(app, pg_url, tmp_path):
+    """`flask serve` in a separate process on the test database (the app fixture has emptied it)."""
+    env = {**os.environ, "DATABASE_URL": pg_url, "INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "live-test",
+           "SECURE_COOKIES": "0", "LOGIN_RATE_LIMIT": "1000 per minute"}
+    env.pop("REDIS_URL", None)
+    ARTIFACTS.mkdir(exist_ok=True)
+    server = LiveServer(env, free_port(), ARTIFACTS / "live-server.log").start()
+    yield server
+    server.stop()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        missing("Chromium", f"{CHROMIUM} not found (install Debian's chromium package)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        missing("Playwright", str(exc))
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context that records every request leaving 127.0.0.1 (none may)."""
+    context = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="zh-CN")
+    pg = context.new_page()
+    pg.outside_requests = []
+
+    def watch(request):
+        if not re.match(r"^(https?|wss?)://(127\.0\.0\.1|localhost)(:\d+)?/", request.url) and \
+                not request.url.startswith(("data:", "blob:", "about:")):
+            pg.outside_requests.append(request.url)
+
+    pg.on("request", watch)
+    yield pg
+    context.close()

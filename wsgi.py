@@ -1,0 +1,3 @@
+from commandcenter import create_app
+
+app = create_app()
