@@ -54,13 +54,18 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     web.init_app(app)
 
+    from .api import bp as api_bp
     from .auth import bp as auth_bp
+    from .cases.views import bp as cases_bp
+    from .cases.views import hotline_bp
     from .health import bp as health_bp
     from .main import bp as main_bp
+    from .open311 import bp as open311_bp
 
-    app.register_blueprint(auth_bp)
-    app.register_blueprint(health_bp)
-    app.register_blueprint(main_bp)
+    for blueprint in (auth_bp, health_bp, main_bp, api_bp, cases_bp, hotline_bp, open311_bp):
+        app.register_blueprint(blueprint)
+    csrf.exempt(api_bp)  # token-authenticated, no cookies: CSRF does not apply
+    csrf.exempt(open311_bp)  # API-key authenticated
 
     from .cli import register_cli
 

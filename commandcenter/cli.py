@@ -60,13 +60,19 @@ def register_cli(app: Flask) -> None:
     @click.option("--seed", default=20261123, show_default=True)
     @click.option("--scale", default=1.0, show_default=True, help="fraction of the full district size")
     @click.option("--force", is_flag=True, help="load even if the database already holds data")
-    def demo_load(seed: int, scale: float, force: bool) -> None:
+    @click.option("--if-empty", is_flag=True, help="do nothing (and succeed) when data is already there")
+    def demo_load(seed: int, scale: float, force: bool, if_empty: bool) -> None:
         """Build the demo district: towns, villages, grids, people, a month of history."""
-        from .demo.loader import DemoError, load_demo
+        from .models import Place
 
         settings = current_app.config["SETTINGS"]
         if not settings.allow_default_passwords:
             raise click.ClickException("服务器模式不加载演示账号（无默认口令）；如确需演示请设置 ALLOW_DEMO_PASSWORDS=1")
+        if if_empty and db.query(Place.id).first() is not None:
+            click.echo("数据库中已有数据，跳过演示数据加载")
+            return
+        from .demo.loader import DemoError, load_demo
+
         try:
             summary = load_demo(seed=seed, scale=scale, force=force, progress=True)
         except DemoError as exc:

@@ -4,6 +4,7 @@ thread, and optionally the simulator. Server mode runs the same pieces as separa
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -44,6 +45,8 @@ def serve_forever(app: Flask, host: str = "127.0.0.1", port: int = 5000, simulat
 
         threading.Thread(target=run_simulator, kwargs={"app": app, "speed": speed, "stop_event": stop},
                          daemon=True, name="simulator").start()
+    # `flask serve` sets this, and Flask then refuses app.run(); this command is meant to serve
+    os.environ.pop("FLASK_RUN_FROM_CLI", None)
     print(f"\n  指挥中心已启动: http://{host}:{port}/   ({settings.mode} 模式)\n", flush=True)
     try:
         socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True, use_reloader=False, log_output=False)

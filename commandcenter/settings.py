@@ -84,9 +84,12 @@ class Settings:
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
         s = cls()
+        if "instance_path" in overrides:
+            s.instance_path = Path(overrides.pop("instance_path"))
         s.instance_path.mkdir(parents=True, exist_ok=True)
-        s.database_url = env_str("DATABASE_URL", f"sqlite:///{s.instance_path / 'commandcenter.db'}")
-        s.redis_url = env_str("REDIS_URL")
+        s.database_url = overrides.pop("database_url", None) or env_str(
+            "DATABASE_URL", f"sqlite:///{s.instance_path / 'commandcenter.db'}")
+        s.redis_url = overrides.pop("redis_url") if "redis_url" in overrides else env_str("REDIS_URL")
         s.secret_key = _secret_key(s.instance_path)
         s.timezone = env_str("CC_TIMEZONE", "Asia/Shanghai")
         s.mode = "server" if s.database_url.startswith("postgresql") else "embedded"
@@ -96,7 +99,7 @@ class Settings:
         s.login_lock_minutes = env_int("LOGIN_LOCK_MINUTES", 15)
         s.secure_cookies = env_bool("SECURE_COOKIES", s.mode == "server")
         s.upload_max_bytes = env_int("UPLOAD_MAX_BYTES", 5 * 1024 * 1024)
-        s.upload_dir = Path(env_str("UPLOAD_DIR", str(s.instance_path / "uploads")))
+        s.upload_dir = Path(overrides.pop("upload_dir", None) or env_str("UPLOAD_DIR", str(s.instance_path / "uploads")))
         s.duplicate_radius_m = env_int("DUPLICATE_RADIUS_M", 100)
         s.duplicate_window_hours = env_int("DUPLICATE_WINDOW_HOURS", 24)
         s.login_rate_limit = env_str("LOGIN_RATE_LIMIT", "10 per minute")

@@ -100,9 +100,7 @@ def _truncate_all() -> None:
 
 def make_settings(tmp_path: Path, database_url: str, **overrides) -> Settings:
     return Settings.from_env(database_url=database_url, redis_url=overrides.pop("redis_url", None),
-                             instance_path=tmp_path, upload_dir=tmp_path / "uploads", testing=True,
-                             mode="server" if database_url.startswith("postgresql") else "embedded",
-                             **overrides)
+                             instance_path=tmp_path, upload_dir=tmp_path / "uploads", testing=True, **overrides)
 
 
 # --- the app -------------------------------------------------------------------------------------
