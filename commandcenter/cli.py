@@ -103,6 +103,10 @@ def register_cli(app: Flask) -> None:
         serve_forever(current_app._get_current_object(), host=host, port=port,
                       simulate=simulate, speed=speed)
 
+    from .open311.cli import register_open311_cli
+
+    register_open311_cli(app)
+
     @app.cli.command("check-password")
     def check_password() -> None:
         """Read a password on stdin and print what the complexity rules say of it."""

@@ -553,3 +553,26 @@ class WebSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime)
     address: Mapped[str | None] = mapped_column(String(64))
+
+
+class Open311Client(Base):
+    """A civic-reporting client allowed to POST to Open311; its api_key is stored only as a hash."""
+
+    __tablename__ = "open311_clients"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Open311Token(Base):
+    """The spec's `token` returned when a request is queued before it has a service_request_id.
+
+    Our requests are created at once, so every token maps straight to its case."""
+
+    __tablename__ = "open311_tokens"
+    token: Mapped[str] = mapped_column(String(40), primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("open311_clients.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
