@@ -1,0 +1,112 @@
+"""The OpenAPI 3.1 document of /api/v1, built from the same pydantic models that validate requests."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import BaseModel
+
+from .schemas import CaseAction, CaseList, CaseOut, CaseReport, CategoryOut, ErrorOut, HotlineWorkOrder, PhotoOut, TokenOut, TokenRequest, AccountOut
+
+REF = "#/components/schemas/{model}"
+MODELS: list[type[BaseModel]] = [TokenRequest, TokenOut, AccountOut, CaseReport, HotlineWorkOrder, CaseAction,
+                                 CaseOut, CaseList, CategoryOut, PhotoOut, ErrorOut]
+ACTIONS = ["register", "reject", "duplicate", "dispatch", "accept", "feedback", "close", "rework", "escalate",
+           "self_close", "transfer", "pause", "resume", "outstanding"]
+
+
+def _ref(model: type[BaseModel]) -> dict:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _json(model_or_schema) -> dict:
+    schema = _ref(model_or_schema) if isinstance(model_or_schema, type) else model_or_schema
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict:
+    words = {400: "请求体不是合法的 JSON", 401: "未登录或令牌无效", 403: "超出角色或辖区", 404: "不存在或不在辖区内",
+             405: "方法不支持", 409: "状态冲突", 413: "内容过大", 415: "内容类型不支持", 422: "字段有误（field 指明字段）",
+             423: "账号已锁定", 429: "请求过于频繁", 503: "数据库暂时不可用"}
+    return {str(code): {"description": words[code], **_json(ErrorOut)} for code in codes}
+
+
+COMMON = (401, 403, 405, 429, 503)
+
+
+@lru_cache(maxsize=1)
+def build_document() -> dict:
+    schemas: dict = {}
+    for model in MODELS:
+        schema = model.model_json_schema(ref_template=REF, mode="serialization" if model.__name__.endswith("Out") or model in (CaseList,) else "validation")
+        for name, definition in schema.pop("$defs", {}).items():
+            schemas.setdefault(name, definition)
+        schemas[model.__name__] = schema
+    case_id = {"name": "case_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}}
+    bearer = [{"bearer": []}]
+    paths = {
+        "/api/v1/tokens": {"post": {
+            "summary": "移动端登录，换取访问令牌", "operationId": "createToken", "security": [],
+            "requestBody": {"required": True, **_json(TokenRequest)},
+            "responses": {"201": {"description": "令牌", **_json(TokenOut)}, **_errors(400, 401, 405, 415, 422, 423, 429, 503)},
+        }},
+        "/api/v1/me": {"get": {
+            "summary": "当前账号", "operationId": "me", "security": bearer,
+            "responses": {"200": {"description": "账号", **_json(AccountOut)}, **_errors(*COMMON)},
+        }},
+        "/api/v1/cases": {
+            "post": {
+                "summary": "网格员上报事件（client_key 幂等）", "operationId": "reportCase", "security": bearer,
+                "requestBody": {"required": True, **_json(CaseReport)},
+                "responses": {"201": {"description": "已创建", **_json(CaseOut)},
+                              "200": {"description": "同一 client_key 已创建过，返回原案件", **_json(CaseOut)},
+                              **_errors(400, 409, 413, 415, 422, *COMMON)},
+            },
+            "get": {
+                "summary": "本辖区案件列表（按编号倒序分页）", "operationId": "listCases", "security": bearer,
+                "parameters": [
+                    {"name": "state", "in": "query", "schema": {"type": "string", "enum": ["reported", "registered", "dispatched", "handling", "feedback", "closed", "rejected", "duplicate"]}},
+                    {"name": "kind", "in": "query", "schema": {"type": "string", "enum": ["ordinary", "hazard", "dispute"]}},
+                    {"name": "before_id", "in": "query", "schema": {"type": "integer"}},
+                ],
+                "responses": {"200": {"description": "案件", **_json(CaseList)}, **_errors(422, *COMMON)},
+            },
+        },
+        "/api/v1/cases/{case_id}": {"get": {
+            "summary": "案件详情及处理过程", "operationId": "getCase", "security": bearer, "parameters": [case_id],
+            "responses": {"200": {"description": "案件", **_json(CaseOut)}, **_errors(404, *COMMON)},
+        }},
+        "/api/v1/cases/{case_id}/actions/{action}": {"post": {
+            "summary": "办理一步（立案、派遣、签收、反馈、结案、返工、流转……）", "operationId": "caseAction",
+            "security": bearer,
+            "parameters": [case_id, {"name": "action", "in": "path", "required": True, "schema": {"type": "string", "enum": ACTIONS}}],
+            "requestBody": {"required": True, **_json(CaseAction)},
+            "responses": {"200": {"description": "办理后的案件", **_json(CaseOut)}, **_errors(400, 404, 409, 415, 422, *COMMON)},
+        }},
+        "/api/v1/cases/{case_id}/photos": {"post": {
+            "summary": "上传案件照片（JPEG/PNG，按内容去重）", "operationId": "uploadPhoto", "security": bearer,
+            "parameters": [case_id],
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}}}}}},
+            "responses": {"201": {"description": "已保存", **_json(PhotoOut)}, "200": {"description": "同一照片已存在", **_json(PhotoOut)},
+                          **_errors(404, 413, 415, 422, *COMMON)},
+        }},
+        "/api/v1/hotline/work-orders": {"post": {
+            "summary": "12345 热线工单转入（工单号幂等）", "operationId": "hotlineWorkOrder", "security": bearer,
+            "requestBody": {"required": True, **_json(HotlineWorkOrder)},
+            "responses": {"201": {"description": "已创建", **_json(CaseOut)}, "200": {"description": "该工单已受理", **_json(CaseOut)},
+                          **_errors(400, 409, 413, 415, 422, *COMMON)},
+        }},
+        "/api/v1/categories": {"get": {
+            "summary": "事件类别树", "operationId": "categories", "security": bearer,
+            "responses": {"200": {"description": "类别", **_json({"type": "array", "items": _ref(CategoryOut)})}, **_errors(*COMMON)},
+        }},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "网格化社会治理指挥中心 API", "version": "1.0.0",
+                 "description": "移动端、12345 热线系统与第三方系统接入。错误统一为 {error: {message, field}}。"},
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }

@@ -1,0 +1,208 @@
+"""Validated shapes of the JSON API. Unknown fields are refused, every message names its field."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ClientKey = Annotated[str, Field(min_length=8, max_length=80, pattern=r"^[A-Za-z0-9_\-:.]+$",
+                                 description="client-chosen idempotency key: a retry with the same key returns the same case")]
+CategoryCode = Annotated[str, Field(pattern=r"^\d{4}(\d{2})?$", description="small class (4 digits) or item (6 digits)")]
+PHONE_PATTERN = r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8}|\d{3,8})$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class TokenRequest(Strict):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=128)
+    device_name: str = Field(default="app", min_length=1, max_length=64)
+
+
+class TokenOut(BaseModel):
+    token: str
+    expires_at: datetime
+    account: AccountOut
+
+
+class AccountOut(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    role: str
+    post: str | None
+    place_code: str
+    place_name: str
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("时间须带时区，例如 2026-11-23T09:30:00+08:00")
+    return value
+
+
+class CaseReport(Strict):
+    client_key: ClientKey
+    category_code: CategoryCode
+    description: str = Field(min_length=1, max_length=2000)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    address: str | None = Field(default=None, max_length=200)
+    grid_code: str | None = Field(default=None, pattern=r"^\d{6,32}$")
+    discovered_at: datetime | None = None
+    self_handled: bool = False
+
+    @field_validator("discovered_at")
+    @classmethod
+    def _discovered_has_zone(cls, value: datetime | None) -> datetime | None:
+        return _aware(value)
+
+
+class HotlineWorkOrder(Strict):
+    work_order_no: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
+    caller_name: str | None = Field(default=None, max_length=64)
+    caller_phone: str | None = Field(default=None, pattern=PHONE_PATTERN)
+    category_code: CategoryCode
+    description: str = Field(min_length=1, max_length=2000)
+    address: str | None = Field(default=None, max_length=200)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    grid_code: str | None = Field(default=None, pattern=r"^\d{6,32}$")
+    received_at: datetime | None = None
+
+    @field_validator("received_at")
+    @classmethod
+    def _received_has_zone(cls, value: datetime | None) -> datetime | None:
+        return _aware(value)
+
+
+ActionName = Literal["register", "reject", "duplicate", "dispatch", "accept", "feedback", "close", "rework",
+                     "escalate", "self_close", "transfer", "pause", "resume", "outstanding"]
+
+
+class CaseAction(Strict):
+    note: str | None = Field(default=None, max_length=2000)
+    department_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    assignee_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    to_level: Literal["village", "town", "city"] | None = None
+    original_number: str | None = Field(default=None, max_length=24)
+
+
+class StepOut(BaseModel):
+    at: datetime
+    action: str
+    action_label: str
+    from_state: str | None
+    to_state: str
+    from_level: str | None
+    to_level: str | None
+    actor: str | None
+    note: str | None
+
+
+class CaseOut(BaseModel):
+    id: int
+    number: str
+    state: str
+    state_label: str
+    kind: str
+    category_code: str
+    category_name: str
+    level: str
+    source: str
+    description: str
+    address: str | None
+    lat: float | None
+    lon: float | None
+    grid_code: str | None
+    self_handled: bool
+    valid: bool | None
+    overdue: bool
+    duplicate_of: str | None
+    discovered_at: datetime
+    reported_at: datetime
+    registered_at: datetime | None
+    closed_at: datetime | None
+    handle_due: datetime | None
+    transfer_due: datetime | None
+    photos: int
+    steps: list[StepOut] | None = None
+
+
+class CaseList(BaseModel):
+    items: list[CaseOut]
+    next_before_id: int | None
+
+
+class CategoryOut(BaseModel):
+    code: str
+    name: str
+    depth: int
+    kind: str
+    parent_code: str | None
+    handle_limit: int | None
+    handle_unit: str | None
+    must_escalate: bool
+    transfer_limit_minutes: int | None
+
+
+class PhotoOut(BaseModel):
+    id: int
+    content_type: str
+    size: int
+    sha256: str
+
+
+class ErrorBody(BaseModel):
+    message: str
+    field: str | None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+TokenOut.model_rebuild()
+
+MESSAGES = {
+    "missing": "缺少必填字段",
+    "extra_forbidden": "不允许的字段",
+    "string_too_short": "不能为空",
+    "string_too_long": "长度超出限制（最多 {max_length} 个字符）",
+    "string_pattern_mismatch": "格式不正确",
+    "string_type": "须为字符串",
+    "float_parsing": "须为数字",
+    "float_type": "须为数字",
+    "int_parsing": "须为整数",
+    "int_type": "须为整数",
+    "bool_parsing": "须为 true 或 false",
+    "bool_type": "须为 true 或 false",
+    "greater_than_equal": "不能小于 {ge}",
+    "less_than_equal": "不能大于 {le}",
+    "datetime_parsing": "时间格式不正确，应为 ISO 8601，例如 2026-11-23T09:30:00+08:00",
+    "datetime_type": "时间格式不正确，应为 ISO 8601",
+    "datetime_from_date_parsing": "时间格式不正确，应为 ISO 8601",
+    "literal_error": "取值不在允许范围内",
+    "model_type": "须为 JSON 对象",
+    "model_attributes_type": "须为 JSON 对象",
+    "finite_number": "须为有限数字",
+    "value_error": "{msg}",
+}
+
+
+def first_error(exc: ValidationError) -> tuple[str, str]:
+    """The first problem as (field, Chinese message)."""
+    err = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in err["loc"]) or "body"
+    template = MESSAGES.get(err["type"], "取值不正确")
+    context = dict(err.get("ctx") or {})
+    context.setdefault("msg", str(err.get("msg", "")).removeprefix("Value error, "))
+    try:
+        message = template.format(**context)
+    except (KeyError, IndexError):
+        message = template
+    return field, f"{field}: {message}"
