@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from flask import Flask, flash, g, jsonify, render_template, request, session
+from flask import Flask, abort, flash, g, jsonify, render_template, request, session
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -76,6 +76,17 @@ def load_account_from_session(app: Flask) -> Account | None:
 
 def init_app(app: Flask) -> None:
     @app.before_request
+    def refuse_nul() -> None:
+        """A NUL in a query or form field is never real input, and PostgreSQL cannot store it."""
+        sources = [request.args]
+        if request.mimetype == "application/x-www-form-urlencoded":
+            sources.append(request.form)
+        for source in sources:
+            for key, value in source.items(multi=True):
+                if "\x00" in key or "\x00" in value:
+                    abort(400, description=f"{key[:40]}: 含有不允许的字符")
+
+    @app.before_request
     def identify() -> None:
         g.account = None
         if request.endpoint == "static":
@@ -105,11 +116,15 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        # our own abort(..., description=...) says more than the generic word for the status
+        custom = exc.description if exc.description != type(exc).description else None
+        if exc.code == 400 and "CSRF" in (exc.description or ""):
+            custom = "页面已过期或缺少安全令牌（CSRF），请刷新页面后重试"
+        message = custom or labels.HTTP_ERRORS.get(exc.code, exc.description)
         if is_api_request():
             from .api.errors import api_error
 
-            return api_error(exc.code or 500, labels.HTTP_ERRORS.get(exc.code, exc.description))
-        message = labels.HTTP_ERRORS.get(exc.code, exc.description)
+            return api_error(exc.code or 500, message)
         return render_template("error.html", code=exc.code, message=message), exc.code
 
     @app.errorhandler(OperationalError)

@@ -192,3 +192,13 @@ def test_openapi_document_is_served(client):
 def test_unknown_api_path_is_json_404(client):
     response = client.get("/api/v1/nothing-here")
     assert response.status_code == 404 and response.get_json()["error"]["message"]
+
+
+def test_nul_characters_are_refused_not_crashed_on(world, client):
+    headers = token_for(client, "gw0")
+    response = client.post("/api/v1/cases", json=report_body(world, description="垃圾\x00堆"), headers=headers)
+    assert response.status_code == 422 and response.get_json()["error"]["field"] == "description"
+    login = client.post("/api/v1/tokens", json={"username": "gw\x000", "password": "x"})
+    assert login.status_code == 422
+    page = client.get("/login?next=%00")
+    assert page.status_code == 400

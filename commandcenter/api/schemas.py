@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ClientKey = Annotated[str, Field(min_length=8, max_length=80, pattern=r"^[A-Za-z0-9_\-:.]+$",
                                  description="client-chosen idempotency key: a retry with the same key returns the same case")]
@@ -15,6 +15,16 @@ PHONE_PATTERN = r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8}|\d{3,8})$"
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_control_characters(cls, data):
+        """NUL and other control characters are never text a person typed (and PostgreSQL refuses NUL)."""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if isinstance(value, str) and any(ord(ch) < 32 and ch not in "\t\r\n" for ch in value):
+                    raise ValueError(f"{key}: 含有不允许的控制字符")
+        return data
 
 
 class TokenRequest(Strict):
@@ -198,6 +208,10 @@ def first_error(exc: ValidationError) -> tuple[str, str]:
     """The first problem as (field, Chinese message)."""
     err = exc.errors(include_url=False)[0]
     field = ".".join(str(part) for part in err["loc"]) or "body"
+    if not err["loc"] and err["type"] == "value_error" and ": " in str(err.get("msg", "")):
+        # a whole-model check names its field at the start of its message
+        message = str(err["msg"]).removeprefix("Value error, ")
+        return message.split(": ", 1)[0], message
     template = MESSAGES.get(err["type"], "取值不正确")
     context = dict(err.get("ctx") or {})
     context.setdefault("msg", str(err.get("msg", "")).removeprefix("Value error, "))

@@ -28,6 +28,8 @@ def validate_credentials(username: str, password: str) -> LoginResult | None:
     """Shape checks before anything touches the database; messages name the field."""
     if not username:
         return LoginResult(None, "请输入用户名", "username")
+    if "\x00" in username or "\x00" in password:
+        return LoginResult(None, "输入含有不允许的字符", "username" if "\x00" in username else "password")
     if len(username) > USERNAME_MAX:
         return LoginResult(None, f"用户名不能超过 {USERNAME_MAX} 个字符", "username")
     if not password:
