@@ -50,9 +50,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         engineio_logger=False,
     )
 
-    from . import web
+    from . import jobs, realtime, web  # noqa: F401  (realtime registers the Socket.IO handlers)
 
     web.init_app(app)
+    jobs.install_hooks()
 
     from .api import bp as api_bp
     from .auth import bp as auth_bp

@@ -247,6 +247,9 @@ class Case(Base):
         Index("ix_cases_category_reported", "category_id", "reported_at"),
         Index("ix_cases_reported_at", "reported_at"),
         Index("ix_cases_reporter", "reporter_id", "reported_at"),
+        Index("ix_cases_transfer_warn", "transfer_warn_at"),
+        Index("ix_cases_escalate_warn", "escalate_warn_at"),
+        Index("ix_cases_handle_due", "handle_due"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -284,6 +287,9 @@ class Case(Base):
     handle_due: Mapped[datetime | None] = mapped_column(DateTime)
     escalate_due: Mapped[datetime | None] = mapped_column(DateTime)
     transfer_due: Mapped[datetime | None] = mapped_column(DateTime)
+    # when the duty officer must be warned (known at report/registration; see alerts.py)
+    transfer_warn_at: Mapped[datetime | None] = mapped_column(DateTime)
+    escalate_warn_at: Mapped[datetime | None] = mapped_column(DateTime)
     overdue: Mapped[bool] = mapped_column(Boolean, default=False)  # 逾期
     overdue_at: Mapped[datetime | None] = mapped_column(DateTime)
     paused_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -576,3 +582,15 @@ class Open311Token(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     client_id: Mapped[int | None] = mapped_column(ForeignKey("open311_clients.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class JobRun(Base):
+    """The last run of each periodic job, for the operator page (in both modes)."""
+
+    __tablename__ = "job_runs"
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    last_started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_status: Mapped[str | None] = mapped_column(String(10))  # ok / failed
+    last_detail: Mapped[str | None] = mapped_column(Text)
+    runs: Mapped[int] = mapped_column(Integer, default=0)

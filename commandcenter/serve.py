@@ -1,12 +1,11 @@
-"""Run the whole system in one process (embedded mode): web + Socket.IO, the periodic jobs in a
-thread, and optionally the simulator. Server mode runs the same pieces as separate processes."""
+"""Run the whole system in one process (embedded mode): web + Socket.IO, the follow-up and periodic
+jobs in a thread, and optionally the simulator. Server mode runs the same pieces as separate processes."""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
-import time
 
 from flask import Flask
 
@@ -15,31 +14,16 @@ from .extensions import socketio
 log = logging.getLogger(__name__)
 
 
-def run_schedule_in_process(app: Flask, stop: threading.Event) -> None:
-    """The same SCHEDULE that rq cron runs, called directly (no Redis needed)."""
-    from workers.schedule import SCHEDULE
-
-    last_run: dict[str, float] = {}
-    while not stop.is_set():
-        now = time.monotonic()
-        for func, _queue, interval in SCHEDULE:
-            name = func.__name__
-            if now - last_run.get(name, 0) >= interval:
-                last_run[name] = now
-                try:
-                    with app.app_context():
-                        func()
-                except Exception:  # a failing job must not stop the others
-                    log.exception("scheduled job %s failed", name)
-        stop.wait(1.0)
-
-
 def serve_forever(app: Flask, host: str = "127.0.0.1", port: int = 5000, simulate: bool = False,
                   speed: float = 1.0) -> None:
     settings = app.config["SETTINGS"]
     stop = threading.Event()
     if not settings.redis_url:
-        threading.Thread(target=run_schedule_in_process, args=(app, stop), daemon=True, name="jobs").start()
+        from workers.schedule import SCHEDULE
+
+        from .jobs import run_in_process
+
+        threading.Thread(target=run_in_process, args=(app, stop, SCHEDULE), daemon=True, name="jobs").start()
     if simulate:
         from .demo.simulator import run_simulator
 

@@ -1,10 +1,11 @@
-"""RQ job functions. Each opens its own app context (once per worker process) and calls domain code."""
+"""RQ job functions: thin, each opens an app context (or uses the caller's) and calls domain code."""
 
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
-from flask import Flask
+from flask import Flask, has_app_context
 
 log = logging.getLogger(__name__)
 _app: Flask | None = None
@@ -19,12 +20,75 @@ def app() -> Flask:
     return _app
 
 
+@contextmanager
+def context():
+    """A worker process builds its app once; the embedded runner calls us inside its own."""
+    if has_app_context():
+        yield
+        return
+    with app().app_context():
+        try:
+            yield
+        finally:
+            from commandcenter.db import db
+
+            db.remove()
+
+
+def process_outbox() -> int:
+    """Counters, alert scheduling and pushes for committed changes."""
+    from commandcenter import jobs
+
+    with context():
+        return jobs.process_outbox()
+
+
+def check_case_alerts(case_id: int) -> int:
+    """Runs at a case's warning moment (enqueue_at)."""
+    from commandcenter import jobs
+
+    with context():
+        return jobs.check_case_alerts(case_id)
+
+
+def sweep_alerts() -> int:
+    """The safety net behind the scheduled warnings."""
+    from commandcenter import jobs
+
+    with context(), jobs.recorded("sweep_alerts"):
+        return jobs.sweep_alerts()
+
+
 def sweep_deadlines() -> dict[str, int]:
-    """Mark overdue cases, void late parking reports (the safety net behind scheduled warnings)."""
+    """Mark overdue cases, void late parking reports."""
+    from commandcenter import jobs
     from commandcenter.cases.loop import sweep_deadlines as sweep
 
-    with app().app_context():
+    with context(), jobs.recorded("sweep_deadlines"):
         counts = sweep()
         if any(counts.values()):
             log.info("deadline sweep: %s", counts)
         return counts
+
+
+def drain_outbox_catch_up() -> int:
+    """Periodic drain: catches up whatever was committed while Redis was unreachable."""
+    from commandcenter import jobs
+
+    with context(), jobs.recorded("drain_outbox_catch_up"):
+        return jobs.process_outbox()
+
+
+def reconcile_counters() -> dict:
+    """Nightly: recompute the live counters from PostgreSQL and report the drift corrected."""
+    from datetime import timedelta
+
+    from commandcenter import counters, jobs
+    from commandcenter.db import db
+    from commandcenter.timeutil import local_today
+
+    with context(), jobs.recorded("reconcile_counters"):
+        today = local_today()
+        report = counters.reconcile(jobs.counters_redis(), db, today - timedelta(days=31), today, jobs.city_id())
+        log.info("reconcile: %s keys checked, %s fixed", report.get("keys_checked"), report.get("keys_fixed"))
+        return report

@@ -1,5 +1,5 @@
-"""The periodic jobs, declared once: `rq cron workers/schedule.py` reads the register() calls below
-in server mode; the embedded runner (commandcenter.serve) walks SCHEDULE in a thread."""
+"""The periodic jobs, declared once: `rq cron workers/cron.py` registers them in server mode;
+the embedded runner (commandcenter.jobs.run_in_process) walks SCHEDULE in a thread of the web process."""
 
 from __future__ import annotations
 
@@ -7,21 +7,9 @@ from workers import jobs
 
 # (job function, queue, interval in seconds)
 SCHEDULE = [
+    (jobs.drain_outbox_catch_up, "realtime", 10),
+    (jobs.sweep_alerts, "realtime", 15),
     (jobs.sweep_deadlines, "realtime", 60),
+    (jobs.reconcile_counters, "default", 24 * 3600),
 ]
 
-
-def _register_with_rq() -> None:
-    from rq import cron
-
-    for func, queue, interval in SCHEDULE:
-        cron.register(func, queue_name=queue, interval=interval)
-
-
-if __name__ != "__main__":
-    try:
-        import rq.cron  # noqa: F401  (rq cron imports this file as its configuration)
-
-        _register_with_rq()
-    except ImportError:  # pragma: no cover - rq is a hard dependency; kept for clarity
-        pass

@@ -14,7 +14,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from .. import labels
+from .. import alerts, labels
 from ..access import Forbidden, has_permission, in_jurisdiction
 from ..db import db
 from ..models import CASE_LEVELS, Account, Case, CaseStep, Category, Department, Dispute, Outbox, Place
@@ -90,6 +90,7 @@ def _step(case: Case, actor: Account | None, action: str, to_state: str, *, note
     case.state = to_state
     if to_level:
         case.level = to_level
+    alerts.clear_for_case(case, now)
     db.add(Outbox(topic="case.changed", payload={
         "case_id": case.id, "action": action, "state": to_state, "level": case.level,
         "town_id": case.town_id, "village_id": case.village_id, "grid_id": case.grid_id,
@@ -183,6 +184,7 @@ def report_case(data: ReportInput, *, actor: Account | None, source: str, client
     )
     if category.transfer_limit_minutes:
         case.transfer_due = discovered + timedelta(minutes=category.transfer_limit_minutes)
+    alerts.plan_on_report(case, category)
     db.add(case)
     try:
         db.flush()
@@ -260,6 +262,7 @@ def register(case: Case, actor: Account | None, note: str | None = None, now: da
         case.handle_due = deadline_utc(now, category.handle_limit, category.handle_unit, tz)
     if category.must_escalate and category.escalate_limit and not _reached(case, category.escalate_to):
         case.escalate_due = deadline_utc(now, category.escalate_limit, category.escalate_unit, tz)
+    alerts.plan_on_register(case, category)
     _step(case, actor, "register", "registered", note=note, now=now)
     _commit()
     return case
@@ -451,6 +454,8 @@ def escalate(case: Case, actor: Account | None, to_level: str | None = None, not
           note=f"由{labels.LEVEL[case.level]}流转至{labels.LEVEL[target]}：{note}")
     if case.escalate_due is not None and _reached(case, case.category.escalate_to):
         case.escalate_due = None
+        case.escalate_warn_at = None
+        alerts.clear_for_case(case, now)
     _commit()
     return case
 

@@ -1,0 +1,131 @@
+"""Deadline warnings the duty officer must see *before* a limit passes.
+
+Three kinds: a 乱停车 report close to its one hour (parking_due), a case that must go up and is
+close to its escalation limit while still below the level it must reach (escalation_due), and a case
+past its handling limit (overdue). The warning time is known when the case is reported or
+registered, so it is planned then (and scheduled for that moment by the workers); a periodic sweep
+is the safety net. The unique (case, kind) constraint makes an alert rise once, however many sweeps,
+retries or workers look at it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from .db import db
+from .models import Alert, Case, Category
+
+OPEN_STATES = ("reported", "registered", "dispatched", "handling", "feedback")
+DEFAULT_PARKING_WARN_MINUTES = 15
+LEVEL_RANK = {"grid": 0, "village": 1, "town": 2, "city": 3}
+
+
+def warn_time(start: datetime, due: datetime, category: Category) -> datetime:
+    """`warn_before_minutes` before the limit when the category sets it, else when `warn_ratio` of it is used."""
+    if category.warn_before_minutes:
+        return max(start, due - timedelta(minutes=category.warn_before_minutes))
+    return start + (due - start) * (category.warn_ratio or 0.8)
+
+
+def plan_on_report(case: Case, category: Category) -> None:
+    if case.transfer_due is not None:
+        minutes = category.warn_before_minutes or DEFAULT_PARKING_WARN_MINUTES
+        case.transfer_warn_at = max(case.discovered_at, case.transfer_due - timedelta(minutes=minutes))
+
+
+def plan_on_register(case: Case, category: Category) -> None:
+    if case.escalate_due is not None and case.registered_at is not None:
+        case.escalate_warn_at = warn_time(case.registered_at, case.escalate_due, category)
+
+
+def needs_escalation(case: Case) -> bool:
+    target = case.category.escalate_to
+    return bool(case.category.must_escalate and target and LEVEL_RANK[case.level] < LEVEL_RANK[target])
+
+
+def due_alerts(case: Case, now: datetime) -> list[tuple[str, datetime]]:
+    """(kind, due_at) of every alert this case deserves at `now`."""
+    if case.state not in OPEN_STATES:
+        return []
+    found = []
+    if case.transfer_warn_at and case.transferred_at is None and case.transfer_warn_at <= now:
+        found.append(("parking_due", case.transfer_due))
+    if case.escalate_warn_at and case.escalate_due and case.escalate_warn_at <= now and needs_escalation(case):
+        found.append(("escalation_due", case.escalate_due))
+    if case.overdue and case.handle_due:
+        found.append(("overdue", case.handle_due))
+    return found
+
+
+def raise_alert(case: Case, kind: str, due_at: datetime, now: datetime) -> Alert | None:
+    """Insert the alert unless it exists already (then None: raised once, never twice)."""
+    existing = db.execute(select(Alert).where(Alert.case_id == case.id, Alert.kind == kind)).scalar_one_or_none()
+    if existing is not None:
+        return None
+    alert = Alert(case_id=case.id, kind=kind, town_id=case.town_id, due_at=due_at, raised_at=now)
+    try:
+        with db.begin_nested():
+            db.add(alert)
+    except IntegrityError:  # another worker raised it between our look and our insert
+        return None
+    return alert
+
+
+def check_case(case_id: int, now: datetime) -> list[Alert]:
+    """Raise what is due for one case (the job scheduled for its warning time). Commits."""
+    case = db.get(Case, case_id)
+    if case is None:
+        return []
+    raised = [a for kind, due in due_alerts(case, now) if (a := raise_alert(case, kind, due, now))]
+    db.commit()
+    return raised
+
+
+def sweep(now: datetime, limit: int = 2000) -> list[Alert]:
+    """The safety net: every case whose warning time has come and that has no alert yet."""
+    candidates = db.execute(select(Case).where(
+        Case.state.in_(OPEN_STATES),
+        (Case.transfer_warn_at <= now) & Case.transferred_at.is_(None)
+        | (Case.escalate_warn_at <= now) & Case.escalate_due.is_not(None)
+        | Case.overdue.is_(True),
+    ).order_by(Case.id).limit(limit)).scalars().all()
+    raised = []
+    for case in candidates:
+        for kind, due in due_alerts(case, now):
+            alert = raise_alert(case, kind, due, now)
+            if alert is not None:
+                raised.append(alert)
+    db.commit()
+    return raised
+
+
+def clear_for_case(case: Case, now: datetime) -> list[Alert]:
+    """Called by every step of the loop (inside its transaction): clear what no longer applies."""
+    open_alerts = db.execute(select(Alert).where(Alert.case_id == case.id, Alert.cleared_at.is_(None))).scalars().all()
+    cleared = []
+    for alert in open_alerts:
+        finished = case.state not in OPEN_STATES
+        if (finished
+                or alert.kind == "parking_due" and case.transferred_at is not None
+                or alert.kind == "escalation_due" and not needs_escalation(case)):
+            alert.cleared_at = now
+            cleared.append(alert)
+    return cleared
+
+
+def acknowledge(alert: Alert, account, now: datetime) -> Alert:
+    if alert.acknowledged_at is None:
+        alert.acknowledged_at = now
+        alert.acknowledged_by_id = account.id
+    db.commit()
+    return alert
+
+
+def open_alerts(town_id: int | None = None, limit: int = 100) -> list[Alert]:
+    stmt = select(Alert).where(Alert.cleared_at.is_(None)).order_by(Alert.due_at).limit(limit)
+    if town_id is not None:
+        stmt = stmt.where(Alert.town_id == town_id)
+    return list(db.execute(stmt).scalars())

@@ -1,0 +1,237 @@
+"""Follow-up work after a committed change: counters, alert scheduling, pushes.
+
+The change and its Outbox row are committed together; only then is the outbox drained. In server mode
+a commit that wrote outbox rows enqueues one `process_outbox` job on RQ (at most one per second); if
+Redis is down at that moment nothing is lost: the rows wait, and the periodic job drains them when
+Redis is back. In embedded mode a thread in the web process drains them at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+from datetime import datetime
+
+from flask import Flask, current_app, has_app_context
+from sqlalchemy import event, select
+
+from . import alerts, labels
+from .db import db, session_factory
+from .models import Alert, Case, JobRun, Outbox, Place
+from .timeutil import utcnow
+
+log = logging.getLogger(__name__)
+KICK_KEY = "cc:outbox:kick"
+_wake = threading.Event()
+_fake_redis = None
+_fake_lock = threading.Lock()
+
+
+# --- where the counters live ------------------------------------------------------------------------
+
+def counters_redis():
+    """Real Redis in server mode; an in-process stand-in (fakeredis) in embedded mode: one code path."""
+    global _fake_redis
+    settings = current_app.config["SETTINGS"]
+    if settings.redis_url:
+        from .redis_conn import redis_client
+
+        return redis_client()
+    with _fake_lock:
+        if _fake_redis is None:
+            import fakeredis
+
+            _fake_redis = fakeredis.FakeRedis()
+        return _fake_redis
+
+
+def city_id() -> int | None:
+    return db.execute(select(Place.id).where(Place.level == "city").limit(1)).scalar_one_or_none()
+
+
+# --- kicking the drain after a commit ---------------------------------------------------------------
+
+def _note_outbox(session, _flush_context) -> None:
+    if any(isinstance(obj, Outbox) for obj in session.new):
+        session.info["outbox_written"] = True
+
+
+def _after_commit(session) -> None:
+    if session.info.pop("outbox_written", False):
+        kick_outbox()
+
+
+def _after_rollback(session) -> None:
+    session.info.pop("outbox_written", None)
+
+
+def install_hooks() -> None:
+    if not event.contains(session_factory, "after_flush", _note_outbox):
+        event.listen(session_factory, "after_flush", _note_outbox)
+        event.listen(session_factory, "after_commit", _after_commit)
+        event.listen(session_factory, "after_soft_rollback", lambda s, _t: _after_rollback(s))
+
+
+def kick_outbox() -> None:
+    if not has_app_context():
+        _wake.set()
+        return
+    settings = current_app.config["SETTINGS"]
+    if not settings.redis_url:
+        _wake.set()
+        return
+    try:
+        from .redis_conn import redis_client
+
+        r = redis_client()
+        if r.set(KICK_KEY, "1", nx=True, px=500):
+            from rq import Queue
+
+            Queue("realtime", connection=r).enqueue("workers.jobs.process_outbox", job_timeout=120, retry=_retry())
+    except Exception as exc:  # Redis down: the outbox keeps the work; the periodic drain catches up
+        log.warning("could not enqueue outbox drain (%s); it will be caught up", exc.__class__.__name__)
+
+
+def _retry():
+    from rq import Retry
+
+    return Retry(max=5, interval=[1, 2, 5, 10, 30])
+
+
+def schedule_alert_check(case_id: int, when: datetime) -> None:
+    """At the warning moment, check the case (server mode; embedded mode sweeps every few seconds)."""
+    settings = current_app.config["SETTINGS"]
+    if not settings.redis_url:
+        return
+    from datetime import UTC
+
+    from rq import Queue
+
+    from .redis_conn import redis_client
+
+    Queue("realtime", connection=redis_client()).enqueue_at(
+        when.replace(tzinfo=UTC), "workers.jobs.check_case_alerts", case_id, job_timeout=60, retry=_retry())
+
+
+# --- the work itself (called by RQ jobs and by the in-process loop) ---------------------------------
+
+def process_outbox(limit: int = 500) -> int:
+    """Apply counters, plan alert checks and push each committed change. Safe to run concurrently."""
+    from . import counters
+
+    r = counters_redis()
+    total = 0
+    cid = city_id()
+    while True:
+        done = counters.drain_outbox(r, db, cid, limit=limit, on_event=_on_case_event)
+        total += done
+        if done < limit:
+            return total
+
+
+def _on_case_event(row: Outbox) -> None:
+    payload = row.payload
+    case = db.get(Case, payload["case_id"])
+    if case is None:
+        return
+    if payload["action"] in ("report", "register"):
+        for when in (case.transfer_warn_at, case.escalate_warn_at):
+            if when is not None and when > utcnow():
+                try:
+                    schedule_alert_check(case.id, when)
+                except Exception:  # the sweep is the safety net
+                    log.warning("could not schedule the alert check of case %s", case.id)
+    from .realtime import publish
+
+    publish("case", {
+        "id": case.id, "number": case.number, "action": payload["action"], "state": case.state,
+        "kind": case.kind, "level": case.level, "lat": case.lat, "lon": case.lon,
+        "grid_id": case.grid_id, "town_id": case.town_id, "overdue": case.overdue,
+        "category": case.category.name,
+    }, [case.grid_id, case.village_id, case.town_id, cid_of(case)])
+
+
+def cid_of(case: Case) -> int | None:
+    if case.town_id is None:
+        return None
+    town = db.get(Place, case.town_id)
+    return town.city_id if town else None
+
+
+def push_alerts(raised: list[Alert]) -> None:
+    from .realtime import publish
+
+    for alert in raised:
+        case = db.get(Case, alert.case_id)
+        publish("alert", alert_payload(alert, case), [case.grid_id, case.village_id, case.town_id, cid_of(case)])
+
+
+def alert_payload(alert: Alert, case: Case) -> dict:
+    return {"id": alert.id, "case_id": case.id, "number": case.number, "kind": alert.kind,
+            "kind_label": labels.ALERT_KIND[alert.kind], "due_at": alert.due_at.isoformat() + "Z",
+            "raised_at": alert.raised_at.isoformat() + "Z", "town_id": case.town_id,
+            "category": case.category.name, "address": case.address}
+
+
+def check_case_alerts(case_id: int, now: datetime | None = None) -> int:
+    raised = alerts.check_case(case_id, now or utcnow())
+    push_alerts(raised)
+    return len(raised)
+
+
+def sweep_alerts(now: datetime | None = None) -> int:
+    raised = alerts.sweep(now or utcnow())
+    push_alerts(raised)
+    return len(raised)
+
+
+@contextmanager
+def recorded(name: str):
+    """Keep the last run of a periodic job visible to the administrator."""
+    run = db.get(JobRun, name) or JobRun(name=name, runs=0)
+    run.last_started_at = utcnow()
+    db.add(run)
+    db.commit()
+    try:
+        yield
+    except Exception as exc:
+        db.rollback()
+        run = db.get(JobRun, name)
+        run.last_status, run.last_detail = "failed", f"{exc.__class__.__name__}: {exc}"[:500]
+        run.last_finished_at, run.runs = utcnow(), run.runs + 1
+        db.commit()
+        raise
+    run = db.get(JobRun, name)
+    run.last_status, run.last_finished_at, run.runs = "ok", utcnow(), run.runs + 1
+    db.commit()
+
+
+# --- embedded mode: the same work in threads ------------------------------------------------------
+
+def run_in_process(app: Flask, stop: threading.Event, schedule: list[tuple[Callable, str, int]]) -> None:
+    """Drain the outbox as soon as a commit wakes us, and run the periodic schedule."""
+    import time
+
+    last_run: dict[str, float] = {}
+    while not stop.is_set():
+        _wake.wait(1.0)
+        _wake.clear()
+        with app.app_context():
+            try:
+                process_outbox()
+            except Exception:
+                log.exception("outbox drain failed")
+            finally:
+                db.remove()
+            now = time.monotonic()
+            for func, _queue, interval in schedule:
+                if now - last_run.get(func.__name__, 0) >= interval:
+                    last_run[func.__name__] = now
+                    try:
+                        func()
+                    except Exception:
+                        log.exception("scheduled job %s failed", func.__name__)
+                    finally:
+                        db.remove()

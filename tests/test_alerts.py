@@ -1,0 +1,87 @@
+"""Warnings before a deadline is missed: raised once, at the right moment, cleared when the case moves on."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from commandcenter import alerts, jobs
+from commandcenter.cases import loop
+from commandcenter.db import db
+from commandcenter.models import Account, Alert, Case
+
+T0 = datetime(2026, 11, 23, 2, 0)  # 10:00 in Asia/Shanghai, a Monday
+
+
+def account(username: str) -> Account:
+    return db.query(Account).filter_by(username=username).one()
+
+
+def parking_case(world, discovered: datetime, now: datetime) -> Case:
+    lat, lon = world.grid_point(0)
+    data = loop.ReportInput(category_id=world.category("0401").id, description="机动车占用盲道", lat=lat, lon=lon,
+                            discovered_at=discovered)
+    case, _ = loop.report_case(data, actor=account("gw0"), source="app", client_key=None, now=now)
+    return case
+
+
+def test_parking_report_warns_at_45_minutes_once_and_clears_on_transfer(ctx, world):
+    case = parking_case(world, discovered=T0, now=T0 + timedelta(minutes=5))
+    assert case.transfer_due == T0 + timedelta(minutes=60)
+    assert case.transfer_warn_at == T0 + timedelta(minutes=45)
+    assert alerts.sweep(T0 + timedelta(minutes=44)) == []  # at 44 minutes: nothing yet
+    assert jobs.check_case_alerts(case.id, T0 + timedelta(minutes=44)) == 0
+    raised = alerts.sweep(T0 + timedelta(minutes=45))
+    assert [(a.case_id, a.kind) for a in raised] == [(case.id, "parking_due")]
+    for minute in range(46, 56):  # ten more sweeps and a retried job: still one alert
+        assert alerts.sweep(T0 + timedelta(minutes=minute)) == []
+    assert jobs.check_case_alerts(case.id, T0 + timedelta(minutes=50)) == 0
+    assert db.query(Alert).count() == 1
+    loop.transfer_to_city(db.get(Case, case.id), account("town0_operator"), now=T0 + timedelta(minutes=50))
+    alert = db.query(Alert).one()
+    assert alert.cleared_at == T0 + timedelta(minutes=50)
+    assert alerts.open_alerts() == []
+
+
+def test_unescalated_gas_hazard_alerts_once_near_its_limit(ctx, world):
+    lat, lon = world.grid_point(1)
+    data = loop.ReportInput(category_id=world.category("1002").id, description="闻到燃气味", lat=lat, lon=lon)
+    case, _ = loop.report_case(data, actor=account("gw1"), source="app", client_key=None, now=T0)
+    loop.register(case, account("town0_operator"), now=T0)
+    assert case.escalate_due == T0 + timedelta(hours=2)
+    warn = case.escalate_warn_at
+    assert warn == T0 + timedelta(minutes=96)  # 80 % of two hours
+    assert alerts.sweep(warn - timedelta(seconds=1)) == []
+    for i in range(10):
+        alerts.sweep(warn + timedelta(seconds=i))
+    # a worker killed after raising but before its push: the job runs again, nothing new is raised
+    assert jobs.check_case_alerts(case.id, warn + timedelta(minutes=1)) == 0
+    assert [(a.kind, a.due_at) for a in db.query(Alert).all()] == [("escalation_due", case.escalate_due)]
+    loop.escalate(db.get(Case, case.id), account("gw1"), to_level="town", note="燃气泄漏需镇街协调处置",
+                  now=warn + timedelta(minutes=2))
+    assert db.query(Alert).one().cleared_at is not None
+    assert db.get(Case, case.id).escalate_warn_at is None
+
+
+def test_overdue_case_raises_overdue_alert_and_closing_clears_it(ctx, world):
+    lat, lon = world.grid_point(2)
+    data = loop.ReportInput(category_id=world.category("0501").id, description="井盖缺失", lat=lat, lon=lon)
+    case, _ = loop.report_case(data, actor=account("gw2"), source="app", client_key=None, now=T0)
+    loop.register(case, account("town0_operator"), now=T0)
+    late = case.handle_due + timedelta(minutes=1)
+    loop.sweep_deadlines(now=late)
+    raised = alerts.sweep(late)
+    assert [a.kind for a in raised] == ["overdue"]
+    assert alerts.sweep(late + timedelta(minutes=5)) == []
+    case = db.get(Case, case.id)
+    loop.reject(case, account("town0_operator"), reason="测试作废", now=late + timedelta(minutes=10))
+    assert db.query(Alert).one().cleared_at is not None
+
+
+def test_acknowledge_records_who_and_when(ctx, world):
+    case = parking_case(world, discovered=T0, now=T0)
+    alert = alerts.sweep(T0 + timedelta(minutes=46))[0]
+    alerts.acknowledge(alert, account("city_duty_officer"), T0 + timedelta(minutes=47))
+    alert = db.get(Alert, alert.id)
+    assert alert.acknowledged_by_id == account("city_duty_officer").id
+    assert alert.acknowledged_at == T0 + timedelta(minutes=47)
+    assert case.id == alert.case_id
