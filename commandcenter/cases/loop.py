@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import alerts, labels
 from ..access import Forbidden, has_permission, in_jurisdiction
 from ..db import db
-from ..models import CASE_LEVELS, Account, Case, CaseStep, Category, Department, Dispute, Outbox, Place
+from ..models import CASE_LEVELS, Account, Case, CaseStep, Category, Center, Department, Dispute, Outbox, Place
 from ..timeutil import DEFAULT_TZ, fmt, local, utcnow
 from ..workcalendar import deadline_utc
 
@@ -37,7 +37,7 @@ ALLOWED_FROM: dict[str, tuple[str, ...]] = {
     "rework": ("feedback",),
     "escalate": ("reported", "registered", "dispatched", "handling"),
     "self_close": ("reported",),
-    "transfer": ("reported", "registered", "dispatched", "handling"),
+    "transfer": ("reported", "registered", "dispatched", "handling", "feedback"),
     "pause": ("registered", "dispatched", "handling"),
     "resume": ("registered", "dispatched", "handling"),
     "outstanding": ("closed",),
@@ -52,6 +52,7 @@ PERMISSION_OF = {
 }
 
 MAX_NOTE = 2000
+PAUSE_REASON_MAX = 200
 
 
 class TransitionError(Exception):
@@ -90,6 +91,8 @@ def _step(case: Case, actor: Account | None, action: str, to_state: str, *, note
     case.state = to_state
     if to_level:
         case.level = to_level
+    if to_state in FINAL_STATES:
+        case.paused_at = None
     alerts.clear_for_case(case, now)
     db.add(Outbox(topic="case.changed", payload={
         "case_id": case.id, "action": action, "state": to_state, "level": case.level,
@@ -125,7 +128,7 @@ def may_act_on(account: Account, case: Case) -> bool:
     if not may_see(account, case):
         return False
     home_level = account.place.level
-    if account.role in ("center_admin", "operator") and home_level in LEVEL_RANK:
+    if account.role in ("center_admin", "operator", "supervisor") and home_level in LEVEL_RANK:
         return LEVEL_RANK[case.level] <= LEVEL_RANK[home_level]
     return True
 
@@ -342,18 +345,22 @@ def dispatch(case: Case, actor: Account | None, department_id: int | None = None
         raise TransitionError("请选择处置部门或处置人", "department_id")
     now = now or utcnow()
     note = _clean_note(note)
-    target = ""
+    department = assignee = None
     if department_id is not None:
         department = db.get(Department, department_id)
         if department is None:
             raise TransitionError("处置部门不存在", "department_id")
-        case.department_id = department.id
-        target = department.name
     if assignee_id is not None:
         assignee = db.get(Account, assignee_id)
         if assignee is None or not assignee.active or not in_jurisdiction(
                 assignee, grid_id=case.grid_id, village_id=case.village_id, town_id=case.town_id):
             raise TransitionError("处置人不存在或不在该案件辖区", "assignee_id")
+    # checked everything: only now change the case, so a refusal leaves nothing half-done
+    target = ""
+    if department is not None:
+        case.department_id = department.id
+        target = department.name
+    if assignee is not None:
         case.assignee_id = assignee.id
         target = f"{target} {assignee.display_name}".strip()
     case.dispatched_at = now
@@ -362,8 +369,20 @@ def dispatch(case: Case, actor: Account | None, department_id: int | None = None
     return case
 
 
+def _check_handler(case: Case, actor: Account | None) -> None:
+    """Handling belongs to whom the case was dispatched to; centers may act for their handlers."""
+    if actor is None or actor.role in ("center_admin", "operator"):
+        return
+    if actor.role == "department" and case.department_id == actor.department_id:
+        return
+    if case.assignee_id == actor.id:
+        return
+    raise Forbidden("该案件未派遣给本账号")
+
+
 def accept(case: Case, actor: Account | None, now: datetime | None = None) -> Case:
     _check(case, actor, "accept")
+    _check_handler(case, actor)
     _step(case, actor, "accept", "handling", now=now or utcnow())
     _commit()
     return case
@@ -371,6 +390,7 @@ def accept(case: Case, actor: Account | None, now: datetime | None = None) -> Ca
 
 def feedback(case: Case, actor: Account | None, note: str, now: datetime | None = None) -> Case:
     _check(case, actor, "feedback")
+    _check_handler(case, actor)
     note = _clean_note(note, required=True)
     _step(case, actor, "feedback", "feedback", note=note, now=now or utcnow())
     _commit()
@@ -415,6 +435,7 @@ def self_close(case: Case, actor: Account | None, note: str, now: datetime | Non
     on_time = self_closed_same_day(case)
     _step(case, actor, "self_close", "closed", now=now,
           note=note + ("" if on_time else "（超过当日办结，不计积分）"))
+    _resolve_dispute(case, now)
     _commit()
     return case
 
@@ -444,8 +465,11 @@ def escalate(case: Case, actor: Account | None, to_level: str | None = None, not
         case.escalated_to_town = True
     if target == "city":
         case.escalated_to_city = True
-    if actor is not None and actor.center_id and actor.place.level == "town":
-        case.escalated_by_center_id = actor.center_id  # indicator 7: escalations by the town center
+    if actor is not None and actor.place.level == "town" and LEVEL_RANK[target] > LEVEL_RANK["town"]:
+        # indicator 7 (事项流转): the town center passing a case up to the city
+        center_id = actor.center_id or db.execute(select(Center.id).where(
+            Center.place_id == actor.place_id, Center.level == "town")).scalar()
+        case.escalated_by_center_id = center_id
     to_state = "registered" if case.state != "reported" else "reported"
     if to_state == "registered":
         case.department_id = None
@@ -483,6 +507,8 @@ def pause(case: Case, actor: Account | None, reason: str, now: datetime | None =
     if case.paused_at is not None:
         raise TransitionError("计时已暂停")
     reason = _clean_note(reason, required=True, field="reason")
+    if len(reason) > PAUSE_REASON_MAX:
+        raise TransitionError(f"暂停原因不能超过 {PAUSE_REASON_MAX} 个字", "reason")
     now = now or utcnow()
     case.paused_at = now
     case.pause_reason = reason
@@ -534,7 +560,7 @@ def sweep_deadlines(now: datetime | None = None) -> dict[str, int]:
     now = now or utcnow()
     counts = {"overdue": 0, "auto_rejected": 0}
     late_parking = db.execute(select(Case).where(
-        Case.state.in_(("reported", "registered", "dispatched", "handling")),
+        Case.state.in_(OPEN_STATES),
         Case.transfer_due.is_not(None), Case.transfer_due < now, Case.transferred_at.is_(None),
     )).scalars().all()
     for case in late_parking:
