@@ -137,12 +137,17 @@ def _on_case_event(row: Outbox) -> None:
     if case is None:
         return
     if payload["action"] in ("report", "register"):
+        now = utcnow()
         for when in (case.transfer_warn_at, case.escalate_warn_at):
-            if when is not None and when > utcnow():
-                try:
-                    schedule_alert_check(case.id, when)
-                except Exception:  # the sweep is the safety net
-                    log.warning("could not schedule the alert check of case %s", case.id)
+            if when is None:
+                continue
+            if when <= now:  # reported late: the warning is due already
+                check_case_alerts(case.id, now)
+                continue
+            try:
+                schedule_alert_check(case.id, when)
+            except Exception:  # the sweep is the safety net
+                log.warning("could not schedule the alert check of case %s", case.id)
     from .realtime import publish
 
     publish("case", {

@@ -261,3 +261,76 @@ def page(browser):
     pg.on("request", watch)
     yield pg
     context.close()
+
+
+class WorkerProcess:
+    """`rq worker --with-scheduler` on the test Redis, as a separate process on the test database."""
+
+    def __init__(self, env: dict, log_path: Path, queues: tuple[str, ...] = ("realtime", "default")):
+        self.env, self.log_path, self.queues = env, log_path, queues
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> WorkerProcess:
+        self._log = open(self.log_path, "ab")
+        rq = str(Path(sys.executable).parent / "rq")
+        self.proc = subprocess.Popen([rq, "worker", "--with-scheduler", "-u", self.env["REDIS_URL"], *self.queues],
+                                     cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+@pytest.fixture
+def server_env(pg_url, redis_conn, tmp_path):
+    """Environment of a server-mode process: the test PostgreSQL database and the test Redis."""
+    return {**os.environ, "DATABASE_URL": pg_url, "REDIS_URL": TEST_REDIS_URL, "INSTANCE_PATH": str(tmp_path),
+            "SECRET_KEY": "live-test", "SECURE_COOKIES": "0", "LOGIN_RATE_LIMIT": "1000 per minute"}
+
+
+@pytest.fixture
+def live_stack(app, server_env):
+    """A web process and a separate RQ worker process, joined only through PostgreSQL and Redis."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    web = LiveServer(server_env, free_port(), ARTIFACTS / "stack-web.log").start()
+    worker = WorkerProcess(server_env, ARTIFACTS / "stack-worker.log").start()
+    yield web, worker
+    worker.stop()
+    web.stop()
+
+
+def login_session(base_url: str, username: str, password: str = PASSWORD):
+    """A requests.Session logged in through the real login form."""
+    import requests
+
+    s = requests.Session()
+    page = s.get(base_url + "/login", timeout=10)
+    response = s.post(base_url + "/login", data={"username": username, "password": password,
+                                                 "csrf_token": csrf_from(page.text)}, timeout=10, allow_redirects=False)
+    assert response.status_code == 302, response.text[:500]
+    return s
+
+
+def socket_client(base_url: str, session) -> tuple:
+    """A real Socket.IO client on /live carrying the browser session's cookie; returns (client, events)."""
+    import socketio
+
+    events: list[tuple[str, dict]] = []
+    client = socketio.Client(reconnection=False)
+    client.on("*", lambda event, data: events.append((event, data)), namespace="/live")
+    cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+    client.connect(base_url, headers={"Cookie": cookie}, namespaces=["/live"], transports=["websocket"],
+                   wait_timeout=10)
+    return client, events

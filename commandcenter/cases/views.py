@@ -1,6 +1,226 @@
-"""The center's case screens: list with filters, case page with timeline and actions, queue, hotline."""
+"""The center's case screens: list with filters, case page with timeline and actions, queue, hotline.
 
-from flask import Blueprint
+Views stay thin: reading in queries.py, form input in forms.py, every step in loop.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.security import safe_join
+
+from ..access import Forbidden, current_account, has_permission, require
+from ..audit import audit
+from ..db import db
+from ..extensions import limiter
+from ..models import CASE_KINDS, CASE_LEVELS, CASE_SOURCES, CASE_STATES, Account, Case, CasePhoto, Department
+from ..timeutil import utcnow
+from . import forms, queries
+from .loop import PERMISSION_OF, TransitionError, may_act_on, may_see, report_case
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
 hotline_bp = Blueprint("hotline", __name__, url_prefix="/hotline")
+
+CONFLICT_MESSAGE = "案件已被他人修改，请刷新后重试"
+# photos the browser may show inline; anything else is offered as a download
+INLINE_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
+
+
+def wants_fragment() -> bool:
+    """An htmx request for a part of the page (a history restore wants the whole page)."""
+    return bool(request.headers.get("HX-Request")) and not request.headers.get("HX-History-Restore-Request")
+
+
+def _fragment_or_page(fragment: str, page: str, **context):
+    response = current_app.make_response(render_template(fragment if wants_fragment() else page, **context))
+    response.headers["Vary"] = "HX-Request"
+    return response
+
+
+def _case_or_404(case_id: int, *, full: bool = False) -> Case:
+    """404 both for a missing case and for one outside the jurisdiction: never reveal other towns' cases."""
+    case = queries.get_visible_case(current_account(), case_id, full=full)
+    if case is None:
+        abort(404)
+    return case
+
+
+# --- 1. the list ---------------------------------------------------------------------------------------
+
+@bp.get("/")
+@require("case.view")
+def index():
+    account = current_account()
+    f = forms.parse_filters(request.args, account)
+    now = utcnow()
+    page = queries.list_cases(account, f, now)
+    context = dict(f=f, result=page, paths=queries.category_paths(), now=now, current_due=queries.current_due,
+                   is_overdue=queries.is_overdue)
+    if not wants_fragment():
+        towns = queries.places_within(account, "town") if account.place.level == "city" else []
+        villages = queries.places_within(account, "village") if account.place.level in ("city", "town") else []
+        context.update(states=CASE_STATES, kinds=CASE_KINDS, sources=CASE_SOURCES, levels=CASE_LEVELS,
+                       tree=queries.category_tree(active_only=False), towns=towns, villages=villages,
+                       town_names=queries.place_names(v.town_id for v in villages))
+    return _fragment_or_page("cases/_table.html", "cases/index.html", **context)
+
+
+# --- 4. the register / dispatch queue ------------------------------------------------------------------
+
+@bp.get("/queue")
+@require("case.register")
+def queue():
+    account = current_account()
+    now = utcnow()
+    return _fragment_or_page("cases/_queue.html", "cases/queue.html", q=queries.register_queue(account), now=now,
+                             paths=queries.category_paths(), minutes_left=queries.minutes_left,
+                             current_due=queries.current_due, is_overdue=queries.is_overdue)
+
+
+# --- 2. the case page ------------------------------------------------------------------------------------
+
+def render_case(case: Case, *, status: int = 200, error: dict | None = None, values: dict | None = None,
+                conflict: str | None = None):
+    account = current_account()
+    actions = forms.available_actions(account, case)
+    duplicate_of = db.get(Case, case.duplicate_of_id) if case.duplicate_of_id else None
+    if duplicate_of is not None and not may_see(account, duplicate_of):
+        duplicate_of = None
+    context = dict(
+        case=case, actions=actions, action_fields=forms.ACTION_FIELDS, label_of=forms.label_of,
+        departments=queries.departments_for(case) if "dispatch" in actions else [],
+        levels_above=forms.levels_above(case), duplicates=queries.visible_duplicates(account, case),
+        places=queries.case_places(case), path=queries.category_paths().get(case.category_id, case.category.name),
+        figure=queries.map_figure(case.grid, case.lat, case.lon),
+        department=db.get(Department, case.department_id) if case.department_id else None,
+        assignee=db.get(Account, case.assignee_id) if case.assignee_id else None,
+        duplicate_of=duplicate_of, current_due=queries.current_due(case), overdue=queries.is_overdue(case),
+        minutes_left=queries.minutes_left, now=utcnow(), error=error or {}, values=values or {}, conflict=conflict,
+    )
+    return render_template("cases/show.html", **context), status
+
+
+@bp.get("/<int:case_id>")
+@require("case.view")
+def show(case_id: int):
+    return render_case(_case_or_404(case_id, full=True))
+
+
+@bp.get("/<int:case_id>/photos/<int:photo_id>")
+@require("case.view")
+def photo(case_id: int, photo_id: int):
+    case = _case_or_404(case_id)
+    item = db.get(CasePhoto, photo_id)
+    if item is None or item.case_id != case.id:
+        abort(404)
+    path = safe_join(str(current_app.config["SETTINGS"].upload_dir), item.stored_name)
+    if path is None or not Path(path).is_file():
+        abort(404)
+    inline = item.content_type in INLINE_IMAGE_TYPES
+    response = send_file(path, mimetype=item.content_type, conditional=True, max_age=0,
+                         as_attachment=not inline, download_name=f"{case.number}-{item.id}")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    # a photo is never a document: even a mislabelled upload cannot run script
+    response.headers["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; sandbox"
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+# --- 3. the steps ------------------------------------------------------------------------------------------
+
+def _conflict(case_id: int):
+    db.rollback()
+    return render_case(_case_or_404(case_id, full=True), status=409, conflict=CONFLICT_MESSAGE)
+
+
+@bp.post("/<int:case_id>/actions/<action>")
+@require("case.view")  # the step's own permission is checked below, with the jurisdiction
+def act(case_id: int, action: str):
+    if action not in forms.ACTION_FIELDS:
+        abort(404)
+    account = current_account()
+    case = _case_or_404(case_id)
+    if not has_permission(account, PERMISSION_OF[action]) or not may_act_on(account, case):
+        audit(f"case.{action}", "case", case.id, success=False, detail="角色或辖区不允许", commit=True)
+        abort(403)
+    submitted = request.form.get("version")
+    if submitted and submitted != str(case.version):
+        return _conflict(case_id)
+    # the audit row goes into the step's own transaction: it is kept exactly when the step is
+    audit(f"case.{action}", "case", case.id, detail=case.number)
+    try:
+        forms.run_action(action, case, account, request.form)
+    except TransitionError as exc:
+        db.rollback()
+        audit(f"case.{action}", "case", case_id, success=False, detail=exc.message, commit=True)
+        field = forms.FIELD_ALIASES.get(exc.field, exc.field)
+        keep = {name: request.form.get(name, "")[:2000] for name, *_ in forms.ACTION_FIELDS[action]}
+        return render_case(_case_or_404(case_id, full=True), status=400, values=keep,
+                           error={"action": action, "field": field, "message": exc.message})
+    except Forbidden as exc:
+        db.rollback()
+        audit(f"case.{action}", "case", case_id, success=False, detail=exc.message, commit=True)
+        return render_template("error.html", code=403, message=exc.message), 403
+    except StaleDataError:
+        return _conflict(case_id)
+    flash(forms.DONE[action], "info")
+    if not may_see(account, case):  # e.g. handed beyond the account's reach
+        return redirect(url_for("cases.index"))
+    return redirect(url_for("cases.show", case_id=case.id))
+
+
+# --- 5. 12345 hotline ---------------------------------------------------------------------------------------
+
+def _intake_limit() -> str:
+    return current_app.config["SETTINGS"].intake_rate_limit
+
+
+def _hotline_form(values: dict, errors: dict, status: int = 200):
+    account = current_account()
+    grids = queries.places_within(account, "grid")
+    names = queries.place_names({g.village_id for g in grids} | {g.town_id for g in grids})
+    groups: dict[str, list] = {}
+    for grid in grids:
+        label = " · ".join(n for n in (names.get(grid.town_id), names.get(grid.village_id)) if n) or "网格"
+        groups.setdefault(label, []).append(grid)
+    return render_template("hotline/new.html", values=values, errors=errors, tree=queries.category_tree(),
+                           grid_groups=groups, max_description=forms.DESCRIPTION_MAX), status
+
+
+@hotline_bp.route("/new", methods=["GET", "POST"])
+@require("hotline.take")
+@limiter.limit(_intake_limit, methods=["POST"])
+def new():
+    account = current_account()
+    if request.method == "GET":
+        return _hotline_form({}, {})
+    values = {k: (request.form.get(k) or "")[:forms.DESCRIPTION_MAX + 100] for k in forms.HOTLINE_FIELDS}
+    parsed, errors = forms.parse_hotline(request.form, account, current_app.config["SETTINGS"].timezone)
+    if "external_ref" not in errors:
+        existing = forms.find_hotline_case(parsed.external_ref)
+        if existing is not None:
+            if may_see(account, existing):
+                flash(f"该工单已受理（案卷号 {existing.number}）", "warning")
+                return redirect(url_for("cases.show", case_id=existing.id))
+            errors = {**errors, "external_ref": "该工单已受理（由其他辖区办理）"}
+    if errors:
+        return _hotline_form(values, errors, 400)
+    try:
+        case, created = report_case(parsed.data, actor=account, source="hotline",
+                                    client_key=forms.hotline_client_key(parsed.external_ref))
+    except TransitionError as exc:
+        db.rollback()
+        field = {"client_key": "external_ref", "self_handled": "category_id"}.get(exc.field, exc.field)
+        message = "该工单已受理" if exc.field == "client_key" else exc.message
+        return _hotline_form(values, {field or "description": message}, 400)
+    if not created:
+        flash(f"该工单已受理（案卷号 {case.number}）", "warning")
+        return redirect(url_for("cases.show", case_id=case.id))
+    audit("hotline.take", "case", case.id, detail=f"12345 工单 {parsed.external_ref}", commit=True)
+    if case.state == "rejected":
+        flash(f"已受理，案卷号 {case.number}；乱停车事件发现已超过一小时，系统已按规定自动作废", "warning")
+    else:
+        flash(f"已受理 12345 工单，案卷号 {case.number}", "info")
+    return redirect(url_for("cases.show", case_id=case.id))

@@ -1,0 +1,67 @@
+"""Pushes cross processes: an alert raised by a separate worker reaches a browser's Socket.IO client."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+
+from commandcenter import create_app
+from commandcenter.cases import loop
+from commandcenter.db import db
+from commandcenter.models import Account, Alert
+from commandcenter.timeutil import utcnow
+from tests.conftest import TEST_REDIS_URL, login_session, make_settings, socket_client
+
+pytestmark = [pytest.mark.live, pytest.mark.redis]
+
+
+def wait_for(predicate, timeout: float = 20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    return None
+
+
+def test_alert_raised_in_worker_reaches_the_client(world, live_stack, pg_url, tmp_path):
+    web, _worker = live_stack
+    duty = login_session(web.url, "town0_duty")
+    client, events = socket_client(web.url, duty)
+    outsider, outsider_events = socket_client(web.url, login_session(web.url, "town1_duty"))
+    try:
+        # the report is committed by this test process (as another web process would), in server mode:
+        # its follow-up goes through the outbox and RQ to the separate worker
+        writer = create_app(make_settings(tmp_path / "writer", pg_url, redis_url=TEST_REDIS_URL))
+        with writer.app_context():
+            gw = db.query(Account).filter_by(username="gw0").one()
+            lat, lon = world.grid_point(0)
+            now = utcnow()
+            data = loop.ReportInput(category_id=world.category("0401").id, description="车辆占用消防通道",
+                                    lat=lat, lon=lon, discovered_at=now - timedelta(minutes=50))
+            case, _ = loop.report_case(data, actor=gw, source="app", client_key="live-parking-1", now=now)
+        alert = wait_for(lambda: next((d for e, d in events if e == "alert"), None))
+        assert alert is not None, f"no alert pushed; got {events}"
+        assert alert["number"] == case.number and alert["kind"] == "parking_due"
+        assert alert["seq"] > 0
+        assert any(e == "case" and d["number"] == case.number for e, d in events)
+        assert db.query(Alert).filter_by(case_id=case.id).count() == 1
+        time.sleep(0.5)
+        assert outsider_events == [], "a town-1 duty officer must not receive town 0's pushes"
+    finally:
+        client.disconnect()
+        outsider.disconnect()
+
+
+def test_socket_refuses_anonymous_and_gridworkers(world, live_stack):
+    import socketio
+
+    web, _ = live_stack
+    anonymous = socketio.Client(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        anonymous.connect(web.url, namespaces=["/live"], transports=["websocket"], wait_timeout=5)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        socket_client(web.url, login_session(web.url, "gw0"))
