@@ -202,3 +202,30 @@ def test_nul_characters_are_refused_not_crashed_on(world, client):
     assert login.status_code == 422
     page = client.get("/login?next=%00")
     assert page.status_code == 400
+
+
+def test_fieldwork_heartbeat_sign_in_patrol(world, client):
+    from commandcenter.models import Account, Heartbeat, Outbox, Patrol, SignIn
+
+    headers = token_for(client, "gw0")
+    lat, lon = world.grid_point(0)
+    assert client.post("/api/v1/heartbeats", json={"lat": lat, "lon": lon}, headers=headers).status_code == 204
+    assert db.query(Heartbeat).count() == 1
+    assert db.query(Account).filter_by(username="gw0").one().last_seen_at is not None
+    first = client.post("/api/v1/sign-ins", json={"lat": lat, "lon": lon}, headers=headers)
+    again = client.post("/api/v1/sign-ins", json={}, headers=headers)
+    assert first.status_code == 201 and again.status_code == 200 and db.query(SignIn).count() == 1
+    patrol = {"client_key": "patrol-0001-abc", "started_at": "2026-11-23T08:00:00+08:00",
+              "ended_at": "2026-11-23T09:10:00+08:00",
+              "track": [[lon, lat, 1763856000], [lon + 0.001, lat, 1763856600], [lon + 0.001, lat + 0.001, 1763857000]]}
+    created = client.post("/api/v1/patrols", json=patrol, headers=headers)
+    assert created.status_code == 201 and created.get_json()["minutes"] == 70.0
+    assert 150 < created.get_json()["distance_m"] < 250
+    assert client.post("/api/v1/patrols", json=patrol, headers=headers).status_code == 200
+    assert db.query(Patrol).count() == 1
+    backwards = client.post("/api/v1/patrols", json={**patrol, "client_key": "patrol-0002-abc",
+                                                      "ended_at": "2026-11-23T07:00:00+08:00"}, headers=headers)
+    assert backwards.status_code == 422 and backwards.get_json()["error"]["field"] == "ended_at"
+    topics = sorted(row.topic for row in db.query(Outbox).all())
+    assert topics.count("presence.heartbeat") == 1 and topics.count("presence.sign_in") == 1
+    assert topics.count("patrol") == 1 and topics.count("presence.login") == 1

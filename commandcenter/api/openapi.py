@@ -6,11 +6,30 @@ from functools import lru_cache
 
 from pydantic import BaseModel
 
-from .schemas import CaseAction, CaseList, CaseOut, CaseReport, CategoryOut, ErrorOut, HotlineWorkOrder, PhotoOut, TokenOut, TokenRequest, AccountOut
+from .schemas import (
+    AccountOut,
+    CaseAction,
+    CaseList,
+    CaseOut,
+    CaseReport,
+    CategoryOut,
+    ErrorOut,
+    HeartbeatIn,
+    HotlineWorkOrder,
+    PatrolIn,
+    PatrolOut,
+    PhotoOut,
+    SignInOut,
+    TokenOut,
+    TokenRequest,
+    VisitIn,
+    VisitOut,
+)
 
 REF = "#/components/schemas/{model}"
 MODELS: list[type[BaseModel]] = [TokenRequest, TokenOut, AccountOut, CaseReport, HotlineWorkOrder, CaseAction,
-                                 CaseOut, CaseList, CategoryOut, PhotoOut, ErrorOut]
+                                 CaseOut, CaseList, CategoryOut, PhotoOut, ErrorOut, HeartbeatIn, SignInOut,
+                                 PatrolIn, PatrolOut, VisitIn, VisitOut]
 ACTIONS = ["register", "reject", "duplicate", "dispatch", "accept", "feedback", "close", "rework", "escalate",
            "self_close", "transfer", "pause", "resume", "outstanding"]
 
@@ -96,6 +115,29 @@ def build_document() -> dict:
             "requestBody": {"required": True, **_json(HotlineWorkOrder)},
             "responses": {"201": {"description": "已创建", **_json(CaseOut)}, "200": {"description": "该工单已受理", **_json(CaseOut)},
                           **_errors(400, 409, 413, 415, 422, *COMMON)},
+        }},
+        "/api/v1/heartbeats": {"post": {
+            "summary": "App 在线心跳", "operationId": "heartbeat", "security": bearer,
+            "requestBody": {"required": True, **_json(HeartbeatIn)},
+            "responses": {"204": {"description": "已记录"}, **_errors(400, 413, 415, 422, *COMMON)},
+        }},
+        "/api/v1/sign-ins": {"post": {
+            "summary": "每日签到（每天一次，重复返回当天记录）", "operationId": "signIn", "security": bearer,
+            "requestBody": {"required": True, **_json(HeartbeatIn)},
+            "responses": {"201": {"description": "已签到", **_json(SignInOut)}, "200": {"description": "今天已签到", **_json(SignInOut)},
+                          **_errors(400, 413, 415, 422, *COMMON)},
+        }},
+        "/api/v1/patrols": {"post": {
+            "summary": "上传巡查记录与轨迹（client_key 幂等）", "operationId": "patrol", "security": bearer,
+            "requestBody": {"required": True, **_json(PatrolIn)},
+            "responses": {"201": {"description": "已记录", **_json(PatrolOut)}, "200": {"description": "已记录过", **_json(PatrolOut)},
+                          **_errors(400, 413, 415, 422, *COMMON)},
+        }},
+        "/api/v1/visits": {"post": {
+            "summary": "走访记录（人员或场所，client_key 幂等）", "operationId": "visit", "security": bearer,
+            "requestBody": {"required": True, **_json(VisitIn)},
+            "responses": {"201": {"description": "已记录", **_json(VisitOut)}, "200": {"description": "已记录过", **_json(VisitOut)},
+                          **_errors(400, 413, 415, 422, *COMMON)},
         }},
         "/api/v1/categories": {"get": {
             "summary": "事件类别树", "operationId": "categories", "security": bearer,

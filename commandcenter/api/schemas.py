@@ -102,6 +102,56 @@ class CaseAction(Strict):
     original_number: str | None = Field(default=None, max_length=24)
 
 
+class HeartbeatIn(Strict):
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+
+
+class SignInOut(BaseModel):
+    day: str
+    at: datetime
+    created: bool
+
+
+class PatrolIn(Strict):
+    client_key: ClientKey
+    started_at: datetime
+    ended_at: datetime
+    track: list[Annotated[list[float], Field(min_length=2, max_length=3)]] = Field(default_factory=list, max_length=5000)
+
+    @field_validator("started_at", "ended_at")
+    @classmethod
+    def _has_zone(cls, value: datetime) -> datetime:
+        return _aware(value)
+
+
+class PatrolOut(BaseModel):
+    id: int
+    minutes: float
+    distance_m: float | None
+    created: bool
+
+
+class VisitIn(Strict):
+    client_key: ClientKey
+    person_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    site_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    at: datetime
+    note: str | None = Field(default=None, max_length=2000)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+
+    @field_validator("at")
+    @classmethod
+    def _has_zone(cls, value: datetime) -> datetime:
+        return _aware(value)
+
+
+class VisitOut(BaseModel):
+    id: int
+    created: bool
+
+
 class StepOut(BaseModel):
     at: datetime
     action: str

@@ -9,7 +9,7 @@ from flask import current_app
 
 from ..audit import audit
 from ..db import db
-from ..models import Account, ApiToken, LoginRecord, WebSession
+from ..models import Account, ApiToken, LoginRecord, Outbox, WebSession
 from ..security import new_token, token_digest, verify_password
 from ..timeutil import utcnow
 
@@ -77,6 +77,9 @@ def authenticate(username: str, password: str, address: str | None, channel: str
     account.failed_logins = 0
     account.locked_until = None
     account.last_login_at = now
+    db.add(Outbox(topic="presence.login", payload={
+        "account_id": account.id, "town_id": account.town_id, "at": now.isoformat(),
+        "is_center_admin": account.role == "center_admin"}))
     record(True, None)
     return LoginResult(account)
 

@@ -1,0 +1,56 @@
+"""The gridworker app's daily work: heartbeat (online), sign-in (签到), patrol (巡查), visit (走访)."""
+
+from __future__ import annotations
+
+from flask import jsonify
+
+from .. import fieldwork
+from ..access import current_account, require
+from ..extensions import limiter
+
+from . import bp
+from .schemas import HeartbeatIn, PatrolIn, VisitIn
+from .views import _intake_limit, _rate_key, iso, parse, to_utc_naive
+
+
+@bp.post("/heartbeats")
+@require("case.report")
+@limiter.limit(_intake_limit, key_func=_rate_key)
+def heartbeat():
+    body: HeartbeatIn = parse(HeartbeatIn)
+    fieldwork.heartbeat(current_account(), body.lat, body.lon)
+    return "", 204
+
+
+@bp.post("/sign-ins")
+@require("case.report")
+@limiter.limit(_intake_limit, key_func=_rate_key)
+def sign_in():
+    body: HeartbeatIn = parse(HeartbeatIn)
+    row, created = fieldwork.sign_in(current_account(), body.lat, body.lon)
+    return jsonify({"day": row.day.isoformat(), "at": iso(row.at), "created": created}), 201 if created else 200
+
+
+@bp.post("/patrols")
+@require("case.report")
+@limiter.limit(_intake_limit, key_func=_rate_key)
+def patrol():
+    body: PatrolIn = parse(PatrolIn)
+    row, created = fieldwork.record_patrol(current_account(), body.client_key, to_utc_naive(body.started_at),
+                                           to_utc_naive(body.ended_at), [list(p) for p in body.track])
+    minutes = round((row.ended_at - row.started_at).total_seconds() / 60, 1)
+    return jsonify({"id": row.id, "minutes": minutes, "distance_m": row.distance_m, "created": created}), \
+        201 if created else 200
+
+
+@bp.post("/visits")
+@require("person.view")
+@limiter.limit(_intake_limit, key_func=_rate_key)
+def visit():
+    body: VisitIn = parse(VisitIn)
+    row, created = fieldwork.record_visit(current_account(), body.client_key, to_utc_naive(body.at), body.person_id,
+                                          body.site_id, body.note, body.lat, body.lon)
+    return jsonify({"id": row.id, "created": created}), 201 if created else 200
+
+
+
