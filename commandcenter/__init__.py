@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     web.init_app(app)
     jobs.install_hooks()
 
+    from .admin import bp as admin_bp
     from .api import bp as api_bp
     from .auth import bp as auth_bp
     from .cases.views import bp as cases_bp
@@ -63,7 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .main import bp as main_bp
     from .open311 import bp as open311_bp
 
-    for blueprint in (auth_bp, health_bp, main_bp, api_bp, cases_bp, hotline_bp, open311_bp):
+    for blueprint in (auth_bp, health_bp, main_bp, api_bp, cases_bp, hotline_bp, open311_bp, admin_bp):
         app.register_blueprint(blueprint)
     csrf.exempt(api_bp)  # token-authenticated, no cookies: CSRF does not apply
     csrf.exempt(open311_bp)  # API-key authenticated

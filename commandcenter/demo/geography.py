@@ -200,7 +200,7 @@ def _reading_order(items: list, centres: list[tuple[float, float]]) -> list:
     top, bottom = max(lats), min(lats)
     band = (top - bottom) / rows or 1.0
     keyed = []
-    for item, (lat, lon) in zip(items, centres):
+    for item, (lat, lon) in zip(items, centres, strict=False):
         row = min(rows - 1, int((top - lat) / band))
         keyed.append(((row, lon), item))
     keyed.sort(key=lambda kv: kv[0])
@@ -340,8 +340,8 @@ def build_geography(seed: int, scale: float = 1.0) -> Geography:
     keep = [i for i, p in enumerate(grid_polys) if not p.is_empty and p.area > 0]
     grid_polys = [grid_polys[i] for i in keep]
     grid_village = [grid_village[i] for i in keep]
-    village_polys = [_union([g for g, v in zip(grid_polys, grid_village) if v == vi]) for vi in range(len(village_cells))]
-    town_polys = [_union([v for v, t in zip(village_polys, village_town) if t == ti]) for ti in range(n_towns)]
+    village_polys = [_union([g for g, v in zip(grid_polys, grid_village, strict=False) if v == vi]) for vi in range(len(village_cells))]
+    town_polys = [_union([v for v, t in zip(village_polys, village_town, strict=False) if t == ti]) for ti in range(n_towns)]
     district_poly = _union(town_polys)
 
     district = Area(index=0, level="city", code=DISTRICT_CODE, name=DISTRICT_NAME, kind=None,
@@ -371,7 +371,7 @@ def build_geography(seed: int, scale: float = 1.0) -> Geography:
 
     # town populations (census figures): streets denser
     tw = [rng.lognormvariate(0, 0.35) * (1.6 if t.kind == "street" else 1.0) * t.polygon.area ** 0.3 for t in towns]
-    for t, pop in zip(towns, _split(population, tw)):
+    for t, pop in zip(towns, _split(population, tw), strict=False):
         t.population = pop
         t.households = round(pop / rng.uniform(2.5, 2.8))
 
@@ -403,11 +403,11 @@ def build_geography(seed: int, scale: float = 1.0) -> Geography:
             area.village = area.index
             area.roads = list(dict.fromkeys(names.road(rng) for _ in range(4)))
             area.compounds = [names.compound(rng) for _ in range(3)] if kind == "community" else [
-                f"{area.short}{names.VILLAGE_GROUP[i]}组" for i in range(rng.randint(3, 8))]
+                f"{names.VILLAGE_GROUP[i]}组" for i in range(rng.randint(3, 8))]
             village_new_index[vi] = area.index
             villages.append(area)
         vw = [rng.lognormvariate(0, 0.35) * (1.5 if villages[village_new_index[vi]].kind == "community" else 1.0) for vi in ordered]
-        for vi, pop in zip(ordered, _split(t.population, vw)):
+        for vi, pop in zip(ordered, _split(t.population, vw), strict=False):
             v = villages[village_new_index[vi]]
             v.population = pop
             v.households = round(pop / rng.uniform(2.4, 2.9))
@@ -442,7 +442,7 @@ def build_geography(seed: int, scale: float = 1.0) -> Geography:
             area.roads = v.roads
             area.compounds = v.compounds
             grids.append(area)
-        for g, pop in zip(grids[start:], _split(v.population, weights)):
+        for g, pop in zip(grids[start:], _split(v.population, weights), strict=False):
             g.population = pop
             g.households = round(pop / rng.uniform(2.4, 2.9)) if pop else 0
 
@@ -451,15 +451,16 @@ def build_geography(seed: int, scale: float = 1.0) -> Geography:
     for t in towns:
         tg = [g for g in grids if g.town == t.index]
         n_beats = max(1, math.ceil(len(tg) / BEAT_SIZE))
-        linked = [g for g in tg if rng.random() < BEAT_LINK_SHARE]
+        first = len(beats)
         for k in range(n_beats):
             beats.append(Beat(index=len(beats), code=f"{t.code}JG{k + 1:03d}",
                               name=f"{t.short}派出所第{names.cn_number(k + 1) if k < 99 else k + 1}警格", town=t.index))
-        first = len(beats) - n_beats
-        for j, g in enumerate(linked):
-            b = beats[first + min(n_beats - 1, j // BEAT_SIZE)]
-            g.beat = b.index
-            b.grids.append(g.index)
+        # beats cover neighbouring grids four at a time; ~10% of grids are not linked to theirs yet
+        for j, g in enumerate(tg):
+            b = beats[first + j // BEAT_SIZE]
+            if rng.random() < BEAT_LINK_SHARE or (j % BEAT_SIZE == BEAT_SIZE - 1 or j == len(tg) - 1) and not b.grids:
+                g.beat = b.index
+                b.grids.append(g.index)
 
     return Geography(seed=seed, scale=scale, district=district, towns=towns, villages=villages, grids=grids, beats=beats)
 

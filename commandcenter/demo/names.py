@@ -62,7 +62,7 @@ _ID_CHECK = "10X98765432"
 
 def id_check_digit(first17: str) -> str:
     """ISO 7064 MOD 11-2 check character of a resident identity number."""
-    total = sum(int(c) * w for c, w in zip(first17, _ID_WEIGHTS))
+    total = sum(int(c) * w for c, w in zip(first17, _ID_WEIGHTS, strict=False))
     return _ID_CHECK[total % 11]
 
 
