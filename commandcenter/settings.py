@@ -82,7 +82,7 @@ class Settings:
     testing: bool = False
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
+    def from_env(cls, **overrides) -> Settings:
         s = cls()
         if "instance_path" in overrides:
             s.instance_path = Path(overrides.pop("instance_path"))

@@ -13,13 +13,17 @@ def utcnow() -> datetime:
 
 
 def local(dt_utc: datetime | None, tz: str = DEFAULT_TZ) -> datetime | None:
+    """Naive UTC (as stored) → naive local time; an aware datetime is converted from its own zone."""
     if dt_utc is None:
         return None
-    return dt_utc.replace(tzinfo=UTC).astimezone(ZoneInfo(tz)).replace(tzinfo=None)
+    aware = dt_utc if dt_utc.tzinfo else dt_utc.replace(tzinfo=UTC)
+    return aware.astimezone(ZoneInfo(tz)).replace(tzinfo=None)
 
 
 def from_local(dt_local: datetime, tz: str = DEFAULT_TZ) -> datetime:
-    return dt_local.replace(tzinfo=ZoneInfo(tz)).astimezone(UTC).replace(tzinfo=None)
+    """Naive local time → naive UTC for storage; an aware datetime is converted from its own zone."""
+    aware = dt_local if dt_local.tzinfo else dt_local.replace(tzinfo=ZoneInfo(tz))
+    return aware.astimezone(UTC).replace(tzinfo=None)
 
 
 def local_today(tz: str = DEFAULT_TZ, now: datetime | None = None) -> date:

@@ -20,11 +20,13 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from datetime import date, datetime, time, timedelta, timezone
+from functools import lru_cache
+from datetime import date, datetime, time, timedelta
 from numbers import Real
-from zoneinfo import ZoneInfo
 
 import chinese_calendar
+
+from .timeutil import from_local, local
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,12 @@ def is_workday(d: date) -> bool:
     included); Mon–Fri fallback for years chinese_calendar does not cover."""
     if isinstance(d, datetime):
         d = d.date()
+    return _is_workday(d)
+
+
+@lru_cache(maxsize=4096)
+def _is_workday(d: date) -> bool:
+    """Cached: chinese_calendar scans its whole table on every call (~45 µs)."""
     try:
         return bool(chinese_calendar.is_workday(d))
     except NotImplementedError:
@@ -224,18 +232,9 @@ def workdays_in_month(year: int, month: int) -> list[date]:
     return result
 
 
-def to_local(dt_utc_naive: datetime, tz: str = DEFAULT_TZ) -> datetime:
-    """Naive UTC (as stored in the DB) -> naive local wall-clock time in ``tz``.
-    An aware datetime is accepted and converted from its own zone."""
-    aware = dt_utc_naive if dt_utc_naive.tzinfo else dt_utc_naive.replace(tzinfo=timezone.utc)
-    return aware.astimezone(ZoneInfo(tz)).replace(tzinfo=None)
-
-
-def to_utc(dt_local_naive: datetime, tz: str = DEFAULT_TZ) -> datetime:
-    """Naive local wall-clock time in ``tz`` -> naive UTC for storage.
-    An aware datetime is accepted and converted from its own zone."""
-    aware = dt_local_naive if dt_local_naive.tzinfo else dt_local_naive.replace(tzinfo=ZoneInfo(tz))
-    return aware.astimezone(timezone.utc).replace(tzinfo=None)
+# the boundary conversions live in timeutil; these names are kept for the calendar's callers
+to_local = local
+to_utc = from_local
 
 
 def deadline_utc(

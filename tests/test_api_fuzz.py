@@ -24,7 +24,7 @@ def test_api_never_fails_and_keeps_its_schema(app, world, client):
 
         @FUZZ
         @given(case=operation.as_strategy())
-        def run(case):
+        def run(case, auth=auth, operation=operation):
             # schema-valid data may still break a business rule (an unknown category code, a wrong
             # state): those are 4xx naming the field, which is what we want, so that check is off
             response = case.call_and_validate(headers=auth, excluded_checks=[positive_data_acceptance])

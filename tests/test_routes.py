@@ -50,7 +50,7 @@ def test_each_role_reaches_exactly_its_pages(app, world, role):
     page = client.get("/login")
     client.post("/login", data={"username": ROLE_ACCOUNTS[role], "password": PASSWORD,
                                 "csrf_token": csrf_from(page.get_data(as_text=True))})
-    for path, endpoint, permission in plain_get_routes(app):
+    for path, _endpoint, permission in plain_get_routes(app):
         if path in ("/logout",):
             continue
         response = client.get(path)
@@ -64,7 +64,7 @@ def test_each_role_reaches_exactly_its_pages(app, world, role):
 
 def test_anonymous_is_sent_to_login_or_refused(app, world):
     client = app.test_client()
-    for path, endpoint, permission in plain_get_routes(app):
+    for path, _endpoint, permission in plain_get_routes(app):
         response = client.get(path)
         if permission == "public":
             assert response.status_code < 500, (path, response.status_code)

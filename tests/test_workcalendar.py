@@ -11,12 +11,11 @@
 
 import logging
 import math
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
 from commandcenter import workcalendar as wc
-
 
 # --- is_workday -------------------------------------------------------------
 
@@ -175,9 +174,8 @@ def test_invalid_amount(amount):
 
 
 def test_aware_start_rejected():
-    from datetime import timezone
     with pytest.raises(ValueError):
-        wc.add_limit(datetime(2026, 3, 10, 9, tzinfo=timezone.utc), 1, "work_hours")
+        wc.add_limit(datetime(2026, 3, 10, 9, tzinfo=UTC), 1, "work_hours")
 
 
 # --- working_time_between -----------------------------------------------------

@@ -7,7 +7,6 @@ from flask import jsonify
 from .. import fieldwork
 from ..access import current_account, require
 from ..extensions import limiter
-
 from . import bp
 from .schemas import HeartbeatIn, PatrolIn, VisitIn
 from .views import _intake_limit, _rate_key, iso, parse, to_utc_naive

@@ -26,12 +26,10 @@ from .errors import ApiError, api_error
 from .schemas import (
     AccountOut,
     CaseAction,
-    CaseOut,
     CaseReport,
     CategoryOut,
     HotlineWorkOrder,
     PhotoOut,
-    StepOut,
     TokenOut,
     TokenRequest,
     first_error,
