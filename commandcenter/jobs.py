@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import event, select
@@ -86,7 +86,9 @@ def kick_outbox() -> None:
         from .redis_conn import redis_client
 
         r = redis_client()
-        if r.set(KICK_KEY, "1", nx=True, px=500):
+        # one queued drain at a time: the flag is cleared when a drain starts, so a commit made while
+        # a drain runs queues the next one (the expiry only guards against a drain that never ran)
+        if r.set(KICK_KEY, "1", nx=True, px=10_000):
             from rq import Queue
 
             Queue("realtime", connection=r).enqueue("workers.jobs.process_outbox", job_timeout=120, retry=_retry())
@@ -111,8 +113,10 @@ def schedule_alert_check(case_id: int, when: datetime) -> None:
 
     from .redis_conn import redis_client
 
+    # RQ keeps whole seconds (it truncates): round up, or the check could run before its moment
+    at = when if when.microsecond == 0 else when.replace(microsecond=0) + timedelta(seconds=1)
     Queue("realtime", connection=redis_client()).enqueue_at(
-        when.replace(tzinfo=UTC), "workers.jobs.check_case_alerts", case_id, job_timeout=60, retry=_retry())
+        at.replace(tzinfo=UTC), "workers.jobs.check_case_alerts", case_id, job_timeout=60, retry=_retry())
 
 
 # --- the work itself (called by RQ jobs and by the in-process loop) ---------------------------------
@@ -122,6 +126,8 @@ def process_outbox(limit: int = 500) -> int:
     from . import counters
 
     r = counters_redis()
+    if current_app.config["SETTINGS"].redis_url:
+        r.delete(KICK_KEY)
     total = 0
     cid = city_id()
     while True:

@@ -273,7 +273,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         self._log = open(self.log_path, "ab")
         rq = str(Path(sys.executable).parent / "rq")
-        self.proc = subprocess.Popen([rq, "worker", "--with-scheduler", "-u", self.env["REDIS_URL"], *self.queues],
+        self.proc = subprocess.Popen([rq, "worker", "-w", "rq.worker.SimpleWorker", "--with-scheduler", "-u", self.env["REDIS_URL"], *self.queues],
                                      cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         return self
 
@@ -329,7 +329,7 @@ def socket_client(base_url: str, session) -> tuple:
 
     events: list[tuple[str, dict]] = []
     client = socketio.Client(reconnection=False)
-    client.on("*", lambda event, data: events.append((event, data)), namespace="/live")
+    client.on("*", lambda event, data: events.append((event, {**data, "_t": time.time()})), namespace="/live")
     cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
     client.connect(base_url, headers={"Cookie": cookie}, namespaces=["/live"], transports=["websocket"],
                    wait_timeout=10)
