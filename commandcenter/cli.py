@@ -103,6 +103,19 @@ def register_cli(app: Flask) -> None:
         serve_forever(current_app._get_current_object(), host=host, port=port,
                       simulate=simulate, speed=speed)
 
+    counters_group = AppGroup("counters", help="实时计数（Redis 缓存）。")
+
+    @counters_group.command("rebuild")
+    @click.option("--days", default=31, show_default=True)
+    def counters_rebuild(days: int) -> None:
+        """Recompute the live counters from the database and print the drift corrected."""
+        from .jobs import rebuild_counters
+
+        report = rebuild_counters(days)
+        click.echo(f"检查 {report.get('keys_checked')} 个计数键，修正 {report.get('keys_fixed')} 个")
+
+    app.cli.add_command(counters_group)
+
     from .open311.cli import register_open311_cli
 
     register_open311_cli(app)

@@ -20,7 +20,7 @@ from sqlalchemy import event, select
 from . import alerts, labels
 from .db import db, session_factory
 from .models import Alert, Case, JobRun, Outbox, Place
-from .timeutil import utcnow
+from .timeutil import local, utcnow
 
 log = logging.getLogger(__name__)
 KICK_KEY = "cc:outbox:kick"
@@ -128,13 +128,62 @@ def process_outbox(limit: int = 500) -> int:
     r = counters_redis()
     if current_app.config["SETTINGS"].redis_url:
         r.delete(KICK_KEY)
-    total = 0
+    total = drain_presence(r, limit)
     cid = city_id()
     while True:
         done = counters.drain_outbox(r, db, cid, limit=limit, on_event=_on_case_event)
         total += done
         if done < limit:
             return total
+
+
+PRESENCE_TOPICS = ("presence.heartbeat", "presence.sign_in", "presence.login", "patrol")
+
+
+def drain_presence(r, limit: int = 2000) -> int:
+    """Online, attendance, login and patrol figures. Each apply is idempotent (set members, a newest
+    timestamp, or a once-only marker), so a drain run twice changes nothing."""
+    from datetime import date as date_type
+
+    from . import counters
+
+    stmt = (select(Outbox).where(Outbox.topic.in_(PRESENCE_TOPICS), Outbox.processed_at.is_(None))
+            .order_by(Outbox.id).limit(limit))
+    if db.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = db.execute(stmt).scalars().all()
+    tz = current_app.config["SETTINGS"].timezone
+    for row in rows:
+        p = row.payload
+        try:
+            if row.topic == "presence.heartbeat":
+                counters.apply_heartbeat(r, p["account_id"], p["town_id"], datetime.fromisoformat(p["at"]))
+            elif row.topic == "presence.sign_in":
+                counters.apply_sign_in(r, p["account_id"], p["town_id"], date_type.fromisoformat(p["day"]))
+            elif row.topic == "presence.login":
+                at = local(datetime.fromisoformat(p["at"]), tz)
+                counters.apply_login(r, p["account_id"], p["town_id"], at.date(), p["is_center_admin"])
+            elif row.topic == "patrol":
+                counters.apply_patrol(r, p["account_id"], p["town_id"], datetime.fromisoformat(p["started_at"]),
+                                      datetime.fromisoformat(p["ended_at"]), patrol_id=row.id, tz=tz)
+        except (KeyError, ValueError, TypeError):
+            log.exception("outbox row %s has a malformed payload; skipped", row.id)
+        row.processed_at = utcnow()
+        row.attempts = (row.attempts or 0) + 1
+    db.commit()
+    return len(rows)
+
+
+def rebuild_counters(days: int = 31) -> dict:
+    """Recompute every live figure from the database (embedded start-up; `flask counters rebuild`)."""
+    from . import counters
+
+    r = counters_redis()
+    tz = current_app.config["SETTINGS"].timezone
+    today = local(utcnow(), tz).date()
+    report = counters.reconcile(r, db, today - timedelta(days=days), today, city_id())
+    counters.reconcile_presence(r, db, today, today, utcnow())
+    return report
 
 
 def _on_case_event(row: Outbox) -> None:
@@ -226,6 +275,14 @@ def run_in_process(app: Flask, stop: threading.Event, schedule: list[tuple[Calla
     import time
 
     last_run: dict[str, float] = {}
+    with app.app_context():
+        try:
+            report = rebuild_counters()
+            log.info("live counters rebuilt from the database: %s keys", report.get("keys_checked"))
+        except Exception:
+            log.exception("could not rebuild the live counters")
+        finally:
+            db.remove()
     while not stop.is_set():
         _wake.wait(1.0)
         _wake.clear()

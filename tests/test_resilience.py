@@ -39,3 +39,22 @@ def test_reports_accepted_while_redis_is_down_and_caught_up_after(world, pg_url,
         figures = counters.case_counts(jobs.counters_redis(), town, day=local_today())
     assert figures["reported"] == 5
     assert db.query(Outbox).filter(Outbox.processed_at.is_(None), Outbox.topic == "case.changed").count() == 0
+
+
+def test_presence_follows_the_app_and_survives_a_second_drain(world, pg_url, redis_conn, tmp_path):
+    from commandcenter.timeutil import utcnow
+
+    app = create_app(make_settings(tmp_path, pg_url, redis_url=TEST_REDIS_URL))
+    client = app.test_client()
+    for name in ("gw0", "gw1"):
+        headers = token_for(client, name)
+        assert client.post("/api/v1/heartbeats", json={}, headers=headers).status_code == 204
+        assert client.post("/api/v1/sign-ins", json={}, headers=headers).status_code == 201
+    with app.app_context():
+        jobs.process_outbox()
+        jobs.process_outbox()
+        r = jobs.counters_redis()
+        town = world.towns[0].id
+        assert counters.online_count(r, town, utcnow()) == 2
+        assert counters.attendance_count(r, local_today(), town) == 2
+        assert counters.online_count(r, world.towns[1].id, utcnow()) == 0
