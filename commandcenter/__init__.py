@@ -68,8 +68,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .health import bp as health_bp
     from .main import bp as main_bp
     from .open311 import bp as open311_bp
+    from .wall import bp as wall_bp
 
-    for blueprint in (auth_bp, health_bp, main_bp, api_bp, cases_bp, hotline_bp, open311_bp, admin_bp):
+    for blueprint in (auth_bp, health_bp, main_bp, api_bp, cases_bp, hotline_bp, open311_bp, wall_bp, admin_bp):
         app.register_blueprint(blueprint)
     csrf.exempt(api_bp)  # token-authenticated, no cookies: CSRF does not apply
     csrf.exempt(open311_bp)  # API-key authenticated

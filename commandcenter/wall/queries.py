@@ -1,0 +1,512 @@
+"""What the wall's panels show, for one viewer's place.
+
+Where each figure comes from
+----------------------------
+- today's counts, the per-grid load on the map, the monthly rankings: the case counters
+  (``commandcenter.counters``: one pipelined HGETALL/HGET per place; no table is read);
+- online / signed-in gridworkers and admin logins: the presence counters (sorted sets and sets in Redis),
+  divided by the number of gridworker / center_admin accounts of each unit (a GROUP BY over ``accounts``,
+  a table of a few thousand rows that does not grow with the events);
+- the hourly chart: two indexed range queries on ``cases.reported_at`` (today so far, and the same local
+  day a week ago), grouped by UTC hour in SQL and mapped to the local hour here. Their cost is that of one
+  day's rows, whatever the size of the table (``ix_cases_reported_at``; a town uses ``ix_cases_town_reported``);
+- the points on the map: today's open cases (the same index, at most `max_points`) and the cases with an
+  open alert; the ticker: the open alerts (``ix_alerts_open``). Both are bounded by today's / the open rows.
+
+Scope
+-----
+A viewer sees his own place: a city account every town, a town account its town and its villages, a village
+account its grids. "Units" are the places one level below the viewer's, the rows of the bar charts and the
+rankings (towns for the city, villages for a town, grids for a village).
+
+After a restart
+---------------
+In embedded mode the counters live in an in-process fakeredis and are empty after every restart; a Redis
+that was flushed is in the same state. ``ensure_counters`` runs before every wall request: the first one
+on a Redis that has not been primed (no ``cc:wall:primed`` key), or on a day whose counters look empty
+although the database holds history steps of that day, rebuilds the counters with
+``counters.reconcile`` (the days of the current month) and ``counters.reconcile_presence`` (today), once,
+under a lock, then marks the Redis as primed. The lead's startup reconcile makes this a no-op check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from flask import current_app
+from shapely.geometry import mapping, shape
+from sqlalchemy import func, literal_column, select
+
+from .. import counters
+from ..alerts import OPEN_STATES
+from ..db import db, get_engine
+from ..models import Account, Alert, Case, CaseStep, Category, Place, SettingValue
+from ..timeutil import day_bounds_utc, local, utcnow
+
+log = logging.getLogger(__name__)
+
+# --- settings ------------------------------------------------------------------------------------------
+
+DEFAULTS: dict[str, float | int] = {
+    "attendance_threshold": 0.90,  # towns whose attendance rate today is below this are highlighted
+    "login_threshold": 0.36,  # admin-account login rate this month below this is shown in red
+    "ticker_rows": 7,  # alert rows shown (as many as the panel holds at any resolution; the rest are counted)
+    "max_points": 5000,  # open cases drawn on the map at most (the browser keeps no more either)
+    "online_window_s": 300,  # a gridworker is online while his last heartbeat is this recent
+}
+ENV = {"attendance_threshold": "WALL_ATTENDANCE_THRESHOLD", "login_threshold": "WALL_LOGIN_THRESHOLD",
+       "ticker_rows": "WALL_TICKER_ROWS", "max_points": "WALL_MAX_POINTS"}
+RATIOS = ("attendance_threshold", "login_threshold")
+
+
+def _ratio(value) -> float:
+    """0.9, "0.9", 90 and "90%" all mean 90%."""
+    number = float(str(value).strip().rstrip("%"))
+    if number > 1:
+        number /= 100
+    if not 0 <= number <= 1:
+        raise ValueError(f"not a share: {value!r}")
+    return number
+
+
+def wall_settings() -> dict:
+    """The defaults above, overridden by the environment (WALL_*), then by the editable setting "wall"
+    (a SettingValue row, e.g. {"attendance_threshold": 0.85}), then by app.config["WALL_SETTINGS"]."""
+    values = dict(DEFAULTS)
+    sources: list[dict] = [{key: os.environ[env] for key, env in ENV.items() if os.environ.get(env)}]
+    row = db.get(SettingValue, "wall")
+    if row is not None and isinstance(row.value, dict):
+        sources.append(row.value)
+    sources.append(current_app.config.get("WALL_SETTINGS") or {})
+    for source in sources:
+        for key, raw in source.items():
+            if key not in DEFAULTS:
+                continue
+            try:
+                values[key] = _ratio(raw) if key in RATIOS else max(1, int(raw))
+            except (TypeError, ValueError):
+                log.warning("wall setting %s=%r ignored (not a valid value)", key, raw)
+    return values
+
+
+# --- scope ---------------------------------------------------------------------------------------------
+
+UNIT_LEVEL = {"city": "town", "town": "village", "village": "grid", "grid": "grid"}
+OWN_LEVEL_NAME = {"city": "市本级", "town": "镇街本级", "village": "村社本级", "grid": "本网格"}
+
+
+@dataclass(frozen=True)
+class Unit:
+    id: int
+    name: str
+    kind: str | None = None
+
+
+@dataclass
+class Scope:
+    place_id: int
+    level: str  # the viewer's place level
+    name: str
+    city_id: int | None
+    town_id: int | None
+    units: list[Unit] = field(default_factory=list)
+
+    @property
+    def unit_level(self) -> str:
+        return UNIT_LEVEL[self.level]
+
+    def cases(self, stmt, model=Case):
+        """Restrict a statement on a model with town_id / village_id / grid_id to the scope
+        (one city per installation: a city sees everything, as access.scope says)."""
+        if self.level == "town":
+            return stmt.where(model.town_id == self.place_id)
+        if self.level == "village":
+            return stmt.where(model.village_id == self.place_id)
+        if self.level == "grid":
+            return stmt.where(model.grid_id == self.place_id)
+        return stmt
+
+    def grids(self, stmt):
+        """Restrict a statement on Place to the active grids of the scope."""
+        stmt = stmt.where(Place.level == "grid", Place.active.is_(True))
+        column = {"city": Place.city_id, "town": Place.town_id, "village": Place.village_id, "grid": Place.id}
+        return stmt.where(column[self.level] == self.place_id)
+
+
+def scope_of_place(place: Place) -> Scope:
+    scope = Scope(place_id=place.id, level=place.level, name=place.name, city_id=place.city_id,
+                  town_id=place.town_id)
+    if place.level == "grid":
+        scope.units = [Unit(place.id, place.name, place.kind)]
+        return scope
+    column = {"city": Place.city_id, "town": Place.town_id, "village": Place.village_id}[place.level]
+    rows = db.execute(select(Place.id, Place.name, Place.kind)
+                      .where(Place.level == scope.unit_level, column == place.id, Place.active.is_(True))
+                      .order_by(Place.code)).all()
+    scope.units = [Unit(pid, name, kind) for pid, name, kind in rows]
+    return scope
+
+
+def scope_of(account: Account) -> Scope:
+    return scope_of_place(account.place)
+
+
+# --- priming the counters after a restart -------------------------------------------------------------
+
+PRIMED_KEY = "cc:wall:primed"
+PRIMING_KEY = "cc:wall:priming"
+PRIMING_LEASE_S = 300
+PROBE_EVERY_S = 300
+_prime_lock = threading.Lock()
+_last_probe: dict[str, float] = {}
+
+
+def _s(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def ensure_counters(r, city_id: int | None, tz: str, now: datetime | None = None, wait_s: float = 20.0) -> dict | None:
+    """Rebuild the counters once when they cannot be trusted (see the module docstring).
+
+    Returns the reconcile reports when it rebuilt them, None when nothing was needed (or another
+    process is doing it and did not finish within `wait_s`)."""
+    if city_id is None:
+        return None
+    now = now or utcnow()
+    today = local(now, tz).date()
+    with r.pipeline(transaction=False) as pipe:
+        pipe.exists(PRIMED_KEY)
+        pipe.exists(counters.day_key(today, city_id))
+        primed, today_present = (bool(x) for x in pipe.execute())
+    if primed and today_present:
+        return None
+    if primed:  # primed, but nothing counted today: fine early in the morning, suspicious otherwise
+        probe_key = f"{id(r)}:{today}"
+        if time.monotonic() - _last_probe.get(probe_key, -PROBE_EVERY_S) < PROBE_EVERY_S:
+            return None
+        _last_probe.clear()
+        _last_probe[probe_key] = time.monotonic()
+        start, _ = day_bounds_utc(today, tz)
+        if db.execute(select(CaseStep.id).where(CaseStep.at >= start).limit(1)).first() is None:
+            return None
+        log.warning("wall: today's counters are empty but the database has steps today; rebuilding them")
+    return _prime(r, city_id, tz, now, today, wait_s, force=primed)
+
+
+def _prime(r, city_id: int, tz: str, now: datetime, today: date, wait_s: float, force: bool) -> dict | None:
+    with _prime_lock:
+        if not force and r.exists(PRIMED_KEY):  # another request of this process did it meanwhile
+            return None
+        token = f"{os.getpid()}:{threading.get_ident()}:{time.time()}"
+        if not r.set(PRIMING_KEY, token, nx=True, ex=PRIMING_LEASE_S):
+            deadline = time.monotonic() + wait_s  # another process primes: wait for it, briefly
+            while time.monotonic() < deadline and not r.exists(PRIMED_KEY):
+                time.sleep(0.1)
+            return None
+        try:
+            started = time.monotonic()
+            cases = counters.reconcile(r, db, today.replace(day=1), today, city_id, tz)
+            presence = counters.reconcile_presence(r, db, today, today, now, tz)
+            r.set(PRIMED_KEY, now.isoformat())
+            log.info("wall: counters primed in %.2fs (%s case keys fixed, %s presence keys fixed)",
+                     time.monotonic() - started, cases.get("keys_fixed"), presence.get("keys_fixed"))
+            return {"cases": cases, "presence": presence}
+        except Exception:
+            log.exception("wall: priming the counters failed; the panels show what Redis holds")
+            return None
+        finally:
+            if r.get(PRIMING_KEY) is not None and _s(r.get(PRIMING_KEY)) == token:
+                r.delete(PRIMING_KEY)
+
+
+# --- panel 4: today's counts and the hourly chart --------------------------------------------------------
+
+COUNT_TILES = (  # (key, label, field or None for a computed one)
+    ("reported", "今日上报", "reported"),
+    ("registered", "立案", "registered"),
+    ("closed", "结案", "closed"),
+    ("closure_rate", "办结率", None),
+    ("overdue", "逾期", "overdue"),
+    ("escalated_town", "流转镇街", "escalated:town"),
+    ("escalated_city", "流转市级", "escalated:city"),
+    ("hazard", "安全隐患", "reported:hazard"),
+    ("dispute", "矛盾纠纷", "reported:dispute"),
+)
+
+
+def today_counts(r, scope: Scope, now: datetime, tz: str) -> dict:
+    """Counters for the tiles; the closure rate is of *today's* reports (closed ones / all of them), from
+    an indexed range query over today's rows, so that it can never pass 100 %."""
+    today = local(now, tz).date()
+    raw = counters.case_counts(r, scope.place_id, day=today, tz=tz)
+    out = {key: raw[fld] for key, _label, fld in COUNT_TILES if fld}
+    start, end = day_bounds_utc(today, tz)
+    reported, closed = db.execute(scope.cases(
+        select(func.count(Case.id), func.count(Case.id).filter(Case.state == "closed"))
+        .where(Case.reported_at >= start, Case.reported_at < end))).one()
+    out["closure_rate"] = closed / reported if reported else None
+    return out
+
+
+def _hour_bucket():
+    """(SQL expression of the UTC hour of reported_at, parser of its value). A literal, not a bound
+    parameter, so that GROUP BY repeats exactly the selected expression."""
+    if get_engine().dialect.name == "postgresql":
+        return func.date_trunc(literal_column("'hour'"), Case.reported_at), lambda v: v
+    return (func.strftime(literal_column("'%Y-%m-%d %H'"), Case.reported_at),
+            lambda v: datetime.strptime(v, "%Y-%m-%d %H"))
+
+
+def _reports_by_local_hour(scope: Scope, start: datetime, end: datetime, tz: str) -> list[int]:
+    bucket, parse = _hour_bucket()
+    stmt = scope.cases(select(bucket, func.count()).where(Case.reported_at >= start, Case.reported_at < end))
+    hours = [0] * 24
+    for value, n in db.execute(stmt.group_by(bucket)):
+        hours[local(parse(value), tz).hour] += n
+    return hours
+
+
+def hourly_reports(scope: Scope, now: datetime, tz: str) -> dict:
+    """Reports per local hour today (up to now) and on the same weekday a week ago (the whole day)."""
+    today = local(now, tz).date()
+    start, _ = day_bounds_utc(today, tz)
+    week_start, week_end = day_bounds_utc(today - timedelta(days=7), tz)
+    current_hour = local(now, tz).hour
+    today_hours = _reports_by_local_hour(scope, start, now + timedelta(seconds=1), tz)[:current_hour + 1]
+    return {"today": today_hours, "last_week": _reports_by_local_hour(scope, week_start, week_end, tz),
+            "hour": current_hour, "last_week_day": (today - timedelta(days=7)).isoformat()}
+
+
+# --- panels 2 and 3: attendance and admin logins -----------------------------------------------------------
+
+@dataclass
+class Presence:
+    unit: Unit
+    workers: int = 0  # active gridworker accounts
+    online: int = 0  # of them, with a heartbeat in the window
+    attended: int = 0  # signed in (签到) today
+    admins: int = 0  # active center_admin accounts
+    logged_in: int = 0  # of them, logged in this month
+
+    @property
+    def attendance_rate(self) -> float | None:
+        return self.attended / self.workers if self.workers else None
+
+    @property
+    def online_rate(self) -> float | None:
+        return self.online / self.workers if self.workers else None
+
+    @property
+    def login_rate(self) -> float | None:
+        return self.logged_in / self.admins if self.admins else None
+
+
+def _role_counts(role: str, column, where) -> dict:
+    stmt = select(column, func.count()).where(Account.role == role, Account.active.is_(True), *where).group_by(column)
+    return dict(db.execute(stmt).all())
+
+
+def presence(r, scope: Scope, now: datetime, tz: str, window_s: int = 300) -> tuple[list[Presence], Presence]:
+    """Per unit and in total: gridworkers online now and signed in today, admin accounts logged in this
+    month (counters), over the number of such accounts (accounts table)."""
+    today = local(now, tz).date()
+    total = Presence(Unit(scope.place_id, "合计"))
+    if scope.level == "city":
+        ids = [u.id for u in scope.units]
+        live = counters.presence_many(r, [*ids, None], now, today, today, window_s=window_s)
+        workers = _role_counts("gridworker", Account.town_id, ())
+        admins = _role_counts("center_admin", Account.town_id, ())
+        rows = []
+        for unit in scope.units:
+            rows.append(Presence(unit, workers=workers.get(unit.id, 0), online=live[unit.id]["online"],
+                                 attended=live[unit.id]["attended"], admins=admins.get(unit.id, 0),
+                                 logged_in=live[unit.id]["logged_in"]))
+        total.workers, total.admins = sum(workers.values()), sum(admins.values())
+        total.online, total.attended, total.logged_in = (live[None][k] for k in ("online", "attended", "logged_in"))
+        return rows, total
+    # below the city the counters are kept by town: read the town's members and sort them into units
+    town = scope.town_id
+    d, m = today.strftime("%Y%m%d"), today.strftime("%Y%m")
+    online_ids = set(counters.online_accounts(r, town, now, window_s=window_s))
+    with r.pipeline(transaction=False) as pipe:  # key formats: see the counters module docstring
+        pipe.smembers(f"cc:att:{d}:{town}")
+        pipe.smembers(f"cc:login:{m}:{town}")
+        attended_ids, login_ids = ({int(_s(x)) for x in members} for members in pipe.execute())
+    where = [Account.role.in_(("gridworker", "center_admin")), Account.active.is_(True), Account.town_id == town]
+    if scope.level == "village":
+        where.append(Account.village_id == scope.place_id)
+    elif scope.level == "grid":
+        where.append(Account.place_id == scope.place_id)
+    stmt = select(Account.id, Account.role, Account.village_id, Account.place_id).where(*where)
+    by_unit = {u.id: Presence(u) for u in scope.units}
+    own = Presence(Unit(scope.place_id, OWN_LEVEL_NAME[scope.level]))
+    for account_id, role, village_id, place_id in db.execute(stmt):
+        unit_id = village_id if scope.level == "town" else place_id
+        row = by_unit.get(unit_id, own)
+        for target in (row, total):
+            if role == "gridworker":
+                target.workers += 1
+                target.online += account_id in online_ids
+                target.attended += account_id in attended_ids
+            else:
+                target.admins += 1
+                target.logged_in += account_id in login_ids
+    rows = list(by_unit.values())
+    if own.workers or own.admins:
+        rows.append(own)
+    return rows, total
+
+
+# --- panel 6: rankings (interim measure) ------------------------------------------------------------------
+
+def shared_ranks(values: list[float | None]) -> list[int | None]:
+    """Competition ranking, highest first: equal values share a rank and the next is skipped (1, 1, 3).
+    None (nothing to rank) gets no rank."""
+    ranked = sorted((v for v in values if v is not None), reverse=True)
+    first = {}
+    for i, v in enumerate(ranked):
+        first.setdefault(v, i + 1)
+    return [None if v is None else first[v] for v in values]
+
+
+def rankings(r, scope: Scope, now: datetime, tz: str) -> list[dict]:
+    """Units ranked by 处理及时率 of this month so far (indicator 8 of the assessment):
+    r = (new events − overdue events) / new events, from the month counters, as a percentage rounded to
+    two decimals before ranking (what is shown is what is compared). Villages: 社区 and 村委 apart.
+
+    Interim: the full ten-indicator assessment total (issue 6) replaces this measure when it exists."""
+    month = local(now, tz).date()
+    counts = counters.case_counts_many(r, [u.id for u in scope.units], month=month, tz=tz)
+    groups: dict[str, list[dict]] = {}
+    for unit in scope.units:
+        c = counts[unit.id]
+        on_time = max(0, c["reported"] - c["overdue"])
+        rate = round(100 * on_time / c["reported"], 2) if c["reported"] else None
+        group = unit.kind if scope.unit_level == "village" and unit.kind in ("community", "village") else ""
+        groups.setdefault(group, []).append({"unit": unit, "reported": c["reported"], "closed": c["closed"],
+                                             "rate": rate})
+    out = []
+    for group in sorted(groups, key=lambda g: ("", "community", "village").index(g) if g in ("", "community", "village") else 9):
+        rows = groups[group]
+        for row, rank in zip(rows, shared_ranks([row["rate"] for row in rows]), strict=True):
+            row["rank"] = rank
+        rows.sort(key=lambda row: (row["rank"] is None, row["rank"] or 0, row["unit"].name))
+        out.append({"group": group, "rows": rows})
+    return out
+
+
+# --- panel 5: the alert ticker -------------------------------------------------------------------------------
+
+def alert_ticker(scope: Scope, now: datetime, rows: int = 10) -> dict:
+    """Open alerts of the scope: those still before their limit first (least time left first), then those
+    past it (most recently past first). Also the newest raised, and the counts by kind."""
+    base = scope.cases(
+        select(Alert.id, Alert.kind, Alert.due_at, Alert.raised_at, Alert.case_id, Case.number, Case.address,
+               Case.town_id, Case.grid_id, Category.name)
+        .join(Case, Case.id == Alert.case_id).join(Category, Category.id == Case.category_id)
+        .where(Alert.cleared_at.is_(None)))
+    keys = ("id", "kind", "due_at", "raised_at", "case_id", "number", "address", "town_id", "grid_id", "category")
+    upcoming = db.execute(base.where(Alert.due_at >= now).order_by(Alert.due_at, Alert.id).limit(rows)).all()
+    past = db.execute(base.where(Alert.due_at < now).order_by(Alert.due_at.desc(), Alert.id).limit(rows)).all()
+    items = [dict(zip(keys, row, strict=True)) for row in [*upcoming, *past][:rows]]
+    newest = db.execute(base.order_by(Alert.raised_at.desc(), Alert.id.desc()).limit(1)).first()
+    by_kind = dict(db.execute(scope.cases(select(Alert.kind, func.count()).join(Case, Case.id == Alert.case_id)
+                                          .where(Alert.cleared_at.is_(None))).group_by(Alert.kind)).all())
+    return {"items": items, "newest": dict(zip(keys, newest, strict=True)) if newest else None,
+            "by_kind": by_kind, "total": sum(by_kind.values())}
+
+
+# --- panel 1: the map ----------------------------------------------------------------------------------------
+
+def map_data(r, scope: Scope, now: datetime, tz: str, max_points: int = 5000) -> dict:
+    """Grid loads (today's reports per grid, from the counters), grids with an open alert, and the points:
+    today's open cases plus every case with an open alert, as compact rows
+    [id, lat, lon, kind, flag, number, category, grid_id] where flag is 2 = alert, 1 = overdue, 0 = neither."""
+    today = local(now, tz).date()
+    grid_ids = list(db.execute(scope.grids(select(Place.id)).order_by(Place.id)).scalars())
+    with r.pipeline(transaction=False) as pipe:
+        for gid in grid_ids:
+            pipe.hget(counters.day_key(today, gid), "reported")
+        loads = [int(_s(v)) if v is not None else 0 for v in pipe.execute()]
+    alert_rows = db.execute(scope.cases(select(Alert.case_id, Case.grid_id).join(Case, Case.id == Alert.case_id)
+                                        .where(Alert.cleared_at.is_(None)))).all()
+    alert_cases = {case_id for case_id, _ in alert_rows}
+    alert_grids = sorted({grid_id for _, grid_id in alert_rows if grid_id is not None})
+    columns = (Case.id, Case.lat, Case.lon, Case.kind, Case.overdue, Case.number, Category.name, Case.grid_id)
+    start, end = day_bounds_utc(today, tz)
+    today_open = db.execute(scope.cases(
+        select(*columns).join(Category, Category.id == Case.category_id)
+        .where(Case.reported_at >= start, Case.reported_at < end, Case.state.in_(OPEN_STATES),
+               Case.lat.is_not(None), Case.lon.is_not(None)))
+        .order_by(Case.reported_at.desc(), Case.id.desc()).limit(max_points)).all()
+    seen = {row[0] for row in today_open}
+    missing = sorted(alert_cases - seen)[:max_points]
+    alerting = db.execute(select(*columns).join(Category, Category.id == Case.category_id)
+                          .where(Case.id.in_(missing), Case.lat.is_not(None))).all() if missing else []
+    points = []
+    for cid, lat, lon, kind, overdue, number, category, grid_id in [*reversed(today_open), *alerting]:
+        flag = 2 if cid in alert_cases else 1 if overdue else 0
+        points.append([cid, round(lat, 6), round(lon, 6), kind, flag, number, category, grid_id])
+    return {"grids": [str(g) for g in grid_ids], "load": loads, "alert_grids": [str(g) for g in alert_grids],
+            "points": points[-max_points:], "day": today.isoformat(), "max_points": max_points,
+            "reported_today": sum(loads), "open_today": len(today_open), "alerting": len(alert_cases)}
+
+
+# --- the grid GeoJSON ------------------------------------------------------------------------------------------
+
+GEO_TOLERANCE_DEG = 0.00002  # ~2 m: invisible on a wall, and it drops the collinear vertices of the boundaries
+GEO_DECIMALS = 5  # ~1 m
+GEO_TTL_S = 600
+_geo_cache: dict[tuple, tuple[float, tuple, bytes, str]] = {}
+_geo_lock = threading.Lock()
+
+
+def _rounded(coords, n: int):
+    if isinstance(coords, (float, int)):
+        return round(coords, n)
+    return [_rounded(c, n) for c in coords]
+
+
+def grid_geojson(scope: Scope) -> tuple[bytes, str]:
+    """(body, ETag) of a FeatureCollection of the scope's grids (feature id = grid id as a string,
+    properties: name, kind), with a bbox. Kept in memory per place for GEO_TTL_S or until the set of
+    grids changes."""
+    fingerprint = tuple(db.execute(scope.grids(select(func.count(Place.id), func.max(Place.id)))).one())
+    key = (get_engine().url.render_as_string(hide_password=True), scope.place_id)
+    with _geo_lock:
+        hit = _geo_cache.get(key)
+        if hit and hit[1] == fingerprint and hit[0] > time.monotonic():
+            return hit[2], hit[3]
+    features, bounds = [], None
+    for pid, name, kind, geometry in db.execute(scope.grids(select(Place.id, Place.name, Place.kind, Place.geometry))
+                                                .order_by(Place.id)):
+        if not geometry:
+            continue
+        geom = shape(geometry)
+        simple = geom.simplify(GEO_TOLERANCE_DEG, preserve_topology=True)
+        if not simple.is_empty:
+            geom = simple
+        b = geom.bounds
+        bounds = b if bounds is None else (min(bounds[0], b[0]), min(bounds[1], b[1]),
+                                           max(bounds[2], b[2]), max(bounds[3], b[3]))
+        gj = mapping(geom)
+        features.append({"type": "Feature", "id": str(pid),
+                         "properties": {"name": name, "kind": kind},
+                         "geometry": {"type": gj["type"], "coordinates": _rounded(gj["coordinates"], GEO_DECIMALS)}})
+    collection = {"type": "FeatureCollection", "features": features}
+    if bounds is not None:
+        collection["bbox"] = [round(x, GEO_DECIMALS) for x in bounds]
+    body = json.dumps(collection, ensure_ascii=False, separators=(",", ":")).encode()
+    etag = hashlib.sha256(body).hexdigest()[:20]
+    with _geo_lock:
+        if len(_geo_cache) > 256:  # one entry per place viewed; never unbounded
+            _geo_cache.clear()
+        _geo_cache[key] = (time.monotonic() + GEO_TTL_S, fingerprint, body, etag)
+    return body, etag
