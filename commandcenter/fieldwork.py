@@ -24,6 +24,14 @@ def _tz() -> str:
     return current_app.config["SETTINGS"].timezone if has_app_context() else DEFAULT_TZ
 
 
+def _existing(model, client_key: str, account: Account):
+    """The row this app already sent with this key (a retry), refused if another account owns the key."""
+    row = db.execute(select(model).where(model.client_key == client_key)).scalar_one_or_none()
+    if row is not None and row.gridworker_id != account.id:
+        raise TransitionError("该幂等键已被其他账号使用，请换一个", "client_key")
+    return row
+
+
 def _outbox(topic: str, payload: dict) -> None:
     db.add(Outbox(topic=topic, payload=payload))
 
@@ -62,10 +70,8 @@ def record_patrol(account: Account, client_key: str, started_at: datetime, ended
                   track: list[list[float]], now: datetime | None = None) -> tuple[Patrol, bool]:
     """巡查 with its track ([lon, lat, unix_ts] points); idempotent on the app's key."""
     now = now or utcnow()
-    existing = db.execute(select(Patrol).where(Patrol.client_key == client_key)).scalar_one_or_none()
+    existing = _existing(Patrol, client_key, account)
     if existing is not None:
-        if existing.gridworker_id != account.id:
-            raise TransitionError("该幂等键已被其他账号使用，请换一个", "client_key")
         return existing, False
     if ended_at <= started_at:
         raise TransitionError("结束时间须晚于开始时间", "ended_at")
@@ -92,10 +98,8 @@ def record_patrol(account: Account, client_key: str, started_at: datetime, ended
 def record_visit(account: Account, client_key: str, at: datetime, person_id: int | None, site_id: int | None,
                  note: str | None, lat: float | None = None, lon: float | None = None) -> tuple[Visit, bool]:
     """走访 of a person or a site the gridworker may see (his grid, or assigned to him)."""
-    existing = db.execute(select(Visit).where(Visit.client_key == client_key)).scalar_one_or_none()
+    existing = _existing(Visit, client_key, account)
     if existing is not None:
-        if existing.gridworker_id != account.id:
-            raise TransitionError("该幂等键已被其他账号使用，请换一个", "client_key")
         return existing, False
     if (person_id is None) == (site_id is None):
         raise TransitionError("请指定走访对象：人员或场所（二选一）", "person_id")

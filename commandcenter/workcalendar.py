@@ -20,8 +20,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from functools import lru_cache
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from numbers import Real
 
 import chinese_calendar

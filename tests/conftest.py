@@ -178,6 +178,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen | None, log=None) -> None:
+    """Terminate politely, then kill; close its log."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    if log is not None:
+        log.close()
+
+
 class LiveServer:
     def __init__(self, env: dict, port: int, log_path: Path, extra_args: tuple[str, ...] = ()):
         self.port, self.env, self.log_path, self.extra_args = port, env, log_path, extra_args
@@ -204,15 +217,7 @@ class LiveServer:
         raise RuntimeError(f"live server did not answer in {timeout}s: see {self.log_path}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if getattr(self, "_log", None):
-            self._log.close()
+        stop_process(self.proc, getattr(self, "_log", None))
 
 
 @pytest.fixture
@@ -283,14 +288,7 @@ class WorkerProcess:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        if getattr(self, "_log", None):
-            self._log.close()
+        stop_process(self.proc, getattr(self, "_log", None))
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ from commandcenter.access import Forbidden
 from commandcenter.cases import loop
 from commandcenter.cases.loop import ReportInput, TransitionError
 from commandcenter.db import db, get_engine
-from commandcenter.models import Account, Case, CaseStep, Category, Dispute, Outbox
+from commandcenter.models import Case, CaseStep, Dispute, Outbox
+from tests.world import WorldView
 
 M = timedelta(minutes=1)
 H = timedelta(hours=1)
@@ -39,39 +40,7 @@ def from_local(y, mo, d, h=0, mi=0) -> datetime:
 
 # --- helpers -------------------------------------------------------------------------------------
 
-class W:
-    """The test world, with every object loaded into the current session."""
-
-    def __init__(self, world):
-        self.world = world
-
-    def a(self, username: str) -> Account:
-        return db.get(Account, self.world.accounts[username].id)
-
-    def id(self, username: str) -> int:
-        return self.world.accounts[username].id
-
-    def cat(self, code: str) -> Category:
-        return db.query(Category).filter_by(code=code).one()
-
-    def point(self, grid: int = 0) -> tuple[float, float]:
-        g = self.world.grids[grid]
-        return g.center_lat, g.center_lon
-
-    def grid(self, i: int) -> int:
-        return self.world.grids[i].id
-
-    def village(self, i: int) -> int:
-        return self.world.villages[i].id
-
-    def town(self, i: int) -> int:
-        return self.world.towns[i].id
-
-    def dept(self, i: int) -> int:
-        return self.world.departments[i].id
-
-    def center(self, name: str) -> int:
-        return self.world.centers[name].id
+W = WorldView
 
 
 @pytest.fixture

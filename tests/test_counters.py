@@ -39,6 +39,7 @@ from commandcenter.models import (
     SignIn,
 )
 from commandcenter.timeutil import local
+from tests.world import WorldView
 
 M = timedelta(minutes=1)
 H = timedelta(hours=1)
@@ -57,40 +58,14 @@ def zero(**nonzero) -> dict[str, int]:
     return counts
 
 
-class W:
-    """The test world, its objects loaded into the current session."""
-
-    def __init__(self, world):
-        self.world = world
-
-    def a(self, username: str) -> Account:
-        return db.get(Account, self.world.accounts[username].id)
-
-    def cat(self, code: str) -> Category:
-        return db.query(Category).filter_by(code=code).one()
-
-    @property
-    def city(self) -> int:
-        return self.world.city.id
-
-    def grid(self, i: int) -> int:
-        return self.world.grids[i].id
-
-    def village(self, i: int) -> int:
-        return self.world.villages[i].id
-
-    def town(self, i: int) -> int:
-        return self.world.towns[i].id
-
-    def dept(self, i: int) -> int:
-        return self.world.departments[i].id
-
+class W(WorldView):
     def chain(self, g: int) -> list[int]:
         """grid, village, town and city ids of grid index g (8 grids: 2 per village, 4 per town)."""
         return [self.grid(g), self.village(g // 2), self.town(g // 4), self.city]
 
     def all_places(self) -> list[int]:
         return [self.city, *[p.id for p in self.world.towns + self.world.villages + self.world.grids]]
+
 
 
 @pytest.fixture

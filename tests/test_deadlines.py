@@ -15,7 +15,8 @@ import pytest
 
 from commandcenter.cases import loop
 from commandcenter.db import db
-from commandcenter.models import Account, Case, Category
+from commandcenter.models import Case
+from tests.world import WorldView
 
 
 def utc(y, mo, d, h=0, mi=0):
@@ -27,19 +28,7 @@ def from_local(y, mo, d, h=0, mi=0):
     return datetime(y, mo, d, h, mi) - timedelta(hours=8)
 
 
-class W:
-    def __init__(self, world):
-        self.world = world
-
-    def a(self, username: str) -> Account:
-        return db.get(Account, self.world.accounts[username].id)
-
-    def cat(self, code: str) -> Category:
-        return db.query(Category).filter_by(code=code).one()
-
-    def point(self, grid: int = 0) -> tuple[float, float]:
-        g = self.world.grids[grid]
-        return g.center_lat, g.center_lon
+W = WorldView
 
 
 @pytest.fixture

@@ -109,3 +109,42 @@ def build_world() -> World:
     add("dept1", "department", towns[0], department_id=world.departments[1].id)
     db.commit()
     return world
+
+
+class WorldView:
+    """The test world by index and name, each object loaded into the current session on use."""
+
+    def __init__(self, world: World):
+        self.world = world
+
+    def a(self, username: str) -> Account:
+        return db.get(Account, self.world.accounts[username].id)
+
+    def id(self, username: str) -> int:
+        return self.world.accounts[username].id
+
+    def cat(self, code: str) -> Category:
+        return db.query(Category).filter_by(code=code).one()
+
+    def point(self, grid: int = 0) -> tuple[float, float]:
+        g = self.world.grids[grid]
+        return g.center_lat, g.center_lon
+
+    @property
+    def city(self) -> int:
+        return self.world.city.id
+
+    def grid(self, i: int) -> int:
+        return self.world.grids[i].id
+
+    def village(self, i: int) -> int:
+        return self.world.villages[i].id
+
+    def town(self, i: int) -> int:
+        return self.world.towns[i].id
+
+    def dept(self, i: int) -> int:
+        return self.world.departments[i].id
+
+    def center(self, name: str) -> int:
+        return self.world.centers[name].id
