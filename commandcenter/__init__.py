@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     jobs.install_hooks()
 
     from .admin import bp as admin_bp
+    from .alerts_views import bp as alerts_bp
     from .api import bp as api_bp
     from .auth import bp as auth_bp
     from .cases.views import bp as cases_bp
@@ -70,7 +71,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .open311 import bp as open311_bp
     from .wall import bp as wall_bp
 
-    for blueprint in (auth_bp, health_bp, main_bp, api_bp, cases_bp, hotline_bp, open311_bp, wall_bp, admin_bp):
+    for blueprint in (auth_bp, health_bp, main_bp, api_bp, cases_bp, hotline_bp, open311_bp, wall_bp, admin_bp, alerts_bp):
         app.register_blueprint(blueprint)
     csrf.exempt(api_bp)  # token-authenticated, no cookies: CSRF does not apply
     csrf.exempt(open311_bp)  # API-key authenticated

@@ -85,3 +85,25 @@ def test_acknowledge_records_who_and_when(ctx, world):
     assert alert.acknowledged_by_id == account("city_duty_officer").id
     assert alert.acknowledged_at == T0 + timedelta(minutes=47)
     assert case.id == alert.case_id
+
+
+def test_duty_officer_acknowledges_on_the_alert_desk(app, world):
+    from tests.conftest import AuthActions, csrf_from
+
+    with app.app_context():
+        parking_case(world, discovered=T0, now=T0)
+        alert_id = alerts.sweep(T0 + timedelta(minutes=46))[0].id
+    client = app.test_client()
+    AuthActions(client).login("town1_duty")
+    page = client.get("/alerts/").get_data(as_text=True)
+    assert "当前没有未解除的预警" in page  # town 1 does not see town 0's alert
+    assert client.post(f"/alerts/{alert_id}/ack", data={"csrf_token": csrf_from(page)}).status_code == 404
+    client = app.test_client()
+    AuthActions(client).login("town0_duty")
+    page = client.get("/alerts/").get_data(as_text=True)
+    assert "乱停车一小时临期" in page
+    assert client.post(f"/alerts/{alert_id}/ack", data={"csrf_token": csrf_from(page)}).status_code == 302
+    alert = db.get(Alert, alert_id)
+    db.refresh(alert)
+    assert alert.acknowledged_by_id == account("town0_duty").id and alert.acknowledged_at is not None
+    assert "已确认" in client.get("/alerts/").get_data(as_text=True)

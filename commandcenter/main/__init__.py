@@ -11,6 +11,7 @@ bp = Blueprint("main", __name__)
 # (endpoint, label, permission): shown only when the blueprint exists and the role has the permission
 NAV = (
     ("wall.index", "指挥大屏", "wall.view"),
+    ("alerts.index", "临期预警", "alert.ack"),
     ("cases.queue", "立案派遣", "case.register"),
     ("cases.index", "事件列表", "case.view"),
     ("hotline.new", "12345 热线受理", "hotline.take"),

@@ -1,0 +1,48 @@
+"""The duty officer's alert desk: open alerts of his jurisdiction, acknowledged with who and when."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from sqlalchemy import select
+
+from . import alerts
+from .access import current_account, in_jurisdiction, require
+from .audit import audit
+from .db import db
+from .models import Alert, Case
+from .timeutil import utcnow
+
+bp = Blueprint("alerts", __name__, url_prefix="/alerts")
+
+
+def _scoped(stmt):
+    home = current_account().place
+    if home.level == "town":
+        stmt = stmt.where(Case.town_id == home.id)
+    elif home.level == "village":
+        stmt = stmt.where(Case.village_id == home.id)
+    elif home.level == "grid":
+        stmt = stmt.where(Case.grid_id == home.id)
+    return stmt
+
+
+@bp.get("/")
+@require("alert.ack")
+def index():
+    rows = db.execute(_scoped(select(Alert, Case).join(Case, Case.id == Alert.case_id)
+                              .where(Alert.cleared_at.is_(None)).order_by(Alert.due_at).limit(300))).all()
+    return render_template("alerts/index.html", rows=rows, now=utcnow())
+
+
+@bp.post("/<int:alert_id>/ack")
+@require("alert.ack")
+def acknowledge(alert_id: int):
+    alert = db.get(Alert, alert_id)
+    case = db.get(Case, alert.case_id) if alert else None
+    if alert is None or not in_jurisdiction(current_account(), grid_id=case.grid_id, village_id=case.village_id,
+                                            town_id=case.town_id):
+        abort(404)
+    audit("alert.ack", "alert", alert.id)
+    alerts.acknowledge(alert, current_account(), utcnow())
+    flash(f"已确认预警：{case.number}", "info")
+    return redirect(url_for("alerts.index"))
