@@ -6,7 +6,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from sqlalchemy import select
 
 from . import alerts
-from .access import current_account, in_jurisdiction, require
+from .access import current_account, in_jurisdiction, require, scope
 from .audit import audit
 from .db import db
 from .models import Alert, Case
@@ -15,22 +15,12 @@ from .timeutil import utcnow
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
 
 
-def _scoped(stmt):
-    home = current_account().place
-    if home.level == "town":
-        stmt = stmt.where(Case.town_id == home.id)
-    elif home.level == "village":
-        stmt = stmt.where(Case.village_id == home.id)
-    elif home.level == "grid":
-        stmt = stmt.where(Case.grid_id == home.id)
-    return stmt
-
-
 @bp.get("/")
 @require("alert.ack")
 def index():
-    rows = db.execute(_scoped(select(Alert, Case).join(Case, Case.id == Alert.case_id)
-                              .where(Alert.cleared_at.is_(None)).order_by(Alert.due_at).limit(300))).all()
+    stmt = (select(Alert, Case).join(Case, Case.id == Alert.case_id)
+            .where(Alert.cleared_at.is_(None)).order_by(Alert.due_at).limit(300))
+    rows = db.execute(scope(stmt, current_account(), Case)).all()
     return render_template("alerts/index.html", rows=rows, now=utcnow())
 
 
