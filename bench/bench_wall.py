@@ -6,7 +6,8 @@ number of stored events.
         [--sizes 100000,1000000] [--repeat 20] [--skip-push] [--skip-render] [--keep-db]
 
 (a) push: a throw-away PostgreSQL database with the tests' small city, a live server (`flask serve`) and a
-    separate RQ worker, both in server mode on the given Redis database; `--clients` python-socketio clients
+    separate RQ worker (`--worker-class`, SimpleWorker as in the Procfile), both in server mode on the given
+    Redis database; `--clients` python-socketio clients
     (spread over `--procs` processes, so that the clients' own GIL does not add to the figures) connect to
     /live as the city duty officer. This process then reports `--cases` cases in server mode, one every
     `--interval` s, exactly as another web process would: commit → outbox → RQ job in the worker → counters
@@ -115,10 +116,10 @@ def drop_database(admin_url: str, name: str) -> None:
 
 
 def make_app(database_url: str, redis_url: str, instance: Path):
+    import logging
+
     from commandcenter import create_app
     from commandcenter.settings import Settings
-
-    import logging
 
     app = create_app(Settings.from_env(database_url=database_url, redis_url=redis_url, instance_path=instance,
                                        upload_dir=instance / "uploads", testing=True, allow_default_passwords=True))
@@ -426,8 +427,9 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.6, help="seconds between two reports")
     parser.add_argument("--sizes", default="100000,1000000", help="stored events to measure the render time at")
     parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--worker-class", default="",
-                        help="e.g. rq.worker.SimpleWorker (no fork per job); default: rq's forking Worker, as in the Procfile")
+    parser.add_argument("--worker-class", default="rq.worker.SimpleWorker",
+                        help="as in the Procfile (jobs run in the worker process); rq.worker.Worker forks a work horse "
+                             "per job, which rebuilds the application every time")
     parser.add_argument("--skip-push", action="store_true")
     parser.add_argument("--skip-render", action="store_true")
     parser.add_argument("--keep-db", action="store_true")
@@ -437,7 +439,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     if not args.skip_push:
         print(f"\n(a) push latency: {args.clients} Socket.IO clients, {args.cases} cases reported {args.interval}s apart, "
-              f"worker class {args.worker_class or 'rq.worker.Worker (forks a work horse per job)'}")
+              f"worker class {args.worker_class}")
         res = bench_push(args)
         print(f"  clients connected in {res['connect_s']:.1f}s over {res['procs']} processes")
         print(f"  pushes received: {res['delivered']:,} of {res['expected']:,}")

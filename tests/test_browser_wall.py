@@ -3,7 +3,6 @@ recovery after the server is stopped and started again. Screenshots go to test-a
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import timedelta
 
@@ -80,13 +79,6 @@ def post_case(base_url: str, token: str, world, grid: int, code: str = "0101") -
     return response.json()
 
 
-def restart_on_same_port(server, down_for: float = 0.0) -> None:
-    """Stop the live server process and start it again on the same port (LiveServer keeps its port)."""
-    server.stop()
-    time.sleep(down_for)
-    server.start()
-
-
 def test_wall_fits_updates_live_and_recovers_after_a_restart(world, live_server, page):
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -137,7 +129,8 @@ def test_wall_fits_updates_live_and_recovers_after_a_restart(world, live_server,
     page.screenshot(path=str(ARTIFACTS / "wall-3840x2160.png"))
     page.set_viewport_size({"width": 1920, "height": 1080})
 
-    # the server goes away: the banner shows; it comes back on the same port: the banner goes by itself
+    # the server goes away: the banner shows; it comes back on the same port (LiveServer.start reuses its
+    # port): the banner goes by itself
     banner = page.locator("#wall-banner")
     assert banner.is_hidden()
     live_server.stop()
