@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ClientKey = Annotated[str, Field(min_length=8, max_length=80, pattern=r"^[A-Za-z0-9_\-:.]+$",
                                  description="client-chosen idempotency key: a retry with the same key returns the same case")]
@@ -49,11 +49,6 @@ class AccountOut(BaseModel):
     place_name: str
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValueError("时间须带时区，例如 2026-11-23T09:30:00+08:00")
-    return value
-
 
 class CaseReport(Strict):
     client_key: ClientKey
@@ -63,13 +58,9 @@ class CaseReport(Strict):
     lon: float | None = Field(default=None, ge=-180, le=180)
     address: str | None = Field(default=None, max_length=200)
     grid_code: str | None = Field(default=None, pattern=r"^\d{6,32}$")
-    discovered_at: datetime | None = None
+    discovered_at: AwareDatetime | None = None
     self_handled: bool = False
 
-    @field_validator("discovered_at")
-    @classmethod
-    def _discovered_has_zone(cls, value: datetime | None) -> datetime | None:
-        return _aware(value)
 
 
 class HotlineWorkOrder(Strict):
@@ -82,12 +73,8 @@ class HotlineWorkOrder(Strict):
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
     grid_code: str | None = Field(default=None, pattern=r"^\d{6,32}$")
-    received_at: datetime | None = None
+    received_at: AwareDatetime | None = None
 
-    @field_validator("received_at")
-    @classmethod
-    def _received_has_zone(cls, value: datetime | None) -> datetime | None:
-        return _aware(value)
 
 
 ActionName = Literal["register", "reject", "duplicate", "dispatch", "accept", "feedback", "close", "rework",
@@ -115,14 +102,10 @@ class SignInOut(BaseModel):
 
 class PatrolIn(Strict):
     client_key: ClientKey
-    started_at: datetime
-    ended_at: datetime
+    started_at: AwareDatetime
+    ended_at: AwareDatetime
     track: list[Annotated[list[float], Field(min_length=2, max_length=3)]] = Field(default_factory=list, max_length=5000)
 
-    @field_validator("started_at", "ended_at")
-    @classmethod
-    def _has_zone(cls, value: datetime) -> datetime:
-        return _aware(value)
 
 
 class PatrolOut(BaseModel):
@@ -136,15 +119,11 @@ class VisitIn(Strict):
     client_key: ClientKey
     person_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     site_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    at: datetime
+    at: AwareDatetime
     note: str | None = Field(default=None, max_length=2000)
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
 
-    @field_validator("at")
-    @classmethod
-    def _has_zone(cls, value: datetime) -> datetime:
-        return _aware(value)
 
 
 class VisitOut(BaseModel):
@@ -246,6 +225,7 @@ MESSAGES = {
     "datetime_parsing": "时间格式不正确，应为 ISO 8601，例如 2026-11-23T09:30:00+08:00",
     "datetime_type": "时间格式不正确，应为 ISO 8601",
     "datetime_from_date_parsing": "时间格式不正确，应为 ISO 8601",
+    "timezone_aware": "时间须带时区，例如 2026-11-23T09:30:00+08:00",
     "literal_error": "取值不在允许范围内",
     "model_type": "须为 JSON 对象",
     "model_attributes_type": "须为 JSON 对象",
