@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from redis import Redis  # noqa: E402
 
+from bench.common import cpu_count, cpu_model  # noqa: E402
 from commandcenter import counters  # noqa: E402
 
 # only actions that move a counter (accept, feedback... cost nothing and would flatter the figures);
@@ -41,20 +42,11 @@ CITY, TOWNS, VILLAGES_PER_TOWN, GRIDS_PER_VILLAGE = 1, 20, 10, 8
 
 
 def machine(r: Redis) -> dict:
-    model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     info = r.info("server")
     import redis as redis_py
 
     return {
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu": model, "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "nproc": cpu_count(), "cpu": cpu_model(), "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "redis": info.get("redis_version"), "redis-py": redis_py.__version__,
         "python": platform.python_version(), "os": platform.platform(),
     }
