@@ -69,9 +69,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .health import bp as health_bp
     from .main import bp as main_bp
     from .open311 import bp as open311_bp
+    from .assessment import bp as assessment_bp
+    from .bulletin import bp as bulletin_bp
+    from .drill import bp as drill_bp
+    from .mobile import bp as mobile_bp
+    from .persons import bp as persons_bp
+    from .points import bp as points_bp
     from .wall import bp as wall_bp
 
-    for blueprint in (auth_bp, health_bp, main_bp, api_bp, cases_bp, hotline_bp, open311_bp, wall_bp, admin_bp, alerts_bp):
+    for blueprint in (auth_bp, health_bp, main_bp, api_bp, cases_bp, hotline_bp, open311_bp, wall_bp, admin_bp,
+                      alerts_bp, drill_bp, mobile_bp, assessment_bp, points_bp, bulletin_bp, persons_bp):
         app.register_blueprint(blueprint)
     csrf.exempt(api_bp)  # token-authenticated, no cookies: CSRF does not apply
     csrf.exempt(open311_bp)  # API-key authenticated

@@ -35,6 +35,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "drill.view": frozenset({"supervisor", "leader", "duty_officer", "center_admin"}),
     "alert.ack": frozenset({"duty_officer", "operator"}),
     "mobile.view": frozenset({"leader", "supervisor", "duty_officer"}),
+    "assessment.view": frozenset({"supervisor", "leader", "duty_officer", "center_admin"}),
+    "assessment.close": frozenset({"supervisor"}),  # closing a month freezes it (a city supervisor)
+    "points.view": frozenset({"supervisor", "leader", "duty_officer", "center_admin"}),
+    "bulletin.view": frozenset({"supervisor", "leader", "center_admin"}),
+    "bulletin.edit": frozenset({"supervisor", "center_admin"}),
+    "rules.edit": frozenset({"admin"}),  # assessment weights and the points rulebook
     "person.view": frozenset({"gridworker", "center_admin", "supervisor"}),
     "person.unmask": frozenset({"center_admin", "supervisor"}),  # plus the account's can_unmask grant
     "account.manage": frozenset({"admin"}),

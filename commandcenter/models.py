@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -203,6 +204,7 @@ class LoginRecord(Base):
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     address: Mapped[str | None] = mapped_column(String(64))
     channel: Mapped[str] = mapped_column(String(10), default="web")  # web / app / api
+    import_key: Mapped[str | None] = mapped_column(String(80), unique=True)  # set by `flask import logins`
 
 
 class Category(Base):
@@ -434,6 +436,7 @@ class Person(Base):
     __tablename__ = "persons"
     __table_args__ = (Index("ix_persons_town_type", "town_id", "person_type"), Index("ix_persons_grid", "grid_id"))
     id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str | None] = mapped_column(String(40), unique=True)  # the id in the platform it came from
     name: Mapped[str] = mapped_column(String(64))
     id_number: Mapped[str | None] = mapped_column(String(18))
     phone: Mapped[str | None] = mapped_column(String(20))
@@ -453,6 +456,7 @@ class Site(Base):
     __tablename__ = "sites"
     __table_args__ = (Index("ix_sites_town_type", "town_id", "site_type"),)
     id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str | None] = mapped_column(String(40), unique=True)  # the id in the platform it came from
     name: Mapped[str] = mapped_column(String(100))
     site_type: Mapped[str] = mapped_column(String(16))
     visit_frequency: Mapped[str] = mapped_column(String(10))
@@ -594,3 +598,46 @@ class JobRun(Base):
     last_status: Mapped[str | None] = mapped_column(String(10))  # ok / failed
     last_detail: Mapped[str | None] = mapped_column(Text)
     runs: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AssessmentMonth(Base):
+    """A closed month of the assessment (考核): the rules and figures it was computed with, frozen.
+
+    While a month is open its table is computed from the data on every request; closing it stores the
+    rules, the figures of every town and the resulting table, so that it stays reproducible after later
+    corrections of the data or of the rules."""
+
+    __tablename__ = "assessment_months"
+    __table_args__ = (UniqueConstraint("place_id", "month", name="uq_assessment_place_month"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    place_id: Mapped[int] = mapped_column(ForeignKey("places.id"))  # the city whose towns are assessed
+    month: Mapped[str] = mapped_column(String(7))  # YYYY-MM
+    rules: Mapped[dict] = mapped_column(JSON)
+    figures: Mapped[dict] = mapped_column(JSON)  # town id (str) -> the figures object, as a dict
+    table: Mapped[dict] = mapped_column(JSON)  # the scored table as the JSON endpoint returns it
+    closed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+
+
+class Bulletin(Base):
+    """月度通报 of a town or the city for a month: generated parts, free text kept, the built .docx."""
+
+    __tablename__ = "bulletins"
+    __table_args__ = (UniqueConstraint("place_id", "month", name="uq_bulletins_place_month"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    place_id: Mapped[int] = mapped_column(ForeignKey("places.id"))
+    month: Mapped[str] = mapped_column(String(7))  # YYYY-MM
+    title: Mapped[str | None] = mapped_column(String(200))
+    problems: Mapped[str | None] = mapped_column(Text)  # 存在问题 (free text, written by a person)
+    requirements: Mapped[str | None] = mapped_column(Text)  # 下步要求 (free text)
+    story_case_ids: Mapped[list | None] = mapped_column(JSON)  # outstanding cases picked for the stories
+    status: Mapped[str] = mapped_column(String(10), default="draft")  # draft / queued / running / done / failed
+    progress: Mapped[int] = mapped_column(Integer, default=0)  # 0..100 while a build runs
+    progress_note: Mapped[str | None] = mapped_column(String(200))
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    content: Mapped[dict | None] = mapped_column(JSON)  # the generated sections, tables and rankings
+    docx: Mapped[bytes | None] = mapped_column(LargeBinary)
+    built_at: Mapped[datetime | None] = mapped_column(DateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))

@@ -1,0 +1,127 @@
+"""Shared building blocks of the monthly figures: periods, who the gridworkers of a place are, and
+patrol compliance. Used by the drill-down (stats.py), the assessment and the points.
+
+Definitions (documented in docs/domain-decisions.md):
+- A **period** is a range of local calendar days [start, end], both included.
+- The **gridworkers of a place** are the active accounts with role ``gridworker`` whose place lies inside it
+  (a grid's, a village's, a town's or the whole city's).
+- A gridworker **patrolled on a day** when his patrols that *started* on that local day add up to at least
+  ``PATROL_MINUTES`` (60) minutes; a patrol without an end counts nothing.
+- A gridworker is **patrol-compliant** in a period when he patrolled on every workday of the period that has
+  begun (workdays after today are not yet due; today counts). A period with no workday that has begun makes
+  the compliance undefined (``None``), not 100 %.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+
+from .db import db
+from .models import Account, Patrol, Place
+from .timeutil import day_bounds_utc, local, local_today
+from .workcalendar import is_workday
+
+PATROL_MINUTES = 60
+
+
+@dataclass(frozen=True)
+class Period:
+    """Local calendar days from `start` to `end`, both included."""
+
+    start: date
+    end: date
+    kind: str = "custom"  # day / week / month / custom
+
+    def bounds_utc(self, tz: str) -> tuple[datetime, datetime]:
+        """[start of the first day, start of the day after the last) in naive UTC."""
+        begin, _ = day_bounds_utc(self.start, tz)
+        _, finish = day_bounds_utc(self.end, tz)
+        return begin, finish
+
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1)]
+
+    def workdays_begun(self, today: date) -> list[date]:
+        """Workdays of the period up to and including `today`."""
+        return [d for d in self.days() if d <= today and is_workday(d)]
+
+    @classmethod
+    def month(cls, year: int, month: int) -> Period:
+        first = date(year, month, 1)
+        nxt = date(year + (month == 12), month % 12 + 1, 1)
+        return cls(first, nxt - timedelta(days=1), "month")
+
+    @classmethod
+    def parse_month(cls, text: str) -> Period:
+        """'2026-11' → that month; ValueError with a Chinese message otherwise."""
+        try:
+            year, month = (int(part) for part in str(text).split("-"))
+            if not (2000 <= year <= 2100 and 1 <= month <= 12) or len(str(text)) != 7:
+                raise ValueError
+        except ValueError:
+            raise ValueError("月份格式应为 YYYY-MM，例如 2026-11") from None
+        return cls.month(year, month)
+
+    @property
+    def label(self) -> str:
+        if self.kind == "month":
+            return f"{self.start.year}年{self.start.month}月"
+        if self.start == self.end:
+            return self.start.isoformat()
+        return f"{self.start.isoformat()} 至 {self.end.isoformat()}"
+
+
+def place_column(model, level: str):
+    """The column of `model` that names its ancestor at `level` (town_id, village_id, grid_id/place_id)."""
+    if level == "town":
+        return model.town_id
+    if level == "village":
+        return model.village_id
+    if level == "grid":
+        return getattr(model, "grid_id", None) or model.place_id
+    raise ValueError(level)
+
+
+def in_place(stmt, model, place: Place):
+    """Restrict a statement on a model with town_id / village_id / grid_id (or place_id) to `place`."""
+    if place.level == "city":
+        return stmt
+    return stmt.where(place_column(model, place.level) == place.id)
+
+
+def gridworkers(place: Place) -> list[Account]:
+    """The active gridworker accounts inside `place`."""
+    stmt = select(Account).where(Account.role == "gridworker", Account.active.is_(True))
+    return list(db.scalars(in_place(stmt, Account, place).order_by(Account.id)))
+
+
+def patrol_minutes_by_day(worker_ids: list[int], period: Period, tz: str) -> dict[int, dict[date, float]]:
+    """Minutes of patrol per gridworker and local day (by the day the patrol started)."""
+    out: dict[int, dict[date, float]] = defaultdict(lambda: defaultdict(float))
+    if not worker_ids:
+        return out
+    begin, finish = period.bounds_utc(tz)
+    ids = list(worker_ids)
+    for i in range(0, len(ids), 900):  # keep the IN list within SQLite's limits
+        rows = db.execute(select(Patrol.gridworker_id, Patrol.started_at, Patrol.ended_at)
+                          .where(Patrol.gridworker_id.in_(ids[i:i + 900]), Patrol.started_at >= begin,
+                                 Patrol.started_at < finish, Patrol.ended_at.is_not(None)))
+        for worker_id, started, ended in rows:
+            minutes = max(0.0, (ended - started).total_seconds() / 60)
+            out[worker_id][local(started, tz).date()] += minutes
+    return out
+
+
+def patrol_compliance(worker_ids: list[int], period: Period, tz: str, today: date | None = None) -> dict[int, bool | None]:
+    """For each gridworker: patrolled ≥ PATROL_MINUTES on every workday of the period begun so far.
+    None for everyone when no workday of the period has begun."""
+    today = today or local_today(tz)
+    due = period.workdays_begun(today)
+    if not due:
+        return {wid: None for wid in worker_ids}
+    minutes = patrol_minutes_by_day(worker_ids, period, tz)
+    return {wid: all(minutes.get(wid, {}).get(d, 0.0) >= PATROL_MINUTES for d in due) for wid in worker_ids}
