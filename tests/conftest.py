@@ -271,7 +271,7 @@ def page(browser):
 class WorkerProcess:
     """`rq worker --with-scheduler` on the test Redis, as a separate process on the test database."""
 
-    def __init__(self, env: dict, log_path: Path, queues: tuple[str, ...] = ("realtime", "default")):
+    def __init__(self, env: dict, log_path: Path, queues: tuple[str, ...] = ("realtime", "default", "reports")):
         self.env, self.log_path, self.queues = env, log_path, queues
         self.proc: subprocess.Popen | None = None
 

@@ -210,7 +210,7 @@ TokenOut.model_rebuild()
 MESSAGES = {
     "missing": "缺少必填字段",
     "extra_forbidden": "不允许的字段",
-    "string_too_short": "不能为空",
+    "string_too_short": "长度不足（至少 {min_length} 个字符）",
     "string_too_long": "长度超出限制（最多 {max_length} 个字符）",
     "string_pattern_mismatch": "格式不正确",
     "string_type": "须为字符串",
