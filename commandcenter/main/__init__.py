@@ -18,6 +18,7 @@ NAV = (
     ("drill.index", "逐级下钻", "drill.view"),
     ("assessment.index", "月度考核", "assessment.view"),
     ("points.index", "积分排名", "points.view"),
+    ("points.rules", "积分规则", "rules.edit"),
     ("bulletin.index", "月度通报", "bulletin.view"),
     ("persons.index", "重点人员", "person.view"),
     ("mobile.index", "领导移动端", "mobile.view"),
