@@ -18,7 +18,7 @@ from commandcenter import counters, jobs
 from commandcenter.cases import loop
 from commandcenter.cases.loop import ReportInput
 from commandcenter.db import db
-from commandcenter.models import Account, Heartbeat, LoginRecord, SettingValue, SignIn
+from commandcenter.models import Account, Heartbeat, LoginRecord, Place, SettingValue, SignIn
 from commandcenter.timeutil import day_bounds_utc, local, utcnow
 from commandcenter.wall import queries
 from tests.conftest import PASSWORD, csrf_from
@@ -264,31 +264,41 @@ def test_thresholds_are_settings(app, world, client):
     assert panel_data(get_panel(client, "attendance"))["low"] == [False, False]
 
 
-def test_rankings_use_the_timeliness_indicator_with_shared_ranks(app, world, client):
-    """处理及时率 (indicator 8): r = (new − overdue) / new; equal values share a rank."""
+def test_city_wall_ranks_towns_by_the_assessment_and_towns_rank_villages_by_timeliness(app, world, client, redis_conn):
+    """The city's wall: towns by this month's assessment total so far (shared ranks). A town's wall: its
+    villages by 处理及时率 (indicator 8): r = (new − overdue) / new, 社区 and 村委 apart."""
+    from commandcenter.assessment.service import month_table
+
     now = utcnow()
-    earlier = now - timedelta(hours=6)
-    if local(earlier).month != local(now).month:  # keep both steps inside this month
-        earlier = now - timedelta(minutes=10)
     with app.app_context():
         for gw, grid in (("gw0", 0), ("gw4", 4)):
             report(world, gw, "0101", grid, now=now)
             report(world, gw, "0103", grid, now=now)
+        late = report(world, "gw4", "0501", 4, now=now)  # 井盖缺损
+        loop.register(late, account("town1_operator"), now=now)
+        late.handle_due = now - timedelta(seconds=1)  # its limit has passed (whatever the hour of the test)
+        db.commit()
+        loop.sweep_deadlines(now=now)
         jobs.process_outbox()
+        today = local(now).date()
+        table = month_table(db.get(Place, world.city.id), f"{today.year:04d}-{today.month:02d}")
+        db.remove()
     login(client, "city_duty_officer")
     html = get_panel(client, "rankings")
     rows = re.findall(r'<span class="rk">([^<]+)</span>\s*<span class="n">([^<]+)</span>\s*<span class="v">([^<]+)</span>', html)
-    assert rows == [("1", "东湖街道", "100.00%"), ("1", "西湖街道", "100.00%")]  # equal: both first
-    with app.app_context():
-        late = report(world, "gw4", "0501", 4, now=earlier)  # 井盖缺损: four hours to handle
-        loop.register(late, account("town1_operator"), now=earlier)
-        loop.sweep_deadlines(now=now)
-        jobs.process_outbox()
+    assert rows == [(str(r["rank"]), r["town_name"], f"{r['total']:.2f} 分") for r in table["rows"]]
+    assert len(rows) == 2 and "按本月考核总分" in html
+    ranks = {name: rank for rank, name, _ in rows}
+    totals = {r["town_name"]: r["total"] for r in table["rows"]}
+    assert (ranks["东湖街道"] == ranks["西湖街道"]) == (totals["东湖街道"] == totals["西湖街道"])
+
+    client.post("/logout", data={"csrf_token": csrf_from(client.get("/").get_data(as_text=True))})
+    login(client, "town1_duty")
     html = get_panel(client, "rankings")
     rows = re.findall(r'<span class="rk">([^<]+)</span>\s*<span class="n">([^<]+)</span>\s*<span class="v">([^<]+)</span>', html)
-    assert rows == [("1", "东湖街道", "100.00%"), ("2", "西湖街道", "66.67%")]  # 3 new, 1 overdue
-    assert "十项指标月度考核上线后" in html and "处理及时率" in html
-    assert "考核总分" not in re.sub(r'<p class="caption">.*?</p>', "", html, flags=re.S)  # no faked score
+    assert ("1", "西湖南社区", "66.67%") in rows  # 3 new, 1 overdue
+    assert ("—", "西湖北社区", "—") in rows  # nothing reported: not ranked
+    assert "<h3>社区</h3>" in html and "<h3>村委</h3>" in html and "处理及时率" in html
 
 
 def test_shared_ranks_skip_after_a_tie():

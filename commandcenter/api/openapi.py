@@ -139,6 +139,14 @@ def build_document() -> dict:
             "responses": {"201": {"description": "已记录", **_json(VisitOut)}, "200": {"description": "已记录过", **_json(VisitOut)},
                           **_errors(400, 413, 415, 422, *COMMON)},
         }},
+        "/api/v1/assessment/{month}": {"get": {
+            "summary": "月度考核表（十项指标、总分、名次、短板；已结账月份返回冻结结果）", "operationId": "assessment",
+            "security": bearer,
+            "parameters": [{"name": "month", "in": "path", "required": True,
+                            "schema": {"type": "string", "pattern": "^\\d{4}-\\d{2}$"}, "example": "2026-11"}],
+            "responses": {"200": {"description": "考核表：indicators、rows（镇街账号只含本镇街一行）", **_json({"type": "object"})},
+                          **_errors(400, 404, *COMMON)},
+        }},
         "/api/v1/categories": {"get": {
             "summary": "事件类别树", "operationId": "categories", "security": bearer,
             "responses": {"200": {"description": "类别", **_json({"type": "array", "items": _ref(CategoryOut)})}, **_errors(*COMMON)},

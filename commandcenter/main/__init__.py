@@ -17,6 +17,7 @@ NAV = (
     ("hotline.new", "12345 热线受理", "hotline.take"),
     ("drill.index", "逐级下钻", "drill.view"),
     ("assessment.index", "月度考核", "assessment.view"),
+    ("assessment.rules_page", "考核规则", "rules.edit"),
     ("points.index", "积分排名", "points.view"),
     ("points.rules", "积分规则", "rules.edit"),
     ("bulletin.index", "月度通报", "bulletin.view"),

@@ -2,7 +2,7 @@
 
 Where each figure comes from
 ----------------------------
-- today's counts, the per-grid load on the map, the monthly rankings: the case counters
+- today's counts, the per-grid load on the map, the rankings below the city: the case counters
   (``commandcenter.counters``: one pipelined HGETALL/HGET per place; no table is read);
 - online / signed-in gridworkers and admin logins: the presence counters (sorted sets and sets in Redis),
   divided by the number of gridworker / center_admin accounts of each unit (a GROUP BY over ``accounts``,
@@ -10,6 +10,8 @@ Where each figure comes from
 - the hourly chart: two indexed range queries on ``cases.reported_at`` (today so far, and the same local
   day a week ago), grouped by UTC hour in SQL and mapped to the local hour here. Their cost is that of one
   day's rows, whatever the size of the table (``ix_cases_reported_at``; a town uses ``ix_cases_town_reported``);
+- the city's ranking of towns: this month's assessment so far (commandcenter.assessment), cached in Redis for
+  two minutes and shared by every wall;
 - the points on the map: today's open cases (the same index, at most `max_points`) and the cases with an
   open alert; the ticker: the open alerts (``ix_alerts_open``). Both are bounded by today's / the open rows.
 
@@ -364,7 +366,10 @@ def presence(r, scope: Scope, now: datetime, tz: str, window_s: int = 300) -> tu
     return rows, total
 
 
-# --- panel 6: rankings (interim measure) ------------------------------------------------------------------
+# --- panel 6: rankings --------------------------------------------------------------------------------------
+
+ASSESSMENT_CACHE_S = 120  # the city's ranking is this month's assessment so far, recomputed at most this often
+
 
 def shared_ranks(values: list[float | None]) -> list[int | None]:
     """Competition ranking, highest first: equal values share a rank and the next is skipped (1, 1, 3).
@@ -376,12 +381,38 @@ def shared_ranks(values: list[float | None]) -> list[int | None]:
     return [None if v is None else first[v] for v in values]
 
 
-def rankings(r, scope: Scope, now: datetime, tz: str) -> list[dict]:
-    """Units ranked by 处理及时率 of this month so far (indicator 8 of the assessment):
-    r = (new events − overdue events) / new events, from the month counters, as a percentage rounded to
-    two decimals before ranking (what is shown is what is compared). Villages: 社区 and 村委 apart.
+def assessment_so_far(r, city_id: int, now: datetime, tz: str) -> dict:
+    """This month's assessment table so far (commandcenter.assessment.service.month_table), kept in Redis for
+    ASSESSMENT_CACHE_S so that every wall of the city shares one computation (it reads a month of rows)."""
+    from ..assessment.service import month_table
 
-    Interim: the full ten-indicator assessment total (issue 6) replaces this measure when it exists."""
+    today = local(now, tz).date()
+    month = f"{today.year:04d}-{today.month:02d}"
+    key = f"cc:wall:assessment:{city_id}:{month}"
+    cached = r.get(key)
+    if cached is not None:
+        return json.loads(cached)
+    table = month_table(db.get(Place, city_id), month)
+    r.set(key, json.dumps(table, ensure_ascii=False, default=str), ex=ASSESSMENT_CACHE_S)
+    return table
+
+
+def rankings(r, scope: Scope, now: datetime, tz: str) -> list[dict]:
+    """The city's wall ranks its towns by the total of this month's ten-indicator assessment so far
+    (domain.md §4; shared ranks 1, 1, 3), naming each town's weakest indicators.
+
+    Below the city the units are villages or grids, which the assessment does not score: they are ranked by
+    处理及时率 of this month so far (indicator 8), r = (new events − overdue events) / new events, from the
+    month counters, as a percentage rounded to two decimals before ranking. Villages: 社区 and 村委 apart."""
+    if scope.level == "city":
+        table = assessment_so_far(r, scope.place_id, now, tz)
+        names = {ind["key"]: ind["name"] for ind in table.get("indicators", [])}
+        units = {u.id: u for u in scope.units}
+        rows = [{"unit": units.get(row["town_id"]) or Unit(row["town_id"], row["town_name"]),
+                 "rank": row["rank"], "total": row["total"],
+                 "weakest": [names.get(k, k) for k in row.get("weakest", [])]} for row in table.get("rows", [])]
+        rows.sort(key=lambda row: (row["rank"], row["unit"].name))
+        return [{"group": "", "measure": "assessment", "rows": rows}]
     month = local(now, tz).date()
     counts = counters.case_counts_many(r, [u.id for u in scope.units], month=month, tz=tz)
     groups: dict[str, list[dict]] = {}
@@ -398,7 +429,7 @@ def rankings(r, scope: Scope, now: datetime, tz: str) -> list[dict]:
         for row, rank in zip(rows, shared_ranks([row["rate"] for row in rows]), strict=True):
             row["rank"] = rank
         rows.sort(key=lambda row: (row["rank"] is None, row["rank"] or 0, row["unit"].name))
-        out.append({"group": group, "rows": rows})
+        out.append({"group": group, "measure": "timeliness", "rows": rows})
     return out
 
 
