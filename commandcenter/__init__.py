@@ -63,16 +63,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .admin import bp as admin_bp
     from .alerts_views import bp as alerts_bp
     from .api import bp as api_bp
+    from .assessment import bp as assessment_bp
     from .auth import bp as auth_bp
+    from .bulletin import bp as bulletin_bp
     from .cases.views import bp as cases_bp
     from .cases.views import hotline_bp
+    from .drill import bp as drill_bp
     from .health import bp as health_bp
     from .main import bp as main_bp
-    from .open311 import bp as open311_bp
-    from .assessment import bp as assessment_bp
-    from .bulletin import bp as bulletin_bp
-    from .drill import bp as drill_bp
     from .mobile import bp as mobile_bp
+    from .open311 import bp as open311_bp
     from .persons import bp as persons_bp
     from .points import bp as points_bp
     from .wall import bp as wall_bp
