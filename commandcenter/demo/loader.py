@@ -1392,13 +1392,19 @@ class _Loader:
 
     # 11. finish -----------------------------------------------------------------------------------------
     def finish(self) -> None:
-        """Move PostgreSQL's id sequences past the ids given here."""
+        """Move PostgreSQL's id sequences past the ids given here, and give the planner statistics of the
+        freshly loaded tables (without them it guesses 30 rows for 33,000 and the drill-down runs twice as slow
+        until autovacuum gets round to them)."""
         bind = db.get_bind()
         if bind.dialect.name != "postgresql":
+            db.execute(text("ANALYZE"))
+            db.commit()
             return
         for table in self.next_id:
             db.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                             f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"))
+        db.commit()
+        db.execute(text("ANALYZE"))
         db.commit()
 
 
