@@ -92,3 +92,11 @@ def reconcile_counters() -> dict:
         report = counters.reconcile(jobs.counters_redis(), db, today - timedelta(days=31), today, jobs.city_id())
         log.info("reconcile: %s keys checked, %s fixed", report.get("keys_checked"), report.get("keys_fixed"))
         return report
+
+
+def build_bulletin(bulletin_id: int) -> str:
+    """月度通报: figures, tables, rankings, stories and the .docx, with progress on the Bulletin row."""
+    from commandcenter.bulletin import jobs
+
+    with context():
+        return jobs.run_build(bulletin_id)
