@@ -53,22 +53,34 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _keep_ends(value: str, head: int, tail: int, hidden_min: int = 4) -> str:
+    """At most `head` leading and `tail` trailing characters shown, at least `hidden_min` hidden."""
+    n = len(value)
+    while head + tail > max(0, n - hidden_min):
+        if head > tail or (head == tail and head > 0):
+            head -= 1
+        else:
+            tail -= 1
+    return value[:head] + "*" * (n - head - tail) + value[n - tail:]
+
+
 def mask_id_number(value: str | None) -> str:
-    """3205**********1234: keep the first four and last four characters."""
+    """3205**********1234: the first four and last four characters at most, at least four always hidden
+    (a short passport number shows less, never almost all of it)."""
     if not value:
         return ""
     if len(value) <= 8:
         return "*" * len(value)
-    return value[:4] + "*" * (len(value) - 8) + value[-4:]
+    return _keep_ends(value, 4, 4)
 
 
 def mask_phone(value: str | None) -> str:
-    """138****5678."""
+    """138****5678; a short number shows less, at least four characters are always hidden."""
     if not value:
         return ""
     if len(value) < 7:
         return "*" * len(value)
-    return value[:3] + "*" * (len(value) - 7) + value[-4:]
+    return _keep_ends(value, 3, 4)
 
 
 def mask_name(value: str | None) -> str:
