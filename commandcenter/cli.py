@@ -120,6 +120,8 @@ def register_cli(app: Flask) -> None:
 
     register_open311_cli(app)
 
+    _register_import(app)
+
     @app.cli.command("check-password")
     def check_password() -> None:
         """Read a password on stdin and print what the complexity rules say of it."""
@@ -127,3 +129,77 @@ def register_cli(app: Flask) -> None:
 
         problems = password_problems(sys.stdin.readline().rstrip("\n"))
         click.echo("；".join(problems) or "符合要求")
+
+
+def _register_import(app: Flask) -> None:
+    """`flask import <kind> <file>` and `flask import all <dir>` (formats: docs/import.md)."""
+    from pathlib import Path
+
+    from .importer import FORMATS, ORDER
+
+    import_group = AppGroup("import", help="导入原平台的历史数据（CSV，格式见 docs/import.md）。")
+
+    def report(result, max_errors: int) -> None:
+        for error in result.errors[:max_errors]:
+            click.echo(f"  错误 {error}", err=True)
+        if len(result.errors) > max_errors:
+            click.echo(f"  ……另有 {len(result.errors) - max_errors} 处错误未列出（--max-errors 可调整）", err=True)
+        click.echo(result.summary())
+
+    def after(results) -> None:
+        from .importer import rebuild_live_counters
+
+        if any(r.imported and r.new and r.kind in ("cases", "history") for r in results):
+            click.echo(rebuild_live_counters())
+
+    def options(f):
+        f = click.option("--skip-bad-rows", is_flag=True, help="导入正确的行，跳过并报告有错误的行")(f)
+        f = click.option("--max-errors", default=100, show_default=True, help="最多列出多少处错误")(f)
+        return click.option("--progress/--no-progress", default=True, help="显示进度条")(f)
+
+    def make(kind: str):
+        fmt = FORMATS[kind]
+
+        @import_group.command(kind, help=f"导入{fmt.title}（{fmt.filename}）。")
+        @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+        @options
+        def command(file: Path, skip_bad_rows: bool, max_errors: int, progress: bool) -> None:
+            from .importer import import_file
+
+            result = import_file(kind, file, tz=current_app.config["SETTINGS"].timezone,
+                                 skip_bad_rows=skip_bad_rows, progress=progress)
+            report(result, max_errors)
+            after([result])
+            if not result.imported:
+                sys.exit(1)
+
+        return command
+
+    for kind in ORDER:
+        make(kind)
+
+    @import_group.command("all")
+    @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @options
+    def import_all(directory: Path, skip_bad_rows: bool, max_errors: int, progress: bool) -> None:
+        """导入目录中的全部文件（按依赖顺序：places、centers、accounts、persons、sites、cases、
+        cases_history、patrols、signins、visits、logins）。"""
+        from .importer import files_in, import_dir
+
+        found = files_in(directory)
+        if not found:
+            names = ", ".join(FORMATS[k].filename for k in ORDER)
+            raise click.ClickException(f"目录 {directory} 中没有可导入的文件（文件名应为：{names}）")
+        click.echo("将按顺序导入：" + "、".join(p.name for _, p in found))
+        results = import_dir(directory, tz=current_app.config["SETTINGS"].timezone, skip_bad_rows=skip_bad_rows,
+                             progress=progress, on_result=lambda r: report(r, max_errors))
+        after(results)
+        if results and not results[-1].imported:
+            rest = [p.name for _, p in found[len(results):]]
+            if rest:
+                click.echo("因上面的文件未导入，以下文件未处理：" + "、".join(rest), err=True)
+            sys.exit(1)
+        new = sum(r.new for r in results)
+        click.echo(f"完成：新增 {new} 行" + ("（全部数据此前已导入，数据库未改动）" if new == 0 else ""))
+
+    app.cli.add_command(import_group)
