@@ -102,7 +102,7 @@ from .models import (
     Site,
     Visit,
 )
-from .timeutil import local
+from .timeutil import local, local_today
 
 # --- thresholds of the data-quality flags ------------------------------------------------------------
 
@@ -624,13 +624,15 @@ def gridworker_rows(place: Place, period: Period, filters: Filters | None = None
 
 
 def trend(place: Place, period: Period, filters: Filters | None = None) -> dict:
-    """Reports and closures per local day of the period: {"days": [iso...], "reported": [...], "closed": [...]}.
+    """Reports and closures per local day of the period up to today: {"days": [iso...], "reported": [...],
+    "closed": [...]}.
 
     Reported: as ``Figures.reported`` (duplicates excluded); closed: cases of the place (same filters) whose
     closing time falls on that day, whenever they were reported. Counted per UTC hour in SQL, then mapped to
     the local day here (a few hundred rows whatever the number of cases)."""
     calc = _Calc(place, period, filters, None)
-    days = period.days()
+    today = local_today(calc.tz)
+    days = [d for d in period.days() if d <= today]  # days still to come would draw a fall to zero
     index = {d: i for i, d in enumerate(days)}
     reported, closed = [0] * len(days), [0] * len(days)
     hour = _hour(Case.reported_at)

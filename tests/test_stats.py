@@ -365,6 +365,10 @@ def test_trend_per_local_day(data):
     assert t == {"days": ["2026-11-02", "2026-11-03"], "reported": [4, 3], "closed": [2, 1]}
     assert stats.trend(place(data.town(0)), PERIOD, stats.Filters(kind="hazard"))["reported"] == [1, 1]
     assert stats.trend(place(data.town(0)), PERIOD, stats.Filters(state="reported"))["closed"] == [0, 0]
+    # a period running into the future stops at today instead of drawing a fall to zero
+    today = local_today(TZ)
+    ahead = stats.trend(place(data.town(0)), Period(today - timedelta(days=2), today + timedelta(days=5)))
+    assert ahead["days"][-1] == today.isoformat() and len(ahead["days"]) == 3
 
 
 def test_accounts_outside_the_role_are_not_gridworkers(data):

@@ -7,8 +7,8 @@ five minutes with a meta refresh (which the CSP allows, unlike an inline script)
 What it shows, for the viewer's place:
 - 今日: reported, closed, closure rate, overdue (stats.figures over today), open alerts (临期预警 not yet cleared);
 - 本月: reported, closure rate, timeliness, attendance, patrol compliance (stats.figures over the month so far);
-- 镇街排名: this month's assessment totals so far (assessment.service.month_table, computed live; a town account
-  sees its own rank among all towns, a city account every town);
+- 镇街排名: last month's assessment (assessment.service.month_table: the frozen table once the month is closed,
+  computed otherwise); a town account sees its own rank among all towns, a city account every town;
 - 近30日趋势: reports per local day (bars) and closures per local day (line), from stats.trend.
 """
 
@@ -40,7 +40,7 @@ def trend_svg(trend: dict, width: int = 340, height: int = 120) -> dict:
     rows = [{"day": date.fromisoformat(d), "reported": r, "closed": c}
             for d, r, c in zip(trend["days"], trend["reported"], trend["closed"], strict=True)]
     top = max([r["reported"] for r in rows] + [r["closed"] for r in rows] + [1])
-    pad_left, pad_bottom, pad_top = 4, 16, 6
+    pad_left, pad_bottom, pad_top = 4, 16, 18
     inner_w, inner_h = width - pad_left * 2, height - pad_bottom - pad_top
     step = inner_w / max(1, len(rows))
     bars, points = [], []
@@ -70,18 +70,19 @@ def open_alert_count(place: Place) -> int:
 
 
 def town_ranking(place: Place) -> dict | None:
-    """This month's assessment so far: every town for a city account, the own row for a town account."""
-    from ..assessment.service import month_table
+    """Last month's assessment (the last complete one; frozen once the month is closed): every town for a
+    city account, the own row with its rank for a town account."""
+    from ..assessment.service import last_month, month_table
 
     city = db.get(Place, place.city_id) if place.city_id else None
     if city is None:
         return None
-    today = local_today(_tz())
-    table = month_table(city, f"{today.year:04d}-{today.month:02d}")
+    month = last_month(local_today(_tz()))
+    table = month_table(city, month)
     rows = table["rows"]
     if place.level != "city":
         rows = [r for r in rows if r["town_id"] == place.town_id]
-    return {"rows": rows, "towns": len(table["rows"])}
+    return {"rows": rows, "towns": len(table["rows"]), "month": int(month[5:]), "closed": table.get("closed")}
 
 
 @bp.get("/")
