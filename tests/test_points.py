@@ -442,7 +442,7 @@ def test_the_chart_draws_under_the_csp(w, live_server, page):
     page.goto(live_server.url + "/points/?month=2026-10")
     page.wait_for_selector("#points-chart .main-svg")
     # one bar per village and kind of points with a value: 东湖南社区 and 东湖北社区 on the y axis
-    labels = page.locator("#points-chart .ytick text").all_inner_texts()
+    labels = page.locator("#points-chart .ytick text").all_text_contents()
     assert sorted(labels) == ["东湖北社区", "东湖南社区"]
     assert page.locator("#points-chart .legendtext").count() == 7
     page.select_option("select[name=kind]", "visit")
