@@ -74,13 +74,18 @@ def raise_alert(case: Case, kind: str, due_at: datetime, now: datetime) -> Alert
     return alert
 
 
-def check_case(case_id: int, now: datetime) -> list[Alert]:
-    """Raise what is due for one case (the job scheduled for its warning time). Commits."""
+def check_case(case_id: int, now: datetime, commit: bool = True) -> list[Alert]:
+    """Raise what is due for one case (the job scheduled for its warning time). Commits, unless called
+    inside a larger transaction (the outbox drain: a commit there would release the row locks of the rest
+    of its batch, and a second worker could push the same changes again)."""
     case = db.get(Case, case_id)
     if case is None:
         return []
     raised = [a for kind, due in due_alerts(case, now) if (a := raise_alert(case, kind, due, now))]
-    db.commit()
+    if commit:
+        db.commit()
+    else:
+        db.flush()
     return raised
 
 

@@ -196,8 +196,8 @@ def _on_case_event(row: Outbox) -> None:
         for when in (case.transfer_warn_at, case.escalate_warn_at):
             if when is None:
                 continue
-            if when <= now:  # reported late: the warning is due already
-                check_case_alerts(case.id, now)
+            if when <= now:  # reported late: the warning is due already (raised in the drain's transaction)
+                check_case_alerts(case.id, now, commit=False)
                 continue
             try:
                 schedule_alert_check(case.id, when)
@@ -235,8 +235,8 @@ def alert_payload(alert: Alert, case: Case) -> dict:
             "category": case.category.name, "address": case.address}
 
 
-def check_case_alerts(case_id: int, now: datetime | None = None) -> int:
-    raised = alerts.check_case(case_id, now or utcnow())
+def check_case_alerts(case_id: int, now: datetime | None = None, commit: bool = True) -> int:
+    raised = alerts.check_case(case_id, now or utcnow(), commit=commit)
     push_alerts(raised)
     return len(raised)
 
