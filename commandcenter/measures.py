@@ -76,20 +76,26 @@ class Period:
 
 
 def place_column(model, level: str):
-    """The column of `model` that names its ancestor at `level` (town_id, village_id, grid_id/place_id)."""
+    """The column of `model` naming its ancestor at `level`: town_id / village_id, and at grid level grid_id
+    (a Place names itself, an Account its place)."""
     if level == "town":
         return model.town_id
     if level == "village":
         return model.village_id
     if level == "grid":
-        return getattr(model, "grid_id", None) or model.place_id
+        if model is Place:
+            return Place.id
+        if model is Account:
+            return Account.place_id
+        return model.grid_id
     raise ValueError(level)
 
 
 def in_place(stmt, model, place: Place):
-    """Restrict a statement on a model with town_id / village_id / grid_id (or place_id) to `place`."""
+    """Restrict a statement on a model with town_id / village_id / grid_id to what lies inside `place`
+    (one city per installation: a city contains every row; places are restricted to the city's own)."""
     if place.level == "city":
-        return stmt
+        return stmt.where(Place.city_id == place.id) if model is Place else stmt
     return stmt.where(place_column(model, place.level) == place.id)
 
 

@@ -81,7 +81,7 @@ from sqlalchemy import and_, distinct, func, select
 from sqlalchemy import case as sa_case
 
 from .db import db
-from .measures import Period, patrol_compliance
+from .measures import Period, in_place, patrol_compliance, place_column
 from .models import (
     CASE_KINDS,
     CASE_SOURCES,
@@ -234,25 +234,8 @@ def _tz() -> str:
     return current_app.config["SETTINGS"].timezone
 
 
-def _col(model, level: str):
-    """The column of `model` naming its ancestor at `level` (a Place names itself at its own level)."""
-    if level == "town":
-        return model.town_id
-    if level == "village":
-        return model.village_id
-    if level == "grid":
-        if model is Place:
-            return Place.id
-        if model is Account:
-            return Account.place_id
-        return model.grid_id
-    raise ValueError(level)
-
-
-def _restrict(stmt, model, place: Place):
-    if place.level == "city":
-        return stmt.where(Place.city_id == place.id) if model is Place else stmt  # one city per installation
-    return stmt.where(_col(model, place.level) == place.id)
+_col = place_column
+_restrict = in_place
 
 
 def _count(condition):

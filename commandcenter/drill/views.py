@@ -287,13 +287,18 @@ def index():
     return redirect(url_for("drill.place", place_id=current_account().place_id, **args))
 
 
+def _query(target):
+    """The period, filters and sort of a place's page (the gridworker table sorts by other columns)."""
+    keys = WORKER_KEYS if target.level == "grid" or request.args.get("table") == "gridworkers" else CHILD_KEYS
+    return parse_query(request.args, sort_keys=keys)
+
+
 @bp.get("/<int:place_id>")
 @require("drill.view")
 def place(place_id: int):
     target = require_place(place_id)
-    keys = WORKER_KEYS if target.level == "grid" or request.args.get("table") == "gridworkers" else CHILD_KEYS
     try:
-        q = parse_query(request.args, sort_keys=keys)
+        q = _query(target)
     except BadInput as exc:
         return _bad(exc, target)
     table = _table_context(target, q)
@@ -315,9 +320,8 @@ def place(place_id: int):
 def table(place_id: int):
     """The table alone (htmx swap when a column header is clicked)."""
     target = require_place(place_id)
-    keys = WORKER_KEYS if target.level == "grid" or request.args.get("table") == "gridworkers" else CHILD_KEYS
     try:
-        q = parse_query(request.args, sort_keys=keys)
+        q = _query(target)
     except BadInput as exc:
         abort(400, description=exc.message)
     return render_template("drill/_table.html", place=target, **_table_context(target, q), **_common(q))
@@ -327,9 +331,8 @@ def table(place_id: int):
 @require("drill.view")
 def export(place_id: int):
     target = require_place(place_id)
-    keys = WORKER_KEYS if target.level == "grid" or request.args.get("table") == "gridworkers" else CHILD_KEYS
     try:
-        q = parse_query(request.args, sort_keys=keys)
+        q = _query(target)
     except BadInput as exc:
         return _bad(exc, target)
     table = _table_context(target, q)
