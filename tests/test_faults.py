@@ -85,15 +85,26 @@ class RqProcess:
 
     def start(self) -> RqProcess:
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        # a process group of its own: `--with-scheduler` forks a scheduler child that must go with it
+        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         return self
 
+    def _kill_group(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def kill(self) -> None:
+        """SIGKILL, as the kernel's OOM killer or a pulled plug would: the worker and its scheduler child."""
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+        self._kill_group()
 
     def stop(self) -> None:
         stop_process(self.proc, getattr(self, "_log", None))
+        self._kill_group()  # no child may outlive the test
 
 
 class Supervised(RqProcess):
