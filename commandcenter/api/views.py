@@ -102,7 +102,7 @@ def iso(value: datetime | None) -> str | None:
 
 
 def case_out(case: Case, with_steps: bool = False) -> dict:
-    grid = db.get(Place, case.grid_id) if case.grid_id else None
+    grid = case.grid if case.grid_id else None  # from the session's identity map when already loaded
     duplicate_of = db.get(Case, case.duplicate_of_id).number if case.duplicate_of_id else None
     out = {
         "id": case.id, "number": case.number, "state": case.state, "state_label": labels.STATE[case.state],

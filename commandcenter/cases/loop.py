@@ -7,12 +7,14 @@ all of it in one transaction. Nothing is pushed or enqueued before that commit.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app, has_app_context
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import alerts, labels
 from ..access import Forbidden, has_permission, in_jurisdiction
@@ -176,8 +178,10 @@ def report_case(data: ReportInput, *, actor: Account | None, source: str, client
         raise TransitionError("发现时间不能晚于当前时间", "discovered_at")
     if data.self_handled and category.must_escalate:
         raise TransitionError("该类别事件须流转上级处置，不能自办自结", "self_handled")
+    case_id = _next_case_id()
     case = Case(
-        number="pending", source=source, client_key=client_key, category_id=category.id, kind=category.kind,
+        id=case_id, number=_case_number(case_id, now) if case_id else _placeholder_number(),
+        source=source, client_key=client_key, category_id=category.id, kind=category.kind,
         description=data.description, address=data.address, lat=data.lat, lon=data.lon,
         grid_id=grid.id if grid else None, village_id=grid.village_id if grid else None,
         town_id=grid.town_id if grid else None, reporter_id=actor.id if actor else None,
@@ -187,34 +191,61 @@ def report_case(data: ReportInput, *, actor: Account | None, source: str, client
     )
     if category.transfer_limit_minutes:
         case.transfer_due = discovered + timedelta(minutes=category.transfer_limit_minutes)
+    # known already: hold them on the case, so that the answer (api.views.case_out) needs no query
+    set_committed_value(case, "grid", grid)
+    set_committed_value(case, "photos", [])  # a case just created has none yet
     alerts.plan_on_report(case, category)
     db.add(case)
     try:
-        db.flush()
+        if case_id is None:  # SQLite: the id comes with the row, the number follows it
+            db.flush()
+            case.number = _case_number(case.id, now)
+        db.add(CaseStep(case_id=case.id, at=now, actor_id=case.reporter_id, action="report", from_state=None,
+                        to_state="reported", from_level=None, to_level="grid",
+                        note=f"{labels.SOURCE.get(source, source)}：{category.name}"))
+        db.add(Outbox(topic="case.changed", payload={
+            "case_id": case.id, "action": "report", "state": "reported", "level": "grid", "town_id": case.town_id,
+            "village_id": case.village_id, "grid_id": case.grid_id, "kind": case.kind, "at": now.isoformat()}))
+        if category.kind == "dispute":
+            db.flush()  # Dispute has no relationship to Case: the unit of work would not order the INSERTs
+            db.add(Dispute(case_id=case.id, screening_level=_screening_level(actor)))
+        if case.transfer_due is not None and now > case.transfer_due:
+            # 乱停车 found more than an hour ago: the city platform would reject it, so it is void at once
+            _step(case, None, "auto_reject", "rejected", now=now,
+                  note=f"乱停车事件须在发现后 {category.transfer_limit_minutes} 分钟内上报并转报市平台，已超时，自动作废")
+            case.valid = False
+            case.closed_at = now
+        db.commit()
     except IntegrityError:
+        # the same key committed by a concurrent request (a retry racing its original): that case
         db.rollback()
         existing = _find_by_key(source, client_key) if client_key else None
         if existing is None:
             raise
         _check_same_reporter(existing, actor)
         return existing, False
-    case.number = f"SJ{local(now, _tz()):%Y%m%d}{case.id:07d}"
-    db.add(CaseStep(case_id=case.id, at=now, actor_id=case.reporter_id, action="report", from_state=None,
-                    to_state="reported", from_level=None, to_level="grid",
-                    note=f"{labels.SOURCE.get(source, source)}：{category.name}"))
-    db.add(Outbox(topic="case.changed", payload={
-        "case_id": case.id, "action": "report", "state": "reported", "level": "grid", "town_id": case.town_id,
-        "village_id": case.village_id, "grid_id": case.grid_id, "kind": case.kind, "at": now.isoformat()}))
-    if category.kind == "dispute":
-        db.add(Dispute(case_id=case.id, screening_level=_screening_level(actor)))
-    if case.transfer_due is not None and now > case.transfer_due:
-        # 乱停车 found more than an hour ago: the city platform would reject it, so it is void at once
-        _step(case, None, "auto_reject", "rejected", now=now,
-              note=f"乱停车事件须在发现后 {category.transfer_limit_minutes} 分钟内上报并转报市平台，已超时，自动作废")
-        case.valid = False
-        case.closed_at = now
-    _commit()
+    except Exception:
+        db.rollback()
+        raise
     return case, True
+
+
+def _next_case_id() -> int | None:
+    """PostgreSQL: the case's id from its sequence before the INSERT, so that the number is written with
+    the row: one statement and one flush less than INSERT then UPDATE. None on SQLite (no sequences)."""
+    if db.get_bind().dialect.name != "postgresql":
+        return None
+    return db.execute(text("SELECT nextval(pg_get_serial_sequence('cases', 'id'))")).scalar_one()
+
+
+def _case_number(case_id: int, now: datetime) -> str:
+    return f"SJ{local(now, _tz()):%Y%m%d}{case_id:07d}"
+
+
+def _placeholder_number() -> str:
+    """Until the id is known (SQLite): a placeholder of its own; a shared one ("pending") would make every
+    concurrent report wait on the unique index of `number` until the previous one commits."""
+    return f"pending-{uuid.uuid4().hex[:16]}"
 
 
 def _find_by_key(source: str, client_key: str) -> Case | None:
