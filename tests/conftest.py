@@ -309,6 +309,17 @@ def live_stack(app, server_env):
     web.stop()
 
 
+def wait_for(predicate, timeout: float = 20.0, step: float = 0.1):
+    """Poll `predicate` until it returns something true (returned) or `timeout` seconds pass (None)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return None
+
+
 def login_session(base_url: str, username: str, password: str = PASSWORD):
     """A requests.Session logged in through the real login form."""
     import requests

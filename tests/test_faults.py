@@ -45,19 +45,12 @@ from tests.conftest import (
     make_settings,
     missing,
     stop_process,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.faults]
 
 
-def wait_for(predicate, timeout: float, step: float = 0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return None
 
 
 # --- (a) a worker killed mid-drain -------------------------------------------------------------------
@@ -188,7 +181,7 @@ def test_worker_killed_mid_drain_loses_nothing_and_counts_nothing_twice(world, s
     worker = cron = None
     try:
         # the batch's counters are in Redis (one MULTI/EXEC) while its rows are not yet committed as processed
-        assert wait_for(lambda: reported() == total, 30), f"the drain never started: see {slow.log_path}"
+        assert wait_for(lambda: reported() == total, 30, step=0.05), f"the drain never started: see {slow.log_path}"
         assert unprocessed() > 0
         slow.kill()
         assert slow.proc.returncode == -signal.SIGKILL
@@ -449,7 +442,7 @@ class ThrowawayRedis:
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
              "--appendonly", "yes", "--appendfsync", "always", "--save", ""], stdout=self._log, stderr=subprocess.STDOUT)
         client = Redis.from_url(self.url, socket_connect_timeout=1)
-        assert wait_for(lambda: self._ping(client), 10), "redis-server did not start"
+        assert wait_for(lambda: self._ping(client), 10, step=0.05), "redis-server did not start"
         return self
 
     @staticmethod

@@ -12,19 +12,11 @@ from commandcenter.cases import loop
 from commandcenter.db import db
 from commandcenter.models import Account, Alert
 from commandcenter.timeutil import utcnow
-from tests.conftest import TEST_REDIS_URL, login_session, make_settings, socket_client
+from tests.conftest import TEST_REDIS_URL, login_session, make_settings, socket_client, wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.redis]
 
 
-def wait_for(predicate, timeout: float = 20.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    return None
 
 
 def test_alert_raised_in_worker_reaches_the_client(world, live_stack, pg_url, tmp_path):

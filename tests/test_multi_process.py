@@ -14,21 +14,13 @@ import requests
 from commandcenter import counters
 from commandcenter.db import db
 from commandcenter.models import Alert, Case
-from tests.conftest import ARTIFACTS, LiveServer, WorkerProcess, free_port, login_session, socket_client
+from tests.conftest import ARTIFACTS, LiveServer, WorkerProcess, free_port, login_session, socket_client, wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.redis, pytest.mark.slow]
 
 REPORTS = 12
 
 
-def wait_for(predicate, timeout: float = 30.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    return predicate()
 
 
 @pytest.fixture
@@ -77,14 +69,14 @@ def test_two_web_two_workers_push_once_and_count_once(world, two_by_two, redis_c
                            and d.get("action", "report") == "report")
 
         for events in (city_events, town_events):
-            seen = wait_for(lambda events=events: len(reported_pushes(events)) == REPORTS and reported_pushes(events))
+            seen = wait_for(lambda events=events: len(reported_pushes(events)) == REPORTS and reported_pushes(events), 30, step=0.2)
             assert seen and set(seen) == set(numbers), f"missing pushes: {set(numbers) - set(seen or {})}"
             assert max(seen.values()) == 1, f"a push arrived twice: {seen}"
 
         with app.app_context():
             assert db.query(Case).count() == REPORTS
             town_id = world.towns[0].id
-            counted = wait_for(lambda: counters.case_counts(redis_conn, town_id, tz="Asia/Shanghai")["reported"] == REPORTS)
+            counted = wait_for(lambda: counters.case_counts(redis_conn, town_id, tz="Asia/Shanghai")["reported"] == REPORTS, 30, step=0.2)
             assert counted, counters.case_counts(redis_conn, town_id, tz="Asia/Shanghai")
             time.sleep(1.0)  # both workers had the time to apply anything twice: they must not have
             assert counters.case_counts(redis_conn, town_id, tz="Asia/Shanghai")["reported"] == REPORTS
