@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import Date, and_, cast, func, select
+from sqlalchemy.orm import defer
 
 from .db import db
 from .models import Account, Patrol, Place
@@ -97,6 +98,23 @@ def in_place(stmt, model, place: Place):
     if place.level == "city":
         return stmt.where(Place.city_id == place.id) if model is Place else stmt
     return stmt.where(place_column(model, place.level) == place.id)
+
+
+def places_inside(place: Place, level: str) -> list[Place]:
+    """The active places of `level` inside `place` (the place itself when it is of that level), by code.
+    Their polygons are loaded only if read."""
+    stmt = select(Place).where(Place.level == level, Place.active.is_(True)).options(defer(Place.geometry))
+    return list(db.scalars(in_place(stmt, Place, place).order_by(Place.code, Place.id)))
+
+
+def month_key(day: date) -> str:
+    """'2026-11': the month of `day`, as months are written in URLs, settings and frozen tables."""
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def previous_month(today: date) -> str:
+    """The month before the one of `today` (bulletins and the assessment look back at it)."""
+    return month_key(today.replace(day=1) - timedelta(days=1))
 
 
 def gridworkers(place: Place) -> list[Account]:

@@ -81,7 +81,7 @@ from sqlalchemy import and_, distinct, func, select
 from sqlalchemy import case as sa_case
 
 from .db import db
-from .measures import Period, in_place, patrol_compliance, place_column
+from .measures import Period, in_place, patrol_compliance, place_column, places_inside
 from .models import (
     CASE_KINDS,
     CASE_SOURCES,
@@ -528,11 +528,7 @@ def figures(place: Place, period: Period, filters: Filters | None = None) -> Fig
 def child_places(place: Place) -> list[Place]:
     """The active places one level below `place`, by code (a grid has none)."""
     level = CHILD_LEVEL.get(place.level)
-    if level is None:
-        return []
-    column = {"city": Place.city_id, "town": Place.town_id, "village": Place.village_id}[place.level]
-    stmt = select(Place).where(Place.level == level, column == place.id, Place.active.is_(True)).order_by(Place.code)
-    return list(db.scalars(stmt))
+    return places_inside(place, level) if level else []
 
 
 def children(place: Place, period: Period, filters: Filters | None = None) -> list[Figures]:

@@ -38,7 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from ..access import Forbidden, has_permission
 from ..audit import audit
 from ..db import db
-from ..measures import Period, gridworkers, patrol_compliance
+from ..measures import Period, gridworkers, month_key, patrol_compliance, places_inside, previous_month
 from ..models import Account, AssessmentMonth, Case, Center, Person, Place, SettingValue, Visit
 from ..timeutil import local_today
 from . import rules as R
@@ -69,14 +69,8 @@ def parse_month(month: str) -> Period:
         raise AssessmentError(str(exc)) from None
 
 
-def month_key(period: Period) -> str:
-    return f"{period.start.year:04d}-{period.start.month:02d}"
-
-
 def last_month(today: date | None = None) -> str:
-    today = today or local_today(tz())
-    year, month = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
-    return f"{year:04d}-{month:02d}"
+    return previous_month(today or local_today(tz()))
 
 
 # --- the rules in force -----------------------------------------------------------------------------
@@ -113,8 +107,7 @@ def save_rules(data: dict, account: Account) -> dict:
 # --- the figures ------------------------------------------------------------------------------------
 
 def towns_of(city: Place) -> list[Place]:
-    return list(db.scalars(select(Place).where(Place.level == "town", Place.city_id == city.id,
-                                               Place.active.is_(True)).order_by(Place.code, Place.id)))
+    return places_inside(city, "town")
 
 
 def counted(stmt, begin, finish):
@@ -207,13 +200,13 @@ def compute(city: Place, period: Period, rules: dict | None = None) -> tuple[dic
     figures = town_figures(city, period)
     names = {t.id: t.name for t in towns_of(city)}
     table = R.build_table(figures, names, rules)
-    return {"month": month_key(period), "closed": False, "closed_at": None, **table}, figures
+    return {"month": month_key(period.start), "closed": False, "closed_at": None, **table}, figures
 
 
 def month_table(city: Place, month: str) -> dict:
     """The frozen table if the month is closed, else computed now (the JSON endpoint's body)."""
     period = parse_month(month)
-    row = frozen(city, month_key(period))
+    row = frozen(city, month_key(period.start))
     if row is not None:
         return {**row.table, "closed": True, "closed_at": row.closed_at.isoformat() + "Z"}
     return compute(city, period)[0]
@@ -238,7 +231,7 @@ def close_month(city: Place, month: str, account: Account) -> AssessmentMonth:
     if not may_close(account, city):
         raise Forbidden("只有市级考核管理账号可以关账")
     period = parse_month(month)
-    key = month_key(period)
+    key = month_key(period.start)
     if period.end >= local_today(tz()):
         raise AssessmentError(f"{period.label}尚未结束，不能关账")
     if frozen(city, key) is not None:
@@ -284,7 +277,7 @@ def month_arg(value: str | None, today: date) -> tuple[str | None, str | None]:
         return None, exc.message
     if period.start > today:
         return None, "月份不能晚于本月"
-    return month_key(period), None
+    return month_key(period.start), None
 
 
 def visible_table(account: Account, month: str) -> dict:

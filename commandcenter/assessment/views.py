@@ -14,6 +14,7 @@ from flask import abort, flash, jsonify, redirect, render_template, request, url
 
 from ..access import Forbidden, current_account, require
 from ..api.errors import api_error
+from ..measures import month_key
 from ..timeutil import fmt, local_today
 from . import bp, service
 from . import rules as R
@@ -80,7 +81,7 @@ def _render(month: str | None, error: str | None, status: int = 200):
                    and period.end < today),
         percent_keys=R.SHARE_KEYS, link_titles=LINK_TITLES,
         closed_label=fmt(datetime.fromisoformat(table["closed_at"].rstrip("Z")), service.tz())
-        if table and table["closed_at"] else "", max_month=f"{today.year:04d}-{today.month:02d}",
+        if table and table["closed_at"] else "", max_month=month_key(today),
     ), status
 
 

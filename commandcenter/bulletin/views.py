@@ -3,7 +3,6 @@ its progress bar), the .docx download and the print view. Jurisdiction: 404 outs
 
 from __future__ import annotations
 
-from datetime import timedelta
 from io import BytesIO
 
 from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
@@ -12,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from ..access import current_account, has_permission, require
 from ..audit import audit
 from ..db import db
+from ..measures import previous_month
 from ..models import Bulletin, Place
 from ..timeutil import local_today
 from . import bp, jobs, service
@@ -30,12 +30,6 @@ def _bulletin_or_404(bulletin_id: int) -> tuple[Bulletin, Place]:
     return found
 
 
-def _previous_month(today) -> str:
-    """Bulletins are written early in a month about the month before: the form offers that one."""
-    last = today.replace(day=1) - timedelta(days=1)
-    return f"{last.year:04d}-{last.month:02d}"
-
-
 # --- the list --------------------------------------------------------------------------------------
 
 def _index(errors: dict | None = None, values: dict | None = None, status: int = 200):
@@ -44,7 +38,7 @@ def _index(errors: dict | None = None, values: dict | None = None, status: int =
     return render_template(
         "bulletin/index.html", rows=service.visible_bulletins(account), places=service.places_for(account),
         can_edit=has_permission(account, "bulletin.edit"), errors=errors or {},
-        values=values or {"month": _previous_month(today)}, labels=service.STATUS_LABELS,
+        values=values or {"month": previous_month(today)}, labels=service.STATUS_LABELS,
     ), status
 
 

@@ -165,17 +165,9 @@ def category_tree(active_only: bool = True) -> list[tuple[Category, list[tuple[C
 
 def places_within(account: Account, level: str) -> list[Place]:
     """Towns, villages or grids inside the account's own place (for the selects)."""
-    home = account.place
-    stmt = select(Place).where(Place.level == level, Place.active.is_(True)).order_by(Place.code)
-    if home.level == "city":
-        stmt = stmt.where(Place.city_id == home.id)
-    elif home.level == "town":
-        stmt = stmt.where(Place.town_id == home.id)
-    elif home.level == "village":
-        stmt = stmt.where(Place.village_id == home.id)
-    else:
-        stmt = stmt.where(Place.id == home.id)
-    return list(db.execute(stmt).scalars())
+    from ..measures import places_inside
+
+    return places_inside(account.place, level)
 
 
 def place_in_jurisdiction(account: Account, place_id: int, level: str) -> Place | None:

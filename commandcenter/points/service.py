@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import date
 
 from flask import current_app
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import load_only
 
 from ..db import db
-from ..measures import Period, gridworkers, in_place
+from ..measures import Period, gridworkers, in_place, month_key, places_inside
 from ..models import Account, BaseDataCount, Case, Place, SettingValue, SignIn, Visit
 from ..timeutil import local
 from .rules import (
@@ -86,23 +84,6 @@ def save_rulebook(data: dict, account: Account | None) -> tuple[dict[str, float]
 
 
 # --- the places inside a place -------------------------------------------------------------------
-
-def places_inside(place: Place, level: str) -> list[Place]:
-    stmt = (select(Place).where(Place.level == level, Place.active.is_(True))
-            .options(load_only(Place.id, Place.code, Place.name, Place.level, Place.kind, Place.city_id,
-                               Place.town_id, Place.village_id)))  # not the polygons
-    if place.level == "city":
-        stmt = stmt.where(Place.city_id == place.id)
-    elif place.level == "town":
-        stmt = stmt.where(Place.town_id == place.id)
-    elif place.level == "village":
-        stmt = stmt.where(Place.village_id == place.id)
-    else:
-        stmt = stmt.where(Place.id == place.id)
-    return list(db.scalars(stmt.order_by(Place.code, Place.id)))
-
-
-# --- tallies -----------------------------------------------------------------------------------------
 
 def _gridworker_query(stmt, place: Place):
     stmt = stmt.where(Account.role == "gridworker", Account.active.is_(True))
@@ -173,16 +154,12 @@ def tallies(place: Place, period: Period, worker_ids: list[int] | None = None) -
     return out
 
 
-def _month_key(day: date) -> str:
-    return f"{day.year:04d}-{day.month:02d}"
-
-
 def collection_added(villages: list[Place], period: Period) -> dict[int, int]:
     """Registry records (persons + houses) added per village: newest count within the period's months
     minus newest count before the period. No count before the period (no baseline) → 0."""
     if not villages:
         return {}
-    first, last = _month_key(period.start), _month_key(period.end)
+    first, last = month_key(period.start), month_key(period.end)
     ids = [v.id for v in villages]
     size = BaseDataCount.registered_population + BaseDataCount.houses
     newest_in = {}

@@ -9,7 +9,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from ..access import current_account, require, require_place
 from ..audit import audit
 from ..db import db
-from ..measures import Period
+from ..measures import Period, month_key
 from ..models import Place
 from ..timeutil import local_today
 from . import bp, service
@@ -34,7 +34,7 @@ def _tz() -> str:
 def _month(raw: str | None) -> tuple[str, Period]:
     if raw is None or raw == "":
         today = local_today(_tz())
-        raw = f"{today.year:04d}-{today.month:02d}"
+        raw = month_key(today)
     try:
         return raw, Period.parse_month(raw)
     except ValueError as exc:

@@ -49,6 +49,7 @@ from sqlalchemy import func, literal_column, select
 from .. import counters
 from ..alerts import OPEN_STATES
 from ..db import db, get_engine
+from ..measures import month_key
 from ..models import Account, Alert, Case, CaseStep, Category, Place, SettingValue
 from ..timeutil import day_bounds_utc, local, utcnow
 
@@ -387,7 +388,7 @@ def assessment_so_far(r, city_id: int, now: datetime, tz: str) -> dict:
     from ..assessment.service import month_table
 
     today = local(now, tz).date()
-    month = f"{today.year:04d}-{today.month:02d}"
+    month = month_key(today)
     key = f"cc:wall:assessment:{city_id}:{month}"
     cached = r.get(key)
     if cached is not None:
