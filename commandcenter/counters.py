@@ -99,8 +99,12 @@ PRESENCE_TTL = DAY_TTL  # attendance and patrol sets of a day
 LOGIN_TTL = MONTH_TTL
 DRAINERS_KEY = "cc:drainers"
 RECONCILE_KEY = "cc:reconcile"
-DRAIN_LEASE_S = 120  # a drain that died is forgotten after this long
-RECONCILE_LEASE_S = 300
+# A drain registers itself only for its short critical part (read rows, apply counters), so a drain
+# that died is forgotten soon. A reconcile holds its flag with a lease it renews every third of it from
+# a thread, so a reconcile that died (worker killed, Redis lost mid-way) holds the drains back for at
+# most RECONCILE_LEASE_S, never for minutes.
+DRAIN_LEASE_S = 30
+RECONCILE_LEASE_S = 30
 DRIFT_LIMIT = 50
 
 KINDS = ("ordinary", "hazard", "dispute")
@@ -406,6 +410,8 @@ def drain_outbox(r, session, city_id: int | None = None, limit: int = 500,
                 log.exception("outbox row %s has a malformed payload; skipped (reconcile counts from the steps)",
                               row.id)
         _apply_batch(r, items)
+        # the counters are applied and marked done: a reconcile may start now (what follows moves no counter)
+        _forget_drainer(r, token)
         for row in rows:
             if on_event is not None:
                 try:
@@ -420,7 +426,14 @@ def drain_outbox(r, session, city_id: int | None = None, limit: int = 500,
         session.rollback()
         raise
     finally:
+        _forget_drainer(r, token)
+
+
+def _forget_drainer(r, token: str) -> None:
+    try:
         r.zrem(DRAINERS_KEY, token)
+    except Exception:  # Redis gone: the lease runs out by itself
+        log.warning("could not unregister drain %s; its lease runs out in %d s", token, DRAIN_LEASE_S)
 
 
 # --- reconciliation: case counters ---------------------------------------------------------------
@@ -440,11 +453,56 @@ def _release(r, key: str, token: str) -> None:
             pass
 
 
+def _renew(r, key: str, token: str, lease_s: float) -> bool:
+    """Extend the lease on `key` if it is still ours (compare-and-expire with WATCH: no Lua needed)."""
+    with r.pipeline() as pipe:
+        try:
+            pipe.watch(key)
+            value = pipe.get(key)
+            if value is None or _s(value) != token:
+                pipe.reset()
+                return False
+            pipe.multi()
+            pipe.pexpire(key, int(lease_s * 1000))
+            pipe.execute()
+            return True
+        except WatchError:
+            return False
+
+
+class _LeaseKeeper:
+    """Renews a lease every third of its length from a daemon thread while a long job holds it."""
+
+    def __init__(self, r, key: str, token: str, lease_s: float):
+        import threading
+
+        self.r, self.key, self.token, self.lease_s = r, key, token, lease_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"lease {key}")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            try:
+                if not _renew(self.r, self.key, self.token, self.lease_s):
+                    log.warning("lease %s was lost", self.key)
+                    return
+            except Exception as exc:  # Redis down: the job itself fails on its next call
+                log.warning("could not renew lease %s (%s)", self.key, exc.__class__.__name__)
+
+    def __enter__(self) -> _LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
 def _pause_drains(r, wait_s: float) -> str:
     """Take the reconcile flag and wait until the drains that were running have finished."""
     token = uuid.uuid4().hex
     deadline = time.monotonic() + wait_s
-    while not r.set(RECONCILE_KEY, token, nx=True, ex=RECONCILE_LEASE_S):
+    while not r.set(RECONCILE_KEY, token, nx=True, px=int(RECONCILE_LEASE_S * 1000)):
         if time.monotonic() > deadline:
             raise TimeoutError("another reconcile is running")
         time.sleep(0.05)
@@ -603,62 +661,67 @@ def reconcile(r, session, day_from: date, day_to: date, city_id: int | None, tz:
         raise ValueError("day_to is before day_from")
     token = _pause_drains(r, wait_s)
     try:
-        with _snapshot_conn(session) as conn, conn.begin():
-            _begin_snapshot(conn)
-            truth, days, months = true_case_counts(conn, day_from, day_to, city_id, tz)
-            pending, n_pending = _pending_increments(r, conn, city_id, tz)
-        r.expire(RECONCILE_KEY, RECONCILE_LEASE_S)
-        in_range_days, in_range_months = set(days), set(months)
-        for key, _ttl, fields in pending:  # not applied yet: the drain will add them after us
-            if key in truth:
-                for field in fields:
-                    truth[key][field] -= 1
-
-        def in_range(key: str) -> bool:
-            parts = key.split(":")
-            return len(parts) == 5 and (parts[3] in in_range_days if parts[2] == "d" else parts[3] in in_range_months)
-
-        keys = sorted(set(truth) | {k for k in _scan(r, "cc:c:*") if in_range(k)})
-        drift, fixed, ttl_fixed = [], 0, 0
-        for chunk in _chunks(keys):
-            with r.pipeline(transaction=False) as pipe:
-                for key in chunk:
-                    pipe.hgetall(key)
-                    pipe.ttl(key)
-                replies = pipe.execute()
-            with r.pipeline(transaction=True) as pipe:
-                for key, raw, ttl in zip(chunk, replies[0::2], replies[1::2], strict=True):
-                    key_ttl = DAY_TTL if key.startswith("cc:c:d:") else MONTH_TTL
-                    want = {f: n for f, n in truth.get(key, {}).items() if n}
-                    have: dict[str, int | str] = {}
-                    for f, v in raw.items():
-                        try:
-                            have[_s(f)] = int(_s(v))
-                        except ValueError:
-                            have[_s(f)] = _s(v)
-                    diffs = [(f, have.get(f, 0), want.get(f, 0)) for f in sorted(set(want) | set(have))
-                             if have.get(f, 0) != want.get(f, 0)]
-                    if not diffs:
-                        if raw and int(ttl) == -1:  # a key left without a TTL: give it one
-                            pipe.expire(key, key_ttl)
-                            ttl_fixed += 1
-                        continue
-                    fixed += 1
-                    drift.extend((key, f, c, t) for f, c, t in diffs[:max(0, DRIFT_LIMIT - len(drift))])
-                    pipe.delete(key)
-                    if want:
-                        pipe.hset(key, mapping=want)
-                        pipe.expire(key, key_ttl)
-                    else:  # gone: writers must give it a TTL again when they recreate it
-                        pipe.delete(EPOCH_KEY)
-                pipe.execute()
-        report = {"keys_checked": len(keys), "keys_fixed": fixed, "drift": drift, "days": len(days),
-                  "months": months, "pending": n_pending, "ttl_fixed": ttl_fixed}
-        if fixed:
-            log.warning("counters reconciled: %d of %d keys fixed, e.g. %s", fixed, len(keys), drift[:5])
-        return report
+        with _LeaseKeeper(r, RECONCILE_KEY, token, RECONCILE_LEASE_S):
+            return _reconcile_paused(r, session, day_from, day_to, city_id, tz)
     finally:
         _release(r, RECONCILE_KEY, token)
+
+
+def _reconcile_paused(r, session, day_from: date, day_to: date, city_id: int | None, tz: str) -> dict:
+    """The body of `reconcile`, run while the drains are paused."""
+    with _snapshot_conn(session) as conn, conn.begin():
+        _begin_snapshot(conn)
+        truth, days, months = true_case_counts(conn, day_from, day_to, city_id, tz)
+        pending, n_pending = _pending_increments(r, conn, city_id, tz)
+    in_range_days, in_range_months = set(days), set(months)
+    for key, _ttl, fields in pending:  # not applied yet: the drain will add them after us
+        if key in truth:
+            for field in fields:
+                truth[key][field] -= 1
+
+    def in_range(key: str) -> bool:
+        parts = key.split(":")
+        return len(parts) == 5 and (parts[3] in in_range_days if parts[2] == "d" else parts[3] in in_range_months)
+
+    keys = sorted(set(truth) | {k for k in _scan(r, "cc:c:*") if in_range(k)})
+    drift, fixed, ttl_fixed = [], 0, 0
+    for chunk in _chunks(keys):
+        with r.pipeline(transaction=False) as pipe:
+            for key in chunk:
+                pipe.hgetall(key)
+                pipe.ttl(key)
+            replies = pipe.execute()
+        with r.pipeline(transaction=True) as pipe:
+            for key, raw, ttl in zip(chunk, replies[0::2], replies[1::2], strict=True):
+                key_ttl = DAY_TTL if key.startswith("cc:c:d:") else MONTH_TTL
+                want = {f: n for f, n in truth.get(key, {}).items() if n}
+                have: dict[str, int | str] = {}
+                for f, v in raw.items():
+                    try:
+                        have[_s(f)] = int(_s(v))
+                    except ValueError:
+                        have[_s(f)] = _s(v)
+                diffs = [(f, have.get(f, 0), want.get(f, 0)) for f in sorted(set(want) | set(have))
+                         if have.get(f, 0) != want.get(f, 0)]
+                if not diffs:
+                    if raw and int(ttl) == -1:  # a key left without a TTL: give it one
+                        pipe.expire(key, key_ttl)
+                        ttl_fixed += 1
+                    continue
+                fixed += 1
+                drift.extend((key, f, c, t) for f, c, t in diffs[:max(0, DRIFT_LIMIT - len(drift))])
+                pipe.delete(key)
+                if want:
+                    pipe.hset(key, mapping=want)
+                    pipe.expire(key, key_ttl)
+                else:  # gone: writers must give it a TTL again when they recreate it
+                    pipe.delete(EPOCH_KEY)
+            pipe.execute()
+    report = {"keys_checked": len(keys), "keys_fixed": fixed, "drift": drift, "days": len(days),
+              "months": months, "pending": n_pending, "ttl_fixed": ttl_fixed}
+    if fixed:
+        log.warning("counters reconciled: %d of %d keys fixed, e.g. %s", fixed, len(keys), drift[:5])
+    return report
 
 
 # --- presence: online, attendance, logins, patrol ------------------------------------------------

@@ -268,6 +268,23 @@ def recorded(name: str):
     db.commit()
 
 
+def nightly_due(name: str, hour: int, now: datetime | None = None) -> bool:
+    """Whether a nightly job has not run successfully since the last `hour`:00 local time.
+
+    Periodic jobs are checked every few minutes; this keeps a restart of `rq cron` (which runs every
+    interval job at once) from running a heavy nightly job again in the middle of the day."""
+    from .timeutil import from_local
+
+    now = now or utcnow()
+    local_now = local(now)
+    start = local_now.replace(hour=hour, minute=0, second=0, microsecond=0)
+    if local_now < start:
+        start -= timedelta(days=1)
+    run = db.get(JobRun, name)
+    return not (run is not None and run.last_status == "ok" and run.last_started_at is not None
+                and run.last_started_at >= from_local(start))
+
+
 # --- embedded mode: the same work in threads ------------------------------------------------------
 
 def run_in_process(app: Flask, stop: threading.Event, schedule: list[tuple[Callable, str, int]]) -> None:

@@ -397,6 +397,71 @@ def test_drains_pause_while_a_reconcile_rewrites(w, redis_conn):
     assert r.zcard(counters.DRAINERS_KEY) == 0
 
 
+
+def test_a_reconcile_holds_the_drains_only_while_it_lives(w, redis_conn, monkeypatch):
+    """A long reconcile renews its flag; one that died (worker killed, Redis lost mid-way) frees the
+    drains when its short lease runs out, not minutes later (CI once saw the counters frozen for 5 min)."""
+    import time as _time
+
+    r = redis_conn
+    monkeypatch.setattr(counters, "RECONCILE_LEASE_S", 0.6)
+    original = counters.true_case_counts
+
+    def slow_truth(*args, **kwargs):
+        _time.sleep(2.0)  # three leases long
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(counters, "true_case_counts", slow_truth)
+    report(w, "gw0", "0502", T0)
+    db.commit()
+    result = {}
+    engine = db.get_bind()
+
+    def run():
+        with Session(engine) as session:
+            result["report"] = counters.reconcile(r, session, DAY0, DAY0, w.city, wait_s=1)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert wait_for_flag(r, present=True)
+        _time.sleep(1.5)  # past two leases: still held, because it is renewed
+        assert r.exists(counters.RECONCILE_KEY) and r.pttl(counters.RECONCILE_KEY) <= 600
+        assert counters.drain_outbox(r, db, w.city) == 0
+    finally:
+        thread.join(10)
+    assert not r.exists(counters.RECONCILE_KEY) and result["report"]["pending"] == 1
+    assert counters.drain_outbox(r, db, w.city) == 1
+
+    report(w, "gw0", "0502", T0 + M)
+    db.commit()
+    counters._pause_drains(r, 1)  # a reconcile took the flag and died: nobody renews or releases it
+    assert counters.drain_outbox(r, db, w.city) == 0
+    assert wait_for_flag(r, present=False, within=1.5)
+    assert counters.drain_outbox(r, db, w.city) == 1
+    assert counters.case_counts(r, w.city, day=DAY0)["reported"] == 2
+
+
+def wait_for_flag(r, present: bool, within: float = 3.0) -> bool:
+    import time as _time
+
+    deadline = _time.monotonic() + within
+    while _time.monotonic() < deadline:
+        if bool(r.exists(counters.RECONCILE_KEY)) == present:
+            return True
+        _time.sleep(0.02)
+    return False
+
+
+def test_a_drain_lets_a_reconcile_start_once_its_counters_are_written(w, redis_conn):
+    """The pushes after the counters (seconds when Redis is slow) no longer hold a reconcile back."""
+    r = redis_conn
+    report(w, "gw0", "0502", T0)
+    db.commit()
+    seen = []
+    assert counters.drain_outbox(r, db, w.city, on_event=lambda row: seen.append(r.zcard(counters.DRAINERS_KEY))) == 1
+    assert seen == [0] and counters.case_counts(r, w.city, day=DAY0)["reported"] == 1
+
 def test_reconcile_beside_live_traffic_never_loses_or_doubles(w, redis_conn, redis_url):
     """A reconcile loop in another thread while cases are reported and drained: every reconcile sees
     zero drift, and the final figures equal the recount."""

@@ -58,3 +58,31 @@ def test_presence_follows_the_app_and_survives_a_second_drain(world, pg_url, red
         assert counters.online_count(r, town, utcnow()) == 2
         assert counters.attendance_count(r, local_today(), town) == 2
         assert counters.online_count(r, world.towns[1].id, utcnow()) == 0
+
+
+def test_the_nightly_reconcile_runs_once_a_night_whatever_restarts_rq_cron(world, pg_url, redis_conn, tmp_path,
+                                                                            monkeypatch):
+    """`rq cron` runs every interval job as it starts; the reconcile (which pauses the drains) must not run
+    again each time it is restarted by day, only once after 03:00 local time (and again if it failed)."""
+    from datetime import datetime
+
+    from commandcenter.models import JobRun
+    from workers import jobs as worker_jobs
+
+    app = create_app(make_settings(tmp_path / "w", pg_url, redis_url=TEST_REDIS_URL))
+    with app.app_context():
+        assert worker_jobs.reconcile_counters() is not None  # never ran: runs now
+        assert worker_jobs.reconcile_counters() is None  # a restart of rq cron a minute later: nothing
+        run = db.get(JobRun, "reconcile_counters")
+        assert run.runs == 1 and run.last_status == "ok"
+
+        # local = UTC+8: ran at 03:10 local (19:10 UTC the day before)
+        run.last_started_at = datetime(2026, 3, 9, 19, 10)
+        db.commit()
+        assert not jobs.nightly_due("reconcile_counters", 3, now=datetime(2026, 3, 10, 6, 0))  # 14:00 the same day
+        assert not jobs.nightly_due("reconcile_counters", 3, now=datetime(2026, 3, 10, 18, 59))  # 02:59 next night
+        assert jobs.nightly_due("reconcile_counters", 3, now=datetime(2026, 3, 10, 19, 0))  # 03:00: due
+        run.last_status = "failed"
+        db.commit()
+        assert jobs.nightly_due("reconcile_counters", 3, now=datetime(2026, 3, 10, 6, 0))  # failed: try again
+        db.remove()

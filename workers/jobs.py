@@ -79,19 +79,27 @@ def drain_outbox_catch_up() -> int:
         return jobs.process_outbox()
 
 
-def reconcile_counters() -> dict:
-    """Nightly: recompute the live counters from PostgreSQL and report the drift corrected."""
+RECONCILE_HOUR = 3  # local time: the quiet hour of the night
+
+
+def reconcile_counters() -> dict | None:
+    """Nightly after 03:00 local time: recompute the live counters from PostgreSQL and report the drift
+    corrected. Checked every quarter of an hour; does nothing if it already ran since 03:00."""
     from datetime import timedelta
 
     from commandcenter import counters, jobs
     from commandcenter.db import db
     from commandcenter.timeutil import local_today
 
-    with context(), jobs.recorded("reconcile_counters"):
-        today = local_today()
-        report = counters.reconcile(jobs.counters_redis(), db, today - timedelta(days=31), today, jobs.city_id())
-        log.info("reconcile: %s keys checked, %s fixed", report.get("keys_checked"), report.get("keys_fixed"))
-        return report
+    with context():
+        if not jobs.nightly_due("reconcile_counters", RECONCILE_HOUR):
+            return None
+        with jobs.recorded("reconcile_counters"):
+            today = local_today()
+            report = counters.reconcile(jobs.counters_redis(), db, today - timedelta(days=31), today,
+                                        jobs.city_id())
+            log.info("reconcile: %s keys checked, %s fixed", report.get("keys_checked"), report.get("keys_fixed"))
+            return report
 
 
 def build_bulletin(bulletin_id: int) -> str:

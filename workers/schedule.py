@@ -10,6 +10,6 @@ SCHEDULE = [
     (jobs.drain_outbox_catch_up, "realtime", 10),
     (jobs.sweep_alerts, "realtime", 15),
     (jobs.sweep_deadlines, "realtime", 60),
-    (jobs.reconcile_counters, "default", 24 * 3600),
+    (jobs.reconcile_counters, "default", 15 * 60),  # runs once a night: see the job
 ]
 
