@@ -57,3 +57,38 @@ def test_socket_refuses_anonymous_and_gridworkers(world, live_stack):
         anonymous.connect(web.url, namespaces=["/live"], transports=["websocket"], wait_timeout=5)
     with pytest.raises(socketio.exceptions.ConnectionError):
         socket_client(web.url, login_session(web.url, "gw0"))
+
+
+def test_each_wall_sees_its_own_room_numbered_without_gaps(world, live_stack, pg_url, tmp_path):
+    """Sequence numbers are per room: a town's wall sees 1, 2, 3… for its own cases while other towns
+    report too, so it never mistakes their cases for a gap and re-reads its panels for nothing."""
+    web, _worker = live_stack
+    town0, town0_events = socket_client(web.url, login_session(web.url, "town0_duty"))
+    city, city_events = socket_client(web.url, login_session(web.url, "city_duty_officer"))
+    try:
+        writer = create_app(make_settings(tmp_path / "writer", pg_url, redis_url=TEST_REDIS_URL))
+        numbers = []
+        with writer.app_context():
+            for k in range(6):
+                grid = 0 if k % 2 == 0 else 4  # grids 0–3 are in town 0, 4–7 in town 1
+                gw = db.query(Account).filter_by(username=f"gw{grid}").one()
+                lat, lon = world.grid_point(grid)
+                data = loop.ReportInput(category_id=world.category("0101").id, description="路边暴露垃圾一堆",
+                                        lat=lat, lon=lon)
+                case, _ = loop.report_case(data, actor=gw, source="app", client_key=f"live-seq-{k:04d}")
+                numbers.append(case.number)
+            db.remove()
+
+        def cases(events):
+            return [d for e, d in events if e == "case"]
+
+        assert wait_for(lambda: len(cases(city_events)) == 6 and len(cases(town0_events)) == 3), \
+            f"town 0 got {len(cases(town0_events))}, the city {len(cases(city_events))}"
+        town_seqs = [d["seq"] for d in cases(town0_events)]
+        city_seqs = [d["seq"] for d in cases(city_events)]
+        assert sorted(town_seqs) == list(range(town_seqs[0], town_seqs[0] + 3)), town_seqs
+        assert sorted(city_seqs) == list(range(city_seqs[0], city_seqs[0] + 6)), city_seqs
+        assert {d["number"] for d in cases(town0_events)} == set(numbers[0::2])
+    finally:
+        town0.disconnect()
+        city.disconnect()

@@ -7,7 +7,8 @@
  *   carry hx-preserve, so a refresh keeps the Plotly graph (and the map's zoom) and only Plotly.react runs.
  * - Pushes ("case", "alert") update the map at once and ask for the panels concerned, at most once every
  *   2 s per panel (the map's grid colours every 10 s, the rankings every 30 s).
- * - Pushes carry `seq`: a gap, a reset, a reconnect or a recovery after an outage re-reads every panel;
+ * - Pushes carry `seq`, numbered per room (the wall's own place): a gap, a reset, a reconnect or a recovery
+ *   after an outage re-reads every panel;
  *   every panel is re-read every 5 minutes anyway, and /healthz is polled every 15 s.
  * - Nothing grows with time: at most MAX_POINTS points are kept (today's open cases), listeners and
  *   timers are set up once, and the graphs are updated in place with Plotly.react.
