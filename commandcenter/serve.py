@@ -21,8 +21,15 @@ def serve_forever(app: Flask, host: str = "127.0.0.1", port: int = 5000, simulat
     if not settings.redis_url:
         from workers.schedule import SCHEDULE
 
+        from .bulletin.jobs import fail_interrupted_builds
+        from .db import db
         from .jobs import run_in_process
 
+        with app.app_context():
+            try:
+                fail_interrupted_builds()
+            finally:
+                db.remove()
         threading.Thread(target=run_in_process, args=(app, stop, SCHEDULE), daemon=True, name="jobs").start()
     if simulate:
         from .demo.simulator import run_simulator

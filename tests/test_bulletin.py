@@ -434,6 +434,27 @@ def test_a_second_build_request_does_not_start_another_and_the_bar_polls_until_d
     assert "一、总体情况" in content and "表1 " in content
 
 
+
+def test_a_build_cut_off_by_an_embedded_restart_says_so_and_can_be_started_again(app, world, client, monkeypatch):
+    """The embedded runner's thread dies with the process: at the next start (serve.serve_forever) the
+    build is marked failed at once, not left at 生成中 for STALE_MINUTES."""
+    data = month_of_data(app, world)
+    bid = new_bulletin(app, world.towns[0].id, data["month"], status="running", progress=40,
+                       progress_note="生成统计表")
+    other = new_bulletin(app, world.towns[1].id, data["month"], status="done", progress=100)
+    with app.app_context():
+        assert jobs.fail_interrupted_builds() == 1
+        assert db.get(Bulletin, other).status == "done"
+        db.remove()
+    login(client, "town0_supervisor")
+    page = client.get(f"/bulletins/{bid}").get_data(as_text=True)
+    assert "生成失败" in page and "服务重启" in page
+    started: list[int] = []
+    monkeypatch.setattr(jobs, "enqueue", lambda bulletin_id: started.append(bulletin_id) or "job-y")
+    with app.app_context():
+        assert jobs.request_build(bid, None) is True and started == [bid]
+        db.remove()
+
 # --- creating, jurisdiction, permissions -------------------------------------------------------------
 
 def test_create_validates_month_and_place_and_opens_an_existing_one(app, world, client):

@@ -32,6 +32,21 @@ ERROR_MAX = 1000
 _threads: dict[int, threading.Thread] = {}
 
 
+def fail_interrupted_builds() -> int:
+    """Embedded mode, at start: a build that was queued or running in the previous process's thread is
+    gone with it. Say so at once, instead of showing 生成中 until the stale window has passed, so that
+    the person can build again. (In server mode the job waits in RQ and survives a web restart.)"""
+    count = db.execute(
+        update(Bulletin).where(Bulletin.status.in_(("queued", "running")))
+        .values(status="failed", progress_note="服务重启，生成已中断", updated_at=utcnow(),
+                error="生成过程中服务重启，生成已中断，请重新生成")
+        .execution_options(synchronize_session=False)).rowcount
+    db.commit()
+    if count:
+        log.warning("%d bulletin build(s) interrupted by the restart marked failed", count)
+    return count
+
+
 def request_build(bulletin_id: int, account: Account | None) -> bool:
     """Queue a build unless one is already queued or running. True when this call queued it."""
     now = utcnow()
