@@ -121,15 +121,45 @@ def schedule_alert_check(case_id: int, when: datetime) -> None:
 
 # --- the work itself (called by RQ jobs and by the in-process loop) ---------------------------------
 
+DRAIN_JOB_MAX_S = 20  # one drain job hands over to a fresh one after this long (its RQ timeout is 120 s)
+DRAIN_GATHER_S = 0.05  # after a pass that found work, let the next reports gather this long: one pass for all
+
+
 def process_outbox(limit: int = 500) -> int:
-    """Apply counters, plan alert checks and push each committed change. Safe to run concurrently."""
-    from . import counters
+    """Apply counters, plan alert checks and push each committed change. Safe to run concurrently.
+
+    In server mode the kick flag stays set while this runs, so commits made meanwhile queue no further
+    job: their rows are taken by this one's next pass, DRAIN_GATHER_S later. Only when a pass finds
+    nothing is the flag given back, and one more pass takes what was committed just before that. So one
+    job drains many reports a pass (a pass costs about 7 ms of worker CPU and each report in it about
+    4 ms more, against one job and one pass for every report before), for at most 50 ms more latency."""
+    import time
 
     r = counters_redis()
-    if current_app.config["SETTINGS"].redis_url:
-        r.delete(KICK_KEY)
-    total = drain_presence(r, limit)
+    server = bool(current_app.config["SETTINGS"].redis_url)
     cid = city_id()
+    total, started = 0, time.monotonic()
+    while True:
+        done = _drain_pass(r, cid, limit)
+        total += done
+        if done == 0 or not server:
+            break
+        if time.monotonic() - started > DRAIN_JOB_MAX_S:  # hand over: a fresh job, well inside the timeout
+            r.delete(KICK_KEY)
+            kick_outbox()
+            return total
+        r.pexpire(KICK_KEY, 10_000)
+        time.sleep(DRAIN_GATHER_S)
+    if server:
+        r.delete(KICK_KEY)  # commits from now on queue a new drain; those made before are taken here
+        total += _drain_pass(r, cid, limit)
+    return total
+
+
+def _drain_pass(r, cid: int | None, limit: int) -> int:
+    from . import counters
+
+    total = drain_presence(r, limit)
     while True:
         done = counters.drain_outbox(r, db, cid, limit=limit, on_event=_on_case_event)
         total += done
@@ -170,7 +200,8 @@ def drain_presence(r, limit: int = 2000) -> int:
             log.exception("outbox row %s has a malformed payload; skipped", row.id)
         row.processed_at = utcnow()
         row.attempts = (row.attempts or 0) + 1
-    db.commit()
+    if rows:
+        db.commit()
     return len(rows)
 
 

@@ -86,3 +86,40 @@ def test_the_nightly_reconcile_runs_once_a_night_whatever_restarts_rq_cron(world
         db.commit()
         assert jobs.nightly_due("reconcile_counters", 3, now=datetime(2026, 3, 10, 6, 0))  # failed: try again
         db.remove()
+
+
+def test_reports_made_while_a_drain_is_queued_or_running_queue_no_second_job(world, pg_url, redis_conn, tmp_path,
+                                                                            monkeypatch):
+    """Under load one drain job takes many reports a pass instead of one job per report: the kick flag
+    stays set until a pass finds nothing, and a report made after that queues the next job."""
+    from rq import Queue
+
+    app = create_app(make_settings(tmp_path, pg_url, redis_url=TEST_REDIS_URL))
+    client = app.test_client()
+    headers = token_for(client, "gw0")
+    queue = Queue("realtime", connection=redis_conn)
+
+    def drains_queued() -> int:
+        return sum(1 for job in queue.get_jobs() if job.func_name == "workers.jobs.process_outbox")
+
+    for _ in range(6):
+        assert client.post("/api/v1/cases", json=report_body(world), headers=headers).status_code == 201
+    assert drains_queued() == 1, "the first report queued the drain; the five after it found it queued"
+    with app.app_context():
+        assert jobs.process_outbox() >= 6  # what the worker runs: all six (and the token's login) in one job
+        assert db.query(Outbox).filter(Outbox.processed_at.is_(None)).count() == 0
+        assert not redis_conn.exists(jobs.KICK_KEY)
+        db.remove()
+    assert client.post("/api/v1/cases", json=report_body(world), headers=headers).status_code == 201
+    assert drains_queued() == 2, "once the flag is given back, the next report queues a drain again"
+
+    # a job that has drained for DRAIN_JOB_MAX_S hands over to a fresh one instead of nearing its timeout
+    monkeypatch.setattr(jobs, "DRAIN_JOB_MAX_S", 0)
+    with app.app_context():
+        assert jobs.process_outbox() == 1
+        db.remove()
+    assert drains_queued() == 3 and redis_conn.exists(jobs.KICK_KEY)
+    with app.app_context():
+        town = world.towns[0].id
+        assert counters.case_counts(jobs.counters_redis(), town, day=local_today())["reported"] == 7
+        db.remove()
