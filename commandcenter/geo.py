@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 
 from shapely import STRtree
 from shapely.geometry import Point, shape
@@ -30,10 +31,16 @@ def degrees_box(lat: float, radius_m: float) -> tuple[float, float]:
 
 
 class GridIndex:
-    """An STRtree of grid polygons, built on first use and rebuilt when the grid count changes."""
+    """An STRtree of grid polygons, built on first use and rebuilt when the grid count changes.
+
+    Whether the grids changed is asked of the database at most every FRESH_S seconds (a query per report
+    cost about 1 ms of CPU): a grid added by an import in another process is used within that time."""
+
+    FRESH_S = 1.0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._checked_at = float("-inf")
         self._key: tuple | None = None
         self._tree: STRtree | None = None
         self._ids: list[int] = []
@@ -42,9 +49,14 @@ class GridIndex:
     def _load(self) -> None:
         from sqlalchemy import func
 
+        url = db.get_bind().url.render_as_string(hide_password=True)
+        now = time.monotonic()
+        if self._key is not None and self._key[0] == url and now - self._checked_at < self.FRESH_S:
+            return
         active_grids = (Place.level == "grid", Place.active.is_(True))
         count, top = db.query(func.count(Place.id), func.max(Place.id)).filter(*active_grids).one()
-        key = (db.get_bind().url.render_as_string(hide_password=True), count, top)
+        key = (url, count, top)
+        self._checked_at = now
         if key == self._key:
             return
         rows = db.query(Place.id, Place.geometry).filter(*active_grids).all()
@@ -69,7 +81,7 @@ class GridIndex:
 
     def reset(self) -> None:
         with self._lock:
-            self._key = None
+            self._key, self._checked_at = None, float("-inf")
 
 
 grid_index = GridIndex()
