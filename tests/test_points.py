@@ -451,3 +451,23 @@ def test_the_chart_draws_under_the_csp(w, live_server, page):
     first = page.locator("#rank-gridworkers tbody tr").first
     assert "gw0" in first.inner_text() and "前三名" in first.inner_text()
     assert problems == [] and page.outside_requests == []
+
+
+def test_a_tie_as_wide_as_the_city_is_not_printed_name_by_name(client, w):
+    """Early in a month every gridworker has 0 points: all of them are "the top three". The city page
+    shows ten of them and says how many more share that place, instead of a table of every gridworker."""
+    from commandcenter.accounts import create_account
+    from commandcenter.models import Account
+
+    grid = db.get(Place, w.grid(0))
+    password_hash = db.query(Account).filter_by(username="gw0").one().password_hash
+    for i in range(14):
+        create_account(username=f"tiegw{i:02d}", display_name=f"并列网格员{i}", password="", role="gridworker",
+                       place=grid, password_hash=password_hash, post="full_time")
+    db.commit()
+    db.remove()
+    login(client, "city_supervisor")
+    html = client.get("/points/?month=2026-01").get_data(as_text=True)  # a month without any data: 22 tied
+    workers = table_rows(html, "rank-gridworkers")
+    assert len(workers) == 10 and all(r["rank"] == 1 and r["tied"] and r["where"] == "top" for r in workers)
+    assert "另有 12 名与上一行并列，未逐一列出" in html

@@ -249,7 +249,7 @@ def compute(place: Place, period: Period, rules: dict[str, float] | None = None)
 
 def rankings(result: dict, key: str = "total", n: int = 3) -> dict:
     """Ranked tables of a `compute` result: 社区 and 村委 apart, plus towns, grids and gridworkers, each
-    with the top and bottom n (ties included). Used by the page and the bulletin."""
+    with the ids of the top and bottom n as sets (ties included). Used by the page and the bulletin."""
     out: dict[str, dict] = {}
     groups = {
         "community": [r for r in result["villages"] if r["kind"] == "community"],
@@ -258,6 +258,6 @@ def rankings(result: dict, key: str = "total", n: int = 3) -> dict:
     }
     for name, rows in groups.items():
         top, bottom = top_bottom(rows, key, n)
-        out[name] = {"rows": ranked(rows, key), "top": [r["id"] for r in top], "bottom": [r["id"] for r in bottom]}
+        out[name] = {"rows": ranked(rows, key), "top": {r["id"] for r in top}, "bottom": {r["id"] for r in bottom}}
     return out
 
