@@ -30,10 +30,15 @@ def warn_time(start: datetime, due: datetime, category: Category) -> datetime:
     return start + (due - start) * (category.warn_ratio or 0.8)
 
 
+def parking_warn_time(discovered_at: datetime, transfer_due: datetime, category: Category) -> datetime:
+    """`warn_before_minutes` (default 15) before the one-hour limit of a 乱停车 report."""
+    minutes = category.warn_before_minutes or DEFAULT_PARKING_WARN_MINUTES
+    return max(discovered_at, transfer_due - timedelta(minutes=minutes))
+
+
 def plan_on_report(case: Case, category: Category) -> None:
     if case.transfer_due is not None:
-        minutes = category.warn_before_minutes or DEFAULT_PARKING_WARN_MINUTES
-        case.transfer_warn_at = max(case.discovered_at, case.transfer_due - timedelta(minutes=minutes))
+        case.transfer_warn_at = parking_warn_time(case.discovered_at, case.transfer_due, category)
 
 
 def plan_on_register(case: Case, category: Category) -> None:

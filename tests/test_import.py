@@ -404,3 +404,49 @@ def test_month_on_sqlite(tmp_path):
         if dbmod._engine is not None and str(dbmod._engine.url) == url:
             dbmod._engine.dispose()
             dbmod._engine = None
+
+
+def test_open_imported_cases_get_their_warning_moments_and_are_warned_about(ctx, tmp_path):
+    """Warning moments are planned from the imported limits as for a new report: an open 乱停车 report
+    near its one hour is warned about by the next sweep, as the duty officer would expect after the switch."""
+    from datetime import timedelta
+
+    from commandcenter import jobs
+    from commandcenter.models import Alert, Category
+    from commandcenter.timeutil import local, utcnow
+
+    install_default_categories()
+    db.commit()
+    assert all(r.imported for r in import_dir(copy_month(tmp_path, "accounts"), tz=TZ))
+    now = utcnow().replace(second=0, microsecond=0)
+
+    def stamp(utc: datetime) -> str:
+        return local(utc, TZ).strftime("%Y-%m-%d %H:%M")
+
+    parking = {"number": "P1", "source": "hotline", "category_code": "0401", "description": "车辆占用消防通道",
+               "state": "reported", "discovered_at": stamp(now - timedelta(minutes=50)),
+               "reported_at": stamp(now - timedelta(minutes=50)), "transfer_due": stamp(now + timedelta(minutes=10)),
+               "lat": "30.02", "lon": "121.02"}
+    later = parking | {"number": "P2", "discovered_at": stamp(now - timedelta(minutes=5)),
+                       "reported_at": stamp(now - timedelta(minutes=5)),
+                       "transfer_due": stamp(now + timedelta(minutes=55))}
+    registered = {"number": "E1", "source": "hotline", "category_code": "0502", "description": "路灯不亮",
+                  "state": "registered", "reported_at": stamp(now - timedelta(days=1)),
+                  "registered_at": stamp(now - timedelta(days=1)), "escalate_due": stamp(now + timedelta(days=1)),
+                  "lat": "30.02", "lon": "121.02"}
+    result = import_file("cases", write_csv(tmp_path / "cases.csv", "cases", [parking, later, registered]), tz=TZ)
+    assert result.imported and not result.errors
+    cases = {c.number: c for c in db.execute(select(Case)).scalars()}
+    minutes = db.execute(select(Category).where(Category.code == "0401")).scalar_one().warn_before_minutes or 15
+    assert cases["P1"].transfer_warn_at == now + timedelta(minutes=10) - timedelta(minutes=minutes)
+    assert cases["P2"].transfer_warn_at == now + timedelta(minutes=55) - timedelta(minutes=minutes)
+    lamp = db.execute(select(Category).where(Category.code == "0502")).scalar_one()
+    start, due = now - timedelta(days=1), now + timedelta(days=1)
+    expected = (due - timedelta(minutes=lamp.warn_before_minutes) if lamp.warn_before_minutes
+                else start + (due - start) * (lamp.warn_ratio or 0.8))
+    assert cases["E1"].escalate_warn_at == expected
+
+    jobs.sweep_alerts()
+    numbers = {c.id: n for n, c in cases.items()}
+    raised = {(numbers[a.case_id], a.kind) for a in db.execute(select(Alert)).scalars()}
+    assert ("P1", "parking_due") in raised and ("P2", "parking_due") not in raised

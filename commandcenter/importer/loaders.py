@@ -15,9 +15,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
+from types import SimpleNamespace
 
 from sqlalchemy import JSON, Boolean, Date, DateTime, String, Text, bindparam, insert, select, type_coerce, update
 
+from .. import alerts
 from ..db import db
 from ..models import (
     PLACE_LEVELS,
@@ -84,8 +86,8 @@ class Run:
 
     def forget(self) -> None:
         """Drop every lookup (after a file was refused: it may have noted rows that were never written)."""
-        for name in ("places", "place_codes", "grid_tree", "centers", "accounts", "categories", "departments",
-                     "persons", "sites", "cases"):
+        for name in ("places", "place_codes", "grid_tree", "centers", "accounts", "categories", "warn_rules",
+                     "departments", "persons", "sites", "cases"):
             self.__dict__.pop(name, None)
 
     @cached_property
@@ -141,6 +143,12 @@ class Run:
     def categories(self) -> dict[str, tuple[int, str, int]]:
         return {r.code: (r.id, r.kind, r.depth) for r in db.execute(select(Category.code, Category.id, Category.kind,
                                                                            Category.depth))}
+
+    @cached_property
+    def warn_rules(self) -> dict[int, SimpleNamespace]:
+        """Category id → its warning settings, as commandcenter.alerts reads them from a Category."""
+        rows = db.execute(select(Category.id, Category.warn_before_minutes, Category.warn_ratio))
+        return {r.id: SimpleNamespace(warn_before_minutes=r.warn_before_minutes, warn_ratio=r.warn_ratio) for r in rows}
 
     @cached_property
     def departments(self) -> dict[str, int]:
@@ -648,6 +656,12 @@ class CasesLoader(Loader):
             return None
         times = [t for t in (reported, v["registered_at"], v["dispatched_at"], v["transferred_at"], closed,
                              v["overdue_at"]) if t is not None]
+        # the warning moments, planned as the case loop plans them, so open imported cases are warned about
+        rules = run.warn_rules[cat_id]
+        transfer_warn = (alerts.parking_warn_time(discovered, v["transfer_due"], rules)
+                         if v["transfer_due"] is not None else None)
+        escalate_warn = (alerts.warn_time(v["registered_at"], v["escalate_due"], rules)
+                         if v["escalate_due"] is not None and v["registered_at"] is not None else None)
         row = {
             "number": number, "source": v["source"], "client_key": None, "category_id": cat_id, "kind": kind,
             "description": v["description"], "address": v["address"], "lat": lat, "lon": lon, "grid_id": grid_id,
@@ -659,7 +673,7 @@ class CasesLoader(Loader):
             "registered_at": v["registered_at"], "dispatched_at": v["dispatched_at"],
             "transferred_at": v["transferred_at"], "closed_at": closed, "dispatch_due": v["dispatch_due"],
             "handle_due": v["handle_due"], "escalate_due": v["escalate_due"], "transfer_due": v["transfer_due"],
-            "transfer_warn_at": None, "escalate_warn_at": None, "overdue": overdue, "overdue_at": v["overdue_at"],
+            "transfer_warn_at": transfer_warn, "escalate_warn_at": escalate_warn, "overdue": overdue, "overdue_at": v["overdue_at"],
             "paused_at": None, "pause_reason": None, "escalated_to_town": to_town, "escalated_to_city": to_city,
             "escalated_by_center_id": by_center, "rework_count": v["rework_count"] or 0,
             "outstanding": bool(v["outstanding"]), "outstanding_story": v["outstanding_story"],
