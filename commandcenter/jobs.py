@@ -24,6 +24,8 @@ from .timeutil import local, utcnow
 
 log = logging.getLogger(__name__)
 KICK_KEY = "cc:outbox:kick"
+KICK_PAUSE_S = 5.0  # after a failed kick, this process leaves that Redis alone this long (the catch-up drains)
+_kick_paused_until: dict[str, float] = {}  # Redis URL → monotonic time
 _wake = threading.Event()
 _fake_redis = None
 _fake_lock = threading.Lock()
@@ -82,18 +84,26 @@ def kick_outbox() -> None:
     if not settings.redis_url:
         _wake.set()
         return
+    import time
+
+    if time.monotonic() < _kick_paused_until.get(settings.redis_url, 0.0):
+        # Redis failed a moment ago: a frozen Redis (a partition) would make every report wait for the
+        # socket timeout. The rows wait in the outbox and the periodic catch-up drains them.
+        return
     try:
         from .redis_conn import redis_client
 
         r = redis_client()
-        # one queued drain at a time: the flag is cleared when a drain starts, so a commit made while
-        # a drain runs queues the next one (the expiry only guards against a drain that never ran)
+        # one drain queued or running at a time: the flag is given back when a drain finds nothing left
+        # (see process_outbox); the expiry only guards against a drain that never ran
         if r.set(KICK_KEY, "1", nx=True, px=10_000):
             from rq import Queue
 
             Queue("realtime", connection=r).enqueue("workers.jobs.process_outbox", job_timeout=120, retry=_retry())
     except Exception as exc:  # Redis down: the outbox keeps the work; the periodic drain catches up
-        log.warning("could not enqueue outbox drain (%s); it will be caught up", exc.__class__.__name__)
+        _kick_paused_until[settings.redis_url] = time.monotonic() + KICK_PAUSE_S
+        log.warning("could not enqueue outbox drain (%s); it will be caught up, no kick for %.0f s",
+                    exc.__class__.__name__, KICK_PAUSE_S)
 
 
 def _retry():

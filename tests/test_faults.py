@@ -578,6 +578,9 @@ def test_redis_frozen_reports_still_answered_in_bounded_time(world, app, server_
             assert answer.status_code == 201, answer.text[:300]
         print(f"report answers while Redis is frozen: {[round(t, 2) for t in timings]} s")
         assert max(timings) < 10, timings
+        # after the first failure the process leaves Redis alone for a few seconds (jobs.KICK_PAUSE_S, and
+        # flask-limiter's own back-off): the next reports wait for no socket timeout of the kick
+        assert max(timings[1:]) < 2.5, timings
         health, seconds = timed(lambda: requests.get(web.url + "/healthz", timeout=30))
         assert health.json()["degraded"] is True and seconds < 10
         redis.thaw()
