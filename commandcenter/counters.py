@@ -412,6 +412,7 @@ def drain_outbox(r, session, city_id: int | None = None, limit: int = 500,
         _apply_batch(r, items)
         # the counters are applied and marked done: a reconcile may start now (what follows moves no counter)
         _forget_drainer(r, token)
+        token = None
         for row in rows:
             if on_event is not None:
                 try:
@@ -426,7 +427,8 @@ def drain_outbox(r, session, city_id: int | None = None, limit: int = 500,
         session.rollback()
         raise
     finally:
-        _forget_drainer(r, token)
+        if token is not None:
+            _forget_drainer(r, token)
 
 
 def _forget_drainer(r, token: str) -> None:
@@ -438,23 +440,9 @@ def _forget_drainer(r, token: str) -> None:
 
 # --- reconciliation: case counters ---------------------------------------------------------------
 
-def _release(r, key: str, token: str) -> None:
-    with r.pipeline() as pipe:
-        try:
-            pipe.watch(key)
-            value = pipe.get(key)
-            if value is not None and _s(value) == token:
-                pipe.multi()
-                pipe.delete(key)
-                pipe.execute()
-            else:
-                pipe.reset()
-        except WatchError:
-            pass
-
-
-def _renew(r, key: str, token: str, lease_s: float) -> bool:
-    """Extend the lease on `key` if it is still ours (compare-and-expire with WATCH: no Lua needed)."""
+def _if_ours(r, key: str, token: str, act: Callable) -> bool:
+    """Run `act(pipe)` in a MULTI only if `key` still holds our `token` (compare-and-act with WATCH, so
+    no Lua is needed and fakeredis works). False when the key is gone, someone else's, or changed."""
     with r.pipeline() as pipe:
         try:
             pipe.watch(key)
@@ -463,11 +451,20 @@ def _renew(r, key: str, token: str, lease_s: float) -> bool:
                 pipe.reset()
                 return False
             pipe.multi()
-            pipe.pexpire(key, int(lease_s * 1000))
+            act(pipe)
             pipe.execute()
             return True
         except WatchError:
             return False
+
+
+def _release(r, key: str, token: str) -> None:
+    _if_ours(r, key, token, lambda pipe: pipe.delete(key))
+
+
+def _renew(r, key: str, token: str, lease_s: float) -> bool:
+    """Extend the lease on `key` if it is still ours."""
+    return _if_ours(r, key, token, lambda pipe: pipe.pexpire(key, int(lease_s * 1000)))
 
 
 class _LeaseKeeper:

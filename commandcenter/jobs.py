@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -20,7 +21,7 @@ from sqlalchemy import event, select
 from . import alerts, labels
 from .db import db, session_factory
 from .models import Alert, Case, JobRun, Outbox, Place
-from .timeutil import local, utcnow
+from .timeutil import from_local, local, utcnow
 
 log = logging.getLogger(__name__)
 KICK_KEY = "cc:outbox:kick"
@@ -84,8 +85,6 @@ def kick_outbox() -> None:
     if not settings.redis_url:
         _wake.set()
         return
-    import time
-
     if time.monotonic() < _kick_paused_until.get(settings.redis_url, 0.0):
         # Redis failed a moment ago: a frozen Redis (a partition) would make every report wait for the
         # socket timeout. The rows wait in the outbox and the periodic catch-up drains them.
@@ -143,8 +142,6 @@ def process_outbox(limit: int = 500) -> int:
     nothing is the flag given back, and one more pass takes what was committed just before that. So one
     job drains many reports a pass (a pass costs about 7 ms of worker CPU and each report in it about
     4 ms more, against one job and one pass for every report before), for at most 50 ms more latency."""
-    import time
-
     r = counters_redis()
     server = bool(current_app.config["SETTINGS"].redis_url)
     cid = city_id()
@@ -314,8 +311,6 @@ def nightly_due(name: str, hour: int, now: datetime | None = None) -> bool:
 
     Periodic jobs are checked every few minutes; this keeps a restart of `rq cron` (which runs every
     interval job at once) from running a heavy nightly job again in the middle of the day."""
-    from .timeutil import from_local
-
     now = now or utcnow()
     local_now = local(now)
     start = local_now.replace(hour=hour, minute=0, second=0, microsecond=0)
@@ -330,8 +325,6 @@ def nightly_due(name: str, hour: int, now: datetime | None = None) -> bool:
 
 def run_in_process(app: Flask, stop: threading.Event, schedule: list[tuple[Callable, str, int]]) -> None:
     """Drain the outbox as soon as a commit wakes us, and run the periodic schedule."""
-    import time
-
     last_run: dict[str, float] = {}
     with app.app_context():
         try:
