@@ -261,3 +261,16 @@ def rankings(result: dict, key: str = "total", n: int = 3) -> dict:
         out[name] = {"rows": ranked(rows, key), "top": {r["id"] for r in top}, "bottom": {r["id"] for r in bottom}}
     return out
 
+
+
+def ends(group: dict, limit: int = 10) -> list[dict | int]:
+    """The top rows, then the bottom rows of a `rankings` table, for a page that shows only those: at
+    most `limit` of each, followed by how many more share the place when a tie makes one end longer
+    (early in a month every gridworker has 0 points, and all of them are "the top three")."""
+    out: list[dict | int] = []
+    for end in ("top", "bottom"):
+        rows = [row for row in group["rows"] if row["id"] in group[end]]
+        out.extend(rows[:limit])
+        if len(rows) > limit:
+            out.append(len(rows) - limit)
+    return out

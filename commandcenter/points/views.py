@@ -71,6 +71,8 @@ def index():
         levels = ("town",) if account.place.level == "city" else ("village",)
         choices = service.places_inside(account.place, levels[0])
     full_workers = place.level != "city"
+    if not full_workers:
+        tables["gridworkers"]["ends"] = service.ends(tables["gridworkers"])
     chart_rows = result["towns"] if place.level == "city" else result["villages"]
     chart = {
         "title": ("各镇（街道）" if place.level == "city" else "各村（社区）") + "积分合计",
