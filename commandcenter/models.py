@@ -207,6 +207,33 @@ class LoginRecord(Base):
     import_key: Mapped[str | None] = mapped_column(String(80), unique=True)  # set by `flask import logins`
 
 
+class LoginLock(Base):
+    """Failed logins counted per account *and* address: five wrong passwords from one address lock the
+    account for that address only, so an attacker elsewhere cannot lock its owner out (kept in the
+    database, so a lock survives a restart)."""
+
+    __tablename__ = "login_locks"
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_failure_at: Mapped[datetime | None] = mapped_column(DateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+
+
+class SecurityAlert(Base):
+    """Something the security administrator must look at, e.g. failed logins on one account from many
+    addresses (a guessing attack); raised once per account and window, acknowledged by a person."""
+
+    __tablename__ = "security_alerts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    detail: Mapped[str] = mapped_column(Text)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime)
+    acknowledged_by_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+
+
 class Category(Base):
     """Category tree: big class (1) → small class (2) → item (3), each node carrying its limits."""
 
@@ -329,6 +356,8 @@ class CaseStep(Base):
     from_level: Mapped[str | None] = mapped_column(String(10))
     to_level: Mapped[str | None] = mapped_column(String(10))
     note: Mapped[str | None] = mapped_column(Text)
+    # the note was written for the public on purpose (公开答复): only such notes leave through Open311
+    public: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     case: Mapped[Case] = relationship(back_populates="steps")
     actor: Mapped[Account | None] = relationship()

@@ -264,7 +264,7 @@ def test_get_one_request_in_both_formats(app, client, world):
     got = body[0]
     assert list(got) == REQUEST_FIELDS
     assert got["service_request_id"] == number and got["status"] == "open"
-    assert got["status_notes"].startswith("待立案") and got["service_code"] == "0101"
+    assert got["status_notes"] == "已受理，待核实" and got["service_code"] == "0101"
     assert got["service_name"] == "暴露垃圾" and got["description"] == "小区门口有一堆暴露垃圾"
     assert got["agency_responsible"] == "城市网格化服务管理中心" and got["expected_datetime"] is None
     assert got["requested_datetime"].endswith("+08:00") and W3C.match(got["requested_datetime"])
@@ -306,7 +306,7 @@ def test_status_and_notes_follow_the_closed_loop(app, client, world):
         handle_due = case.handle_due
     got = client.get(f"{BASE}/requests/{number}.json").get_json()[0]
     assert got["status"] == "open" and got["agency_responsible"] == "城管局"
-    assert got["status_notes"] == "已派遣：派遣至城管局"  # the handler's own name stays inside
+    assert got["status_notes"] == "已派遣至处置部门"  # internal notes stay inside (issue 11)
     assert got["expected_datetime"] == (handle_due + timedelta(hours=8)).isoformat(timespec="seconds") + "+08:00"
     with app.app_context():
         case = case_by_number(number)
@@ -315,7 +315,7 @@ def test_status_and_notes_follow_the_closed_loop(app, client, world):
         loop.close(case, None, "现场核查已清理干净")
         closed_at = case.closed_at
     got = client.get(f"{BASE}/requests/{number}.json").get_json()[0]
-    assert got["status"] == "closed" and got["status_notes"] == "已结案：现场核查已清理干净"
+    assert got["status"] == "closed" and got["status_notes"] == "已办结"
     assert got["updated_datetime"] == (closed_at + timedelta(hours=8)).isoformat(timespec="seconds") + "+08:00"
 
     rejected = created_number(client, world, description="测试")
@@ -325,8 +325,8 @@ def test_status_and_notes_follow_the_closed_loop(app, client, world):
         loop.reject(case_by_number(rejected), None, "经核实为测试数据")
         loop.mark_duplicate(case_by_number(duplicate), None, case_by_number(original))
     got = {r["service_request_id"]: r for r in client.get(f"{BASE}/requests.json").get_json()}
-    assert got[rejected]["status"] == "closed" and got[rejected]["status_notes"] == "无效：经核实为测试数据"
-    assert got[duplicate]["status"] == "closed" and got[duplicate]["status_notes"] == f"重复：与 {original} 重复"
+    assert got[rejected]["status"] == "closed" and got[rejected]["status_notes"] == "不予受理"
+    assert got[duplicate]["status"] == "closed" and got[duplicate]["status_notes"] == "重复事件，已并案处理"
     assert got[original]["status"] == "open"
 
 
@@ -393,10 +393,10 @@ def test_at_most_1000_requests(app, client, world):
                 | {"number": f"SJX{i:07d}", "reported_at": case.reported_at - timedelta(seconds=i + 1)}
                 for i in range(1005)]
         db.execute(Case.__table__.insert(), rows)
-        db.commit()  # these rows have no history: their status_notes fall back to the state's label
+        db.commit()  # these rows have no history: their status_notes are the state's fixed text
     body = client.get(f"{BASE}/requests.json").get_json()
     assert len(body) == 1000 and body[0]["service_request_id"] == number
-    assert body[1]["status_notes"] == "待立案"
+    assert body[1]["status_notes"] == "已受理，待核实"
 
 
 def test_only_open311_cases_are_public(app, client, world):
@@ -420,7 +420,7 @@ def test_disputes_keep_their_details_private(app, client, world):
     got = client.get(f"{BASE}/requests/{number}.json").get_json()[0]
     assert got["service_code"] == "2001" and got["status"] == "open"
     assert got["description"] is None and got["lat"] is None and got["address"] is None
-    assert got["status_notes"] == "待立案"
+    assert got["status_notes"] == "已受理，待核实"
     assert "王某" not in client.get(f"{BASE}/requests.xml").get_data(as_text=True)
 
 

@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo
 
 from flask import Response, request
 
+from ..inputs import DATE_RANGE_MESSAGE, date_in_range
+
 FORMATS = ("json", "xml")
 CONTENT_TYPES = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -37,10 +39,11 @@ _XML_INVALID = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010
 class Open311Error(Exception):
     """One or more errors of one HTTP status, answered as the spec's error list."""
 
-    def __init__(self, status: int, *descriptions: str):
+    def __init__(self, status: int, *descriptions: str, headers: dict[str, str] | None = None):
         super().__init__("; ".join(descriptions))
         self.status = status
         self.descriptions = list(descriptions)
+        self.headers = dict(headers or {})  # e.g. Retry-After of a 429
 
 
 # --- output -----------------------------------------------------------------------------------------
@@ -130,6 +133,8 @@ def parse_w3c(value: str, name: str, tz: str, *, end: bool = False) -> datetime:
     except ValueError:
         raise Open311Error(
             400, f"{name} 不是合法的 W3C 日期时间（例如 2026-01-01T00:00:00+08:00 或 2026-01-01T00:00:00Z）") from None
+    if not date_in_range(parsed):  # year 1 or 9999 overflows the conversion to UTC
+        raise Open311Error(400, f"{name} {DATE_RANGE_MESSAGE}")
     if end and _DATE_ONLY.fullmatch(text):
         parsed += timedelta(days=1) - timedelta(microseconds=1)
     if parsed.tzinfo is None:

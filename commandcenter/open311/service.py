@@ -11,6 +11,13 @@ Decisions (see also the module docstring of views.py):
 - reads are public, so they show only cases filed through Open311 (a gridworker's or the
   hotline's text was never meant for the public), never the caller's name, phone or e-mail, and
   for disputes (矛盾纠纷, which are about people) neither the text, the place nor the notes.
+- status_notes carries only text written for the public (security test, issue 11: an operator's
+  registration note with a phone and an identity number came out here). It is the note of the newest
+  step an operator marked public on purpose (CaseStep.public, 公开答复), without what the system
+  wrote around it (the handler's name of a dispatch, another case's number); else the fixed text of
+  the case's state (PUBLIC_STATUS). Internal notes never leave; a dispute shows only the fixed text.
+  The other fields come from the citizen's own POST (description, address, point, media_url) or
+  name an organisation (agency_responsible), never from a step's note.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from ..db import db
 from ..models import Case, CaseStep, Category, Department, Open311Client, Open311Token, Place
 from ..security import token_digest
 from ..timeutil import utcnow
+from . import badkeys
 from .formats import Open311Error, parse_w3c, w3c
 
 SPEC_URL = "http://wiki.open311.org/GeoReport_v2"
@@ -44,16 +52,29 @@ MAX_RESULTS = 1000  # the spec's "first 1000 requests"
 CLOSED_STATES = ("closed", "rejected", "duplicate")
 PRIVATE_KINDS = ("dispute",)
 MEDIA_MARK = "；附件链接："  # media_url is kept in the timeline's report step (no column for it yet)
+# status_notes when no step carries a public reply: written for the public, one per state
+PUBLIC_STATUS = {
+    "reported": "已受理，待核实",
+    "registered": "已立案，待派遣处置",
+    "dispatched": "已派遣至处置部门",
+    "handling": "处置中",
+    "feedback": "已处置，待核查",
+    "closed": "已办结",
+    "rejected": "不予受理",
+    "duplicate": "重复事件，已并案处理",
+}
+DEFAULT_STATUS = "已受理"  # a state added later and not yet given a public text
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # discovery's changeset: the last change of what discovery and services describe in code
 # (the category tree itself carries no timestamp)
 CHANGESET = "2026-11-23 00:00"
 
 # the domain's field names → the Open311 argument that carries them
-FIELD = {"category_id": "service_code", "lat": "lat/long", "grid_id": "address_id"}
+FIELD = {"category_id": "service_code", "lat": "lat/long", "grid_id": "address_id", "caller_phone": "phone"}
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CJK = re.compile(r"[\u3400-\u9fff]")
+MEDIA_URL = re.compile(r"https?://\S+")
 
 
 def timezone() -> str:
@@ -128,12 +149,11 @@ def definition(code: str) -> dict:
 def authenticate(form: MultiDict) -> Open311Client:
     api_key = (form.get("api_key") or "").strip()
     if not api_key:
-        raise Open311Error(403, "缺少 api_key，无法提交服务请求")
+        raise badkeys.refuse("缺少 api_key，无法提交服务请求", audited=False)
     client = db.execute(select(Open311Client).where(
         Open311Client.api_key_hash == token_digest(api_key))).scalar_one_or_none()
-    if client is None or not client.active:
-        audit("open311.bad_key", "open311_client", None, success=False, detail="api_key 无效或已停用", commit=True)
-        raise Open311Error(403, "api_key 无效或已停用，无法提交服务请求")
+    if client is None or not client.active:  # limited per address and folded in the audit: see badkeys
+        raise badkeys.refuse("api_key 无效或已停用，无法提交服务请求", audited=True)
     return client
 
 
@@ -199,7 +219,7 @@ def create_request(form: MultiDict) -> tuple[Case, bool, dict]:
     device_id = _text(form, "device_id", 200, errors)
     account_id = _text(form, "account_id", 200, errors)
     media_url = _text(form, "media_url", 2000, errors)
-    if media_url and not re.fullmatch(r"https?://\S+", media_url):
+    if media_url and not MEDIA_URL.fullmatch(media_url):
         errors.append("media_url 须为 http:// 或 https:// 开头的网址")
     grid_id = None
     if not (sent["lat"] or sent["long"]):  # no point: route by the grid code, or refuse
@@ -320,15 +340,30 @@ def find_token(token: str) -> dict:
     return {"service_request_id": row.number, "token": row.token}
 
 
-def _status_note(case: Case, step: CaseStep | None, agency: str) -> str:
-    label = labels.STATE.get(case.state, case.state)
-    if case.kind in PRIVATE_KINDS or step is None:
-        return label
-    if step.action == "report":
-        return f"{label}：已受理，等待核实立案"
-    if step.action == "dispatch":  # its note names the handler in person; the public sees the agency
-        return f"{label}：派遣至{agency}"
-    return f"{label}：{step.note}" if step.note else label
+def public_reply(step: CaseStep) -> str | None:
+    """The text of a step marked public, without what the system wrote around the operator's words:
+    a dispatch's "派遣至 <department> <handler's name>：", a duplicate's "与 <number> 重复：", the
+    report's media link. None when nothing of the operator's own is left."""
+    if not step.public or not step.note:
+        return None
+    text = step.note
+    if step.action == "dispatch":  # 派遣至 {target}[：{note}] — the target may name a person
+        text = text.split("：", 1)[1] if text.startswith("派遣至") and "：" in text else ""
+    elif step.action == "duplicate":  # 与 {number} 重复[：{note}]
+        text = text.split("：", 1)[1] if "：" in text else ""
+    elif step.action == "report":
+        text = text.split(MEDIA_MARK, 1)[0]
+    return text.strip() or None
+
+
+def status_note(case: Case, history: list[CaseStep]) -> str:
+    """The newest public reply, else the state's fixed text; never an internal note."""
+    if case.kind not in PRIVATE_KINDS:
+        for step in reversed(history):
+            text = public_reply(step)
+            if text:
+                return text
+    return PUBLIC_STATUS.get(case.state, DEFAULT_STATUS)
 
 
 def serialize(cases: Iterable[Case]) -> list[dict]:
@@ -351,12 +386,11 @@ def serialize(cases: Iterable[Case]) -> list[dict]:
     for case in cases:
         category = catalog.by_id[case.category_id]
         history = steps.get(case.id, [])
-        status_step = next((s for s in reversed(history)
-                            if s.from_state != s.to_state or s.action == "escalate"), None)
         report_step = next((s for s in history if s.action == "report"), None)
-        media_url = None
+        media_url = None  # only the link the citizen sent (_record), never other text of the step
         if report_step is not None and report_step.note and MEDIA_MARK in report_step.note:
-            media_url = report_step.note.rsplit(MEDIA_MARK, 1)[1]
+            link = report_step.note.rsplit(MEDIA_MARK, 1)[1]
+            media_url = link if MEDIA_URL.fullmatch(link) else None
         agency = departments.get(case.department_id, CENTER_NAME)
         grid = places.get(case.grid_id)
         private = case.kind in PRIVATE_KINDS
@@ -367,7 +401,7 @@ def serialize(cases: Iterable[Case]) -> list[dict]:
         out.append({
             "service_request_id": case.number,
             "status": "closed" if closed else "open",
-            "status_notes": _status_note(case, status_step, agency),
+            "status_notes": status_note(case, history),
             "service_name": category.name,
             "service_code": category.code,
             "description": None if private else (case.description or None),

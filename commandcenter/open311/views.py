@@ -10,7 +10,8 @@
     GET  tokens/{token}.{json|xml}
 
 Every error, including unknown paths and wrong methods under /open311/v2/, is the spec's list of
-{code, description}: 403 for a missing or wrong api_key, 404 for what does not exist, 400 for
+{code, description}: 403 for a missing or wrong api_key, 404 for what does not exist, 429 past a
+rate limit (a client's own budget, or an address's budget of wrong api_keys: see badkeys), 400 for
 everything else that cannot be done (the spec's "general service error") — never a 500.
 Only one jurisdiction is served, so jurisdiction_id is accepted and ignored.
 """
@@ -40,7 +41,9 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 @bp.errorhandler(Open311Error)
 def handle_open311_error(exc: Open311Error):
-    return error_response(exc.status, *exc.descriptions)
+    response = error_response(exc.status, *exc.descriptions)
+    response.headers.update(exc.headers)
+    return response
 
 
 @bp.errorhandler(TransitionError)
