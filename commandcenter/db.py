@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, scoped_session, sessionmaker
@@ -50,13 +47,3 @@ def get_engine() -> Engine:
         raise RuntimeError("database engine not initialised: call create_app() first")
     return _engine
 
-
-@contextmanager
-def transaction() -> Iterator:
-    """Commit on success, roll back on any error: one unit of work, one history step."""
-    try:
-        yield db
-        db.commit()
-    except BaseException:
-        db.rollback()
-        raise

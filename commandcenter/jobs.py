@@ -1,7 +1,8 @@
 """Follow-up work after a committed change: counters, alert scheduling, pushes.
 
 The change and its Outbox row are committed together; only then is the outbox drained. In server mode
-a commit that wrote outbox rows enqueues one `process_outbox` job on RQ (at most one per second); if
+a commit that wrote outbox rows enqueues one `process_outbox` job on RQ, unless one is already queued or
+running (the kick flag `cc:outbox:kick`, set with a 10 s expiry and kept while the job drains); if
 Redis is down at that moment nothing is lost: the rows wait, and the periodic job drains them when
 Redis is back. In embedded mode a thread in the web process drains them at once.
 """

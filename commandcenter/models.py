@@ -112,9 +112,6 @@ class Place(Base):
 
     parent: Mapped[Place | None] = relationship(remote_side=[id])
 
-    def ancestor_ids(self) -> dict[str, int | None]:
-        return {"city": self.city_id, "town": self.town_id, "village": self.village_id, "grid": self.id if self.level == "grid" else None}
-
 
 class Center(Base):
     """A 综治中心 / 联动站: the town or village center whose own reports and escalations are scored."""

@@ -74,7 +74,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import and_, distinct, func, select
@@ -644,11 +644,3 @@ def case_conditions(period: Period, filters: Filters | None = None) -> list:
     """The WHERE conditions of "cases reported in the period, narrowed by the filters" (duplicates included)."""
     return _Calc._conditions(period, filters or Filters())
 
-
-def period_of_day(day: date) -> Period:
-    return Period(day, day, "day")
-
-
-def period_of_week(day: date) -> Period:
-    start = day - timedelta(days=day.weekday())
-    return Period(start, start + timedelta(days=6), "week")

@@ -49,8 +49,6 @@ INDICATOR_KEYS = (
     "patrol",  # 9 网格巡查
     "special_visits",  # 10 特殊人群走访
 )
-# indicators whose actual is a share of gridworkers that must reach a per-gridworker quota
-QUOTA_KEYS = ("gridworkers_meeting_quota", "hazard_reporting")
 # indicators whose standard is a share (1.0 = 100 %); the others are counts
 SHARE_KEYS = ("gridworkers_meeting_quota", "hazard_reporting", "patrol", "special_visits")
 

@@ -131,11 +131,6 @@ def parse_geojson(text: str) -> tuple[dict, float, float]:
     return data, round(center.y, 7), round(center.x, 7)
 
 
-def parse_cell(col: Column, text: str, clock: LocalClock):
-    """The typed value of a non-empty cell (text already stripped)."""
-    return parser(col, clock)(text)
-
-
 def parser(col: Column, clock: LocalClock):  # noqa: C901 - one small function per type
     """A function: the stripped, non-empty text of a cell of this column → its value (or CellError)."""
     t = col.type
