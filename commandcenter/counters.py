@@ -1,73 +1,8 @@
 """Live counters: the figures the wall display and the dashboards read, kept in Redis.
 
-Redis holds a *cache*: everything here can be rebuilt from PostgreSQL (`reconcile`,
-`reconcile_presence`), and nothing is stored only here. Only commands that both redis.Redis and
-fakeredis.FakeRedis support are used (strings, hashes, sets, sorted sets, pipelines with
-WATCH/MULTI/EXEC; no Lua), so embedded mode runs the same code on fakeredis.
-
-Case counters — definitions
----------------------------
-A case counter counts **history steps** (case_steps rows, one outbox row each) by action class, by
-the *local* calendar day of the step (Asia/Shanghai unless the settings say otherwise; the database
-holds naive UTC), by place and by the case's kind. A step counts once at each of the case's grid,
-village, town and city. Fields of each hash:
-
-=====================  ==========================================================================
-field                  steps counted
-=====================  ==========================================================================
-reported               report (every intake: app, hotline, volunteer, center, Open311 ...)
-reported:{kind}        report of a case of that kind: reported:ordinary / :hazard / :dispute
-registered             register (案卷建立). A self-handled case (self_close) is *not* registered.
-dispatched             dispatch (任务派遣)
-reworked               rework (返工)
-closed                 close + self_close (核查结案, 自办自结)
-rejected               reject + auto_reject (无效; 乱停车 past its hour is auto_reject)
-duplicate              duplicate (重复). The "merge" step on the original counts nothing.
-overdue                overdue (the deadline sweep's step: a case that went past its handling limit)
-escalated:town         escalate whose to_level is "town"
-escalated:city         escalate whose to_level is "city" (a grid → city escalation counts here
-                       only; grid → village counts nothing)
-=====================  ==========================================================================
-
-accept, feedback, transfer, pause, resume, outstanding and merge count nothing. A missing field is 0.
-So "today's reports" is `reported` of the day, and a closure rate is closed / reported of a period
-(closed counts the closures *made* in the period, whatever day the case was reported).
-
-Keys (hashes): ``cc:c:d:{YYYYMMDD}:{place_id}`` (kept DAY_TTL, 40 days) and
-``cc:c:m:{YYYYMM}:{place_id}`` (kept MONTH_TTL, 400 days), for each of the case's grid, village, town
-and city ids. The city is the one passed in, or else the city_id of the case's town.
-
-Exactly once: ``apply_case_event`` WATCHes ``cc:done:{outbox_id}`` and reads it; if it exists nothing
-happens, else one MULTI sets it (kept DONE_TTL, 7 days) together with every HINCRBY. A drain killed
-half-way and run again never counts an event twice, and two workers racing on one event count it
-once. An event that moves no counter needs no marker and touches nothing. ``apply_case_events``
-does the same for a whole batch in one WATCH/MULTI (what ``drain_outbox`` uses): three round trips
-per batch instead of three per event. Each key gets its TTL in the MULTI that first writes it from
-this process (the process remembers which keys it has given one, for as long as ``cc:epoch`` keeps
-the value it saw, so a FLUSHALL or a restarted Redis makes it give them again); ``reconcile`` gives a
-TTL back to any key it finds without one.
-
-Reconciliation: ``reconcile`` recomputes the keys of a range of days (and the whole months they
-touch) with one GROUP BY over case_steps ⋈ cases and overwrites what differs. It pauses the drains
-meanwhile (drains register in ``cc:drainers``; the reconcile sets ``cc:reconcile``, waits for the
-running drains, and drains skip while it runs) and reads the steps and the not-yet-processed outbox
-rows in one snapshot, so a reconcile running beside live traffic never double-counts nor loses an
-event: outbox rows that are committed but not yet applied are left out of what it writes, and the
-drain adds them afterwards. The figures follow the case as it is now (its grid and kind), which is
-also what the outbox rows carried, as cases do not move.
-
-Presence and daily work
------------------------
-- online (在线): ``cc:online:{town_id}`` and ``cc:online:all``, sorted sets account_id → unix time of
-  its last heartbeat; online = a heartbeat within the last `window_s` (300 s) seconds.
-- attendance (签到): ``cc:att:{YYYYMMDD}:{town_id|all}``, sets of account ids that signed in that day.
-- admin login rate (管理员账号登录率, domain §3): ``cc:login:{YYYYMM}:{town_id|all}``, sets of
-  center_admin accounts with a successful login in the month; rate = members / admin accounts.
-- patrol (巡查): ``cc:patrol:{YYYYMMDD}:{town_id|all}``, hashes account_id → minutes patrolled that
-  local day (a patrol across midnight is split between the days; minutes are rounded to 0.01).
-
-Times passed in are naive UTC datetimes (as the database holds them); days are local dates;
-months are "YYYYMM" strings (or a local date inside the month).
+Redis holds a *cache*: everything here can be rebuilt from PostgreSQL (`reconcile`, `reconcile_presence`),
+and nothing is stored only here. What each counter counts, the keys, how an event is counted exactly once
+and how a reconcile runs beside live traffic are written down in docs/counters.md.
 """
 
 from __future__ import annotations
