@@ -83,6 +83,26 @@ def mask_phone(value: str | None) -> str:
     return _keep_ends(value, 3, 4)
 
 
+# a house, building, unit, room or group number: digits (ASCII or full-width, joined by - # /), or
+# Chinese numerals written before 号/弄/幢/栋/楼/单元/室/层/组…
+_ADDRESS_NUMBER = re.compile(
+    r"[0-9０-９]+(?:\s*[-－—#＃/／]\s*[0-9０-９]+)*"
+    r"|[零〇一二三四五六七八九十百千两]+(?=\s*(?:号|弄|幢|栋|楼|单元|室|层|组|户|座|排|巷))")
+
+
+def mask_address(value: str | None) -> str:
+    """人民路 * 号 * 幢: the street, community or village is kept, every house, building and room number
+    is replaced by * (one per character). An address without any number keeps at most its first half
+    (at least two characters are always hidden)."""
+    if not value:
+        return ""
+    masked = _ADDRESS_NUMBER.sub(lambda m: re.sub(r"\S", "*", m.group()), value)
+    if masked != value:
+        return masked
+    hidden = max(2, len(value) - len(value) // 2)
+    return value[:max(0, len(value) - hidden)] + "*" * min(hidden, len(value))
+
+
 def mask_name(value: str | None) -> str:
     """张*明: the family name and the last character."""
     if not value:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from flask import jsonify
 
 from .. import fieldwork
@@ -10,6 +12,11 @@ from ..extensions import limiter
 from . import bp
 from .schemas import HeartbeatIn, PatrolIn, VisitIn
 from .views import _intake_limit, _rate_key, iso, parse, to_utc_naive
+
+
+def finite(value: float | None) -> float | None:
+    """NaN and ±Infinity are not JSON (RFC 8259): they are answered as null."""
+    return value if value is None or math.isfinite(value) else None
 
 
 @bp.post("/heartbeats")
@@ -37,9 +44,10 @@ def patrol():
     body: PatrolIn = parse(PatrolIn)
     row, created = fieldwork.record_patrol(current_account(), body.client_key, to_utc_naive(body.started_at),
                                            to_utc_naive(body.ended_at), [list(p) for p in body.track])
-    minutes = round((row.ended_at - row.started_at).total_seconds() / 60, 1)
-    return jsonify({"id": row.id, "minutes": minutes, "distance_m": row.distance_m, "created": created}), \
-        201 if created else 200
+    minutes = round((row.ended_at - row.started_at).total_seconds() / 60, 1) if row.ended_at else None
+    # a row written before the track rules (or imported) may hold NaN/Infinity: never put it in JSON
+    return jsonify({"id": row.id, "minutes": finite(minutes), "distance_m": finite(row.distance_m),
+                    "created": created}), 201 if created else 200
 
 
 @bp.post("/visits")

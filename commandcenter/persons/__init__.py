@@ -1,8 +1,9 @@
 """重点人员 (persons to be visited; masked, every view and every unmasking logged).
 
 The rules (security.md, PIPL):
-- Names, identity numbers and phones are masked on every screen. The full identity number and phone
-  are shown only in the answer to one POST "显示完整信息" (with a stated reason), for that request only,
+- Names, identity numbers, phones and the house/room numbers of addresses (``security.mask_address``)
+  are masked on every screen. The full name, identity number, phone and address are shown only in the
+  answer to one POST "显示完整信息" (with a stated reason), for that request only,
   and only to an account whose role has ``person.unmask`` *and* which holds the ``can_unmask`` grant.
   Every unmasking, granted or refused, is an audit row (who, when, whom, from where, why).
 - Every view of a person page is an audit row (``person.view``); views of the list are logged too
@@ -13,6 +14,8 @@ The rules (security.md, PIPL):
   town/village center administrators (综治中心, who manage them with the justice office and police).
   A supervisor (督导人员) sees the other key persons and only the *number* of hidden special-population
   persons; a sensitive person's page answers 404 to them, as a page outside the jurisdiction does.
+- Who may see which person has one home, ``visibility.visible_person``: the pages here and the visits
+  API (``fieldwork.record_visit``) both use it, so a hidden person answers like a missing one everywhere.
 """
 
 from __future__ import annotations
@@ -22,46 +25,33 @@ from dataclasses import dataclass, field
 from flask import Blueprint, abort, render_template, request
 from sqlalchemy import func, select
 
-from ..access import current_account, has_permission, require, scope
+from ..access import current_account, has_permission, require
 from ..audit import audit
 from ..cases.queries import place_in_jurisdiction, place_names, places_within
 from ..db import db
 from ..models import PERSON_TYPES, SENSITIVE_PERSON_TYPES, Account, Person, Visit
+from ..security import mask_address
+from .visibility import SENSITIVE_ROLES, hidden_sensitive_count, sees_sensitive, visible_person, visible_persons
+
+__all__ = ["SENSITIVE_ROLES", "bp", "hidden_sensitive_count", "may_unmask", "sees_sensitive", "visible_person",
+           "visible_persons"]
 
 bp = Blueprint("persons", __name__, url_prefix="/persons")
 
 PAGE_SIZE = 50
 VISITS_SHOWN = 100
 REASON_MIN, REASON_MAX = 4, 200
-# roles that handle the special populations and may see them at all (see the module's docstring)
-SENSITIVE_ROLES = frozenset({"gridworker", "center_admin"})
+# who may see which person lives in .visibility (also used by the visits API); re-exported above
 
 UNMASK_NO_GRANT = "本账号未获授权查看完整个人信息（需安全管理员授予“查看完整信息”权限）"
-
-
-def sees_sensitive(account: Account) -> bool:
-    return account.role in SENSITIVE_ROLES
 
 
 def may_unmask(account: Account) -> bool:
     return has_permission(account, "person.unmask") and bool(account.can_unmask)
 
 
-def visible_persons(account: Account):
-    """The persons this account may see: inside its place, special populations only for their handlers."""
-    stmt = scope(select(Person), account, Person).where(Person.active.is_(True))
-    if not sees_sensitive(account):
-        stmt = stmt.where(Person.person_type.not_in(SENSITIVE_PERSON_TYPES))
-    return stmt
-
-
-def hidden_sensitive_count(account: Account) -> int:
-    """How many special-population persons lie in the jurisdiction but are hidden from this role."""
-    if sees_sensitive(account):
-        return 0
-    stmt = scope(select(func.count(Person.id)), account, Person).where(
-        Person.active.is_(True), Person.person_type.in_(SENSITIVE_PERSON_TYPES))
-    return db.execute(stmt).scalar_one()
+# the house and room numbers of an address are masked like the other personal fields (security.mask_address)
+bp.add_app_template_filter(mask_address, "mask_address")
 
 
 @bp.before_request
@@ -167,7 +157,7 @@ def _person_or_404(person_id: int, action: str) -> Person:
     A refusal of an existing person is logged: somebody tried to open a page they may not see.
     """
     account = current_account()
-    person = db.execute(visible_persons(account).where(Person.id == person_id)).scalar_one_or_none()
+    person = visible_person(account, person_id)
     if person is None:
         if db.get(Person, person_id) is not None:
             audit(action, "person", person_id, success=False, detail="辖区外或本角色无权查看该类人员", commit=True)
@@ -213,5 +203,6 @@ def unmask(person_id: int):
     if not REASON_MIN <= len(reason) <= REASON_MAX:
         audit("person.unmask", "person", person.id, success=False, detail="拒绝：未填写查看事由", commit=True)
         return _render(person, error={"reason": f"请填写查看事由（{REASON_MIN}–{REASON_MAX} 字）"}, status=400)
-    audit("person.unmask", "person", person.id, detail=f"显示完整身份证号和电话；事由：{reason}", commit=True)
+    audit("person.unmask", "person", person.id, detail=f"显示完整姓名、身份证号、电话和住址；事由：{reason}",
+          commit=True)
     return _render(person, unmasked=True, reason=reason)
