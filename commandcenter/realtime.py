@@ -5,13 +5,24 @@ message queue to whichever web process holds the browser. A browser joins the ro
 place and so receives its own place and everything below it, nothing else. Every push carries `seq`,
 numbered per room: a client sees 1, 2, 3… for its own room whatever happens in the others, so a gap
 (or a reconnect) really means it missed something, and only then does it re-read its whole snapshot.
+
+Who may hold a socket (issue 11): the handshake must come from our own origin (or one configured in
+SOCKET_ALLOWED_ORIGINS), on websocket and polling alike; and a socket lives no longer than the web session
+that opened it. Each process remembers which session each of its sockets belongs to; logout, the idle
+timeout, a password change and deactivation disconnect them (`disconnect_web_sessions`, through the
+message queue for sockets held by another web process), and every SOCKET_CHECK_SECONDS each web process
+checks its sockets' sessions in the database, which also catches a session that simply went idle.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from urllib.parse import urlsplit
 
 from flask import current_app, request, session
 
@@ -26,6 +37,14 @@ log = logging.getLogger(__name__)
 _local_seq: defaultdict[str, int] = defaultdict(int)
 _local_lock = threading.Lock()
 SEQ_KEY = "cc:push:seq:"  # + room name: one counter per room
+NAMESPACE = "/live"
+# + WebSession.id: the socket ids opened with that web session, whichever web process holds them
+SOCKETS_KEY = "cc:live:session:"
+_sockets: dict[str, str] = {}  # this process's sockets: sid → WebSession.id
+_sockets_lock = threading.Lock()
+_checker_started = False
+REDIS_BACKOFF_SECONDS = 5.0  # after a failed registry call, leave Redis alone this long (no wait per socket)
+_redis_down_until = 0.0
 
 
 def room_of(place_id: int) -> str:
@@ -65,7 +84,80 @@ def publish(event: str, data: dict, place_ids: list[int | None]) -> dict[str, in
     return seqs
 
 
-def _account_from_session() -> Account | None:
+# --- the origin check (issue 11 item 2) -------------------------------------------------------------------
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalize_origin(value: str | None) -> str | None:
+    """`scheme://host[:port]` as a browser writes it in the Origin header (lower case, no default port), or
+    None if the value is not an http(s) origin (e.g. "null", a path, a typo)."""
+    try:
+        parts = urlsplit((value or "").strip())
+        port = parts.port
+        host = parts.hostname
+    except ValueError:
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or not host or parts.username or parts.password \
+            or parts.path not in ("", "/") or parts.query or parts.fragment:
+        return None
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[parts.scheme]:
+        host = f"{host}:{port}"
+    return f"{parts.scheme}://{host}"
+
+
+def origin_check(configured: Iterable[str]) -> Callable[..., bool]:
+    """The `cors_allowed_origins` of the Socket.IO server: a callable that python-engineio asks about every
+    request that carries an Origin header (websocket handshakes and every polling request), refusing the
+    request with 400 when it says no. (`[]` would switch the check off, and `None`, engineio's own same-origin
+    check, believes X-Forwarded-Host and -Proto from anyone.)
+
+    Allowed: the configured origins, and the page's own origin, i.e. the scheme and Host the app sees — after
+    ProxyFix, which create_app wraps around the Socket.IO middleware when TRUSTED_PROXIES is set — plus the
+    https origin of that same Host (the proxy terminated TLS and did not say so: the browser's page was https
+    on the very same host). A request without Origin is not a browser's cross-site request (browsers send
+    Origin on every websocket handshake and every cross-origin fetch), and engineio lets it through.
+    """
+    allowed = set()
+    for value in configured:
+        origin = normalize_origin(value)
+        if origin is None:
+            raise RuntimeError(f"setting SOCKET_ALLOWED_ORIGINS: {value!r} is not an origin such as "
+                               "https://zhzx.example.gov.cn or http://10.1.2.3:8080")
+        allowed.add(origin)
+    warned: set[str] = set()
+
+    def check(origin: str | None, environ: dict | None = None) -> bool:
+        try:
+            seen = normalize_origin(origin)
+            if seen is None:
+                return False
+            if seen in allowed:
+                return True
+            host = (environ or {}).get("HTTP_HOST")
+            if not host:
+                return False
+            scheme = environ.get("wsgi.url_scheme", "http")
+            if seen in (normalize_origin(f"{scheme}://{host}"), normalize_origin(f"https://{host}")):
+                return True
+            if seen not in warned and len(warned) < 100:  # once per origin: a flood must not fill the log
+                warned.add(seen)
+                log.warning("live socket refused: origin %s is neither %s://%s nor in SOCKET_ALLOWED_ORIGINS",
+                            seen[:200], scheme, host[:200])
+            return False
+        except Exception:  # never let the check itself fail open or break the server
+            log.exception("origin check failed")
+            return False
+
+    return check
+
+
+# --- sockets live no longer than their web session (issue 11 item 3) ----------------------------------------
+
+def _session_and_account() -> tuple[WebSession, Account] | None:
+    """The web session of the handshake's cookie and its account, if the session is still valid."""
     token = session.get("sid")
     if not token:
         return None
@@ -75,21 +167,195 @@ def _account_from_session() -> Account | None:
     idle = current_app.config["SETTINGS"].session_idle_minutes * 60
     if (utcnow() - ws.last_seen_at).total_seconds() > idle:
         return None
-    return db.get(Account, ws.account_id)
+    account = db.get(Account, ws.account_id)
+    if account is None or not account.active:
+        return None
+    return ws, account
 
 
-@socketio.on("connect", namespace="/live")
+@socketio.on("connect", namespace=NAMESPACE)
 def on_connect(auth=None):
-    """Only a logged-in account that may watch the wall or drill down; it joins its own place's room."""
+    """Only a logged-in account that may watch the wall or drill down; it joins its own place's room, and
+    the socket is remembered as belonging to its web session."""
     try:
-        account = _account_from_session()
-        if account is None or not (has_permission(account, "wall.view") or has_permission(account, "drill.view")
-                                   or has_permission(account, "mobile.view")):
+        found = _session_and_account()
+        if found is None:
+            return False
+        ws, account = found
+        if not (has_permission(account, "wall.view") or has_permission(account, "drill.view")
+                or has_permission(account, "mobile.view")):
             return False
         from flask_socketio import join_room
 
         join_room(room_of(account.place_id))
+        _remember(request.sid, ws.id)
+        _start_checker(current_app._get_current_object())
         log.debug("socket %s joined place %s", request.sid, account.place_id)
         return True
     finally:
         db.remove()
+
+
+@socketio.on("disconnect", namespace=NAMESPACE)
+def on_disconnect(reason=None):
+    _forget(request.sid)
+
+
+def _redis():
+    """The Redis client for the socket registry in server mode; None in embedded mode, and for a few seconds
+    after a failure (a wall reconnecting during an outage must not wait for a timeout each time)."""
+    if not current_app.config["SETTINGS"].redis_url or time.monotonic() < _redis_down_until:
+        return None
+    from .redis_conn import redis_client
+
+    return redis_client()
+
+
+def _redis_failed() -> None:
+    global _redis_down_until
+    _redis_down_until = time.monotonic() + REDIS_BACKOFF_SECONDS
+
+
+def _registry_ttl() -> int:
+    """Each web process renews its entries at every check: this outlives a few missed checks."""
+    return max(600, 10 * current_app.config["SETTINGS"].socket_check_seconds)
+
+
+def _remember(sid: str, session_id: str) -> None:
+    with _sockets_lock:
+        _sockets[sid] = session_id
+    r = _redis()
+    if r is not None:
+        try:
+            with r.pipeline(transaction=False) as pipe:
+                pipe.sadd(SOCKETS_KEY + session_id, sid)
+                pipe.expire(SOCKETS_KEY + session_id, _registry_ttl())
+                pipe.execute()
+        except Exception:  # Redis down: the periodic check still ends this socket with its session
+            _redis_failed()
+            log.warning("socket %s not registered in Redis", sid)
+
+
+def _forget(sid: str) -> None:
+    with _sockets_lock:
+        session_id = _sockets.pop(sid, None)
+    r = _redis() if session_id else None
+    if r is not None:
+        try:
+            r.srem(SOCKETS_KEY + session_id, sid)
+        except Exception:  # the entry expires by itself
+            _redis_failed()
+            log.debug("socket %s not unregistered from Redis", sid)
+
+
+def _disconnect_here(sid: str) -> None:
+    """Disconnect a socket of this process (its disconnect handler forgets it)."""
+    try:
+        socketio.server.disconnect(sid, namespace=NAMESPACE, ignore_queue=True)
+    except Exception:
+        log.exception("could not disconnect socket %s", sid)
+    with _sockets_lock:
+        _sockets.pop(sid, None)
+
+
+def disconnect_web_sessions(session_ids: Iterable[str]) -> None:
+    """Disconnect every live socket opened with one of these web sessions (WebSession.id), in any process.
+
+    Sockets of this process are disconnected at once. In server mode the socket ids registered in Redis by
+    the other web processes are disconnected through the Socket.IO message queue (python-socketio's
+    PubSubManager relays `server.disconnect(sid)` to the process that holds the socket). Whatever this misses
+    (Redis down, a socket registering at this very moment) the periodic check of its own process ends
+    within SOCKET_CHECK_SECONDS, since the session is ended in the database.
+    """
+    ids = {i for i in session_ids if i}
+    if not ids:
+        return
+    with _sockets_lock:
+        here = [sid for sid, ws_id in _sockets.items() if ws_id in ids]
+    for sid in here:
+        _disconnect_here(sid)
+    r = _redis()
+    if r is None:
+        return
+    keys = [SOCKETS_KEY + i for i in sorted(ids)]
+    try:
+        with r.pipeline(transaction=True) as pipe:
+            for key in keys:
+                pipe.smembers(key)
+            pipe.delete(*keys)
+            registered = pipe.execute()[:-1]
+    except Exception:
+        _redis_failed()
+        log.warning("sockets of %d ended session(s) not looked up in Redis; the periodic check ends them",
+                    len(ids))
+        return
+    for members in registered:
+        for raw in members:
+            sid = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if sid in here:
+                continue
+            try:
+                socketio.server.disconnect(sid, namespace=NAMESPACE)  # relayed to the process that holds it
+            except Exception:
+                log.exception("could not ask for the disconnection of socket %s", sid)
+
+
+def check_sockets() -> int:
+    """Disconnect this process's sockets whose web session has ended, has been idle longer than
+    SESSION_IDLE_MINUTES (by the same `last_seen_at` the web requests use: a wall that keeps refreshing its
+    panels keeps its session, and so its socket) or whose account was disabled; renew the Redis registry of
+    the others. Returns how many sockets were disconnected."""
+    with _sockets_lock:
+        mine = dict(_sockets)
+    if not mine:
+        return 0
+    settings = current_app.config["SETTINGS"]
+    now = utcnow()
+    idle = timedelta(minutes=settings.session_idle_minutes)
+    try:
+        rows = (db.query(WebSession.id, WebSession.ended_at, WebSession.last_seen_at, Account.active)
+                .join(Account, Account.id == WebSession.account_id)
+                .filter(WebSession.id.in_(set(mine.values()))).all())
+    finally:
+        db.remove()
+    valid = {row.id for row in rows if row.ended_at is None and row.active and now - row.last_seen_at <= idle}
+    gone = [sid for sid, ws_id in mine.items() if ws_id not in valid]
+    for sid in gone:
+        _disconnect_here(sid)
+    if gone:
+        log.info("disconnected %d live socket(s) whose session ended or went idle", len(gone))
+    r = _redis()
+    if r is not None:
+        by_session: dict[str, list[str]] = defaultdict(list)
+        for sid, ws_id in mine.items():
+            if ws_id in valid:
+                by_session[ws_id].append(sid)
+        try:
+            with r.pipeline(transaction=False) as pipe:
+                for ws_id, sids in by_session.items():
+                    pipe.sadd(SOCKETS_KEY + ws_id, *sids)
+                    pipe.expire(SOCKETS_KEY + ws_id, _registry_ttl())
+                pipe.execute()
+        except Exception:
+            log.warning("live socket registry not renewed in Redis")
+    return len(gone)
+
+
+def _start_checker(app) -> None:
+    """Start the periodic check once per process, when the first socket connects (workers never do)."""
+    global _checker_started
+    with _sockets_lock:
+        if _checker_started:
+            return
+        _checker_started = True
+    socketio.start_background_task(_check_forever, app)
+
+
+def _check_forever(app) -> None:
+    while True:
+        socketio.sleep(app.config["SETTINGS"].socket_check_seconds)
+        try:
+            with app.app_context():
+                check_sockets()
+        except Exception:  # the database may be down for a moment: try again at the next turn
+            log.warning("live socket check failed", exc_info=True)

@@ -173,8 +173,8 @@
     var xhr = evt.detail.xhr;
     if (!xhr || !xhr.getResponseHeader("X-Wall-Panel")) {
       evt.detail.shouldSwap = false; // never swap a login page or an error page into a panel
-      if (xhr && xhr.status === 200 && /\/login/.test(xhr.responseURL || "") && !state.sessionLost) {
-        state.sessionLost = true; // the session ended: show the login page
+      if (xhr && xhr.status === 200 && /\/(login|password)\b/.test(xhr.responseURL || "") && !state.sessionLost) {
+        state.sessionLost = true; // the session ended, or its password must change: show that page
         window.location.reload();
       }
     }
@@ -507,7 +507,11 @@
   socket.on("disconnect", function (reason) {
     state.socketUp = false;
     updateBanner();
-    if (reason === "io server disconnect") { setTimeout(function () { socket.connect(); }, 3000); }
+    if (reason === "io server disconnect") {
+      // the server ends a socket when its session ends (logout, idle, password change, deactivation): re-read
+      // a panel, which turns into the login page if so (see htmx:beforeSwap); else the socket comes back
+      setTimeout(function () { refresh("logins"); socket.connect(); }, 3000);
+    }
   });
   socket.on("connect_error", function () {
     state.socketUp = false;
