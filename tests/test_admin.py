@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from commandcenter.db import db
-from commandcenter.models import Account, AuditLog
+from commandcenter.models import Account, AuditLog, LoginRecord
 from tests.conftest import csrf_from
 
 
@@ -37,8 +37,12 @@ def test_admin_disables_an_account_and_it_can_no_longer_log_in(world, client, au
     assert db.get(Account, target.id).active is False
     other = app.test_client()
     token = csrf_from(other.get("/login").get_data(as_text=True))
-    html = other.post("/login", data={"username": "gw3", "password": "Test@2026pw", "csrf_token": token}).get_data(as_text=True)
-    assert "已停用" in html
+    response = other.post("/login", data={"username": "gw3", "password": "Test@2026pw", "csrf_token": token})
+    # the same answer as a wrong password (issue 11 item 7: "已停用" told a stranger the password was right);
+    # the true reason is in the login record
+    assert response.status_code == 400 and "用户名或密码错误" in response.get_data(as_text=True)
+    assert "停用" not in response.get_data(as_text=True)
+    assert db.query(LoginRecord).filter_by(username="gw3").order_by(LoginRecord.id.desc()).first().reason == "disabled"
 
 
 def test_roles_are_kept_apart(world, client, auth):

@@ -25,7 +25,8 @@ NAV = (
     ("mobile.index", "领导移动端", "mobile.view"),
     ("admin.accounts", "账号管理", "account.manage"),
     ("admin.ops", "任务队列", "ops.view"),
-    ("admin.audit", "审计日志", "audit.read"),
+    ("admin.security", "安全管理", "account.lock"),
+    ("admin.audit_log", "审计日志", "audit.read"),
 )
 
 
