@@ -22,6 +22,7 @@ from sqlalchemy import Date, and_, cast, func, select
 from sqlalchemy.orm import defer
 
 from .db import db
+from .inputs import DATE_MAX, DATE_MIN
 from .models import Account, Patrol, Place
 from .timeutil import day_bounds_utc, local, local_today
 from .workcalendar import is_workday
@@ -61,7 +62,7 @@ class Period:
         """'2026-11' → that month; ValueError with a Chinese message otherwise."""
         try:
             year, month = (int(part) for part in str(text).split("-"))
-            if not (2000 <= year <= 2100 and 1 <= month <= 12) or len(str(text)) != 7:
+            if not (DATE_MIN.year <= year <= DATE_MAX.year and 1 <= month <= 12) or len(str(text)) != 7:
                 raise ValueError
         except ValueError:
             raise ValueError("月份格式应为 YYYY-MM，例如 2026-11") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -21,6 +22,8 @@ from .. import labels, stats
 from ..access import current_account, place_contains, require, require_place
 from ..cases import queries as case_queries
 from ..db import db
+from ..exports import audit_export, xlsx_append, xlsx_cell
+from ..inputs import DATE_RANGE_MESSAGE, date_in_range, parse_id
 from ..measures import Period, in_place
 from ..models import CASE_KINDS, CASE_SOURCES, CASE_STATES, Account, Case, Category, Place
 from ..timeutil import fmt, local_today
@@ -75,9 +78,12 @@ def _date(raw: dict, key: str, label: str) -> date:
     if not text:
         raise BadInput(key, f"{label}：自定义时间段须填写{label}")
     try:
-        return date.fromisoformat(text)
+        value = date.fromisoformat(text)
     except ValueError:
         raise BadInput(key, f"{label}：日期格式应为 YYYY-MM-DD") from None
+    if not date_in_range(value):  # year 1 or 9999 overflows the time-zone arithmetic of the period
+        raise BadInput(key, f"{label}：{DATE_RANGE_MESSAGE}")
+    return value
 
 
 def parse_query(args, *, sort_keys: set[str] | None = None) -> Query:
@@ -108,10 +114,7 @@ def parse_query(args, *, sort_keys: set[str] | None = None) -> Query:
             raise BadInput("kind", "事件类型：取值无效")
         f["kind"] = raw["kind"]
     if raw["category"]:
-        try:
-            category_id = int(raw["category"])
-        except ValueError:
-            category_id = None
+        category_id = parse_id(raw["category"])
         if category_id is None or db.get(Category, category_id) is None:
             raise BadInput("category", "事件类别：不存在")
         f["category_id"] = category_id
@@ -337,6 +340,7 @@ def export(place_id: int):
         return _bad(exc, target)
     table = _table_context(target, q)
     data = workbook(target, q, table["title"], table["columns"], table["rows"])
+    audit_export("drill.export", "place", target.id, what=export_what(target, q, table["title"]), rows=len(table["rows"]))
     name = f"{target.name}-{table['title']}-{q.period.start.isoformat()}-{q.period.end.isoformat()}.xlsx"
     return send_file(io.BytesIO(data), as_attachment=True, download_name=name,
                      mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
@@ -351,8 +355,8 @@ def workbook(place: Place, q: Query, title: str, columns: tuple[Column, ...], ro
 
     wb = Workbook()
     ws = wb.active
-    ws.title = title[:31]
-    ws.append([c.label for c in columns])
+    ws.title = SHEET_TITLE_BAD.sub("_", title)[:31] or "表格"
+    xlsx_append(ws, [c.label for c in columns])
     for cell in ws[1]:
         cell.font = Font(bold=True)
     warn = PatternFill("solid", fgColor="FFF4E0")
@@ -361,7 +365,7 @@ def workbook(place: Place, q: Query, title: str, columns: tuple[Column, ...], ro
             value = column.value(row)
             if column.kind == "bool":
                 value = None if value is None else ("达标" if value else "未达标")
-            cell = ws.cell(row=r, column=c, value=value)
+            cell = xlsx_cell(ws, r, c, value)  # text typed by people may start with "=": kept as text
             if column.kind == "rate":
                 cell.number_format = "0.00%"
             elif column.kind == "num":
@@ -380,10 +384,22 @@ def workbook(place: Place, q: Query, title: str, columns: tuple[Column, ...], ro
                  ("事件类型", f.kind or "全部"), ("事件类别", f.category_id or "全部"), ("事件状态", f.state or "全部"),
                  ("事件来源", f.source or "全部"),
                  ("说明", "空白表示分母为 0、比率无定义；带批注的单元格为数据质量存疑的数字。")):
-        about.append(list(line))
+        xlsx_append(about, line)
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()
+
+
+SHEET_TITLE_BAD = re.compile(r"[\[\]:*?/\\]")  # characters Excel does not allow in a sheet's name
+
+
+def export_what(place: Place, q: Query, title: str) -> str:
+    """What an export holds, for its audit row: the place, the table, the period and the filters."""
+    f = q.filters
+    filters = "，".join(f"{k}={v}" for k, v in (("类型", f.kind), ("类别", f.category_id), ("状态", f.state),
+                                                ("来源", f.source)) if v) or "无筛选"
+    return (f"{place.name}（{place.code}）{title}；{q.period.start.isoformat()} 至 {q.period.end.isoformat()}；"
+            f"{filters}")
 
 
 def _worker_or_404(account_id: int) -> Account:
@@ -465,6 +481,7 @@ def worker_export(account_id: int):
                             .limit(EXPORT_MAX_CASES)))
     title = f"{person.display_name}上报事件"
     data = workbook(person.place, q, title, case_columns(case_queries.category_paths()), cases)
+    audit_export("drill.worker_export", "account", person.id, what=export_what(person.place, q, title), rows=len(cases))
     name = f"{person.display_name}-上报事件-{q.period.start.isoformat()}-{q.period.end.isoformat()}.xlsx"
     return send_file(io.BytesIO(data), as_attachment=True, download_name=name,
                      mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
