@@ -46,11 +46,14 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     csrf.init_app(app)
     limiter.init_app(app)
+    from .realtime import origin_check
+
     socketio.init_app(
         app,
         async_mode="threading",
         message_queue=settings.redis_url,
-        cors_allowed_origins=[],  # same origin only
+        # the page's own origin and SOCKET_ALLOWED_ORIGINS, on websocket and polling ([] would turn the check off)
+        cors_allowed_origins=origin_check(settings.socket_allowed_origins),
         logger=False,
         engineio_logger=False,
     )
@@ -58,6 +61,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from . import jobs, realtime, web  # noqa: F401  (realtime registers the Socket.IO handlers)
 
     web.init_app(app)
+    from . import inputs
+
+    inputs.init_app(app)  # bounded <int:…> ids, id fields, JSON depth: before the blueprints add their rules
     jobs.install_hooks()
 
     from .admin import bp as admin_bp
@@ -86,4 +92,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .cli import register_cli
 
     register_cli(app)
+    if settings.trusted_proxies > 0:
+        # behind nginx: REMOTE_ADDR is the proxy; take the client from the last `trusted_proxies` entries of
+        # X-Forwarded-For (what our own proxies appended, not what the client sent), so that login and intake
+        # limits, the audit log and login records see the real address. Host is not taken from a header:
+        # nginx passes the client's Host itself (`proxy_set_header Host $host`). Wraps the Socket.IO
+        # middleware too, so sockets see the same address. With 0 the headers are ignored.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0, x_port=0, x_prefix=0)
     return app

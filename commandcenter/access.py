@@ -14,7 +14,7 @@ from flask import abort, g, request
 from sqlalchemy import Select
 
 from .db import db
-from .models import Account, Place
+from .models import ROLES, Account, Place
 
 ALL_STAFF = frozenset(
     {"duty_officer", "operator", "center_admin", "department", "supervisor", "leader"}
@@ -48,6 +48,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "audit.read": frozenset({"auditor"}),
     "category.edit": frozenset({"admin"}),
     "ops.view": frozenset({"admin"}),
+    "account.self": frozenset(ROLES),  # one's own password and tokens
 }
 
 

@@ -70,6 +70,16 @@ class Settings:
     password_max_age_days: int = 90
     login_max_failures: int = 5
     login_lock_minutes: int = 15
+    # failed logins on one account from this many addresses within the lock window raise a security alert
+    login_alert_addresses: int = 3
+    # reverse proxies in front of the app that append X-Forwarded-For / set X-Forwarded-Proto (nginx: 1);
+    # 0 = none: the headers are ignored, since anyone could send them
+    trusted_proxies: int = 0
+    # origins besides the page's own that may open the live sockets (the wall), e.g. the address users type
+    # when the proxy passes a different Host; empty = same origin only (SOCKET_ALLOWED_ORIGINS, comma-separated)
+    socket_allowed_origins: tuple[str, ...] = ()
+    # how often each web process checks that its live sockets' sessions are still valid (idle, ended)
+    socket_check_seconds: int = 30
     secure_cookies: bool = False
     upload_max_bytes: int = 5 * 1024 * 1024
     upload_dir: Path = field(default_factory=lambda: ROOT / "instance" / "uploads")
@@ -78,6 +88,8 @@ class Settings:
     login_rate_limit: str = "10 per minute"
     intake_rate_limit: str = "600 per minute"
     api_token_days: int = 30
+    # the app may report patrols that started at most this many days ago; history comes by `flask import`
+    patrol_max_age_days: int = 2
     allow_default_passwords: bool = True
     testing: bool = False
 
@@ -97,6 +109,11 @@ class Settings:
         s.password_max_age_days = env_int("PASSWORD_MAX_AGE_DAYS", 90)
         s.login_max_failures = env_int("LOGIN_MAX_FAILURES", 5)
         s.login_lock_minutes = env_int("LOGIN_LOCK_MINUTES", 15)
+        s.login_alert_addresses = env_int("LOGIN_ALERT_ADDRESSES", 3)
+        s.trusted_proxies = env_int("TRUSTED_PROXIES", 0)
+        s.socket_allowed_origins = tuple(o.strip() for o in (env_str("SOCKET_ALLOWED_ORIGINS") or "").split(",")
+                                         if o.strip())
+        s.socket_check_seconds = max(1, env_int("SOCKET_CHECK_SECONDS", 30))
         s.secure_cookies = env_bool("SECURE_COOKIES", s.mode == "server")
         s.upload_max_bytes = env_int("UPLOAD_MAX_BYTES", 5 * 1024 * 1024)
         s.upload_dir = Path(overrides.pop("upload_dir", None) or env_str("UPLOAD_DIR", str(s.instance_path / "uploads")))
@@ -105,6 +122,7 @@ class Settings:
         s.login_rate_limit = env_str("LOGIN_RATE_LIMIT", "10 per minute")
         s.intake_rate_limit = env_str("INTAKE_RATE_LIMIT", "600 per minute")
         s.api_token_days = env_int("API_TOKEN_DAYS", 30)
+        s.patrol_max_age_days = env_int("PATROL_MAX_AGE_DAYS", 2)
         # no default passwords in server mode (等保): demo accounts only exist in embedded mode
         s.allow_default_passwords = env_bool("ALLOW_DEMO_PASSWORDS", s.mode == "embedded")
         for key, value in overrides.items():

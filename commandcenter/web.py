@@ -28,6 +28,41 @@ CSP = (
 )
 
 SESSION_TOUCH_SECONDS = 60
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# all that an account whose password must change may reach until it has changed it
+PASSWORD_CHANGE_ENDPOINTS = frozenset({"auth.change_password", "auth.logout", "static", "health.healthz"})
+PASSWORD_CHANGE_MESSAGE = "密码已过期或为初始密码，请先修改密码"
+
+
+def _cookie_api_csrf_refusal():
+    from flask_wtf.csrf import ValidationError, validate_csrf
+
+    from .api.errors import api_error
+
+    try:
+        validate_csrf(request.headers.get("X-CSRFToken") or request.headers.get("X-CSRF-Token"))
+    except ValidationError:
+        return api_error(403, "以浏览器会话调用接口须携带 X-CSRFToken 请求头；应用请使用访问令牌（Bearer）",
+                         field="X-CSRFToken")
+    return None
+
+
+def _password_change_required():
+    """Until the password is changed: the change page and logout, nothing else, in pages and the API."""
+    if is_api_request():
+        from .api.errors import api_error
+
+        return api_error(403, PASSWORD_CHANGE_MESSAGE + "（请在网页端修改）", field="password")
+    from flask import redirect, url_for
+
+    if request.method == "GET" and not request.headers.get("HX-Request"):
+        flash(PASSWORD_CHANGE_MESSAGE, "warning")
+    return redirect(url_for("auth.change_password"))
+
+
+def wants_fragment() -> bool:
+    """An htmx request for a part of the page (a history restore wants the whole page)."""
+    return bool(request.headers.get("HX-Request")) and not request.headers.get("HX-History-Restore-Request")
 
 
 def is_api_request() -> bool:
@@ -65,6 +100,9 @@ def load_account_from_session(app: Flask) -> Account | None:
         db.commit()
         session.clear()
         g.session_expired = True
+        from .realtime import disconnect_web_sessions  # its sockets too (each process's check would, later)
+
+        disconnect_web_sessions([ws.id])
         return None
     account = db.get(Account, ws.account_id)
     if account is None or not account.active:
@@ -90,15 +128,28 @@ def init_app(app: Flask) -> None:
                     abort(400, description=f"{key[:40]}: 含有不允许的字符")
 
     @app.before_request
-    def identify() -> None:
+    def identify():
         g.account = None
         if request.endpoint == "static":
-            return
+            return None
         g.account = load_account_from_token() if request.headers.get("Authorization") else None
         if g.account is None:
             g.account = load_account_from_session(app)
             if g.get("session_expired") and not is_api_request():
-                flash("会话已超时（30 分钟无操作），请重新登录", "warning")
+                minutes = app.config["SETTINGS"].session_idle_minutes
+                flash(f"会话已超时（{minutes} 分钟无操作），请重新登录", "warning")
+            if g.account is not None and request.path.startswith("/api/") and request.method not in SAFE_METHODS:
+                # the API is for bearer tokens; a call riding on the browser's cookie must prove it came
+                # from our own page (X-CSRFToken), or a foreign site could post reports in the user's name
+                refusal = _cookie_api_csrf_refusal()
+                if refusal is not None:
+                    return refusal
+        if g.account is not None and request.endpoint not in PASSWORD_CHANGE_ENDPOINTS:
+            from .auth.service import password_expired
+
+            if password_expired(g.account):
+                return _password_change_required()
+        return None
 
     @app.after_request
     def security_headers(response):

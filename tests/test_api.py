@@ -215,16 +215,23 @@ def test_fieldwork_heartbeat_sign_in_patrol(world, client):
     first = client.post("/api/v1/sign-ins", json={"lat": lat, "lon": lon}, headers=headers)
     again = client.post("/api/v1/sign-ins", json={}, headers=headers)
     assert first.status_code == 201 and again.status_code == 200 and db.query(SignIn).count() == 1
-    patrol = {"client_key": "patrol-0001-abc", "started_at": "2026-11-23T08:00:00+08:00",
-              "ended_at": "2026-11-23T09:10:00+08:00",
-              "track": [[lon, lat, 1763856000], [lon + 0.001, lat, 1763856600], [lon + 0.001, lat + 0.001, 1763857000]]}
+    # a recent patrol (the app takes PATROL_MAX_AGE_DAYS) with a point every 10 minutes (fieldwork.check_track)
+    from datetime import UTC, datetime, timedelta
+
+    start = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0)
+    t0 = int(start.timestamp())
+    track = [[lon, lat, t0], [lon + 0.001, lat, t0 + 600]] + [[lon + 0.001, lat + 0.001, t0 + 600 * k]
+                                                                for k in range(2, 8)]
+    patrol = {"client_key": "patrol-0001-abc", "started_at": start.isoformat(),
+              "ended_at": (start + timedelta(minutes=70)).isoformat(), "track": track}
     created = client.post("/api/v1/patrols", json=patrol, headers=headers)
     assert created.status_code == 201 and created.get_json()["minutes"] == 70.0
     assert 150 < created.get_json()["distance_m"] < 250
     assert client.post("/api/v1/patrols", json=patrol, headers=headers).status_code == 200
     assert db.query(Patrol).count() == 1
     backwards = client.post("/api/v1/patrols", json={**patrol, "client_key": "patrol-0002-abc",
-                                                      "ended_at": "2026-11-23T07:00:00+08:00"}, headers=headers)
+                                                      "ended_at": (start - timedelta(hours=1)).isoformat()},
+                            headers=headers)
     assert backwards.status_code == 422 and backwards.get_json()["error"]["field"] == "ended_at"
     topics = sorted(row.topic for row in db.query(Outbox).all())
     assert topics.count("presence.heartbeat") == 1 and topics.count("presence.sign_in") == 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
@@ -290,12 +290,16 @@ def test_any_json_body_is_accepted_or_refused_naming_a_field(app, client, api_wo
     key = st.from_regex(r"\A[A-Za-z0-9]{32}\Z")
     grid, person = st.just(api_world["grid_code"]), st.just(api_world["person_id"])
     earlier = st.just("2026-11-23T09:00:00+08:00")
+    # the app takes recent patrols only, with a point at least every 10 minutes (fieldwork.check_track)
+    patrol_start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    patrol_track = [[120.02, 31.02, int(patrol_start.timestamp()) + 600 * k] for k in range(10)]
     targets = [
         ("/api/v1/cases", CaseReport, "gw0", dict(client_key=key, category_code=st.just("0101"),
                                                   description=st.just("井盖缺失"), grid_code=grid)),
         ("/api/v1/visits", VisitIn, "gw0", dict(client_key=key, person_id=person, at=earlier)),
-        ("/api/v1/patrols", PatrolIn, "gw0", dict(client_key=key, started_at=earlier,
-                                                  ended_at=st.just("2026-11-23T10:30:00+08:00"))),
+        ("/api/v1/patrols", PatrolIn, "gw0", dict(
+            client_key=key, started_at=st.just(patrol_start.isoformat()),
+            ended_at=st.just((patrol_start + timedelta(minutes=90)).isoformat()), track=st.just(patrol_track))),
         ("/api/v1/heartbeats", HeartbeatIn, "gw0", dict(lat=st.just(31.02), lon=st.just(120.02))),
         ("/api/v1/hotline/work-orders", HotlineWorkOrder, "operator", dict(
             work_order_no=key, category_code=st.just("0101"), description=st.just("来电反映路灯不亮"), grid_code=grid)),

@@ -7,7 +7,7 @@ from flask import jsonify
 
 from ..access import current_account, require
 from ..assessment import service
-from ..timeutil import local_today
+from ..timeutil import current_tz, local_today
 from . import bp
 from .errors import api_error
 
@@ -15,7 +15,7 @@ from .errors import api_error
 @bp.get("/assessment/<month>")
 @require("assessment.view")
 def assessment_month(month: str):
-    key, error = service.month_arg(month, local_today(service.tz()))
+    key, error = service.month_arg(month, local_today(current_tz()))
     if error:
         return api_error(400, f"month: {error}", "month")
     return jsonify(service.visible_table(current_account(), key))

@@ -46,7 +46,7 @@ def _json(model_or_schema) -> dict:
 def _errors(*codes: int) -> dict:
     words = {400: "请求体不是合法的 JSON", 401: "未登录或令牌无效", 403: "超出角色或辖区", 404: "不存在或不在辖区内",
              405: "方法不支持", 409: "状态冲突", 413: "内容过大", 415: "内容类型不支持", 422: "字段有误（field 指明字段）",
-             423: "账号已锁定", 429: "请求过于频繁", 503: "数据库暂时不可用"}
+             429: "请求过于频繁", 503: "数据库暂时不可用"}
     return {str(code): {"description": words[code], **_json(ErrorOut)} for code in codes}
 
 
@@ -67,7 +67,25 @@ def build_document() -> dict:
         "/api/v1/tokens": {"post": {
             "summary": "移动端登录，换取访问令牌", "operationId": "createToken", "security": [],
             "requestBody": {"required": True, **_json(TokenRequest)},
-            "responses": {"201": {"description": "令牌", **_json(TokenOut)}, **_errors(400, 401, 405, 415, 422, 423, 429, 503)},
+            "description": "错误的用户名、密码、锁定或停用的账号一律答 401（同一提示，不泄露账号是否存在）；"
+                           "须先修改密码的账号答 403（field 为 password）。",
+            "responses": {"201": {"description": "令牌", **_json(TokenOut)}, **_errors(400, 401, 403, 405, 415, 422, 429, 503)},
+        }, "get": {
+            "summary": "本账号的有效访问令牌", "operationId": "listTokens", "security": bearer,
+            "responses": {"200": {"description": "令牌列表（不含令牌本身）", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {
+                    "type": "object", "required": ["id", "name", "created_at", "expires_at"],
+                    "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
+                                   "created_at": {"type": "string", "format": "date-time"},
+                                   "last_used_at": {"type": ["string", "null"], "format": "date-time"},
+                                   "expires_at": {"type": "string", "format": "date-time"}}}}}}}}},
+                          **_errors(*COMMON)},
+        }},
+        "/api/v1/tokens/{token_id}": {"delete": {
+            "summary": "吊销本账号的一个访问令牌（手机丢失时）", "operationId": "revokeToken", "security": bearer,
+            "parameters": [{"name": "token_id", "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}}],
+            "responses": {"204": {"description": "已吊销"}, **_errors(*COMMON, 404)},
         }},
         "/api/v1/me": {"get": {
             "summary": "当前账号", "operationId": "me", "security": bearer,

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..inputs import DATE_RANGE_MESSAGE, date_in_range
 
 ClientKey = Annotated[str, Field(min_length=8, max_length=80, pattern=r"^[A-Za-z0-9_\-:.]+$",
                                  description="client-chosen idempotency key: a retry with the same key returns the same case")]
 CategoryCode = Annotated[str, Field(pattern=r"^\d{4}(\d{2})?$", description="small class (4 digits) or item (6 digits)")]
-PHONE_PATTERN = r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8}|\d{3,8})$"
+
+
+def _sane(value: datetime) -> datetime:
+    """Year 1 or 9999 cannot be converted to UTC or carry a deadline (OverflowError): refused as a field error."""
+    if not date_in_range(value):
+        raise ValueError(f"时间{DATE_RANGE_MESSAGE}")
+    return value
+
+
+# every date-time a client sends: with its offset, and between 2000-01-01 and 2100-12-31 (inputs.py)
+SaneDatetime = Annotated[AwareDatetime, AfterValidator(_sane)]
 
 
 class Strict(BaseModel):
@@ -58,7 +71,7 @@ class CaseReport(Strict):
     lon: float | None = Field(default=None, ge=-180, le=180)
     address: str | None = Field(default=None, max_length=200)
     grid_code: str | None = Field(default=None, pattern=r"^\d{6,32}$")
-    discovered_at: AwareDatetime | None = None
+    discovered_at: SaneDatetime | None = None
     self_handled: bool = False
 
 
@@ -66,14 +79,14 @@ class CaseReport(Strict):
 class HotlineWorkOrder(Strict):
     work_order_no: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
     caller_name: str | None = Field(default=None, max_length=64)
-    caller_phone: str | None = Field(default=None, pattern=PHONE_PATTERN)
+    caller_phone: str | None = Field(default=None, max_length=32, description="checked by the domain (cases.loop.clean_phone)")
     category_code: CategoryCode
     description: str = Field(min_length=1, max_length=2000)
     address: str | None = Field(default=None, max_length=200)
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
     grid_code: str | None = Field(default=None, pattern=r"^\d{6,32}$")
-    received_at: AwareDatetime | None = None
+    received_at: SaneDatetime | None = None
 
 
 
@@ -82,11 +95,13 @@ ActionName = Literal["register", "reject", "duplicate", "dispatch", "accept", "f
 
 
 class CaseAction(Strict):
-    note: str | None = Field(default=None, max_length=2000)
+    # lengths and required-ness are the domain's (cases.actions.perform), the same for every door
+    note: str | None = None
     department_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     assignee_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     to_level: Literal["village", "town", "city"] | None = None
     original_number: str | None = Field(default=None, max_length=24)
+    public: bool = Field(default=False, description="the note is the reply to the public (公开答复, shown by Open311)")
 
 
 class HeartbeatIn(Strict):
@@ -102,15 +117,29 @@ class SignInOut(BaseModel):
 
 class PatrolIn(Strict):
     client_key: ClientKey
-    started_at: AwareDatetime
-    ended_at: AwareDatetime
-    track: list[Annotated[list[float], Field(min_length=2, max_length=3)]] = Field(default_factory=list, max_length=5000)
+    started_at: SaneDatetime
+    ended_at: SaneDatetime
+    track: list[Annotated[list[float], Field(min_length=3, max_length=3, description="[经度, 纬度, unix 秒]")]] = Field(
+        default_factory=list, max_length=5000,
+        description="a point at least every 10 minutes of the patrol, inside [started_at, ended_at], in time order")
+
+    @model_validator(mode="after")
+    def _finite_coordinates(self):
+        """NaN, Infinity and coordinates that do not exist are refused, naming the point (track[i])."""
+        for index, (lon, lat, ts) in enumerate(self.track):
+            if not all(math.isfinite(x) for x in (lon, lat, ts)):
+                raise ValueError(f"track[{index}]: 轨迹点须为有限数字（不能是 NaN 或 Infinity）")
+            if not -180 <= lon <= 180:
+                raise ValueError(f"track[{index}]: 经度须在 -180 到 180 之间")
+            if not -90 <= lat <= 90:
+                raise ValueError(f"track[{index}]: 纬度须在 -90 到 90 之间")
+        return self
 
 
 
 class PatrolOut(BaseModel):
     id: int
-    minutes: float
+    minutes: float | None
     distance_m: float | None
     created: bool
 
@@ -119,10 +148,10 @@ class VisitIn(Strict):
     client_key: ClientKey
     person_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     site_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    at: AwareDatetime
+    at: SaneDatetime
     note: str | None = Field(default=None, max_length=2000)
-    lat: float | None = Field(default=None, ge=-90, le=90)
-    lon: float | None = Field(default=None, ge=-180, le=180)
+    lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
+    lon: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
 
 
 
@@ -230,6 +259,8 @@ MESSAGES = {
     "model_type": "须为 JSON 对象",
     "model_attributes_type": "须为 JSON 对象",
     "finite_number": "须为有限数字",
+    "too_short": "元素个数不足（至少 {min_length} 个）",
+    "too_long": "元素个数过多（最多 {max_length} 个）",
     "value_error": "{msg}",
 }
 

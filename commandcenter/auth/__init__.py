@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 
-from ..access import public
+from ..access import public, require
 from ..audit import audit
 from ..db import db
 from ..extensions import limiter
 from ..security import hash_password, password_problems, verify_password
 from ..timeutil import utcnow
-from .service import authenticate, end_web_session, password_expired, start_web_session
+from .service import (
+    active_tokens,
+    authenticate,
+    end_sessions,
+    end_web_session,
+    password_expired,
+    revoke_token,
+    start_web_session,
+)
 
 bp = Blueprint("auth", __name__)
 
@@ -90,7 +98,31 @@ def change_password():
             account.password_changed_at = utcnow()
             account.must_change_password = False
             audit("password.change", "account", account.id)
+            # every other browser and every app token of the account ends with the old password
+            web_session = g.get("web_session")
+            ended = end_sessions(account, keep_session_id=web_session.id if web_session else None, reason="修改密码")
             db.commit()
-            flash("密码已修改", "info")
+            flash("密码已修改" + (f"；其他 {ended} 个登录会话和全部访问令牌已失效" if ended else "；全部访问令牌已失效"),
+                  "info")
             return redirect(url_for("main.index"))
     return render_template("auth/password.html", errors=errors), 400 if errors else 200
+
+
+@bp.get("/account/tokens")
+@require("account.self")
+def my_tokens():
+    """The account's own API tokens (the phone apps it is logged in on), each revocable."""
+    return render_template("auth/tokens.html", tokens=active_tokens(g.account))
+
+
+@bp.post("/account/tokens/<int:token_id>/revoke")
+@require("account.self")
+def revoke_my_token(token_id: int):
+    account = g.account
+    token = revoke_token(account, token_id)
+    if token is None or token.account_id != account.id:
+        db.rollback()
+        abort(404)
+    db.commit()
+    flash(f"访问令牌「{token.name}」已吊销", "info")
+    return redirect(url_for("auth.my_tokens"))

@@ -13,11 +13,11 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 
 from .. import labels
-from ..access import has_permission
 from ..db import db
+from ..inputs import DATE_RANGE_MESSAGE, date_in_range, parse_id
 from ..models import CASE_KINDS, CASE_LEVELS, CASE_SOURCES, CASE_STATES, Account, Case, Category
 from ..timeutil import from_local, utcnow
-from . import loop, queries
+from . import actions, loop, queries
 
 # --- list filters ----------------------------------------------------------------------------------
 
@@ -51,10 +51,8 @@ class CaseFilters:
 
 
 def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except ValueError:
-        return None
+    """A positive id that fits the database's integer columns, else None (see inputs.parse_id)."""
+    return parse_id(value)
 
 
 def _date(value: str | None) -> date | None:
@@ -62,6 +60,9 @@ def _date(value: str | None) -> date | None:
         return date.fromisoformat(value) if value else None
     except ValueError:
         return None
+
+
+DATE_FILTER_LABELS = {"date_from": "上报日期（起）", "date_to": "上报日期（止）"}
 
 
 def parse_filters(args, account: Account) -> CaseFilters:
@@ -107,6 +108,9 @@ def parse_filters(args, account: Account) -> CaseFilters:
             value = _date(raw[key])
             if value is None:
                 f.errors[key] = "日期格式应为 YYYY-MM-DD"
+            elif not date_in_range(value):  # year 1 or 9999 overflows the day bounds in UTC
+                f.errors[key] = f"{DATE_FILTER_LABELS[key]}{DATE_RANGE_MESSAGE}"
+                value = None
             setattr(f, key, value)
     if f.date_from and f.date_to and f.date_from > f.date_to:
         f.errors["date_to"] = "结束日期不能早于开始日期"
@@ -134,8 +138,6 @@ ACTION_FIELDS: dict[str, list[tuple[str, str, str, bool]]] = {
     "resume": [],
     "outstanding": [("story", "事迹简述", "textarea", True)],
 }
-ACTION_ORDER = tuple(ACTION_FIELDS)
-PAUSE_REASON_MAX = 200
 # what the flash says after the step succeeded
 DONE = {
     "register": "已立案", "reject": "已作废", "duplicate": "已判为重复", "dispatch": "已派遣", "accept": "已签收",
@@ -147,87 +149,39 @@ DONE = {
 FIELD_ALIASES = {"original_id": "original_number", "assignee_id": "department_id"}
 
 
-def may_use(account: Account, case: Case, action: str) -> bool:
-    """The rule of the page: the state allows the step, the role has it, the case is within reach."""
-    if case.state not in loop.ALLOWED_FROM[action]:
-        return False
-    if not has_permission(account, loop.PERMISSION_OF[action]) or not loop.may_act_on(account, case):
-        return False
-    # the narrower conditions loop.py checks, so that no button only leads to an error
-    if action == "pause":
-        return case.paused_at is None
-    if action == "resume":
-        return case.paused_at is not None
-    if action == "transfer":
-        return case.transfer_due is not None and case.transferred_at is None and utcnow() <= case.transfer_due
-    if action == "self_close":
-        return case.reporter_id == account.id and not case.category.must_escalate
-    if action == "escalate":
-        return case.level != CASE_LEVELS[-1]
-    if action == "outstanding":
-        return not case.outstanding
-    return True
+TEXT_FIELDS = ("note", "reason", "story")
 
 
-def available_actions(account: Account, case: Case) -> list[str]:
-    return [action for action in ACTION_ORDER if may_use(account, case, action)]
+def text_field_of(action: str) -> str | None:
+    """The form's name for the step's text (the domain calls it `note` whatever the form says)."""
+    return next((name for name, *_ in ACTION_FIELDS[action] if name in TEXT_FIELDS), None)
 
 
-def levels_above(case: Case) -> list[str]:
-    return [lv for lv in CASE_LEVELS if loop.LEVEL_RANK[lv] > loop.LEVEL_RANK[case.level]]
+def form_field(action: str, field: str | None) -> str | None:
+    """The domain's field name → the name of the input on this action's form."""
+    if field in TEXT_FIELDS:
+        return text_field_of(action) or field
+    return FIELD_ALIASES.get(field, field)
+
+
+def action_input(action: str, form) -> actions.ActionInput:
+    """The page's door: read the form into the domain's input; every check is in actions.perform."""
+
+    def text(name: str | None) -> str:
+        return (form.get(name) or "").strip() if name else ""
+
+    return actions.ActionInput(
+        note=text(text_field_of(action)) or None,
+        department_id=_int(text("department_id")),
+        to_level=text("to_level") or None,
+        original_number=text("original_number") or None,
+        public=form.get("public") in ("1", "on", "true"),
+    )
 
 
 def run_action(action: str, case: Case, account: Account, form) -> Case:
-    """Read the action's fields and take the step. Raises TransitionError / Forbidden from loop.py."""
-
-    def text(name: str) -> str:
-        return (form.get(name) or "").strip()
-
-    if action == "register":
-        return loop.register(case, account, note=text("note"))
-    if action == "reject":
-        return loop.reject(case, account, reason=text("reason"))
-    if action == "duplicate":
-        number = text("original_number").upper()
-        if not number:
-            raise loop.TransitionError("请填写原案卷号", "original_number")
-        original = queries.find_case_by_number(number)
-        if original is None or not loop.may_see(account, original):
-            raise loop.TransitionError(f"原案卷号「{number[:24]}」不存在或不在本辖区内", "original_number")
-        return loop.mark_duplicate(case, account, original, note=text("note"))
-    if action == "dispatch":
-        department_id = _int(text("department_id"))
-        if department_id is None:
-            raise loop.TransitionError("请选择处置部门", "department_id")
-        if department_id not in {d.id for d in queries.departments_for(case)}:
-            raise loop.TransitionError("处置部门不存在或不服务该案件所在地", "department_id")
-        return loop.dispatch(case, account, department_id=department_id, note=text("note"))
-    if action == "accept":
-        return loop.accept(case, account)
-    if action == "feedback":
-        return loop.feedback(case, account, note=text("note"))
-    if action == "close":
-        return loop.close(case, account, note=text("note"))
-    if action == "rework":
-        return loop.rework(case, account, note=text("note"))
-    if action == "escalate":
-        to_level = text("to_level")
-        if to_level not in levels_above(case):
-            raise loop.TransitionError("请选择要流转到的上级层级", "to_level")
-        return loop.escalate(case, account, to_level=to_level, note=text("note"))
-    if action == "self_close":
-        return loop.self_close(case, account, note=text("note"))
-    if action == "transfer":
-        return loop.transfer_to_city(case, account)
-    if action == "pause":
-        if len(text("reason")) > PAUSE_REASON_MAX:  # the column holds 200 characters
-            raise loop.TransitionError(f"暂停理由不能超过 {PAUSE_REASON_MAX} 个字", "reason")
-        return loop.pause(case, account, reason=text("reason"))
-    if action == "resume":
-        return loop.resume(case, account)
-    if action == "outstanding":
-        return loop.mark_outstanding(case, account, story=text("story"))
-    raise KeyError(action)
+    """Read the action's fields and take the step. Raises TransitionError / Forbidden from the domain."""
+    return actions.perform(account, case, action, action_input(action, form))
 
 
 # --- 12345 work order --------------------------------------------------------------------------------
@@ -235,23 +189,11 @@ def run_action(action: str, case: Case, account: Account, form) -> Case:
 HOTLINE_FIELDS = ("external_ref", "caller_name", "caller_phone", "category_id", "address", "lon", "lat",
                   "grid_id", "description", "discovered_at")
 EXTERNAL_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-]{0,39}$")
-MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
-LANDLINE_RE = re.compile(r"^0\d{2,3}-?[1-9]\d{6,7}(-\d{1,6})?$")
-SERVICE_RE = re.compile(r"^[48]00-?\d{3}-?\d{4}$")  # 400/800 numbers
 CALLER_NAME_MAX = 32
 ADDRESS_MAX = 200
 DESCRIPTION_MAX = 2000
 # mainland China, generously: a point outside is a typo (or lon/lat swapped)
 LON_RANGE, LAT_RANGE = (73.0, 136.0), (3.0, 54.0)
-
-
-def normalize_phone(value: str) -> str:
-    phone = re.sub(r"[\s()（）]", "", value)
-    if phone.startswith("+86"):
-        phone = phone[3:]
-    elif phone.startswith("86") and len(phone) == 13:
-        phone = phone[2:]
-    return phone
 
 
 @dataclass
@@ -278,11 +220,14 @@ def parse_hotline(form, account: Account, tz: str, now: datetime | None = None) 
     elif caller_name and re.search(r"[<>{}\\\x00-\x1f]", caller_name):
         errors["caller_name"] = "来电人姓名含有不允许的字符"
 
-    phone = normalize_phone(values["caller_phone"])
-    if not phone:
+    phone = None
+    if not values["caller_phone"]:
         errors["caller_phone"] = "请填写来电号码"
-    elif not (MOBILE_RE.match(phone) or LANDLINE_RE.match(phone) or SERVICE_RE.match(phone)):
-        errors["caller_phone"] = "来电号码格式不正确：手机号为 11 位（如 13812345678），固话为区号加号码（如 0512-12345678）"
+    else:
+        try:
+            phone = loop.clean_phone(values["caller_phone"])
+        except loop.TransitionError as exc:
+            errors["caller_phone"] = exc.message
 
     category = None
     category_id = _int(values["category_id"])
@@ -354,11 +299,14 @@ def parse_hotline(form, account: Account, tz: str, now: datetime | None = None) 
     discovered = None
     if values["discovered_at"]:
         try:
-            discovered = from_local(datetime.fromisoformat(values["discovered_at"]).replace(tzinfo=None), tz)
+            discovered_local = datetime.fromisoformat(values["discovered_at"]).replace(tzinfo=None)
         except ValueError:
             errors["discovered_at"] = "发现时间格式不正确，如 2026-03-01T09:30"
         else:
-            if discovered > now + timedelta(minutes=5):
+            discovered = from_local(discovered_local, tz) if date_in_range(discovered_local) else None
+            if discovered is None:  # year 1 or 9999 overflows the conversion to UTC
+                errors["discovered_at"] = f"发现时间{DATE_RANGE_MESSAGE}"
+            elif discovered > now + timedelta(minutes=5):
                 errors["discovered_at"] = "发现时间不能晚于当前时间"
                 discovered = None
             elif discovered < now - timedelta(days=365):

@@ -7,6 +7,7 @@ all of it in one transaction. Nothing is pushed or enqueued before that commit.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,11 +21,10 @@ from .. import alerts, labels
 from ..access import Forbidden, has_permission, in_jurisdiction
 from ..db import db
 from ..models import CASE_LEVELS, Account, Case, CaseStep, Category, Center, Department, Dispute, Outbox, Place
-from ..timeutil import DEFAULT_TZ, fmt, local, utcnow
+from ..timeutil import current_tz, fmt, local, utcnow
+from ..vocabulary import FINAL_STATES, OPEN_STATES
 from ..workcalendar import deadline_utc
 
-OPEN_STATES = ("reported", "registered", "dispatched", "handling", "feedback")
-FINAL_STATES = ("closed", "rejected", "duplicate")
 LEVEL_RANK = {level: i for i, level in enumerate(CASE_LEVELS)}
 
 # the legal moves: action → states it may start from
@@ -80,15 +80,12 @@ class ReportInput:
     external_ref: str | None = None
 
 
-def _tz() -> str:
-    return current_app.config["SETTINGS"].timezone if has_app_context() else DEFAULT_TZ
-
-
 def _step(case: Case, actor: Account | None, action: str, to_state: str, *, note: str | None = None,
-          to_level: str | None = None, now: datetime) -> CaseStep:
+          to_level: str | None = None, now: datetime, public: bool = False) -> CaseStep:
     step = CaseStep(case_id=case.id, at=now, actor_id=actor.id if actor else None, action=action,
                     from_state=case.state, to_state=to_state, from_level=case.level,
-                    to_level=to_level or case.level, note=(note or None) and note[:MAX_NOTE])
+                    to_level=to_level or case.level, note=(note or None) and note[:MAX_NOTE],
+                    public=bool(public and note))
     db.add(step)
     case.state = to_state
     if to_level:
@@ -104,10 +101,13 @@ def _step(case: Case, actor: Account | None, action: str, to_state: str, *, note
     return step
 
 
+def refuse_state(case: Case, action: str):
+    raise TransitionError(f"案件当前状态为「{labels.STATE[case.state]}」，不能执行「{labels.ACTION[action]}」")
+
+
 def _check(case: Case, actor: Account | None, action: str) -> None:
     if case.state not in ALLOWED_FROM[action]:
-        raise TransitionError(
-            f"案件当前状态为「{labels.STATE[case.state]}」，不能执行「{labels.ACTION[action]}」")
+        refuse_state(case, action)
     if actor is None:
         return  # the system itself (deadline sweep)
     if not has_permission(actor, PERMISSION_OF[action]):
@@ -154,6 +154,31 @@ def _clean_note(note: str | None, required: bool = False, field: str = "note") -
 
 # --- 1. 信息收集: report -------------------------------------------------------------------------
 
+MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
+LANDLINE_RE = re.compile(r"^0\d{2,3}-?[1-9]\d{6,7}(-\d{1,6})?$")
+SERVICE_RE = re.compile(r"^[48]00-?\d{3}-?\d{4}$")  # 400/800 numbers
+PHONE_INPUT_MAX = 32
+
+
+def clean_phone(value: str | None) -> str | None:
+    """A caller's phone as every door takes it: spaces, brackets and +86 dropped; a mobile, landline or
+    400/800 number, or TransitionError naming caller_phone. None when none was given."""
+    if value is None or not value.strip():
+        return None
+    if len(value) > PHONE_INPUT_MAX:
+        raise TransitionError(f"来电号码不能超过 {PHONE_INPUT_MAX} 个字符", "caller_phone")
+    phone = re.sub(r"[\s()（）]", "", value)
+    if phone.startswith("+86"):
+        phone = phone[3:]
+    elif phone.startswith("86") and len(phone) == 13:
+        phone = phone[2:]
+    if not (MOBILE_RE.match(phone) or LANDLINE_RE.match(phone) or SERVICE_RE.match(phone)):
+        raise TransitionError("来电号码格式不正确：手机号为 11 位（如 13812345678），固话为区号加号码（如 0512-12345678）",
+                              "caller_phone")
+    return phone
+
+
+
 def report_case(data: ReportInput, *, actor: Account | None, source: str, client_key: str | None,
                 now: datetime | None = None, reporter_center_id: int | None = None) -> tuple[Case, bool]:
     """Create a case, or return the one this client already created with the same key.
@@ -161,6 +186,7 @@ def report_case(data: ReportInput, *, actor: Account | None, source: str, client
     Returns (case, created). A retry after a lost response finds the committed case.
     """
     now = now or utcnow()
+    caller_phone = clean_phone(data.caller_phone)
     if client_key:
         existing = _find_by_key(source, client_key)
         if existing is not None:
@@ -185,7 +211,7 @@ def report_case(data: ReportInput, *, actor: Account | None, source: str, client
         description=data.description, address=data.address, lat=data.lat, lon=data.lon,
         grid_id=grid.id if grid else None, village_id=grid.village_id if grid else None,
         town_id=grid.town_id if grid else None, reporter_id=actor.id if actor else None,
-        reporter_center_id=reporter_center_id, caller_name=data.caller_name, caller_phone=data.caller_phone,
+        reporter_center_id=reporter_center_id, caller_name=data.caller_name, caller_phone=caller_phone,
         external_ref=data.external_ref, state="reported", level="grid", self_handled=data.self_handled,
         discovered_at=discovered, reported_at=now,
     )
@@ -239,7 +265,7 @@ def _next_case_id() -> int | None:
 
 
 def _case_number(case_id: int, now: datetime) -> str:
-    return f"SJ{local(now, _tz()):%Y%m%d}{case_id:07d}"
+    return f"SJ{local(now, current_tz()):%Y%m%d}{case_id:07d}"
 
 
 def _placeholder_number() -> str:
@@ -282,12 +308,13 @@ def _screening_level(actor: Account | None) -> str:
 
 # --- 2. 案卷建立: register, reject, duplicate -----------------------------------------------------
 
-def register(case: Case, actor: Account | None, note: str | None = None, now: datetime | None = None) -> Case:
+def register(case: Case, actor: Account | None, note: str | None = None, now: datetime | None = None,
+             public: bool = False) -> Case:
     _check(case, actor, "register")
     now = now or utcnow()
     note = _clean_note(note)
     category = case.category
-    tz = _tz()
+    tz = current_tz()
     case.registered_at = now
     case.valid = True
     if category.dispatch_limit:
@@ -297,7 +324,7 @@ def register(case: Case, actor: Account | None, note: str | None = None, now: da
     if category.must_escalate and category.escalate_limit and not _reached(case, category.escalate_to):
         case.escalate_due = deadline_utc(now, category.escalate_limit, category.escalate_unit, tz)
     alerts.plan_on_register(case, category)
-    _step(case, actor, "register", "registered", note=note, now=now)
+    _step(case, actor, "register", "registered", note=note, now=now, public=public)
     _commit()
     return case
 
@@ -306,13 +333,14 @@ def _reached(case: Case, level: str | None) -> bool:
     return level is None or LEVEL_RANK[case.level] >= LEVEL_RANK[level]
 
 
-def reject(case: Case, actor: Account | None, reason: str, now: datetime | None = None) -> Case:
+def reject(case: Case, actor: Account | None, reason: str, now: datetime | None = None,
+           public: bool = False) -> Case:
     _check(case, actor, "reject")
     now = now or utcnow()
     reason = _clean_note(reason, required=True, field="reason")
     case.valid = False
     case.closed_at = now
-    _step(case, actor, "reject", "rejected", note=reason, now=now)
+    _step(case, actor, "reject", "rejected", note=reason, now=now, public=public)
     _commit()
     return case
 
@@ -344,7 +372,7 @@ def probable_duplicates(case: Case, radius_m: int | None = None, window_hours: i
 
 
 def mark_duplicate(case: Case, actor: Account | None, original: Case, note: str | None = None,
-                   now: datetime | None = None) -> Case:
+                   now: datetime | None = None, public: bool = False) -> Case:
     """重复: the case ends, points to the original, and the original's timeline records the merge."""
     _check(case, actor, "duplicate")
     if original.id == case.id:
@@ -358,7 +386,7 @@ def mark_duplicate(case: Case, actor: Account | None, original: Case, note: str 
     case.valid = False
     case.duplicate_of_id = original.id
     case.closed_at = now
-    _step(case, actor, "duplicate", "duplicate", now=now,
+    _step(case, actor, "duplicate", "duplicate", now=now, public=public,
           note=f"与 {original.number} 重复" + (f"：{note}" if note else ""))
     db.add(CaseStep(case_id=original.id, at=now, actor_id=actor.id if actor else None, action="merge",
                     from_state=original.state, to_state=original.state, from_level=original.level,
@@ -370,7 +398,7 @@ def mark_duplicate(case: Case, actor: Account | None, original: Case, note: str 
 # --- 3. 任务派遣 and 4. 任务处理 / 5. 处理反馈 -------------------------------------------------------
 
 def dispatch(case: Case, actor: Account | None, department_id: int | None = None, assignee_id: int | None = None,
-             note: str | None = None, now: datetime | None = None) -> Case:
+             note: str | None = None, now: datetime | None = None, public: bool = False) -> Case:
     _check(case, actor, "dispatch")
     if department_id is None and assignee_id is None:
         raise TransitionError("请选择处置部门或处置人", "department_id")
@@ -395,7 +423,8 @@ def dispatch(case: Case, actor: Account | None, department_id: int | None = None
         case.assignee_id = assignee.id
         target = f"{target} {assignee.display_name}".strip()
     case.dispatched_at = now
-    _step(case, actor, "dispatch", "dispatched", now=now, note=f"派遣至 {target}" + (f"：{note}" if note else ""))
+    _step(case, actor, "dispatch", "dispatched", now=now, public=public,
+          note=f"派遣至 {target}" + (f"：{note}" if note else ""))
     _commit()
     return case
 
@@ -419,22 +448,24 @@ def accept(case: Case, actor: Account | None, now: datetime | None = None) -> Ca
     return case
 
 
-def feedback(case: Case, actor: Account | None, note: str, now: datetime | None = None) -> Case:
+def feedback(case: Case, actor: Account | None, note: str, now: datetime | None = None, public: bool = False) -> Case:
     _check(case, actor, "feedback")
     _check_handler(case, actor)
     note = _clean_note(note, required=True)
-    _step(case, actor, "feedback", "feedback", note=note, now=now or utcnow())
+    _step(case, actor, "feedback", "feedback", note=note, now=now or utcnow(), public=public)
     _commit()
     return case
 
 
 # --- 6. 核查结案, rework ---------------------------------------------------------------------------
 
-def close(case: Case, actor: Account | None, note: str | None = None, now: datetime | None = None) -> Case:
+def close(case: Case, actor: Account | None, note: str | None = None, now: datetime | None = None,
+          public: bool = False) -> Case:
     _check(case, actor, "close")
     now = now or utcnow()
     case.closed_at = now
-    _step(case, actor, "close", "closed", note=_clean_note(note) or "核查属实，处置到位，予以结案", now=now)
+    _step(case, actor, "close", "closed", note=_clean_note(note) or "核查属实，处置到位，予以结案", now=now,
+          public=public)
     _resolve_dispute(case, now)
     _commit()
     return case
@@ -474,7 +505,7 @@ def self_close(case: Case, actor: Account | None, note: str, now: datetime | Non
 def self_closed_same_day(case: Case) -> bool:
     if not case.self_handled or case.closed_at is None:
         return False
-    tz = _tz()
+    tz = current_tz()
     return local(case.closed_at, tz).date() == local(case.reported_at, tz).date()
 
 
@@ -539,7 +570,7 @@ def pause(case: Case, actor: Account | None, reason: str, now: datetime | None =
         raise TransitionError("计时已暂停")
     reason = _clean_note(reason, required=True, field="reason")
     if len(reason) > PAUSE_REASON_MAX:
-        raise TransitionError(f"暂停原因不能超过 {PAUSE_REASON_MAX} 个字", "reason")
+        raise TransitionError(f"暂停理由不能超过 {PAUSE_REASON_MAX} 个字", "reason")
     now = now or utcnow()
     case.paused_at = now
     case.pause_reason = reason
@@ -608,7 +639,7 @@ def sweep_deadlines(now: datetime | None = None) -> dict[str, int]:
     for case in overdue:
         case.overdue = True
         case.overdue_at = now
-        _step(case, None, "overdue", case.state, now=now, note=f"超过办理时限（{fmt(case.handle_due, _tz())}）")
+        _step(case, None, "overdue", case.state, now=now, note=f"超过办理时限（{fmt(case.handle_due, current_tz())}）")
         counts["overdue"] += 1
     _commit()
     return counts

@@ -11,14 +11,16 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.security import safe_join
 
-from ..access import Forbidden, current_account, has_permission, require
+from ..access import Forbidden, current_account, require
 from ..audit import audit
 from ..db import db
 from ..extensions import limiter
 from ..models import CASE_KINDS, CASE_LEVELS, CASE_SOURCES, CASE_STATES, Account, Case, CasePhoto, Department
 from ..timeutil import utcnow
+from ..web import wants_fragment
+from . import actions as case_actions
 from . import forms, queries
-from .loop import PERMISSION_OF, TransitionError, may_act_on, may_see, report_case
+from .loop import TransitionError, may_see, report_case
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
 hotline_bp = Blueprint("hotline", __name__, url_prefix="/hotline")
@@ -26,11 +28,6 @@ hotline_bp = Blueprint("hotline", __name__, url_prefix="/hotline")
 CONFLICT_MESSAGE = "案件已被他人修改，请刷新后重试"
 # photos the browser may show inline; anything else is offered as a download
 INLINE_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
-
-
-def wants_fragment() -> bool:
-    """An htmx request for a part of the page (a history restore wants the whole page)."""
-    return bool(request.headers.get("HX-Request")) and not request.headers.get("HX-History-Restore-Request")
 
 
 def _fragment_or_page(fragment: str, page: str, **context):
@@ -64,7 +61,11 @@ def index():
         context.update(states=CASE_STATES, kinds=CASE_KINDS, sources=CASE_SOURCES, levels=CASE_LEVELS,
                        tree=queries.category_tree(active_only=False), towns=towns, villages=villages,
                        town_names=queries.place_names(v.town_id for v in villages))
-    return _fragment_or_page("cases/_table.html", "cases/index.html", **context)
+    response = _fragment_or_page("cases/_table.html", "cases/index.html", **context)
+    if f.errors and not wants_fragment():
+        # a wrong filter is the client's error (400); htmx swaps only a 2xx, so its fragment keeps 200
+        response.status_code = 400
+    return response
 
 
 # --- 4. the register / dispatch queue ------------------------------------------------------------------
@@ -84,14 +85,14 @@ def queue():
 def render_case(case: Case, *, status: int = 200, error: dict | None = None, values: dict | None = None,
                 conflict: str | None = None):
     account = current_account()
-    actions = forms.available_actions(account, case)
+    actions = case_actions.available(account, case)
     duplicate_of = db.get(Case, case.duplicate_of_id) if case.duplicate_of_id else None
     if duplicate_of is not None and not may_see(account, duplicate_of):
         duplicate_of = None
     context = dict(
         case=case, actions=actions, action_fields=forms.ACTION_FIELDS, label_of=forms.label_of,
         departments=queries.departments_for(case) if "dispatch" in actions else [],
-        levels_above=forms.levels_above(case), duplicates=queries.visible_duplicates(account, case),
+        levels_above=case_actions.levels_above(case), public_actions=case_actions.PUBLIC_NOTE_ACTIONS, duplicates=queries.visible_duplicates(account, case),
         places=queries.case_places(case), path=queries.category_paths().get(case.category_id, case.category.name),
         figure=queries.map_figure(case.grid, case.lat, case.lon),
         department=db.get(Department, case.department_id) if case.department_id else None,
@@ -142,9 +143,11 @@ def act(case_id: int, action: str):
         abort(404)
     account = current_account()
     case = _case_or_404(case_id)
-    if not has_permission(account, PERMISSION_OF[action]) or not may_act_on(account, case):
-        audit(f"case.{action}", "case", case.id, success=False, detail="角色或辖区不允许", commit=True)
-        abort(403)
+    try:
+        case_actions.authorize(account, case, action)
+    except Forbidden as exc:
+        audit(f"case.{action}", "case", case.id, success=False, detail=exc.message, commit=True)
+        return render_template("error.html", code=403, message=exc.message), 403
     submitted = request.form.get("version")
     if submitted and submitted != str(case.version):
         return _conflict(case_id)
@@ -155,8 +158,9 @@ def act(case_id: int, action: str):
     except TransitionError as exc:
         db.rollback()
         audit(f"case.{action}", "case", case_id, success=False, detail=exc.message, commit=True)
-        field = forms.FIELD_ALIASES.get(exc.field, exc.field)
+        field = forms.form_field(action, exc.field)
         keep = {name: request.form.get(name, "")[:2000] for name, *_ in forms.ACTION_FIELDS[action]}
+        keep["public"] = request.form.get("public", "")[:10]
         return render_case(_case_or_404(case_id, full=True), status=400, values=keep,
                            error={"action": action, "field": field, "message": exc.message})
     except Forbidden as exc:
