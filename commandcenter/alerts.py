@@ -17,8 +17,8 @@ from sqlalchemy.exc import IntegrityError
 
 from .db import db
 from .models import Alert, Case, Category
+from .vocabulary import OPEN_STATES
 
-OPEN_STATES = ("reported", "registered", "dispatched", "handling", "feedback")
 DEFAULT_PARKING_WARN_MINUTES = 15
 LEVEL_RANK = {"grid": 0, "village": 1, "town": 2, "city": 3}
 

@@ -151,6 +151,22 @@ def install_default_categories() -> list[Category]:
     return created
 
 
+def descendants(category_id: int) -> set[int]:
+    """The category and everything below it (big class → small classes → items): what a filter on it means."""
+    from sqlalchemy import select
+
+    below: dict[int | None, list[int]] = {}
+    for cid, parent in db.execute(select(Category.id, Category.parent_id)).all():
+        below.setdefault(parent, []).append(cid)
+    found, todo = set(), [category_id]
+    while todo:
+        cid = todo.pop()
+        if cid not in found:
+            found.add(cid)
+            todo.extend(below.get(cid, ()))
+    return found
+
+
 def is_parking(category: Category) -> bool:
     """乱停车 and its items carry the one-hour transfer rule."""
     return category.transfer_limit_minutes is not None

@@ -19,8 +19,9 @@ from zoneinfo import ZoneInfo
 from redis.exceptions import WatchError
 from sqlalchemy import case, func, literal_column, select
 
-from .models import Account, Case, CaseStep, Heartbeat, LoginRecord, Outbox, Patrol, Place, SignIn
-from .timeutil import DEFAULT_TZ, day_bounds_utc, local, month_bounds_utc, utcnow
+from . import hierarchy
+from .models import Account, Case, CaseStep, Heartbeat, LoginRecord, Outbox, Patrol, SignIn
+from .timeutil import current_tz, day_bounds_utc, local, month_bounds_utc, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +59,7 @@ ESCALATION_FIELDS = {"town": "escalated:town", "city": "escalated:city"}
 # --- small helpers -------------------------------------------------------------------------------
 
 def _tz(tz: str | None) -> str:
-    if tz:
-        return tz
-    try:
-        from flask import current_app, has_app_context
-
-        if has_app_context():
-            return current_app.config["SETTINGS"].timezone
-    except Exception:  # no Flask app: the default
-        pass
-    return DEFAULT_TZ
+    return tz or current_tz()
 
 
 def _s(value) -> str:
@@ -300,12 +292,6 @@ def _register_drainer(r) -> str | None:
     return token
 
 
-def city_id_of(session, town_id: int | None) -> int | None:
-    if town_id is None:
-        return None
-    return session.execute(select(Place.city_id).where(Place.id == town_id)).scalar_one_or_none()
-
-
 def drain_outbox(r, session, city_id: int | None = None, limit: int = 500,
                  on_event: Callable[[Outbox], None] | None = None, tz: str | None = None) -> int:
     """Apply up to `limit` unprocessed case.changed outbox rows, in id order, then mark them processed.
@@ -329,16 +315,11 @@ def drain_outbox(r, session, city_id: int | None = None, limit: int = 500,
         if session.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
         rows = session.execute(stmt).scalars().all()
-        cities: dict[int | None, int | None] = {}
         items = []
+        city_of = _city_resolver(session, city_id) if rows else None
         for row in rows:
             payload = row.payload or {}
-            cid = city_id
-            if cid is None:
-                town_id = payload.get("town_id")
-                if town_id not in cities:
-                    cities[town_id] = city_id_of(session, town_id)
-                cid = cities[town_id]
+            cid = city_of(payload.get("town_id"))
             try:
                 items.append((row.id, _increments(payload, cid, tz)))
             except (KeyError, ValueError, TypeError, AttributeError):  # can never count: don't block the rest
@@ -503,11 +484,12 @@ def _snapshot_conn(session):
 
 
 def _city_resolver(conn, city_id: int | None) -> Callable[[int | None], int | None]:
-    """The city of a town: `city_id` when given, else the town's own city_id (as the drain does)."""
+    """The city counted for a case of a town: `city_id` when given, else the installation's one city
+    (hierarchy.city_id). A case with no town (no grid) counts at no city."""
     if city_id is not None:
         return lambda _town_id: city_id
-    towns = dict(conn.execute(select(Place.id, Place.city_id).where(Place.level == "town")).all())
-    return towns.get
+    city = hierarchy.city_id(conn)
+    return lambda town_id: city if town_id is not None else None
 
 
 def true_case_counts(conn, day_from: date, day_to: date, city_id: int | None,
@@ -898,7 +880,7 @@ def reconcile_presence(r, session, day: date, month: str | date, now: datetime, 
 
 __all__ = [
     "FIELDS", "apply_case_event", "apply_heartbeat", "apply_login", "apply_patrol", "apply_sign_in",
-    "attendance_count", "case_counts", "case_counts_many", "city_id_of", "day_key", "drain_outbox", "fields_of",
+    "attendance_count", "case_counts", "case_counts_many", "day_key", "drain_outbox", "fields_of",
     "logged_in_count", "login_rate", "month_key", "online_accounts", "online_count", "patrol_compliance",
     "patrol_minutes", "presence_many", "reconcile", "reconcile_presence", "true_case_counts",
 ]

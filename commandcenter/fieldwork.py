@@ -17,7 +17,7 @@ from .db import db
 from .geo import distance_m
 from .models import Account, Heartbeat, Outbox, Patrol, Person, SignIn, Site, Visit
 from .persons.visibility import visible_person
-from .timeutil import DEFAULT_TZ, local, utcnow
+from .timeutil import current_tz, local, utcnow
 
 MAX_TRACK_POINTS = 5000
 MAX_PATROL_HOURS = 16
@@ -27,10 +27,6 @@ TRACK_MAX_GAP_MINUTES = 10
 TRACK_SLACK_SECONDS = 60
 # the app reports patrols of the last days only; older history comes in through `flask import patrols`
 DEFAULT_PATROL_MAX_AGE_DAYS = 2
-
-
-def _tz() -> str:
-    return current_app.config["SETTINGS"].timezone if has_app_context() else DEFAULT_TZ
 
 
 def _existing(model, client_key: str, account: Account):
@@ -56,7 +52,7 @@ def heartbeat(account: Account, lat: float | None, lon: float | None, now: datet
 def sign_in(account: Account, lat: float | None, lon: float | None, now: datetime | None = None) -> tuple[SignIn, bool]:
     """签到: once per local day; a second sign-in the same day returns the first."""
     now = now or utcnow()
-    day = local(now, _tz()).date()
+    day = local(now, current_tz()).date()
     existing = db.execute(select(SignIn).where(SignIn.account_id == account.id, SignIn.day == day)).scalar_one_or_none()
     if existing is not None:
         return existing, False

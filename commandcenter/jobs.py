@@ -19,10 +19,11 @@ from datetime import datetime, timedelta
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import event, select
 
-from . import alerts, labels
+from . import alerts, hierarchy, labels
 from .db import db, session_factory
 from .models import Alert, Case, JobRun, Outbox, Place
 from .timeutil import from_local, local, utcnow
+from .vocabulary import QUEUE_REALTIME
 
 log = logging.getLogger(__name__)
 KICK_KEY = "cc:outbox:kick"
@@ -52,7 +53,7 @@ def counters_redis():
 
 
 def city_id() -> int | None:
-    return db.execute(select(Place.id).where(Place.level == "city").limit(1)).scalar_one_or_none()
+    return hierarchy.city_id()
 
 
 # --- kicking the drain after a commit ---------------------------------------------------------------
@@ -99,7 +100,7 @@ def kick_outbox() -> None:
         if r.set(KICK_KEY, "1", nx=True, px=10_000):
             from rq import Queue
 
-            Queue("realtime", connection=r).enqueue("workers.jobs.process_outbox", job_timeout=120, retry=_retry())
+            Queue(QUEUE_REALTIME, connection=r).enqueue("workers.jobs.process_outbox", job_timeout=120, retry=_retry())
     except Exception as exc:  # Redis down: the outbox keeps the work; the periodic drain catches up
         _kick_paused_until[settings.redis_url] = time.monotonic() + KICK_PAUSE_S
         log.warning("could not enqueue outbox drain (%s); it will be caught up, no kick for %.0f s",
@@ -125,7 +126,7 @@ def schedule_alert_check(case_id: int, when: datetime) -> None:
 
     # RQ keeps whole seconds (it truncates): round up, or the check could run before its moment
     at = when if when.microsecond == 0 else when.replace(microsecond=0) + timedelta(seconds=1)
-    Queue("realtime", connection=redis_client()).enqueue_at(
+    Queue(QUEUE_REALTIME, connection=redis_client()).enqueue_at(
         at.replace(tzinfo=UTC), "workers.jobs.check_case_alerts", case_id, job_timeout=60, retry=_retry())
 
 

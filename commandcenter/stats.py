@@ -76,10 +76,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from flask import current_app
 from sqlalchemy import and_, distinct, func, select
 from sqlalchemy import case as sa_case
 
+from .categories import descendants
 from .db import db
 from .measures import Period, in_place, patrol_compliance, place_column, places_inside
 from .models import (
@@ -91,7 +91,6 @@ from .models import (
     Account,
     BaseDataCount,
     Case,
-    Category,
     Dispute,
     LoginRecord,
     PartyActivity,
@@ -102,7 +101,7 @@ from .models import (
     Site,
     Visit,
 )
-from .timeutil import local, local_today
+from .timeutil import current_tz, local, local_today
 
 # --- thresholds of the data-quality flags ------------------------------------------------------------
 
@@ -230,10 +229,6 @@ def pct_text(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.2f}%"
 
 
-def _tz() -> str:
-    return current_app.config["SETTINGS"].timezone
-
-
 _col = place_column
 _restrict = in_place
 
@@ -253,21 +248,6 @@ def _as_datetime(value) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
-def category_ids(category_id: int) -> set[int]:
-    """The category and everything below it."""
-    rows = db.execute(select(Category.id, Category.parent_id)).all()
-    below: dict[int | None, list[int]] = defaultdict(list)
-    for cid, parent in rows:
-        below[parent].append(cid)
-    found, todo = set(), [category_id]
-    while todo:
-        cid = todo.pop()
-        if cid not in found:
-            found.add(cid)
-            todo.extend(below.get(cid, ()))
-    return found
-
-
 # --- the calculation ---------------------------------------------------------------------------------
 
 class _Calc:
@@ -275,9 +255,9 @@ class _Calc:
 
     def __init__(self, place: Place, period: Period, filters: Filters | None, level: str | None):
         self.place, self.period, self.filters, self.level = place, period, filters or Filters(), level
-        self.tz = _tz()
+        self.tz = current_tz()
         self.begin, self.finish = period.bounds_utc(self.tz)
-        self.cat_ids = category_ids(self.filters.category_id) if self.filters.category_id else None
+        self.cat_ids = descendants(self.filters.category_id) if self.filters.category_id else None
         self.patrol_undefined = False
 
     # one grouped query: yields (key, *group values, *aggregates)
@@ -302,9 +282,9 @@ class _Calc:
 
     @staticmethod
     def _conditions(period: Period, f: Filters, cat_ids: set[int] | None = None) -> list:
-        begin, finish = period.bounds_utc(_tz())
+        begin, finish = period.bounds_utc(current_tz())
         if f.category_id and cat_ids is None:
-            cat_ids = category_ids(f.category_id)
+            cat_ids = descendants(f.category_id)
         conds = [Case.reported_at >= begin, Case.reported_at < finish]
         if f.kind:
             conds.append(Case.kind == f.kind)

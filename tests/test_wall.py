@@ -19,6 +19,7 @@ from commandcenter.cases import loop
 from commandcenter.cases.loop import ReportInput
 from commandcenter.db import db
 from commandcenter.models import Account, Heartbeat, LoginRecord, Place, SettingValue, SignIn
+from commandcenter.ranking import competition_ranks
 from commandcenter.timeutil import day_bounds_utc, local, utcnow
 from commandcenter.wall import queries
 from tests.conftest import PASSWORD, csrf_from
@@ -302,9 +303,9 @@ def test_city_wall_ranks_towns_by_the_assessment_and_towns_rank_villages_by_time
 
 
 def test_shared_ranks_skip_after_a_tie():
-    assert queries.shared_ranks([50.0, 80.0, 50.0, None, 20.0]) == [2, 1, 2, None, 4]
-    assert queries.shared_ranks([90.0, 90.0, 70.0]) == [1, 1, 3]
-    assert queries.shared_ranks([]) == []
+    assert competition_ranks([50.0, 80.0, 50.0, None, 20.0]) == [2, 1, 2, None, 4]
+    assert competition_ranks([90.0, 90.0, 70.0]) == [1, 1, 3]
+    assert competition_ranks([]) == []
 
 
 # --- scope and access ----------------------------------------------------------------------------------

@@ -3,13 +3,14 @@ the embedded runner (commandcenter.jobs.run_in_process) walks SCHEDULE in a thre
 
 from __future__ import annotations
 
+from commandcenter.vocabulary import QUEUE_DEFAULT, QUEUE_REALTIME
 from workers import jobs
 
 # (job function, queue, interval in seconds)
 SCHEDULE = [
-    (jobs.drain_outbox_catch_up, "realtime", 10),
-    (jobs.sweep_alerts, "realtime", 15),
-    (jobs.sweep_deadlines, "realtime", 60),
-    (jobs.reconcile_counters, "default", 15 * 60),  # runs once a night: see the job
+    (jobs.drain_outbox_catch_up, QUEUE_REALTIME, 10),
+    (jobs.sweep_alerts, QUEUE_REALTIME, 15),
+    (jobs.sweep_deadlines, QUEUE_REALTIME, 60),
+    (jobs.reconcile_counters, QUEUE_DEFAULT, 15 * 60),  # runs once a night: see the job
 ]
 

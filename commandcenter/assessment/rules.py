@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass, field, fields
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
+from ..ranking import competition_ranks
+
 # --- the rules -------------------------------------------------------------------------------------
 
 INDICATOR_KEYS = (
@@ -320,12 +322,8 @@ def total(scores: dict[str, float]) -> float:
 
 
 def rank(totals: dict[int, float]) -> dict[int, int]:
-    """Competition ranking: highest first, equal totals share a rank, the next is skipped (1, 1, 3)."""
-    ordered = sorted(totals.values(), reverse=True)
-    first = {}
-    for position, value in enumerate(ordered, start=1):
-        first.setdefault(value, position)
-    return {town: first[value] for town, value in totals.items()}
+    """Competition ranking of the towns' totals (ranking.competition_ranks): 1, 1, 3."""
+    return dict(zip(totals, competition_ranks(totals.values()), strict=True))
 
 
 def weakest(scores: dict[str, float], rules: dict = DEFAULT_RULES) -> list[str]:

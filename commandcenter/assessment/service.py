@@ -30,7 +30,7 @@ import logging
 from collections import defaultdict
 from datetime import date
 
-from flask import abort, current_app
+from flask import abort
 from sqlalchemy import case as sql_case
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -40,7 +40,7 @@ from ..audit import audit
 from ..db import db
 from ..measures import Period, gridworkers, month_key, patrol_compliance, places_inside, previous_month
 from ..models import Account, AssessmentMonth, Case, Center, Person, Place, SettingValue, Visit
-from ..timeutil import local_today
+from ..timeutil import current_tz, local_today
 from . import rules as R
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,6 @@ class AssessmentError(ValueError):
         self.message, self.field, self.status = message, field, status
 
 
-def tz() -> str:
-    return current_app.config["SETTINGS"].timezone
-
-
 def parse_month(month: str) -> Period:
     try:
         return Period.parse_month(month)
@@ -70,7 +66,7 @@ def parse_month(month: str) -> Period:
 
 
 def last_month(today: date | None = None) -> str:
-    return previous_month(today or local_today(tz()))
+    return previous_month(today or local_today(current_tz()))
 
 
 # --- the rules in force -----------------------------------------------------------------------------
@@ -117,7 +113,7 @@ def counted(stmt, begin, finish):
 
 def town_figures(city: Place, period: Period, today: date | None = None) -> dict[int, R.TownFigures]:
     """rules.TownFigures of every active town of the city, by town id (a fixed number of queries)."""
-    zone = tz()
+    zone = current_tz()
     towns = towns_of(city)
     ids = [t.id for t in towns]
     out = {t.id: R.TownFigures(population=t.population) for t in towns}
@@ -232,7 +228,7 @@ def close_month(city: Place, month: str, account: Account) -> AssessmentMonth:
         raise Forbidden("只有市级考核管理账号可以关账")
     period = parse_month(month)
     key = month_key(period.start)
-    if period.end >= local_today(tz()):
+    if period.end >= local_today(current_tz()):
         raise AssessmentError(f"{period.label}尚未结束，不能关账")
     if frozen(city, key) is not None:
         raise AssessmentError(f"{period.label}已关账，不能重复关账", status=409)

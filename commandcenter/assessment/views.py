@@ -15,7 +15,7 @@ from flask import abort, flash, jsonify, redirect, render_template, request, url
 from ..access import Forbidden, current_account, require
 from ..api.errors import api_error
 from ..measures import month_key
-from ..timeutil import fmt, local_today
+from ..timeutil import current_tz, fmt, local_today
 from . import bp, service
 from . import rules as R
 
@@ -69,7 +69,7 @@ def chart_data(table: dict) -> str:
 
 def _render(month: str | None, error: str | None, status: int = 200):
     me = current_account()
-    today = local_today(service.tz())
+    today = local_today(current_tz())
     table = service.visible_table(me, month) if month else None
     period = service.parse_month(month) if month else None
     city = service.city_of(me)
@@ -80,7 +80,7 @@ def _render(month: str | None, error: str | None, status: int = 200):
         may_close=(table is not None and not table["closed"] and service.may_close(me, city)
                    and period.end < today),
         percent_keys=R.SHARE_KEYS, link_titles=LINK_TITLES,
-        closed_label=fmt(datetime.fromisoformat(table["closed_at"].rstrip("Z")), service.tz())
+        closed_label=fmt(datetime.fromisoformat(table["closed_at"].rstrip("Z")), current_tz())
         if table and table["closed_at"] else "", max_month=month_key(today),
     ), status
 
@@ -88,7 +88,7 @@ def _render(month: str | None, error: str | None, status: int = 200):
 @bp.get("/")
 @require("assessment.view")
 def index():
-    today = local_today(service.tz())
+    today = local_today(current_tz())
     month, error = service.month_arg(request.args.get("month"), today)
     if error:
         return _render(None, f"月份：{error}", 400)
@@ -98,7 +98,7 @@ def index():
 @bp.get("/<month>.json")
 @require("assessment.view")
 def month_json(month: str):
-    today = local_today(service.tz())
+    today = local_today(current_tz())
     key, error = service.month_arg(month, today)
     if error:
         return api_error(400, f"月份：{error}", "month")
@@ -115,7 +115,7 @@ def close(month: str):
     try:
         row = service.close_month(city, month, me)
     except service.AssessmentError as exc:
-        today = local_today(service.tz())
+        today = local_today(current_tz())
         key, _ = service.month_arg(month, today)
         if key is None:
             return _render(None, f"月份：{exc.message}", 400)

@@ -20,11 +20,12 @@ from sqlalchemy import or_, update
 from ..db import db
 from ..models import Account, Bulletin
 from ..timeutil import utcnow
+from ..vocabulary import QUEUE_REPORTS
 from . import builder
 from . import docx as docx_render
 
 log = logging.getLogger(__name__)
-QUEUE = "reports"
+QUEUE = QUEUE_REPORTS
 JOB = "workers.jobs.build_bulletin"
 JOB_TIMEOUT = 600
 STALE_MINUTES = 15

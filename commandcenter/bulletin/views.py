@@ -14,13 +14,10 @@ from ..db import db
 from ..measures import previous_month
 from ..models import Bulletin, Place
 from ..timeutil import local_today
+from ..web import wants_fragment
 from . import bp, jobs, service
 
 DOCX_MIME = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-
-
-def _is_htmx() -> bool:
-    return bool(request.headers.get("HX-Request")) and not request.headers.get("HX-History-Restore-Request")
 
 
 def _bulletin_or_404(bulletin_id: int) -> tuple[Bulletin, Place]:
@@ -116,7 +113,7 @@ def build(bulletin_id: int):
     audit("bulletin.build", "bulletin", bulletin.id, success=started,
           detail=None if started else "已有生成任务在排队或进行中", commit=True)
     bulletin = db.get(Bulletin, bulletin_id)
-    if _is_htmx():
+    if wants_fragment():
         return render_template("bulletin/_progress.html", b=bulletin, labels=service.STATUS_LABELS,
                                refused=not started)
     if started:

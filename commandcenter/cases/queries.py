@@ -9,24 +9,19 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import current_app
 from sqlalchemy import Select, and_, false, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from ..access import place_contains, scope
+from ..categories import descendants
 from ..db import db
 from ..models import CASE_LEVELS, Account, Case, CaseStep, Category, Department, Place
-from ..timeutil import day_bounds_utc, utcnow
+from ..timeutil import current_tz, day_bounds_utc, utcnow
+from ..vocabulary import RUNNING_STATES
 from .loop import LEVEL_RANK, may_see, probable_duplicates
 
 PAGE_SIZE = 50
 QUEUE_LIMIT = 200
-# the states in which a handling limit runs (the deadline sweep marks these overdue)
-RUNNING_STATES = ("registered", "dispatched", "handling", "feedback")
-
-
-def tz() -> str:
-    return current_app.config["SETTINGS"].timezone
 
 
 # --- who sees what -------------------------------------------------------------------------------
@@ -58,22 +53,6 @@ def get_visible_case(account: Account, case_id: int, *, full: bool = False) -> C
 
 # --- the list ------------------------------------------------------------------------------------
 
-def category_descendants(category_id: int) -> set[int]:
-    """The category and everything below it (big class → small classes → items)."""
-    rows = db.execute(select(Category.id, Category.parent_id)).all()
-    children: dict[int | None, list[int]] = {}
-    for cid, parent in rows:
-        children.setdefault(parent, []).append(cid)
-    found, todo = set(), [category_id]
-    while todo:
-        cid = todo.pop()
-        if cid in found:
-            continue
-        found.add(cid)
-        todo.extend(children.get(cid, ()))
-    return found
-
-
 def overdue_clause(now: datetime):
     """逾期: marked by the sweep, or already past the handling limit and not paused."""
     return or_(Case.overdue.is_(True), and_(Case.state.in_(RUNNING_STATES), Case.paused_at.is_(None),
@@ -93,7 +72,7 @@ def filtered_cases(account: Account, f, now: datetime | None = None) -> Select:
     if f.kind:
         stmt = stmt.where(Case.kind == f.kind)
     if f.category_id:
-        stmt = stmt.where(Case.category_id.in_(category_descendants(f.category_id)))
+        stmt = stmt.where(Case.category_id.in_(descendants(f.category_id)))
     if f.source:
         stmt = stmt.where(Case.source == f.source)
     if f.level:
@@ -105,9 +84,9 @@ def filtered_cases(account: Account, f, now: datetime | None = None) -> Select:
     if f.overdue:
         stmt = stmt.where(overdue_clause(now))
     if f.date_from:
-        stmt = stmt.where(Case.reported_at >= day_bounds_utc(f.date_from, tz())[0])
+        stmt = stmt.where(Case.reported_at >= day_bounds_utc(f.date_from, current_tz())[0])
     if f.date_to:
-        stmt = stmt.where(Case.reported_at < day_bounds_utc(f.date_to, tz())[1])
+        stmt = stmt.where(Case.reported_at < day_bounds_utc(f.date_to, current_tz())[1])
     if f.q:
         pattern = _like(f.q)
         stmt = stmt.where(or_(Case.number.ilike(pattern, escape="\\"), Case.address.ilike(pattern, escape="\\"),

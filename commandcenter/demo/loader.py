@@ -54,7 +54,7 @@ from ..models import (
     Visit,
 )
 from ..security import hash_password
-from ..timeutil import DEFAULT_TZ, from_local, local, utcnow
+from ..timeutil import current_tz, from_local, local, utcnow
 from ..workcalendar import deadline_utc, is_workday
 from . import names, texts
 from .geography import Area, Geography, build_geography
@@ -87,7 +87,6 @@ PERSON_COUNTS = {  # per village: (min, max)
 }
 SITE_COUNTS = {"key_place": (1, 3), "group_rental": (0, 3), "rental_house": (5, 14)}
 SITE_FREQUENCY = {"key_place": "monthly", "group_rental": "monthly", "rental_house": "quarterly"}
-OPEN_STATES = ("reported", "registered", "dispatched", "handling", "feedback")
 SWEEP_STATES = ("registered", "dispatched", "handling", "feedback")
 LEVEL_RANK = {"grid": 0, "village": 1, "town": 2, "city": 3}
 
@@ -102,17 +101,6 @@ class DemoError(Exception):
 
 
 # --- small helpers ---------------------------------------------------------------------------------
-
-
-def _tz() -> str:
-    try:
-        from flask import current_app, has_app_context
-
-        if has_app_context() and "SETTINGS" in current_app.config:
-            return current_app.config["SETTINGS"].timezone
-    except Exception:  # pragma: no cover - no flask at all
-        pass
-    return DEFAULT_TZ
 
 
 def _haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
@@ -1456,7 +1444,7 @@ def load_demo(seed: int = 20261123, scale: float = 1.0, force: bool = False, pro
     if scale <= 0 or scale > 5:
         raise DemoError("scale 须在 0 与 5 之间")
     started = time.monotonic()
-    loader = _Loader(seed, scale, now or utcnow(), _tz())
+    loader = _Loader(seed, scale, now or utcnow(), current_tz())
     steps = (
         lambda: loader.prepare(force), loader.places, loader.centers, loader.categories, loader.accounts,
         loader.cases, loader.patrols, loader.presence, loader.people, loader.base_and_party, loader.finish,

@@ -28,7 +28,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ..db import db
 from ..models import Account, Case, Category, Department, Heartbeat, LoginRecord, Patrol, Place, SignIn
-from ..timeutil import DEFAULT_TZ, from_local, local, utcnow
+from ..timeutil import current_tz, from_local, local, utcnow
+from ..vocabulary import OPEN_STATES
 from ..workcalendar import is_workday
 from . import names, texts
 from .loader import FULL_CASES, FULL_GRIDWORKERS, HISTORY_DAYS, HOUR_WEIGHTS, category_leaves
@@ -39,7 +40,6 @@ DAILY_CASES_FULL = FULL_CASES / HISTORY_DAYS  # ~1,100 a day for 1,370 gridworke
 STEPS_PER_CASE = 5.0  # register, dispatch, accept, feedback, close
 HEARTBEAT_EVERY_S = 300
 LOG_EVERY_S = 60
-OPEN_STATES = ("reported", "registered", "dispatched", "handling", "feedback")
 
 
 @dataclass
@@ -83,17 +83,6 @@ def poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
-def _tz() -> str:
-    try:
-        from flask import current_app, has_app_context
-
-        if has_app_context() and "SETTINGS" in current_app.config:
-            return current_app.config["SETTINGS"].timezone
-    except Exception:  # pragma: no cover
-        pass
-    return DEFAULT_TZ
-
-
 class Simulator:
     """State kept between ticks; every ``tick_*`` method is one activity for ``dt`` simulated seconds."""
 
@@ -101,7 +90,7 @@ class Simulator:
         self.rng = random.Random(seed)
         self.speed = speed
         self.loaded = False
-        self.tz = DEFAULT_TZ
+        self.tz = current_tz()
         self.online: set[int] = set()
         self.signed: set[int] = set()
         self.patrolled: set[int] = set()
@@ -113,7 +102,7 @@ class Simulator:
     # --- loading what the simulator needs ------------------------------------------------------------
     def load(self) -> bool:
         """Read gridworkers, grids, categories and staff; False when the database has no district yet."""
-        self.tz = _tz()
+        self.tz = current_tz()
         rows = db.execute(select(Account.id, Account.place_id, Account.town_id, Account.village_id).where(
             Account.role == "gridworker", Account.active.is_(True))).all()
         if not rows:

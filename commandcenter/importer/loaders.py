@@ -40,6 +40,7 @@ from ..models import (
 )
 from ..security import hash_password
 from ..timeutil import utcnow
+from ..vocabulary import FINAL_STATES, OPEN_STATES
 from .formats import FORMATS, GRID_KINDS, TOWN_KINDS, VILLAGE_KINDS
 from .validation import ID_NUMBER, LocalClock, Record, RowError
 
@@ -47,8 +48,6 @@ BATCH = 5_000
 COPY_BATCH = 20_000
 COPY_MIN_ROWS = 2_000  # PostgreSQL: files at least this long are written with COPY, smaller ones with insert()
 EXISTING = object()  # check(): the row is already in the database
-FINAL_STATES = ("closed", "rejected", "duplicate")
-OPEN_STATES = ("reported", "registered", "dispatched", "handling", "feedback")
 KINDS_OF_LEVEL = {"city": (), "town": TOWN_KINDS, "village": VILLAGE_KINDS, "grid": GRID_KINDS}
 DEFAULT_PERSON_FREQUENCY = {"empty_nest_elderly": "weekly"}
 DEFAULT_SITE_FREQUENCY = {"rental_house": "quarterly"}

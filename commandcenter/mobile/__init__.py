@@ -16,22 +16,18 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from flask import Blueprint, current_app, render_template, url_for
+from flask import Blueprint, render_template, url_for
 from sqlalchemy import func, select
 
 from ..access import current_account, has_permission, require
 from ..db import db
 from ..measures import Period
 from ..models import Alert, Case, Place
-from ..timeutil import local, local_today, utcnow
+from ..timeutil import current_tz, local, local_today, utcnow
 
 bp = Blueprint("mobile", __name__, url_prefix="/m")
 
 TREND_DAYS = 30
-
-
-def _tz() -> str:
-    return current_app.config["SETTINGS"].timezone
 
 
 def trend_svg(trend: dict, width: int = 340, height: int = 120) -> dict:
@@ -77,7 +73,7 @@ def town_ranking(place: Place) -> dict | None:
     city = db.get(Place, place.city_id) if place.city_id else None
     if city is None:
         return None
-    month = last_month(local_today(_tz()))
+    month = last_month(local_today(current_tz()))
     table = month_table(city, month)
     rows = table["rows"]
     if place.level != "city":
@@ -92,7 +88,7 @@ def index():
 
     me = current_account()
     place = me.place
-    tz = _tz()
+    tz = current_tz()
     today = local_today(tz)
     day = Period(today, today, "day")
     month = Period(today.replace(day=1), today, "month")

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 
-from flask import current_app, request
+from flask import request
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
@@ -39,7 +39,8 @@ from ..cases.loop import ReportInput, TransitionError, report_case
 from ..db import db
 from ..models import Case, CaseStep, Category, Department, Open311Client, Open311Token, Place
 from ..security import token_digest
-from ..timeutil import utcnow
+from ..timeutil import current_tz, utcnow
+from ..vocabulary import FINAL_STATES
 from . import badkeys
 from .formats import Open311Error, parse_w3c, w3c
 
@@ -49,7 +50,6 @@ CENTER_NAME = "城市网格化服务管理中心"  # agency_responsible before a
 MAX_DESCRIPTION = 4000  # the spec's limit
 MAX_WINDOW = timedelta(days=90)  # the spec's default and largest span of GET requests
 MAX_RESULTS = 1000  # the spec's "first 1000 requests"
-CLOSED_STATES = ("closed", "rejected", "duplicate")
 PRIVATE_KINDS = ("dispute",)
 MEDIA_MARK = "；附件链接："  # media_url is kept in the timeline's report step (no column for it yet)
 # status_notes when no step carries a public reply: written for the public, one per state
@@ -75,10 +75,6 @@ FIELD = {"category_id": "service_code", "lat": "lat/long", "grid_id": "address_i
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CJK = re.compile(r"[\u3400-\u9fff]")
 MEDIA_URL = re.compile(r"https?://\S+")
-
-
-def timezone() -> str:
-    return current_app.config["SETTINGS"].timezone
 
 
 # --- services -------------------------------------------------------------------------------------
@@ -295,7 +291,7 @@ def find_requests(args: MultiDict) -> list[Case]:
             raise Open311Error(400, f"service_request_id 一次最多 {MAX_RESULTS} 个")
         stmt = stmt.where(Case.number.in_(numbers))
     else:
-        tz = timezone()
+        tz = current_tz()
         start_raw, end_raw = (args.get("start_date") or "").strip(), (args.get("end_date") or "").strip()
         start = parse_w3c(start_raw, "start_date", tz) if start_raw else None
         end = parse_w3c(end_raw, "end_date", tz, end=True) if end_raw else None
@@ -318,9 +314,9 @@ def find_requests(args: MultiDict) -> list[Case]:
         if unknown:
             raise Open311Error(400, f"status 只能是 open 或 closed，收到 {', '.join(unknown)[:80]}")
         if statuses == ["open"]:
-            stmt = stmt.where(Case.state.not_in(CLOSED_STATES))
+            stmt = stmt.where(Case.state.not_in(FINAL_STATES))
         elif statuses == ["closed"]:
-            stmt = stmt.where(Case.state.in_(CLOSED_STATES))
+            stmt = stmt.where(Case.state.in_(FINAL_STATES))
     stmt = stmt.order_by(Case.reported_at.desc(), Case.id.desc()).limit(MAX_RESULTS)
     return list(db.execute(stmt).scalars())
 
@@ -381,7 +377,7 @@ def serialize(cases: Iterable[Case]) -> list[dict]:
     dept_ids = {c.department_id for c in cases if c.department_id}
     departments = {d.id: d.name for d in db.execute(
         select(Department).where(Department.id.in_(dept_ids))).scalars()} if dept_ids else {}
-    tz = timezone()
+    tz = current_tz()
     out = []
     for case in cases:
         category = catalog.by_id[case.category_id]
@@ -394,7 +390,7 @@ def serialize(cases: Iterable[Case]) -> list[dict]:
         agency = departments.get(case.department_id, CENTER_NAME)
         grid = places.get(case.grid_id)
         private = case.kind in PRIVATE_KINDS
-        closed = case.state in CLOSED_STATES
+        closed = case.state in FINAL_STATES
         address = case.address
         if not address and grid is not None:  # most specific first, as the spec asks
             address = "，".join(p.name for p in (grid, places.get(case.village_id), places.get(case.town_id)) if p)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from ..ranking import competition_ranks
 
 # (key, Chinese name), in the order of the columns
 POINT_KINDS: tuple[tuple[str, str], ...] = (
@@ -169,18 +172,10 @@ def ranked(rows: list[dict], key: str = "total") -> list[dict]:
     """Rows sorted by `key` (highest first), each a copy with "rank" (equal values share it: 1, 1, 3) and
     "tied" (another row has the same value: shown as 并列). Equal values keep their input order."""
     ordered = sorted(rows, key=lambda r: -value_of(r, key))
-    counts: dict[float, int] = {}
-    for row in ordered:
-        counts[value_of(row, key)] = counts.get(value_of(row, key), 0) + 1
-    out: list[dict] = []
-    rank = 0
-    previous: float | None = None
-    for position, row in enumerate(ordered, start=1):
-        value = value_of(row, key)
-        if value != previous:
-            rank, previous = position, value
-        out.append({**row, "rank": rank, "tied": counts[value] > 1})
-    return out
+    values = [value_of(row, key) for row in ordered]
+    counts = Counter(values)
+    return [{**row, "rank": rank, "tied": counts[value] > 1}
+            for row, value, rank in zip(ordered, values, competition_ranks(values), strict=True)]
 
 
 def top_bottom(rows: list[dict], key: str = "total", n: int = 3) -> tuple[list[dict], list[dict]]:

@@ -19,13 +19,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
-from flask import current_app
 from sqlalchemy import and_, func, or_, select
 
 from ..db import db
 from ..measures import Period, gridworkers, in_place, month_key, places_inside
 from ..models import Account, BaseDataCount, Case, Place, SettingValue, SignIn, Visit
-from ..timeutil import local
+from ..timeutil import current_tz, local
 from .rules import (
     DEFAULT_RULES,
     KIND_KEYS,
@@ -47,10 +46,6 @@ __all__ = ["DEFAULT_RULES", "KIND_KEYS", "SETTING_KEY", "collection_added", "com
 
 log = logging.getLogger(__name__)
 SETTING_KEY = "points_rules"
-
-
-def _tz() -> str:
-    return current_app.config["SETTINGS"].timezone
 
 
 # --- the rulebook ----------------------------------------------------------------------------------
@@ -92,7 +87,7 @@ def _gridworker_query(stmt, place: Place):
 
 def tallies(place: Place, period: Period, worker_ids: list[int] | None = None) -> dict[int, Tally]:
     """What each gridworker inside `place` did in `period`, keyed by account id (every gridworker present)."""
-    tz = _tz()
+    tz = current_tz()
     begin, finish = period.bounds_utc(tz)
     if worker_ids is None:
         worker_ids = [worker.id for worker in gridworkers(place)]

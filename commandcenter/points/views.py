@@ -11,7 +11,7 @@ from ..audit import audit
 from ..db import db
 from ..measures import Period, month_key
 from ..models import Place
-from ..timeutil import local_today
+from ..timeutil import current_tz, local_today
 from . import bp, service
 from .rules import DEFAULT_RULES, KIND_KEYS, KIND_NAMES, POINT_KINDS, RULE_HELP, RULE_UNITS
 
@@ -25,15 +25,9 @@ def _bad_query(field: str, label: str, message: str) -> NoReturn:
     abort(400, description=f"参数 {field}（{label}）有误：{message}")
 
 
-def _tz() -> str:
-    from flask import current_app
-
-    return current_app.config["SETTINGS"].timezone
-
-
 def _month(raw: str | None) -> tuple[str, Period]:
     if raw is None or raw == "":
-        today = local_today(_tz())
+        today = local_today(current_tz())
         raw = month_key(today)
     try:
         return raw, Period.parse_month(raw)

@@ -47,11 +47,12 @@ from shapely.geometry import mapping, shape
 from sqlalchemy import func, literal_column, select
 
 from .. import counters
-from ..alerts import OPEN_STATES
 from ..db import db, get_engine
 from ..measures import month_key
 from ..models import Account, Alert, Case, CaseStep, Category, Place, SettingValue
+from ..ranking import competition_ranks
 from ..timeutil import day_bounds_utc, local, utcnow
+from ..vocabulary import OPEN_STATES
 
 log = logging.getLogger(__name__)
 
@@ -372,16 +373,6 @@ def presence(r, scope: Scope, now: datetime, tz: str, window_s: int = 300) -> tu
 ASSESSMENT_CACHE_S = 120  # the city's ranking is this month's assessment so far, recomputed at most this often
 
 
-def shared_ranks(values: list[float | None]) -> list[int | None]:
-    """Competition ranking, highest first: equal values share a rank and the next is skipped (1, 1, 3).
-    None (nothing to rank) gets no rank."""
-    ranked = sorted((v for v in values if v is not None), reverse=True)
-    first = {}
-    for i, v in enumerate(ranked):
-        first.setdefault(v, i + 1)
-    return [None if v is None else first[v] for v in values]
-
-
 def assessment_so_far(r, city_id: int, now: datetime, tz: str) -> dict:
     """This month's assessment table so far (commandcenter.assessment.service.month_table), kept in Redis for
     ASSESSMENT_CACHE_S so that every wall of the city shares one computation (it reads a month of rows)."""
@@ -427,7 +418,7 @@ def rankings(r, scope: Scope, now: datetime, tz: str) -> list[dict]:
     out = []
     for group in sorted(groups, key=lambda g: ("", "community", "village").index(g) if g in ("", "community", "village") else 9):
         rows = groups[group]
-        for row, rank in zip(rows, shared_ranks([row["rate"] for row in rows]), strict=True):
+        for row, rank in zip(rows, competition_ranks([row["rate"] for row in rows]), strict=True):
             row["rank"] = rank
         rows.sort(key=lambda row: (row["rank"] is None, row["rank"] or 0, row["unit"].name))
         out.append({"group": group, "measure": "timeliness", "rows": rows})
