@@ -67,15 +67,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     jobs.install_hooks()
 
     from .admin import bp as admin_bp
-    from .alerts_views import bp as alerts_bp
+    from .alert_desk import bp as alerts_bp
     from .api import bp as api_bp
     from .assessment import bp as assessment_bp
     from .auth import bp as auth_bp
     from .bulletin import bp as bulletin_bp
-    from .cases.views import bp as cases_bp
-    from .cases.views import hotline_bp
+    from .cases import bp as cases_bp
     from .drill import bp as drill_bp
     from .health import bp as health_bp
+    from .hotline import bp as hotline_bp
     from .main import bp as main_bp
     from .mobile import bp as mobile_bp
     from .open311 import bp as open311_bp

@@ -1,4 +1,4 @@
-"""The center's case screens: list with filters, case page with timeline and actions, queue, hotline.
+"""The center's case screens: list with filters, case page with timeline and actions, queue.
 
 Views stay thin: reading in queries.py, form input in forms.py, every step in loop.py.
 """
@@ -7,23 +7,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.security import safe_join
 
 from ..access import Forbidden, current_account, require
 from ..audit import audit
 from ..db import db
-from ..extensions import limiter
 from ..models import CASE_KINDS, CASE_LEVELS, CASE_SOURCES, CASE_STATES, Account, Case, CasePhoto, Department
 from ..timeutil import utcnow
 from ..web import wants_fragment
 from . import actions as case_actions
-from . import forms, queries
-from .loop import TransitionError, may_see, report_case
-
-bp = Blueprint("cases", __name__, url_prefix="/cases")
-hotline_bp = Blueprint("hotline", __name__, url_prefix="/hotline")
+from . import bp, forms, queries
+from .loop import TransitionError, may_see
 
 CONFLICT_MESSAGE = "案件已被他人修改，请刷新后重试"
 # photos the browser may show inline; anything else is offered as a download
@@ -172,59 +168,4 @@ def act(case_id: int, action: str):
     flash(forms.DONE[action], "info")
     if not may_see(account, case):  # e.g. handed beyond the account's reach
         return redirect(url_for("cases.index"))
-    return redirect(url_for("cases.show", case_id=case.id))
-
-
-# --- 5. 12345 hotline ---------------------------------------------------------------------------------------
-
-def _intake_limit() -> str:
-    return current_app.config["SETTINGS"].intake_rate_limit
-
-
-def _hotline_form(values: dict, errors: dict, status: int = 200):
-    account = current_account()
-    grids = queries.places_within(account, "grid")
-    names = queries.place_names({g.village_id for g in grids} | {g.town_id for g in grids})
-    groups: dict[str, list] = {}
-    for grid in grids:
-        label = " · ".join(n for n in (names.get(grid.town_id), names.get(grid.village_id)) if n) or "网格"
-        groups.setdefault(label, []).append(grid)
-    return render_template("hotline/new.html", values=values, errors=errors, tree=queries.category_tree(),
-                           grid_groups=groups, max_description=forms.DESCRIPTION_MAX), status
-
-
-@hotline_bp.route("/new", methods=["GET", "POST"])
-@require("hotline.take")
-@limiter.limit(_intake_limit, methods=["POST"])
-def new():
-    account = current_account()
-    if request.method == "GET":
-        return _hotline_form({}, {})
-    values = {k: (request.form.get(k) or "")[:forms.DESCRIPTION_MAX + 100] for k in forms.HOTLINE_FIELDS}
-    parsed, errors = forms.parse_hotline(request.form, account, current_app.config["SETTINGS"].timezone)
-    if "external_ref" not in errors:
-        existing = forms.find_hotline_case(parsed.external_ref)
-        if existing is not None:
-            if may_see(account, existing):
-                flash(f"该工单已受理（案卷号 {existing.number}）", "warning")
-                return redirect(url_for("cases.show", case_id=existing.id))
-            errors = {**errors, "external_ref": "该工单已受理（由其他辖区办理）"}
-    if errors:
-        return _hotline_form(values, errors, 400)
-    try:
-        case, created = report_case(parsed.data, actor=account, source="hotline",
-                                    client_key=forms.hotline_client_key(parsed.external_ref))
-    except TransitionError as exc:
-        db.rollback()
-        field = {"client_key": "external_ref", "self_handled": "category_id"}.get(exc.field, exc.field)
-        message = "该工单已受理" if exc.field == "client_key" else exc.message
-        return _hotline_form(values, {field or "description": message}, 400)
-    if not created:
-        flash(f"该工单已受理（案卷号 {case.number}）", "warning")
-        return redirect(url_for("cases.show", case_id=case.id))
-    audit("hotline.take", "case", case.id, detail=f"12345 工单 {parsed.external_ref}", commit=True)
-    if case.state == "rejected":
-        flash(f"已受理，案卷号 {case.number}；乱停车事件发现已超过一小时，系统已按规定自动作废", "warning")
-    else:
-        flash(f"已受理 12345 工单，案卷号 {case.number}", "info")
     return redirect(url_for("cases.show", case_id=case.id))

@@ -1,18 +1,17 @@
-"""The duty officer's alert desk: open alerts of his jurisdiction, acknowledged with who and when."""
+"""The routes of the alert desk."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, url_for
 from sqlalchemy import select
 
-from . import alerts
-from .access import current_account, in_jurisdiction, require, scope
-from .audit import audit
-from .db import db
-from .models import Alert, Case
-from .timeutil import utcnow
-
-bp = Blueprint("alerts", __name__, url_prefix="/alerts")
+from .. import alerts
+from ..access import current_account, in_jurisdiction, require, scope
+from ..audit import audit
+from ..db import db
+from ..models import Alert, Case
+from ..timeutil import utcnow
+from . import bp
 
 
 @bp.get("/")
