@@ -13,7 +13,7 @@ import pytest
 from openpyxl import load_workbook
 
 from commandcenter.db import db
-from commandcenter.drill.views import CHILD_COLUMNS
+from commandcenter.drill.service import CHILD_COLUMNS
 from tests.conftest import PASSWORD, csrf_from
 from tests.test_stats import TUE, add_case, at, build_dataset
 

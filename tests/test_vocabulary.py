@@ -51,8 +51,25 @@ def test_one_htmx_fragment_check():
     from commandcenter.bulletin import views as bulletin_views
     from commandcenter.cases import views as case_views
 
-    assert case_views.wants_fragment is web.wants_fragment
-    assert bulletin_views.wants_fragment is web.wants_fragment
+    from commandcenter.drill import views as drill_views
+
+    for module in (case_views, bulletin_views, drill_views):
+        assert module.wants_fragment is web.wants_fragment, module.__name__
+
+
+def test_one_set_of_place_level_labels():
+    """The importer's messages and the drill-down's titles name the levels as labels.PLACE_LEVEL does."""
+    import inspect
+
+    from commandcenter import labels
+    from commandcenter.drill import views as drill_views
+    from commandcenter.importer import loaders
+
+    assert labels.PLACE_LEVEL == {"city": "市", "town": "镇街", "village": "村社", "grid": "网格"}
+    for module in (drill_views, loaders):
+        source = inspect.getsource(module)
+        assert '"镇街", "village": "村社"' not in source, module.__name__
+        assert "labels.PLACE_LEVEL" in source, module.__name__
 
 
 def test_one_category_subtree_and_one_city(app, world):

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 from sqlalchemy import JSON, Boolean, Date, DateTime, String, Text, bindparam, insert, select, type_coerce, update
 
-from .. import alerts
+from .. import alerts, labels
 from ..db import db
 from ..models import (
     PLACE_LEVELS,
@@ -216,7 +216,7 @@ class Loader:
             self.err(rec.line, column, f"区划代码“{code}”不存在（须已在系统中或在 places.csv 中）")
             return None
         if level and ref.level != level:
-            self.err(rec.line, column, f"“{code}”是{_LEVEL[ref.level]}，此处须填{_LEVEL[level]}代码")
+            self.err(rec.line, column, f"“{code}”是{labels.PLACE_LEVEL[ref.level]}，此处须填{labels.PLACE_LEVEL[level]}代码")
             return None
         return ref
 
@@ -334,7 +334,6 @@ def _trim(table, rows: list[dict]) -> list[dict]:
     return [first, *rows[1:]]
 
 
-_LEVEL = {"city": "市", "town": "镇街", "village": "村社", "grid": "网格"}
 _PARENT = {"town": "city", "village": "town", "grid": "village"}
 
 
@@ -359,11 +358,11 @@ class PlacesLoader(Loader):
             parent = None
         else:
             if kind is not None and kind not in KINDS_OF_LEVEL[level]:
-                self.err(line, "kind", f"{_LEVEL[level]}的类型应为 {'、'.join(KINDS_OF_LEVEL[level])} 之一")
+                self.err(line, "kind", f"{labels.PLACE_LEVEL[level]}的类型应为 {'、'.join(KINDS_OF_LEVEL[level])} 之一")
                 ok = False
             parent = None
             if v["parent_code"] is None:
-                self.err(line, "parent_code", f"{_LEVEL[level]}必须填写上级代码")
+                self.err(line, "parent_code", f"{labels.PLACE_LEVEL[level]}必须填写上级代码")
                 ok = False
             else:
                 parent = self.place(rec, "parent_code", _PARENT[level])
