@@ -21,6 +21,7 @@ from sqlalchemy import case, func, literal_column, select
 
 from . import hierarchy
 from .models import Account, Case, CaseStep, Heartbeat, LoginRecord, Outbox, Patrol, SignIn
+from .redis_conn import as_text
 from .timeutil import current_tz, day_bounds_utc, local, month_bounds_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,7 @@ def _tz(tz: str | None) -> str:
     return tz or current_tz()
 
 
-def _s(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+_s = as_text
 
 
 def _day_str(day: date | str) -> str:

@@ -30,6 +30,7 @@ from .access import has_permission
 from .db import db
 from .extensions import socketio
 from .models import Account, WebSession
+from .redis_conn import as_text
 from .security import token_digest
 from .timeutil import utcnow
 
@@ -291,7 +292,7 @@ def disconnect_web_sessions(session_ids: Iterable[str]) -> None:
         return
     for members in registered:
         for raw in members:
-            sid = raw.decode() if isinstance(raw, bytes) else str(raw)
+            sid = as_text(raw)
             if sid in here:
                 continue
             try:

@@ -13,6 +13,11 @@ def _client(url: str) -> Redis:
     return Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2, health_check_interval=30)
 
 
+def as_text(value) -> str:
+    """A value read from Redis (bytes from redis-py, str from a decoding client or fakeredis) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def redis_client(url: str | None = None) -> Redis:
     url = url or current_app.config["SETTINGS"].redis_url
     if not url:

@@ -29,6 +29,33 @@ def env_int(name: str, default: int) -> int:
         raise RuntimeError(f"setting {name} must be an integer, got {value!r}") from exc
 
 
+def ratio(value) -> float:
+    """A share: 0.9, "0.9", 90 and "90%" all mean 90 %."""
+    number = float(str(value).strip().rstrip("%"))
+    if number > 1:
+        number /= 100
+    if not 0 <= number <= 1:
+        raise ValueError(f"not a share: {value!r}")
+    return number
+
+
+def env_ratio(name: str, default: float) -> float:
+    value = env_str(name)
+    if value is None:
+        return default
+    try:
+        return ratio(value)
+    except ValueError as exc:
+        raise RuntimeError(f"setting {name} must be a share such as 0.9 or 90%, got {value!r}") from exc
+
+
+def env_positive_int(name: str, default: int) -> int:
+    value = env_int(name, default)
+    if value < 1:
+        raise RuntimeError(f"setting {name} must be a positive integer, got {value!r}")
+    return value
+
+
 def env_bool(name: str, default: bool) -> bool:
     value = env_str(name)
     if value is None:
@@ -92,6 +119,11 @@ class Settings:
     patrol_max_age_days: int = 2
     allow_default_passwords: bool = True
     testing: bool = False
+    # the wall (a city may override these on the editable setting "wall", see wall/config.py)
+    wall_attendance_threshold: float = 0.90  # towns below this attendance today are highlighted
+    wall_login_threshold: float = 0.36  # admin login rate this month below this is shown in red
+    wall_ticker_rows: int = 7  # alert rows on the ticker
+    wall_max_points: int = 5000  # open cases drawn on the map at most
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -125,6 +157,10 @@ class Settings:
         s.patrol_max_age_days = env_int("PATROL_MAX_AGE_DAYS", 2)
         # no default passwords in server mode (等保): demo accounts only exist in embedded mode
         s.allow_default_passwords = env_bool("ALLOW_DEMO_PASSWORDS", s.mode == "embedded")
+        s.wall_attendance_threshold = env_ratio("WALL_ATTENDANCE_THRESHOLD", 0.90)
+        s.wall_login_threshold = env_ratio("WALL_LOGIN_THRESHOLD", 0.36)
+        s.wall_ticker_rows = env_positive_int("WALL_TICKER_ROWS", 7)
+        s.wall_max_points = env_positive_int("WALL_MAX_POINTS", 5000)
         for key, value in overrides.items():
             if not hasattr(s, key):
                 raise TypeError(f"unknown setting {key}")

@@ -50,7 +50,6 @@ def test_one_competition_ranking_serves_every_table():
 def test_one_htmx_fragment_check():
     from commandcenter.bulletin import views as bulletin_views
     from commandcenter.cases import views as case_views
-
     from commandcenter.drill import views as drill_views
 
     for module in (case_views, bulletin_views, drill_views):

@@ -21,7 +21,7 @@ from commandcenter.db import db
 from commandcenter.models import Account, Heartbeat, LoginRecord, Place, SettingValue, SignIn
 from commandcenter.ranking import competition_ranks
 from commandcenter.timeutil import day_bounds_utc, local, utcnow
-from commandcenter.wall import queries
+from commandcenter.wall import polygons, priming, queries
 from tests.conftest import PASSWORD, csrf_from
 
 pytestmark = [pytest.mark.postgres]
@@ -34,8 +34,8 @@ TZ = "Asia/Shanghai"
 def fresh_counters():
     """Each test starts with empty counters (as after a restart in embedded mode) and leaves none."""
     jobs._fake_redis = None
-    queries._last_probe.clear()
-    queries._geo_cache.clear()
+    priming._last_probe.clear()
+    polygons._geo_cache.clear()
     yield
     jobs._fake_redis = None
 
@@ -398,7 +398,7 @@ def test_empty_counters_are_rebuilt_at_the_first_request(app, world, day_of_case
     assert tile(html, "reported") == "7" and tile(html, "closed") == "1"
     with app.app_context():
         r = jobs.counters_redis()
-        assert r.exists(queries.PRIMED_KEY)
+        assert r.exists(priming.PRIMED_KEY)
         month = counters.case_counts(r, world.towns[0].id, month=local(utcnow(), TZ).date())
         assert month["reported"] == 5 and month["closed"] == 1
         # primed, but today's counters went missing while the database has steps today: rebuilt again
@@ -424,3 +424,21 @@ def test_time_left_reads_unambiguously():
     assert fmt_left(14 * 3600 + 46 * 60 + 52) == "剩 14时46分"
     assert fmt_left(-(3 * 86400 + 9 * 3600 + 5)) == "超时 3天9时"
     assert fmt_left(0) == "剩 00:00"
+
+
+def test_wall_settings_are_read_once_and_a_bad_value_stops_the_start(monkeypatch, tmp_path):
+    """WALL_* are settings like the others: read once at start, and a typo fails loudly instead of being
+    ignored at every request."""
+    from commandcenter.settings import Settings
+
+    monkeypatch.setenv("WALL_LOGIN_THRESHOLD", "80%")
+    monkeypatch.setenv("WALL_MAX_POINTS", "2000")
+    settings = Settings.from_env(database_url="sqlite://", instance_path=tmp_path)
+    assert (settings.wall_login_threshold, settings.wall_max_points) == (0.8, 2000)
+    monkeypatch.setenv("WALL_TICKER_ROWS", "many")
+    with pytest.raises(RuntimeError, match="WALL_TICKER_ROWS"):
+        Settings.from_env(database_url="sqlite://", instance_path=tmp_path)
+    monkeypatch.setenv("WALL_TICKER_ROWS", "7")
+    monkeypatch.setenv("WALL_ATTENDANCE_THRESHOLD", "180%")
+    with pytest.raises(RuntimeError, match="WALL_ATTENDANCE_THRESHOLD"):
+        Settings.from_env(database_url="sqlite://", instance_path=tmp_path)

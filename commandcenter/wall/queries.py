@@ -21,84 +21,29 @@ A viewer sees his own place: a city account every town, a town account its town 
 account its grids. "Units" are the places one level below the viewer's, the rows of the bar charts and the
 rankings (towns for the city, villages for a town, grids for a village).
 
-After a restart
----------------
-In embedded mode the counters live in an in-process fakeredis and are empty after every restart; a Redis
-that was flushed is in the same state. ``ensure_counters`` runs before every wall request: the first one
-on a Redis that has not been primed (no ``cc:wall:primed`` key), or on a day whose counters look empty
-although the database holds history steps of that day, rebuilds the counters with
-``counters.reconcile`` (the days of the current month) and ``counters.reconcile_presence`` (today), once,
-under a lock, then marks the Redis as primed. The lead's startup reconcile makes this a no-op check.
+The counters are primed after a restart by priming.py; the grid polygons come from geojson.py; the
+thresholds and sizes of the panels from config.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import threading
-import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
-from flask import current_app
-from shapely.geometry import mapping, shape
 from sqlalchemy import func, literal_column, select
 
 from .. import counters
 from ..db import db, get_engine
 from ..measures import month_key
-from ..models import Account, Alert, Case, CaseStep, Category, Place, SettingValue
+from ..models import Account, Alert, Case, Category, Place
 from ..ranking import competition_ranks
-from ..timeutil import day_bounds_utc, local, utcnow
+from ..redis_conn import as_text
+from ..timeutil import day_bounds_utc, local
 from ..vocabulary import OPEN_STATES
 
 log = logging.getLogger(__name__)
-
-# --- settings ------------------------------------------------------------------------------------------
-
-DEFAULTS: dict[str, float | int] = {
-    "attendance_threshold": 0.90,  # towns whose attendance rate today is below this are highlighted
-    "login_threshold": 0.36,  # admin-account login rate this month below this is shown in red
-    "ticker_rows": 7,  # alert rows shown (as many as the panel holds at any resolution; the rest are counted)
-    "max_points": 5000,  # open cases drawn on the map at most (the browser keeps no more either)
-    "online_window_s": 300,  # a gridworker is online while his last heartbeat is this recent
-}
-ENV = {"attendance_threshold": "WALL_ATTENDANCE_THRESHOLD", "login_threshold": "WALL_LOGIN_THRESHOLD",
-       "ticker_rows": "WALL_TICKER_ROWS", "max_points": "WALL_MAX_POINTS"}
-RATIOS = ("attendance_threshold", "login_threshold")
-
-
-def _ratio(value) -> float:
-    """0.9, "0.9", 90 and "90%" all mean 90%."""
-    number = float(str(value).strip().rstrip("%"))
-    if number > 1:
-        number /= 100
-    if not 0 <= number <= 1:
-        raise ValueError(f"not a share: {value!r}")
-    return number
-
-
-def wall_settings() -> dict:
-    """The defaults above, overridden by the environment (WALL_*), then by the editable setting "wall"
-    (a SettingValue row, e.g. {"attendance_threshold": 0.85}), then by app.config["WALL_SETTINGS"]."""
-    values = dict(DEFAULTS)
-    sources: list[dict] = [{key: os.environ[env] for key, env in ENV.items() if os.environ.get(env)}]
-    row = db.get(SettingValue, "wall")
-    if row is not None and isinstance(row.value, dict):
-        sources.append(row.value)
-    sources.append(current_app.config.get("WALL_SETTINGS") or {})
-    for source in sources:
-        for key, raw in source.items():
-            if key not in DEFAULTS:
-                continue
-            try:
-                values[key] = _ratio(raw) if key in RATIOS else max(1, int(raw))
-            except (TypeError, ValueError):
-                log.warning("wall setting %s=%r ignored (not a valid value)", key, raw)
-    return values
-
 
 # --- scope ---------------------------------------------------------------------------------------------
 
@@ -160,74 +105,6 @@ def scope_of_place(place: Place) -> Scope:
 
 def scope_of(account: Account) -> Scope:
     return scope_of_place(account.place)
-
-
-# --- priming the counters after a restart -------------------------------------------------------------
-
-PRIMED_KEY = "cc:wall:primed"
-PRIMING_KEY = "cc:wall:priming"
-PRIMING_LEASE_S = 300
-PROBE_EVERY_S = 300
-_prime_lock = threading.Lock()
-_last_probe: dict[str, float] = {}
-
-
-def _s(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def ensure_counters(r, city_id: int | None, tz: str, now: datetime | None = None, wait_s: float = 20.0) -> dict | None:
-    """Rebuild the counters once when they cannot be trusted (see the module docstring).
-
-    Returns the reconcile reports when it rebuilt them, None when nothing was needed (or another
-    process is doing it and did not finish within `wait_s`)."""
-    if city_id is None:
-        return None
-    now = now or utcnow()
-    today = local(now, tz).date()
-    with r.pipeline(transaction=False) as pipe:
-        pipe.exists(PRIMED_KEY)
-        pipe.exists(counters.day_key(today, city_id))
-        primed, today_present = (bool(x) for x in pipe.execute())
-    if primed and today_present:
-        return None
-    if primed:  # primed, but nothing counted today: fine early in the morning, suspicious otherwise
-        probe_key = f"{id(r)}:{today}"
-        if time.monotonic() - _last_probe.get(probe_key, -PROBE_EVERY_S) < PROBE_EVERY_S:
-            return None
-        _last_probe.clear()
-        _last_probe[probe_key] = time.monotonic()
-        start, _ = day_bounds_utc(today, tz)
-        if db.execute(select(CaseStep.id).where(CaseStep.at >= start).limit(1)).first() is None:
-            return None
-        log.warning("wall: today's counters are empty but the database has steps today; rebuilding them")
-    return _prime(r, city_id, tz, now, today, wait_s, force=primed)
-
-
-def _prime(r, city_id: int, tz: str, now: datetime, today: date, wait_s: float, force: bool) -> dict | None:
-    with _prime_lock:
-        if not force and r.exists(PRIMED_KEY):  # another request of this process did it meanwhile
-            return None
-        token = f"{os.getpid()}:{threading.get_ident()}:{time.time()}"
-        if not r.set(PRIMING_KEY, token, nx=True, ex=PRIMING_LEASE_S):
-            deadline = time.monotonic() + wait_s  # another process primes: wait for it, briefly
-            while time.monotonic() < deadline and not r.exists(PRIMED_KEY):
-                time.sleep(0.1)
-            return None
-        try:
-            started = time.monotonic()
-            cases = counters.reconcile(r, db, today.replace(day=1), today, city_id, tz)
-            presence = counters.reconcile_presence(r, db, today, today, now, tz)
-            r.set(PRIMED_KEY, now.isoformat())
-            log.info("wall: counters primed in %.2fs (%s case keys fixed, %s presence keys fixed)",
-                     time.monotonic() - started, cases.get("keys_fixed"), presence.get("keys_fixed"))
-            return {"cases": cases, "presence": presence}
-        except Exception:
-            log.exception("wall: priming the counters failed; the panels show what Redis holds")
-            return None
-        finally:
-            if r.get(PRIMING_KEY) is not None and _s(r.get(PRIMING_KEY)) == token:
-                r.delete(PRIMING_KEY)
 
 
 # --- panel 4: today's counts and the hourly chart --------------------------------------------------------
@@ -342,7 +219,7 @@ def presence(r, scope: Scope, now: datetime, tz: str, window_s: int = 300) -> tu
     with r.pipeline(transaction=False) as pipe:  # key formats: see the counters module docstring
         pipe.smembers(f"cc:att:{d}:{town}")
         pipe.smembers(f"cc:login:{m}:{town}")
-        attended_ids, login_ids = ({int(_s(x)) for x in members} for members in pipe.execute())
+        attended_ids, login_ids = ({int(as_text(x)) for x in members} for members in pipe.execute())
     where = [Account.role.in_(("gridworker", "center_admin")), Account.active.is_(True), Account.town_id == town]
     if scope.level == "village":
         where.append(Account.village_id == scope.place_id)
@@ -457,7 +334,7 @@ def map_data(r, scope: Scope, now: datetime, tz: str, max_points: int = 5000) ->
     with r.pipeline(transaction=False) as pipe:
         for gid in grid_ids:
             pipe.hget(counters.day_key(today, gid), "reported")
-        loads = [int(_s(v)) if v is not None else 0 for v in pipe.execute()]
+        loads = [int(as_text(v)) if v is not None else 0 for v in pipe.execute()]
     alert_rows = db.execute(scope.cases(select(Alert.case_id, Case.grid_id).join(Case, Case.id == Alert.case_id)
                                         .where(Alert.cleared_at.is_(None)))).all()
     alert_cases = {case_id for case_id, _ in alert_rows}
@@ -482,54 +359,3 @@ def map_data(r, scope: Scope, now: datetime, tz: str, max_points: int = 5000) ->
             "reported_today": sum(loads), "open_today": len(today_open), "alerting": len(alert_cases)}
 
 
-# --- the grid GeoJSON ------------------------------------------------------------------------------------------
-
-GEO_TOLERANCE_DEG = 0.00002  # ~2 m: invisible on a wall, and it drops the collinear vertices of the boundaries
-GEO_DECIMALS = 5  # ~1 m
-GEO_TTL_S = 600
-_geo_cache: dict[tuple, tuple[float, tuple, bytes, str]] = {}
-_geo_lock = threading.Lock()
-
-
-def _rounded(coords, n: int):
-    if isinstance(coords, (float, int)):
-        return round(coords, n)
-    return [_rounded(c, n) for c in coords]
-
-
-def grid_geojson(scope: Scope) -> tuple[bytes, str]:
-    """(body, ETag) of a FeatureCollection of the scope's grids (feature id = grid id as a string,
-    properties: name, kind), with a bbox. Kept in memory per place for GEO_TTL_S or until the set of
-    grids changes."""
-    fingerprint = tuple(db.execute(scope.grids(select(func.count(Place.id), func.max(Place.id)))).one())
-    key = (get_engine().url.render_as_string(hide_password=True), scope.place_id)
-    with _geo_lock:
-        hit = _geo_cache.get(key)
-        if hit and hit[1] == fingerprint and hit[0] > time.monotonic():
-            return hit[2], hit[3]
-    features, bounds = [], None
-    for pid, name, kind, geometry in db.execute(scope.grids(select(Place.id, Place.name, Place.kind, Place.geometry))
-                                                .order_by(Place.id)):
-        if not geometry:
-            continue
-        geom = shape(geometry)
-        simple = geom.simplify(GEO_TOLERANCE_DEG, preserve_topology=True)
-        if not simple.is_empty:
-            geom = simple
-        b = geom.bounds
-        bounds = b if bounds is None else (min(bounds[0], b[0]), min(bounds[1], b[1]),
-                                           max(bounds[2], b[2]), max(bounds[3], b[3]))
-        gj = mapping(geom)
-        features.append({"type": "Feature", "id": str(pid),
-                         "properties": {"name": name, "kind": kind},
-                         "geometry": {"type": gj["type"], "coordinates": _rounded(gj["coordinates"], GEO_DECIMALS)}})
-    collection = {"type": "FeatureCollection", "features": features}
-    if bounds is not None:
-        collection["bbox"] = [round(x, GEO_DECIMALS) for x in bounds]
-    body = json.dumps(collection, ensure_ascii=False, separators=(",", ":")).encode()
-    etag = hashlib.sha256(body).hexdigest()[:20]
-    with _geo_lock:
-        if len(_geo_cache) > 256:  # one entry per place viewed; never unbounded
-            _geo_cache.clear()
-        _geo_cache[key] = (time.monotonic() + GEO_TTL_S, fingerprint, body, etag)
-    return body, etag

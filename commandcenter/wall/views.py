@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from .. import jobs, labels
 from ..access import current_account, require
 from ..timeutil import local, utcnow
-from . import bp, queries
+from . import bp, config, polygons, priming, queries
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,10 @@ def _wall() -> Wall:
         scope = queries.scope_of(account)
         r = jobs.counters_redis()
         try:
-            queries.ensure_counters(r, scope.city_id or jobs.city_id(), tz)
+            priming.ensure_counters(r, scope.city_id or jobs.city_id(), tz)
         except RedisError as exc:  # the panels say it below; the page itself still renders
             log.warning("wall: counters unavailable (%s)", exc.__class__.__name__)
-        g.wall = Wall(account=account, scope=scope, r=r, now=utcnow(), tz=tz, settings=queries.wall_settings())
+        g.wall = Wall(account=account, scope=scope, r=r, now=utcnow(), tz=tz, settings=config.wall_settings())
     return g.wall
 
 
@@ -164,7 +164,7 @@ def panel(name: str):
 def geojson():
     """The viewer's grids. The body is kept in memory per place; the ETag lets the page revalidate
     (If-None-Match → 304) instead of downloading the polygons again."""
-    body, etag = queries.grid_geojson(queries.scope_of(current_account()))
+    body, etag = polygons.grid_geojson(queries.scope_of(current_account()))
     if etag in request.if_none_match:
         response = make_response("", 304)
     else:
