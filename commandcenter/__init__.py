@@ -40,7 +40,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from .db import init_engine
 
-    init_engine(settings.database_url)
+    app.extensions["commandcenter.engine"] = init_engine(
+        settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout)
 
     from .extensions import csrf, limiter, socketio
 

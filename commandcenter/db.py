@@ -1,4 +1,6 @@
-"""One engine and one scoped session per process; the web removes the session after each request."""
+"""One engine per application (kept on the app, sized by the settings) and one scoped session per thread;
+the web removes the session after each request. A process holds one application, whose engine the
+session is bound to; tests that build several apps on one database share its engine."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ class Base(DeclarativeBase):
 session_factory = sessionmaker(expire_on_commit=False)
 db = scoped_session(session_factory)
 _engine: Engine | None = None
+_engine_pool: object = None  # the pool arguments _engine was made with
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -24,25 +27,39 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def init_engine(url: str) -> Engine:
-    global _engine
+def init_engine(url: str, *, pool_size: int = 20, max_overflow: int = 30, pool_timeout: float = 10) -> Engine:
+    """The engine of `url` (made once per URL and pool size), bound to the session factory."""
+    global _engine, _engine_pool
     from .settings import normalize_database_url
 
     url = normalize_database_url(url)
-    if _engine is not None and _engine.url.render_as_string(hide_password=False) == url:
+    pool = (pool_size, max_overflow, pool_timeout)
+    if _engine is not None and _engine.url.render_as_string(hide_password=False) == url \
+            and _engine_pool in (pool, "sqlite"):
         return _engine
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        pool = "sqlite"
     else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        # the threads of a web process mostly wait on websockets; those that query wait at most
+        # pool_timeout for a connection (then 503), so PostgreSQL's max_connections is never exceeded
+        engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow,
+                               pool_timeout=pool_timeout)
+    if _engine is not None and _engine is not engine:
+        _engine.dispose()
     db.remove()
     session_factory.configure(bind=engine)
-    _engine = engine
+    _engine, _engine_pool = engine, pool
     return engine
 
 
 def get_engine() -> Engine:
+    """The current application's engine (the process's one outside an application)."""
+    from flask import current_app, has_app_context
+
+    if has_app_context() and "commandcenter.engine" in current_app.extensions:
+        return current_app.extensions["commandcenter.engine"]
     if _engine is None:
         raise RuntimeError("database engine not initialised: call create_app() first")
     return _engine

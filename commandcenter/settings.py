@@ -119,6 +119,10 @@ class Settings:
     patrol_max_age_days: int = 2
     allow_default_passwords: bool = True
     testing: bool = False
+    # the database connections of one process (web or worker): see docs/operations.md for the sizing
+    db_pool_size: int = 20
+    db_max_overflow: int = 30
+    db_pool_timeout: int = 10  # seconds a request waits for a free connection before it answers 503
     # the wall (a city may override these on the editable setting "wall", see wall/config.py)
     wall_attendance_threshold: float = 0.90  # towns below this attendance today are highlighted
     wall_login_threshold: float = 0.36  # admin login rate this month below this is shown in red
@@ -157,6 +161,9 @@ class Settings:
         s.patrol_max_age_days = env_int("PATROL_MAX_AGE_DAYS", 2)
         # no default passwords in server mode (等保): demo accounts only exist in embedded mode
         s.allow_default_passwords = env_bool("ALLOW_DEMO_PASSWORDS", s.mode == "embedded")
+        s.db_pool_size = env_positive_int("DB_POOL_SIZE", 20)
+        s.db_max_overflow = env_int("DB_MAX_OVERFLOW", 30)
+        s.db_pool_timeout = env_positive_int("DB_POOL_TIMEOUT", 10)
         s.wall_attendance_threshold = env_ratio("WALL_ATTENDANCE_THRESHOLD", 0.90)
         s.wall_login_threshold = env_ratio("WALL_LOGIN_THRESHOLD", 0.36)
         s.wall_ticker_rows = env_positive_int("WALL_TICKER_ROWS", 7)

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from flask import Flask, abort, flash, g, jsonify, render_template, request, session
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import HTTPException
 
@@ -183,8 +184,10 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(DBAPIError)
+    @app.errorhandler(PoolTimeout)
     def database_down(exc):
-        """The database is unreachable: say so, and recover by itself when it returns."""
+        """The database is unreachable (or every connection of the pool is busy past DB_POOL_TIMEOUT): say so,
+        and recover by itself when it returns."""
         log.error("database error: %s", exc.__class__.__name__)
         db.rollback()
         message = "数据库暂时不可用，请稍后重试"

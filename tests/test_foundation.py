@@ -110,3 +110,29 @@ def test_security_headers(client):
 def test_pages_need_login(client, path):
     response = client.get(path)
     assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+@pytest.mark.postgres
+def test_the_engine_is_the_apps_and_sized_by_the_settings(pg_url, tmp_path):
+    from commandcenter.db import get_engine
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(tmp_path, pg_url, db_pool_size=7, db_max_overflow=3, db_pool_timeout=4))
+    with app.app_context():
+        engine = get_engine()
+        assert engine is app.extensions["commandcenter.engine"]
+        assert (engine.pool.size(), engine.pool._max_overflow, engine.pool._timeout) == (7, 3, 4)
+
+
+def test_domain_modules_do_not_reach_for_the_request():
+    """The loop, the assessment and the counters are called by workers and the CLI too: no current_app, no
+    abort() in them (the views translate domain errors into answers)."""
+    import inspect
+
+    from commandcenter import counters
+    from commandcenter.assessment import service
+    from commandcenter.cases import loop
+
+    for module in (loop, service, counters):
+        source = inspect.getsource(module)
+        assert "current_app" not in source and "abort(" not in source, module.__name__

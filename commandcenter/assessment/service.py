@@ -30,7 +30,6 @@ import logging
 from collections import defaultdict
 from datetime import date
 
-from flask import abort
 from sqlalchemy import case as sql_case
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -253,8 +252,8 @@ def close_month(city: Place, month: str, account: Account) -> AssessmentMonth:
 
 def city_of(account: Account) -> Place:
     city = db.get(Place, account.place.city_id) if account.place.city_id else None
-    if city is None:
-        abort(404)
+    if city is None:  # every place below a city carries its city_id: this is broken data, not a request
+        raise LookupError(f"地点 {account.place.code} 没有所属的市")
     return city
 
 

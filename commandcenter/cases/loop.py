@@ -12,7 +12,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import current_app, has_app_context
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
@@ -345,16 +344,14 @@ def reject(case: Case, actor: Account | None, reason: str, now: datetime | None 
     return case
 
 
-def probable_duplicates(case: Case, radius_m: int | None = None, window_hours: int | None = None,
+def probable_duplicates(case: Case, radius_m: int = 100, window_hours: int = 24,
                         limit: int = 10) -> list[tuple[Case, float]]:
-    """Same category, near in space and time, still valid: offered to the operator when registering."""
+    """Same category, near in space and time, still valid: offered to the operator when registering
+    (the screens pass the settings DUPLICATE_RADIUS_M and DUPLICATE_WINDOW_HOURS)."""
     from ..geo import degrees_box, distance_m
 
     if case.lat is None or case.lon is None:
         return []
-    settings = current_app.config["SETTINGS"] if has_app_context() else None
-    radius_m = radius_m or (settings.duplicate_radius_m if settings else 100)
-    window_hours = window_hours or (settings.duplicate_window_hours if settings else 24)
     dlat, dlon = degrees_box(case.lat, radius_m)
     window = timedelta(hours=window_hours)
     rows = db.execute(

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
+from flask import current_app
 from sqlalchemy import Select, and_, false, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -241,7 +242,10 @@ def visible_duplicates(account: Account, case: Case) -> list[tuple[Case, float]]
     """Probable duplicates the account may see (never reveal another town's cases)."""
     if case.state != "reported":
         return []
-    return [(other, d) for other, d in probable_duplicates(case) if may_see(account, other)]
+    settings = current_app.config["SETTINGS"]
+    return [(other, d) for other, d in probable_duplicates(case, settings.duplicate_radius_m,
+                                                           settings.duplicate_window_hours)
+            if may_see(account, other)]
 
 
 def find_case_by_number(number: str) -> Case | None:
