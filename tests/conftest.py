@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,12 +23,12 @@ from sqlalchemy import text
 from commandcenter import create_app
 from commandcenter.db import db, get_engine
 from commandcenter.settings import ROOT, Settings
+from tests.world import PASSWORD, WorldView
 
 CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 ARTIFACTS = ROOT / "test-artifacts"
-PASSWORD = "Test@2026pw"
 
 
 def missing(what: str, why: str):
@@ -151,6 +152,43 @@ class AuthActions:
         return self._client.post("/login", data={"username": username, "password": password,
                                                  "csrf_token": csrf_from(page.get_data(as_text=True))})
 
+
+def logged_in(client, username: str, password: str = PASSWORD):
+    """The test client after a successful login through the real form (asserted)."""
+    response = AuthActions(client).login(username, password)
+    assert response.status_code == 302, (username, response.get_data(as_text=True)[:300])
+    return client
+
+
+def token_for(client, username: str, device_name: str = "测试手机") -> dict:
+    """Authorization header of an API token from POST /api/v1/tokens (asserted)."""
+    response = client.post("/api/v1/tokens", json={"username": username, "password": PASSWORD,
+                                                   "device_name": device_name})
+    assert response.status_code == 201, response.get_json()
+    return {"Authorization": f"Bearer {response.get_json()['token']}"}
+
+
+def shanghai(y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> datetime:
+    """A wall-clock time in Asia/Shanghai (UTC+8, no daylight saving) → naive UTC, as the database holds it."""
+    return datetime(y, mo, d, h, mi) - timedelta(hours=8)
+
+
+def report(v, who: str | None = "gw0", code: str = "0502", at: datetime | None = None, *, grid: int = 0,
+           latlon: tuple[float, float] | None = None, by_grid_id: bool = False, key: str | None = None,
+           source: str = "app", description: str = "测试事件", reporter_center_id: int | None = None, **extra):
+    """A case reported through the loop (loop.report_case) in grid `grid` of the test world, as the app would:
+    located by the grid's middle (or `latlon`, or the grid id itself). `v`: a WorldView or a World."""
+    from commandcenter.cases import loop
+
+    v = v if isinstance(v, WorldView) else WorldView(v)
+    where = {"grid_id": v.grid(grid)} if by_grid_id else dict(zip(("lat", "lon"), latlon or v.point(grid), strict=True))
+    case, created = loop.report_case(
+        loop.ReportInput(category_id=v.cat(code).id, description=description, **where, **extra),
+        actor=v.a(who) if who else None, source=source, client_key=key, now=at,
+        reporter_center_id=reporter_center_id)
+    assert created or key is not None
+    return case
+
     def logout(self):
         page = self._client.get("/")
         return self._client.post("/logout", data={"csrf_token": csrf_from(page.get_data(as_text=True))})
@@ -159,6 +197,12 @@ class AuthActions:
 @pytest.fixture
 def auth(client):
     return AuthActions(client)
+
+
+@pytest.fixture
+def w(ctx, world):
+    """The test world by index and name, inside an application context."""
+    return WorldView(world)
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ import pytest
 from commandcenter.cases import forms, loop
 from commandcenter.db import db
 from commandcenter.models import Case, CaseStep
-from tests.conftest import csrf_from
-from tests.test_api import token_for
+from tests.conftest import csrf_from, token_for
 from tests.test_case_screens import account, new_case
 
 pytestmark = [pytest.mark.postgres, pytest.mark.security]

@@ -9,16 +9,10 @@ import pytest
 
 from commandcenter.db import db
 from commandcenter.models import Case, CasePhoto, CaseStep
-from tests.conftest import PASSWORD
+from tests.conftest import token_for
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
-
-
-def token_for(client, username: str) -> dict:
-    response = client.post("/api/v1/tokens", json={"username": username, "password": PASSWORD, "device_name": "测试手机"})
-    assert response.status_code == 201, response.get_json()
-    return {"Authorization": f"Bearer {response.get_json()['token']}"}
 
 
 def report_body(world, grid: int = 0, **overrides) -> dict:

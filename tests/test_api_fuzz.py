@@ -7,7 +7,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.test_api import token_for
+from tests.conftest import token_for
 
 pytestmark = pytest.mark.slow
 FUZZ = settings(max_examples=60, deadline=None, database=None, derandomize=True,

@@ -15,7 +15,7 @@ from commandcenter.db import db
 from commandcenter.measures import Period
 from commandcenter.models import AssessmentMonth, AuditLog, Case, Category, Patrol, Person, Place, SettingValue, Visit
 from commandcenter.timeutil import from_local
-from tests.conftest import PASSWORD, csrf_from
+from tests.conftest import PASSWORD, csrf_from, logged_in
 
 pytestmark = pytest.mark.postgres
 
@@ -160,17 +160,9 @@ def test_table_scores_totals_and_ranks(app, world):
     assert first["weakest"] == ["reports_per_10k", "gridworkers_meeting_quota", "hazard_reporting"]
 
 
-def login(client, username: str):
-    page = client.get("/login")
-    response = client.post("/login", data={"username": username, "password": PASSWORD,
-                                           "csrf_token": csrf_from(html(page))})
-    assert response.status_code == 302, username
-    return client
-
-
 def test_page_shows_the_table_links_and_chart(app, world, client):
     build_month(app, world)
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     response = client.get(f"/assessment/?month={MONTH}")
     page = html(response)
     assert response.status_code == 200
@@ -204,7 +196,7 @@ def test_page_shows_the_table_links_and_chart(app, world, client):
 
 
 def test_default_month_is_last_month_and_bad_months_are_400(app, world, client):
-    login(client, "city_leader")
+    logged_in(client, "city_leader")
     page = html(client.get("/assessment/"))
     last = service.Period.parse_month(app_last_month(app))
     assert last.label in page
@@ -259,7 +251,7 @@ def close(client, month: str):
 
 def test_close_freezes_the_month_and_keeps_it_reproducible(app, world, client):
     build_month(app, world)
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     response = close(client, MONTH)
     assert response.status_code == 302
     page = html(client.get(response.headers["Location"]))
@@ -296,14 +288,14 @@ def test_close_freezes_the_month_and_keeps_it_reproducible(app, world, client):
 
 
 def test_who_may_close_and_what(app, world, client):
-    login(client, "town0_supervisor")  # has the permission, but not at the city level
+    logged_in(client, "town0_supervisor")  # has the permission, but not at the city level
     assert close(client, MONTH).status_code == 403
     client.get("/logout")
     client2 = app.test_client()
-    login(client2, "city_leader")  # no permission at all
+    logged_in(client2, "city_leader")  # no permission at all
     assert close(client2, MONTH).status_code == 403
     client3 = app.test_client()
-    login(client3, "city_supervisor")
+    logged_in(client3, "city_supervisor")
     with app.app_context():
         current = service.Period.parse_month(app_last_month(app)).end + timedelta(days=1)
     response = close(client3, f"{current.year:04d}-{current.month:02d}")  # the current month is not over
@@ -315,7 +307,7 @@ def test_who_may_close_and_what(app, world, client):
 
 def test_town_supervisor_sees_only_his_row(app, world, client):
     build_month(app, world)
-    login(client, "town1_supervisor")
+    logged_in(client, "town1_supervisor")
     page = html(client.get(f"/assessment/?month={MONTH}"))
     rows = re.findall(r'<tr data-town="(\d+)">', page)
     assert rows == [str(world.towns[1].id)]
@@ -329,18 +321,18 @@ def test_town_supervisor_sees_only_his_row(app, world, client):
 
 def test_village_account_sees_its_town_and_other_roles_are_refused(app, world):
     build_month(app, world)
-    village = login(app.test_client(), "village0_admin")
+    village = logged_in(app.test_client(), "village0_admin")
     assert re.findall(r'<tr data-town="(\d+)">', html(village.get(f"/assessment/?month={MONTH}"))) == \
         [str(world.towns[0].id)]
     for username in ("gw0", "city_operator", "city_admin", "city_auditor", "dept0"):
-        c = login(app.test_client(), username)
+        c = logged_in(app.test_client(), username)
         assert c.get(f"/assessment/?month={MONTH}").status_code == 403, username
         assert c.get(f"/assessment/{MONTH}.json").status_code == 403, username
 
 
 def test_rules_page_edits_weights_with_field_errors(app, world, client):
     build_month(app, world)
-    login(client, "city_admin")
+    logged_in(client, "city_admin")
     page = html(client.get("/assessment/rules"))
     assert 'name="reports_per_10k.weight" value="20"' in page
     token = csrf_from(page)
@@ -368,7 +360,7 @@ def test_rules_page_edits_weights_with_field_errors(app, world, client):
     assert first["scores"]["patrol"] == 2.5 and first["scores"]["special_visits"] == 10.0
     assert first["scores"]["gridworkers_meeting_quota"] == 2.5
     # the supervisor may not edit the rules
-    other = login(app.test_client(), "city_supervisor")
+    other = logged_in(app.test_client(), "city_supervisor")
     assert other.get("/assessment/rules").status_code == 403
     # a row edited outside the application and invalid: the defaults apply
     with app.app_context():

@@ -19,12 +19,12 @@ import pytest
 from commandcenter import stats
 from commandcenter.bulletin import builder, jobs
 from commandcenter.cases import loop
-from commandcenter.cases.loop import ReportInput
 from commandcenter.db import db
 from commandcenter.measures import Period
 from commandcenter.models import Account, AuditLog, BaseDataCount, Bulletin, Case, PartyActivity, PartyOrganization
 from commandcenter.timeutil import from_local, local_today
-from tests.conftest import csrf_from, login_session
+from tests.conftest import csrf_from, logged_in, login_session
+from tests.conftest import report as shared_report
 
 pytestmark = [pytest.mark.postgres]
 
@@ -45,14 +45,8 @@ def account(username: str) -> Account:
 
 
 def report(world, username: str, code: str, grid: int, when: datetime, text: str) -> Case:
-    lat, lon = world.grid_point(grid)
-    data = ReportInput(category_id=world.category(code).id, description=text, lat=lat, lon=lon,
-                       address=f"东湖路 {grid + 1} 号", discovered_at=when - timedelta(minutes=5))
-    case, created = loop.report_case(data, actor=account(username), source="app",
-                                     client_key=f"bul-{uuid.uuid4().hex[:12]}", now=when)
-    assert created
-    return case
-
+    return shared_report(world, username, code, when, grid=grid, key=f"bul-{uuid.uuid4().hex[:12]}", description=text,
+                         address=f"东湖路 {grid + 1} 号", discovered_at=when - timedelta(minutes=5))
 
 def month_of_data(app, world) -> dict:
     """Last month in town 0: 3 reports in 东湖南社区 (one closed, picked as a story), 1 dispute in 东湖北社区,
@@ -139,16 +133,6 @@ def wait_until_finished(app, bulletin_id: int, timeout: float = 30) -> Bulletin:
             return b
         time.sleep(0.1)
     raise AssertionError(f"bulletin {bulletin_id} still {b.status}")
-
-
-def login(client, username: str):
-    from tests.conftest import PASSWORD
-
-    page = client.get("/login")
-    response = client.post("/login", data={"username": username, "password": PASSWORD,
-                                           "csrf_token": csrf_from(page.get_data(as_text=True))})
-    assert response.status_code == 302
-    return client
 
 
 # --- the document ----------------------------------------------------------------------------------
@@ -280,7 +264,7 @@ def test_city_bulletin_has_town_rows_points_of_towns_and_the_assessment(app, wor
 def test_free_text_is_kept_across_a_rebuild_and_only_saved_text_is_printed(app, world, client):
     data = month_of_data(app, world)
     bid = new_bulletin(app, world.towns[0].id, data["month"])
-    login(client, "town0_supervisor")
+    logged_in(client, "town0_supervisor")
     page = client.get(f"/bulletins/{bid}").get_data(as_text=True)
     assert "尚未生成" in page
     token = csrf_from(page)
@@ -324,7 +308,7 @@ def test_free_text_is_kept_across_a_rebuild_and_only_saved_text_is_printed(app, 
 def test_edit_form_validates_each_field(app, world, client):
     data = month_of_data(app, world)
     bid = new_bulletin(app, world.towns[0].id, data["month"])
-    login(client, "town0_supervisor")
+    logged_in(client, "town0_supervisor")
     token = csrf_from(client.get(f"/bulletins/{bid}").get_data(as_text=True))
     # another town's outstanding case cannot be picked
     response = client.post(f"/bulletins/{bid}", data={"csrf_token": token, "title": "通报", "problems": "草稿内容",
@@ -360,7 +344,7 @@ def test_failing_build_ends_failed_with_its_error_and_can_be_retried(app, world,
         b = db.get(Bulletin, bid)
         assert b.status == "failed" and "统计服务暂时不可用" in b.error and b.progress < 100
         db.remove()
-    login(client, "town0_supervisor")
+    logged_in(client, "town0_supervisor")
     page = client.get(f"/bulletins/{bid}").get_data(as_text=True)
     assert "生成失败：RuntimeError: 统计服务暂时不可用" in page
     assert client.get(f"/bulletins/{bid}.docx").status_code == 404  # nothing to download yet
@@ -397,7 +381,7 @@ def test_a_second_build_request_does_not_start_another_and_the_bar_polls_until_d
                        progress_note="生成统计表")
     started: list[int] = []
     monkeypatch.setattr(jobs, "enqueue", lambda bulletin_id: started.append(bulletin_id) or "job-x")
-    login(client, "town0_supervisor")
+    logged_in(client, "town0_supervisor")
     token = csrf_from(client.get(f"/bulletins/{bid}").get_data(as_text=True))
     # htmx asks: the answer is the progress fragment, still polling, saying a build is already running
     response = client.post(f"/bulletins/{bid}/build", data={"csrf_token": token}, headers={"HX-Request": "true"})
@@ -446,7 +430,7 @@ def test_a_build_cut_off_by_an_embedded_restart_says_so_and_can_be_started_again
         assert jobs.fail_interrupted_builds() == 1
         assert db.get(Bulletin, other).status == "done"
         db.remove()
-    login(client, "town0_supervisor")
+    logged_in(client, "town0_supervisor")
     page = client.get(f"/bulletins/{bid}").get_data(as_text=True)
     assert "生成失败" in page and "服务重启" in page
     started: list[int] = []
@@ -458,7 +442,7 @@ def test_a_build_cut_off_by_an_embedded_restart_says_so_and_can_be_started_again
 # --- creating, jurisdiction, permissions -------------------------------------------------------------
 
 def test_create_validates_month_and_place_and_opens_an_existing_one(app, world, client):
-    login(client, "town0_supervisor")
+    logged_in(client, "town0_supervisor")
     page = client.get("/bulletins/").get_data(as_text=True)
     assert "本辖区暂无月度通报" in page
     token = csrf_from(page)
@@ -493,7 +477,7 @@ def test_jurisdiction_and_permissions(app, world, client):
     west = new_bulletin(app, world.towns[1].id, month, title="西湖街道月度通报")
     build(app, east)
 
-    login(client, "town1_supervisor")
+    logged_in(client, "town1_supervisor")
     listing = client.get("/bulletins/").get_data(as_text=True)
     assert "西湖街道月度通报" in listing and "东湖街道月度通报" not in listing
     token = csrf_from(listing)
@@ -506,7 +490,7 @@ def test_jurisdiction_and_permissions(app, world, client):
 
     # a leader reads (the city sees every town) but may not edit or build
     client.post("/logout", data={"csrf_token": token})
-    login(client, "city_leader")
+    logged_in(client, "city_leader")
     page = client.get(f"/bulletins/{east}").get_data(as_text=True)
     assert "生成通报" not in page and 'name="problems"' not in page and "一、总体情况" in page
     token = csrf_from(page)
@@ -517,16 +501,16 @@ def test_jurisdiction_and_permissions(app, world, client):
     assert client.get(f"/bulletins/{east}.docx").status_code == 200
 
     # without CSRF nothing is saved; a gridworker may not open bulletins at all
-    login(client, "town0_supervisor")
+    logged_in(client, "town0_supervisor")
     assert client.post(f"/bulletins/{east}", data={"title": "无令牌"}).status_code == 400
     client.post("/logout", data={"csrf_token": csrf_from(client.get("/bulletins/").get_data(as_text=True))})
-    login(client, "gw0")
+    logged_in(client, "gw0")
     assert client.get("/bulletins/").status_code == 403
     assert client.get(f"/bulletins/{east}").status_code == 403
 
     # a village center has no town or city to make a bulletin for, and cannot see its town's
     client.post("/logout", data={"csrf_token": csrf_from(client.get("/login").get_data(as_text=True))})
-    login(client, "village0_admin")
+    logged_in(client, "village0_admin")
     page = client.get("/bulletins/").get_data(as_text=True)
     assert "没有可编制月度通报" in page and "东湖街道月度通报" not in page
     response = client.post("/bulletins/", data={"csrf_token": csrf_from(page), "place_id": str(world.towns[0].id),

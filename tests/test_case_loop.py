@@ -18,13 +18,14 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import DBAPIError
 
 from commandcenter.access import Forbidden
 from commandcenter.cases import loop
 from commandcenter.cases.loop import ReportInput, TransitionError
 from commandcenter.db import db, get_engine
 from commandcenter.models import Case, CaseStep, Dispute, Outbox
+from tests.conftest import report as shared_report
+from tests.conftest import shanghai
 from tests.world import WorldView
 
 M = timedelta(minutes=1)
@@ -33,32 +34,13 @@ D = timedelta(days=1)
 T0 = datetime(2026, 3, 10, 1, 0)  # UTC = local Tue 2026-03-10 09:00, an ordinary workday
 
 
-def from_local(y, mo, d, h=0, mi=0) -> datetime:
-    """Local Asia/Shanghai wall-clock time → naive UTC."""
-    return datetime(y, mo, d, h, mi) - timedelta(hours=8)
-
-
 # --- helpers -------------------------------------------------------------------------------------
 
 W = WorldView
 
 
-@pytest.fixture
-def w(ctx, world):
-    return W(world)
-
-
-def report(w: W, who: str | None = "gw0", code: str = "0502", at: datetime = T0, *, grid: int = 0,
-           latlon: tuple[float, float] | None = None, key: str | None = None, source: str = "app",
-           description: str = "路灯不亮", reporter_center_id: int | None = None, **extra) -> Case:
-    lat, lon = latlon or w.point(grid)
-    case, created = loop.report_case(
-        ReportInput(category_id=w.cat(code).id, description=description, lat=lat, lon=lon, **extra),
-        actor=w.a(who) if who else None, source=source, client_key=key, now=at,
-        reporter_center_id=reporter_center_id)
-    assert created
-    return case
-
+def report(w: W, who: str | None = "gw0", code: str = "0502", at: datetime = T0, **kw) -> Case:
+    return shared_report(w, who, code, at, **{"description": "路灯不亮", **kw})
 
 def steps(case: Case) -> list[CaseStep]:
     return db.execute(select(CaseStep).where(CaseStep.case_id == case.id).order_by(CaseStep.id)).scalars().all()
@@ -135,8 +117,8 @@ def test_closed_normally(w, registrar, closer):
     loop.register(case, reg, note="情况属实，予以立案", now=t_reg)
     c = fresh(case)
     assert (c.state, c.valid, c.registered_at) == ("registered", True, t_reg)
-    assert c.dispatch_due == from_local(2026, 3, 10, 12, 0)  # 2 working hours from 10:00
-    assert c.handle_due == from_local(2026, 3, 13, 17, 30)  # 路灯不亮: 3 work days from Tue → Fri 17:30
+    assert c.dispatch_due == shanghai(2026, 3, 10, 12, 0)  # 2 working hours from 10:00
+    assert c.handle_due == shanghai(2026, 3, 13, 17, 30)  # 路灯不亮: 3 work days from Tue → Fri 17:30
     assert c.escalate_due is None and c.transfer_due is None
 
     loop.dispatch(case, admin, department_id=w.dept(0), note="请城管局处置", now=t_dis)
@@ -327,7 +309,7 @@ def test_escalated_grid_village_town_city(w):
     case = report(w, "gw0", "0503", T0, description="道路塌陷")
     loop.register(case, vadmin, now=T0 + 10 * M)
     handle_due = fresh(case).handle_due
-    assert handle_due == from_local(2026, 3, 17, 17, 30)  # 道路破损: 5 work days from Tue 03-10
+    assert handle_due == shanghai(2026, 3, 17, 17, 30)  # 道路破损: 5 work days from Tue 03-10
 
     refused(TransitionError, loop.escalate, case, gw0, note="", now=T0 + 20 * M, field="note")
     loop.escalate(case, gw0, note="网格无法处置", now=T0 + 20 * M)
@@ -422,7 +404,7 @@ def test_hazardous_chemicals_due_clears_only_at_the_city(w):
     case = report(w, "gw0", "1006", T0, description="疑似危化品违规存放")
     loop.register(case, w.a("town0_operator"), now=T0)  # local Tue 09:00
     due = fresh(case).escalate_due
-    assert due == from_local(2026, 3, 10, 14, 30)  # 4 working hours: 09:00–12:00 (3 h) + 13:30–14:30 (1 h)
+    assert due == shanghai(2026, 3, 10, 14, 30)  # 4 working hours: 09:00–12:00 (3 h) + 13:30–14:30 (1 h)
     loop.escalate(case, tadmin, to_level="town", note="镇街先行核查", now=T0 + M)
     c = fresh(case)
     # taking a case up to its own level is not a 流转 *by* the town center (indicator 7)
@@ -440,7 +422,7 @@ def test_hazardous_chemicals_due_clears_only_at_the_city(w):
 
 def test_self_handled_closed_the_same_day(w):
     gw0 = w.a("gw0")
-    t_report, t_close = from_local(2026, 3, 10, 10, 0), from_local(2026, 3, 10, 15, 0)
+    t_report, t_close = shanghai(2026, 3, 10, 10, 0), shanghai(2026, 3, 10, 15, 0)
     case = report(w, "gw0", "0201", t_report, description="电线杆上有小广告", self_handled=True)
     assert fresh(case).self_handled is True
     refused(TransitionError, loop.self_close, case, gw0, " ", now=t_close, field="note")
@@ -469,7 +451,7 @@ def test_self_close_without_the_flag_at_report_sets_it(w):
 
 def test_self_handled_closed_after_local_midnight_earns_no_points(w):
     # local 23:00 → local 01:00 next day; both are on 2026-03-10 in UTC (15:00 and 17:00)
-    t_report, t_close = from_local(2026, 3, 10, 23, 0), from_local(2026, 3, 11, 1, 0)
+    t_report, t_close = shanghai(2026, 3, 10, 23, 0), shanghai(2026, 3, 11, 1, 0)
     assert t_report.date() == t_close.date()
     case = report(w, "gw0", "0201", t_report, self_handled=True)
     loop.self_close(case, w.a("gw0"), "已清除", now=t_close)
@@ -483,7 +465,7 @@ def test_self_handled_closed_after_local_midnight_earns_no_points(w):
 
 def test_self_handled_early_morning_is_the_same_local_day(w):
     # local 07:00 and 09:00 on 03-11 straddle midnight UTC (03-10 23:00 and 03-11 01:00)
-    t_report, t_close = from_local(2026, 3, 11, 7, 0), from_local(2026, 3, 11, 9, 0)
+    t_report, t_close = shanghai(2026, 3, 11, 7, 0), shanghai(2026, 3, 11, 9, 0)
     assert t_report.date() != t_close.date()
     case = report(w, "gw0", "0201", t_report, self_handled=True)
     loop.self_close(case, w.a("gw0"), "已清除", now=t_close)
@@ -925,56 +907,35 @@ def test_dispute_escalated_to_the_town_is_mediated_there(w):
     assert (c.state, c.level, c.escalated_to_town, c.escalated_by_center_id) == ("closed", "town", True, None)
 
 
-# --- defects found (these fail until the domain code is fixed) ---------------------------------------
+# --- regressions: defects found once, and the rule that now holds --------------------------------
 
 def test_regression_self_closed_dispute_is_resolved(w):
-    """BUG: loop.self_close never calls _resolve_dispute, so a dispute mediated on the spot (自办自结)
-    stays outcome='pending' for ever and the mediation-success rate by level undercounts the grid.
-    Fix (commandcenter/cases/loop.py, self_close): call `_resolve_dispute(case, now)` before `_commit()`,
-    as close() does."""
+    """A dispute mediated on the spot (自办自结) is resolved at the grid, as a closed one is: otherwise it
+    stayed 'pending' for ever and the mediation-success rate by level undercounted the grid."""
     case = report(w, "gw0", "2001", T0, description="两户因晾衣发生口角", self_handled=True)
     loop.self_close(case, w.a("gw0"), "当场调解，双方和解", now=T0 + H)
     assert fresh(case).state == "closed"
     db.expire_all()
     d = db.get(Dispute, case.id)
     assert (d.outcome, d.mediation_level, d.mediated_at) == ("resolved", "grid", T0 + H), \
-        "BUG: a self-closed dispute is not marked resolved"
+        "a self-closed dispute must be marked resolved"
 
 
 def test_regression_long_pause_reason_is_refused_cleanly(w):
-    """BUG: pause() accepts a reason of up to MAX_NOTE (2000) characters but stores it in
-    Case.pause_reason, a String(200): on PostgreSQL any reason over 200 characters raises a DataError
-    (a 500 from POST /api/v1/cases/<id>/actions/pause, whose note allows 2000).
-    Fix (commandcenter/cases/loop.py, pause): after _clean_note, refuse
-    `len(reason) > 200` with TransitionError("暂停原因不能超过 200 个字", "reason")
-    (or store `reason[:200]` in pause_reason and keep the whole text in the step's note)."""
+    """A pause reason longer than Case.pause_reason's 200 characters is refused naming the field, in every
+    door (it once reached PostgreSQL and raised a DataError: a 500 from the API)."""
     op = w.a("town0_operator")
     case = report(w, "gw0", "0502", T0)
     loop.register(case, op, now=T0 + M)
     reason = "等待燃气公司派员到场检测并出具书面意见，" * 12  # 240 characters
     assert len(reason) > 200
-    try:
-        loop.pause(case, op, reason, now=T0 + 2 * M)
-    except TransitionError as exc:
-        assert exc.field == "reason"
-        assert fresh(case).paused_at is None
-    except DBAPIError as exc:
-        pytest.fail(f"BUG: a {len(reason)}-character pause reason crashes on PostgreSQL: {exc.orig!r}")
-    else:
-        c = fresh(case)
-        assert c.paused_at == T0 + 2 * M and reason.startswith(c.pause_reason)
-        assert notes(c)[-1] == reason
+    refused(TransitionError, loop.pause, case, op, reason, now=T0 + 2 * M, field="reason")
+    assert fresh(case).paused_at is None
 
 
 def test_regression_only_the_dispatched_handler_may_accept_and_feed_back(w):
-    """BUG: accept() and feedback() check only role and jurisdiction, not that the actor is the one the
-    case was dispatched to. Any gridworker of the case's grid (or the reporter) can take a case that was
-    dispatched to a department and report it done. (dept1 is refused only because departments see
-    nothing but their own cases.)
-    Fix (commandcenter/cases/loop.py, accept and feedback, after _check): for actor roles
-    'department' / 'gridworker' / 'volunteer', require
-    `case.department_id == actor.department_id` (department) or `case.assignee_id == actor.id`,
-    else raise Forbidden("该案件未派遣给本账号")."""
+    """Only the handler the case was dispatched to (its department, or its assignee) accepts it and feeds
+    back: a gridworker of the grid, even its reporter, may not take over a department's case."""
     case = report(w, "gw0", "0502", T0)
     loop.register(case, w.a("town0_operator"), now=T0 + M)
     loop.dispatch(case, w.a("town0_admin"), department_id=w.dept(0), now=T0 + 2 * M)
@@ -991,16 +952,12 @@ def test_regression_only_the_dispatched_handler_may_accept_and_feed_back(w):
         problems.append("gw0 fed back on a case that 城管局 is handling")
     except Forbidden:
         pass
-    assert not problems, "BUG: " + "; ".join(problems)
+    assert not problems, "; ".join(problems)
 
 
 def test_regression_refused_dispatch_leaves_no_half_change(w):
-    """BUG: dispatch() sets case.department_id before it validates assignee_id; when the assignee is
-    refused (TransitionError) the session keeps the half-made change, and the next commit in the same
-    session (any later step, or a worker's sweep) writes the department that was never dispatched to —
-    after which that department can see and accept the case.
-    Fix (commandcenter/cases/loop.py, dispatch): validate department and assignee first, assign
-    case.department_id / case.assignee_id only after both pass (or db.rollback() before raising)."""
+    """A refused dispatch changes nothing: the department of a refused dispatch must not reach the next
+    commit of the session (it once did, after which that department could see and accept the case)."""
     op, tadmin = w.a("town0_operator"), w.a("town0_admin")
     case = report(w, "gw0", "0502", T0)
     loop.register(case, op, now=T0 + M)
@@ -1009,4 +966,4 @@ def test_regression_refused_dispatch_leaves_no_half_change(w):
     loop.pause(case, op, "等待现场核实", now=T0 + 3 * M)  # an unrelated, legitimate step
     row, _ = committed(case.id)
     assert (row["state"], row["department_id"]) == ("registered", None), \
-        "BUG: a refused dispatch leaked department_id into the next commit"
+        "a refused dispatch leaked department_id into the next commit"

@@ -39,6 +39,8 @@ from commandcenter.models import (
     SignIn,
 )
 from commandcenter.timeutil import local
+from tests.conftest import report as shared_report
+from tests.conftest import shanghai
 from tests.world import WorldView
 
 M = timedelta(minutes=1)
@@ -46,10 +48,6 @@ H = timedelta(hours=1)
 D = timedelta(days=1)
 T0 = datetime(2026, 3, 10, 1, 0)  # UTC = local Tue 2026-03-10 09:00
 DAY0 = date(2026, 3, 10)
-
-
-def from_local(y, mo, d, h=0, mi=0) -> datetime:
-    return datetime(y, mo, d, h, mi) - timedelta(hours=8)
 
 
 def zero(**nonzero) -> dict[str, int]:
@@ -74,12 +72,7 @@ def w(ctx, world):
 
 
 def report(w: W, who: str = "gw0", code: str = "0502", at: datetime = T0, grid: int = 0, **extra) -> Case:
-    case, created = loop.report_case(
-        ReportInput(category_id=w.cat(code).id, description="测试事件", grid_id=w.grid(grid), **extra),
-        actor=w.a(who), source="app", client_key=None, now=at)
-    assert created
-    return case
-
+    return shared_report(w, who, code, at, grid=grid, by_grid_id=True, **extra)
 
 def drain_all(r, w: W, limit: int = 500) -> int:
     total = 0
@@ -223,10 +216,10 @@ def test_each_action_moves_its_fields_at_every_level(w, redis_conn):
     x.check()
 
     # the local day and month: 23:59 on 31 March and 00:01 on 1 April (local) are different days and months
-    c9 = report(w, "gw7", "0502", from_local(2026, 3, 31, 23, 59), grid=7)
-    x.add(7, from_local(2026, 3, 31, 23, 59), "reported", "reported:ordinary")
-    loop.register(c9, w.a("town1_operator"), now=from_local(2026, 4, 1, 0, 1))
-    x.add(7, from_local(2026, 4, 1, 0, 1), "registered")
+    c9 = report(w, "gw7", "0502", shanghai(2026, 3, 31, 23, 59), grid=7)
+    x.add(7, shanghai(2026, 3, 31, 23, 59), "reported", "reported:ordinary")
+    loop.register(c9, w.a("town1_operator"), now=shanghai(2026, 4, 1, 0, 1))
+    x.add(7, shanghai(2026, 4, 1, 0, 1), "registered")
     x.check()
     assert counters.case_counts(r, w.grid(7), day=date(2026, 3, 31)) == zero(reported=1, reported__ordinary=1)
     assert counters.case_counts(r, w.grid(7), day=date(2026, 4, 1)) == zero(registered=1)
@@ -641,7 +634,7 @@ def recount(w: W) -> dict[tuple[str, str, int], Counter]:
 
 def test_a_thousand_random_changes_equal_a_fresh_recount(w, redis_conn):
     r, rnd = redis_conn, random.Random(20260310)
-    start = from_local(2026, 3, 20, 8, 0)
+    start = shanghai(2026, 3, 20, 8, 0)
     city = RandomCity(w, rnd, start)
     crashed = 0
     next_drain = rnd.randint(1, 40)
@@ -703,7 +696,7 @@ def _some_activity(w: W) -> None:
             loop.register(c, op, now=T0 + 10 * H)
             loop.dispatch(c, w.a("town0_admin"), department_id=w.dept(0), now=T0 + 20 * H)  # next local day
         if g == 3:
-            loop.reject(c, op, "无效", now=from_local(2026, 4, 1, 10))
+            loop.reject(c, op, "无效", now=shanghai(2026, 4, 1, 10))
         if g == 5:
             loop.escalate(c, w.a("gw5"), to_level="town", note="上报", now=T0 + 6 * H)
 
@@ -821,7 +814,7 @@ def test_presence_online_attendance_logins_patrol(w, redis_conn):
     assert admins0 == 4
     logins = [("town0_admin", True, T0), ("village0_admin", True, T0 + D), ("town0_admin", True, T0 + 2 * D),
               ("village1_admin", False, T0), ("town0_operator", True, T0),
-              ("village2_admin", True, from_local(2026, 2, 28, 23))]  # last month
+              ("village2_admin", True, shanghai(2026, 2, 28, 23))]  # last month
     for name, ok, at in logins:
         acc = w.a(name)
         db.add(LoginRecord(account_id=acc.id, username=name, success=ok, at=at))
@@ -834,9 +827,9 @@ def test_presence_online_attendance_logins_patrol(w, redis_conn):
     assert counters.logged_in_count(r, "202603") == 2
 
     # patrol minutes per local day; a patrol across midnight is split
-    patrols = [("gw0", from_local(2026, 3, 10, 9), from_local(2026, 3, 10, 10, 10)),
-               ("gw1", from_local(2026, 3, 10, 14), from_local(2026, 3, 10, 14, 50)),
-               ("gw4", from_local(2026, 3, 10, 23, 30), from_local(2026, 3, 11, 0, 45))]
+    patrols = [("gw0", shanghai(2026, 3, 10, 9), shanghai(2026, 3, 10, 10, 10)),
+               ("gw1", shanghai(2026, 3, 10, 14), shanghai(2026, 3, 10, 14, 50)),
+               ("gw4", shanghai(2026, 3, 10, 23, 30), shanghai(2026, 3, 11, 0, 45))]
     for i, (name, start, end) in enumerate(patrols):
         acc = w.a(name)
         db.add(Patrol(gridworker_id=acc.id, town_id=acc.town_id, started_at=start, ended_at=end))

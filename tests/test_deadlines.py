@@ -16,6 +16,8 @@ import pytest
 from commandcenter.cases import loop
 from commandcenter.db import db
 from commandcenter.models import Case
+from tests.conftest import report as shared_report
+from tests.conftest import shanghai
 from tests.world import WorldView
 
 
@@ -23,28 +25,11 @@ def utc(y, mo, d, h=0, mi=0):
     return datetime(y, mo, d, h, mi)
 
 
-def from_local(y, mo, d, h=0, mi=0):
-    """Local Asia/Shanghai wall-clock time → naive UTC (fixed UTC+8)."""
-    return datetime(y, mo, d, h, mi) - timedelta(hours=8)
-
-
 W = WorldView
 
 
-@pytest.fixture
-def w(ctx, world):
-    return W(world)
-
-
 def report(w: W, code: str, at: datetime, discovered_at: datetime | None = None, who: str = "gw0") -> Case:
-    lat, lon = w.point(0)
-    case, created = loop.report_case(
-        loop.ReportInput(category_id=w.cat(code).id, description=f"测试 {code}", lat=lat, lon=lon,
-                         discovered_at=discovered_at),
-        actor=w.a(who), source="app", client_key=None, now=at)
-    assert created
-    return case
-
+    return shared_report(w, who, code, at, description=f"测试 {code}", discovered_at=discovered_at)
 
 def reported_and_registered(w: W, code: str, registered_at: datetime) -> Case:
     case = report(w, code, registered_at - timedelta(minutes=5))
@@ -62,12 +47,12 @@ def test_illegal_construction_registered_before_national_day_lands_after_the_hol
     # local Mon 2026-09-28 10:00. 15 workdays after 09-28:
     # 09-29(1) 09-30(2) [10-01..10-07 off] 10-08(3) 10-09(4) 10-10 Sat make-up(5) [10-11 Sun off]
     # 10-12(6) 13(7) 14(8) 15(9) 16(10) [17, 18 weekend] 19(11) 20(12) 21(13) 22(14) 23(15)
-    case = reported_and_registered(w, "0301", from_local(2026, 9, 28, 10, 0))
-    assert case.handle_due == from_local(2026, 10, 23, 17, 30) == utc(2026, 10, 23, 9, 30)
+    case = reported_and_registered(w, "0301", shanghai(2026, 9, 28, 10, 0))
+    assert case.handle_due == shanghai(2026, 10, 23, 17, 30) == utc(2026, 10, 23, 9, 30)
     # 2 working hours from 10:00 → 12:00 the same morning
-    assert case.dispatch_due == from_local(2026, 9, 28, 12, 0) == utc(2026, 9, 28, 4, 0)
+    assert case.dispatch_due == shanghai(2026, 9, 28, 12, 0) == utc(2026, 9, 28, 4, 0)
     # must reach the town within 1 work day → end of Tue 09-29
-    assert case.escalate_due == from_local(2026, 9, 29, 17, 30) == utc(2026, 9, 29, 9, 30)
+    assert case.escalate_due == shanghai(2026, 9, 29, 17, 30) == utc(2026, 9, 29, 9, 30)
     assert case.transfer_due is None
 
 
@@ -75,28 +60,28 @@ def test_illegal_construction_counts_from_the_local_date_not_the_utc_date(w):
     # local Tue 2026-09-29 07:00 is still Mon 09-28 23:00 in UTC: day 0 is the local 09-29.
     # 09-30(1) 10-08(2) 09(3) 10(4) 12(5) 13(6) 14(7) 15(8) 16(9) 19(10) 20(11) 21(12) 22(13) 23(14) 26(15)
     case = reported_and_registered(w, "0301", utc(2026, 9, 28, 23, 0))
-    assert case.handle_due == from_local(2026, 10, 26, 17, 30) == utc(2026, 10, 26, 9, 30)
-    assert case.escalate_due == from_local(2026, 9, 30, 17, 30)
+    assert case.handle_due == shanghai(2026, 10, 26, 17, 30) == utc(2026, 10, 26, 9, 30)
+    assert case.escalate_due == shanghai(2026, 9, 30, 17, 30)
     # before office hours: 08:30 + 2 h
-    assert case.dispatch_due == from_local(2026, 9, 29, 10, 30)
+    assert case.dispatch_due == shanghai(2026, 9, 29, 10, 30)
 
 
 def test_illegal_construction_registered_on_a_holiday(w):
     # local Sat 2026-10-03 (National Day): the first workday after it, Thu 10-08, is day 1.
     # 10-08(1) 09(2) 10(3) 12(4) 13(5) 14(6) 15(7) 16(8) 19(9) 20(10) 21(11) 22(12) 23(13) 26(14) 27(15)
-    case = reported_and_registered(w, "0301", from_local(2026, 10, 3, 10, 0))
-    assert case.handle_due == from_local(2026, 10, 27, 17, 30)
-    assert case.escalate_due == from_local(2026, 10, 8, 17, 30)
-    assert case.dispatch_due == from_local(2026, 10, 8, 10, 30)
+    case = reported_and_registered(w, "0301", shanghai(2026, 10, 3, 10, 0))
+    assert case.handle_due == shanghai(2026, 10, 27, 17, 30)
+    assert case.escalate_due == shanghai(2026, 10, 8, 17, 30)
+    assert case.dispatch_due == shanghai(2026, 10, 8, 10, 30)
 
 
 def test_illegal_construction_registered_on_a_weekend_before_a_make_up_sunday(w):
     # local Sat 2026-09-19 (off); Sun 09-20 is a make-up workday, Mid-Autumn 09-25..27 off.
     # 09-20(1) 21(2) 22(3) 23(4) 24(5) 28(6) 29(7) 30(8) 10-08(9) 09(10) 10(11) 12(12) 13(13) 14(14) 15(15)
-    case = reported_and_registered(w, "0301", from_local(2026, 9, 19, 10, 0))
-    assert case.handle_due == from_local(2026, 10, 15, 17, 30)
-    assert case.escalate_due == from_local(2026, 9, 20, 17, 30)
-    assert case.dispatch_due == from_local(2026, 9, 20, 10, 30)
+    case = reported_and_registered(w, "0301", shanghai(2026, 9, 19, 10, 0))
+    assert case.handle_due == shanghai(2026, 10, 15, 17, 30)
+    assert case.escalate_due == shanghai(2026, 9, 20, 17, 30)
+    assert case.dispatch_due == shanghai(2026, 9, 20, 10, 30)
 
 
 # --- 道路不洁 0103: 5 work_hours --------------------------------------------------------------------
@@ -118,31 +103,31 @@ def test_illegal_construction_registered_on_a_weekend_before_a_make_up_sunday(w)
     ((2026, 2, 13, 16, 0), (2026, 2, 14, 12, 0)),
 ])
 def test_dirty_road_five_working_hours(w, registered_local, due_local):
-    case = reported_and_registered(w, "0103", from_local(*registered_local))
-    assert case.handle_due == from_local(*due_local)
+    case = reported_and_registered(w, "0103", shanghai(*registered_local))
+    assert case.handle_due == shanghai(*due_local)
     assert case.escalate_due is None and case.transfer_due is None
 
 
 def test_dispute_five_work_days_across_spring_festival(w):
     # 邻里纠纷 2001: Fri 02-13; Sat 02-14 make-up (1), 02-15..02-23 off, 24(2) 25(3) 26(4) 27(5)
-    case = reported_and_registered(w, "2001", from_local(2026, 2, 13, 10, 0))
-    assert case.handle_due == from_local(2026, 2, 27, 17, 30)
+    case = reported_and_registered(w, "2001", shanghai(2026, 2, 13, 10, 0))
+    assert case.handle_due == shanghai(2026, 2, 27, 17, 30)
 
 
 def test_deadlines_count_from_registration_not_from_the_report(w):
     # reported Fri 03-06, registered Tue 03-10 10:00: 5 work hours = 10:00–12:00 (2 h) + 13:30–16:30 (3 h)
-    case = report(w, "0103", from_local(2026, 3, 6, 10, 0))
-    loop.register(case, w.a("town0_operator"), now=from_local(2026, 3, 10, 10, 0))
+    case = report(w, "0103", shanghai(2026, 3, 6, 10, 0))
+    loop.register(case, w.a("town0_operator"), now=shanghai(2026, 3, 10, 10, 0))
     db.expire_all()
     case = db.get(Case, case.id)
-    assert case.handle_due == from_local(2026, 3, 10, 16, 30)
-    assert case.dispatch_due == from_local(2026, 3, 10, 12, 0)
+    assert case.handle_due == shanghai(2026, 3, 10, 16, 30)
+    assert case.dispatch_due == shanghai(2026, 3, 10, 12, 0)
 
 
 def test_category_item_inherits_the_limits_of_its_small_class(w):
     # 010101 道路暴露垃圾 inherits 暴露垃圾's 1 work day: Fri → Mon 17:30
-    case = reported_and_registered(w, "010101", from_local(2026, 3, 13, 16, 0))
-    assert case.handle_due == from_local(2026, 3, 16, 17, 30)
+    case = reported_and_registered(w, "010101", shanghai(2026, 3, 13, 16, 0))
+    assert case.handle_due == shanghai(2026, 3, 16, 17, 30)
 
 
 # --- wall-clock limits: 乱停车 and 燃气 -------------------------------------------------------------
@@ -180,7 +165,7 @@ def test_other_categories_have_no_transfer_due(w):
 
 
 def test_gas_hazard_limits_are_wall_clock_even_at_night_and_on_holidays(w):
-    registered = from_local(2026, 10, 3, 23, 0)  # National Day, 23:00
+    registered = shanghai(2026, 10, 3, 23, 0)  # National Day, 23:00
     case = reported_and_registered(w, "1002", registered)
     assert case.dispatch_due == registered + timedelta(minutes=30)
     assert case.handle_due == registered + timedelta(hours=4)
@@ -189,8 +174,8 @@ def test_gas_hazard_limits_are_wall_clock_even_at_night_and_on_holidays(w):
 
 def test_hazardous_chemicals_must_reach_the_city_within_four_working_hours(w):
     # 1006 escalate to city in 4 work_hours: Fri 16:00 → 1.5 h, Mon 08:30 + 2.5 h
-    case = reported_and_registered(w, "1006", from_local(2026, 3, 13, 16, 0))
-    assert case.escalate_due == from_local(2026, 3, 16, 11, 0)
+    case = reported_and_registered(w, "1006", shanghai(2026, 3, 13, 16, 0))
+    assert case.escalate_due == shanghai(2026, 3, 16, 11, 0)
 
 
 def test_no_escalation_deadline_when_the_case_already_sits_at_the_required_level(w):

@@ -14,7 +14,7 @@ from openpyxl import load_workbook
 
 from commandcenter.db import db
 from commandcenter.drill.service import CHILD_COLUMNS
-from tests.conftest import PASSWORD, csrf_from
+from tests.conftest import logged_in
 from tests.test_stats import TUE, add_case, at, build_dataset
 
 pytestmark = [pytest.mark.postgres]
@@ -28,14 +28,6 @@ def w(app, world):
         view = build_dataset(world)
     db.remove()
     return view
-
-
-def login(client, username: str):
-    page = client.get("/login")
-    response = client.post("/login", data={"username": username, "password": PASSWORD,
-                                           "csrf_token": csrf_from(page.get_data(as_text=True))})
-    assert response.status_code == 302
-    return client
 
 
 def text(response) -> str:
@@ -60,17 +52,17 @@ def table_rows(html: str) -> list[list[str]]:
 # --- levels ----------------------------------------------------------------------------------------------
 
 def test_each_supervisor_starts_at_his_own_place(client, w):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     response = client.get("/drill/?" + P)
     assert response.status_code == 302 and response.headers["Location"].startswith(f"/drill/{w.city}?")
     assert "start=2026-11-02" in response.headers["Location"]
     client2 = client.application.test_client()
-    login(client2, "town0_supervisor")
+    logged_in(client2, "town0_supervisor")
     assert client2.get("/drill/").headers["Location"] == f"/drill/{w.town(0)}"
 
 
 def test_city_page_panels_children_and_links(client, w):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     html = text(client.get(f"/drill/{w.city}?" + P))
     assert "测试市" in html and "2026-11-02 至 2026-11-03" in html
     assert figure(html, "reported") == "9"
@@ -87,7 +79,7 @@ def test_city_page_panels_children_and_links(client, w):
 
 
 def test_town_village_grid_worker_case_chain(client, w):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     town = text(client.get(f"/drill/{w.town(0)}?" + P))
     assert figure(town, "closure_rate") == "42.86%"
     assert figure(town, "valid_rate") == "83.33%"
@@ -114,7 +106,7 @@ def test_town_village_grid_worker_case_chain(client, w):
 
 
 def test_flagged_figures_carry_a_warning_instead_of_a_plain_fact(client, w):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     village = text(client.get(f"/drill/{w.village(1)}?" + P))
     assert "数据质量提示" in village
     assert "人房关联率 101.88% 超过 100%，登记数据可能有误" in village
@@ -135,7 +127,7 @@ def test_a_burst_of_reports_is_flagged_on_the_pages(app, client, w):
             add_case(w, 6, reporter="gw6", reported=at(TUE, 14) + timedelta(seconds=60 * i + 5))
         db.commit()
     db.remove()
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     town = text(client.get(f"/drill/{w.town(1)}?" + P))
     assert "网格员 gw6 在 2026-11-03 14:00 起的一小时内上报 51 件" in town
     assert figure(town, "reported").startswith("⚠ 53")
@@ -148,7 +140,7 @@ def test_a_burst_of_reports_is_flagged_on_the_pages(app, client, w):
 # --- sorting and filters -----------------------------------------------------------------------------------
 
 def test_sorting_by_any_column_server_side(client, w):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     html = text(client.get(f"/drill/{w.town(0)}/table?{P}&sort=-reported"))
     assert "<html" not in html  # a fragment for the htmx swap
     assert [r[0] for r in table_rows(html)] == ["东湖南社区", "东湖北社区"]
@@ -170,7 +162,7 @@ def test_sorting_by_any_column_server_side(client, w):
 
 
 def test_filters_narrow_the_case_figures(client, w):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     html = text(client.get(f"/drill/{w.town(0)}?{P}&kind=hazard"))
     assert figure(html, "reported") == "2" and figure(html, "gridworkers") == "4"
     assert [r[1] for r in table_rows(html)] == ["2", "0"]
@@ -198,7 +190,7 @@ BAD_INPUT = [
 
 
 def test_bad_input_is_refused_naming_the_field(client, w):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     for query, words in BAD_INPUT:
         response = client.get(f"/drill/{w.town(0)}?{query}")
         assert response.status_code == 400, query
@@ -209,14 +201,14 @@ def test_bad_input_is_refused_naming_the_field(client, w):
 
 
 def test_a_year_of_366_days_is_accepted(client, w):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     assert client.get(f"/drill/{w.town(0)}?period=custom&start=2024-01-01&end=2024-12-31").status_code == 200
     for kind in ("day", "week", "month"):
         assert client.get(f"/drill/{w.town(0)}?period={kind}").status_code == 200
 
 
 def test_worker_page_paginates_and_validates(client, w):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     assert client.get(f"/drill/worker/{w.id('gw0')}?{P}&page=0").status_code == 400
     assert "页码" in text(client.get(f"/drill/worker/{w.id('gw0')}?{P}&page=x"))
     html = text(client.get(f"/drill/worker/{w.id('gw0')}?{P}&page=9"))  # past the end: the last page
@@ -228,7 +220,7 @@ def test_worker_page_paginates_and_validates(client, w):
 # --- export ------------------------------------------------------------------------------------------------
 
 def test_export_children_as_xlsx(client, w):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     response = client.get(f"/drill/{w.town(0)}/export.xlsx?{P}&sort=-linkage_rate")
     assert response.status_code == 200
     assert response.mimetype == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -255,7 +247,7 @@ def test_export_children_as_xlsx(client, w):
 
 
 def test_export_gridworkers_as_xlsx(client, w):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     response = client.get(f"/drill/{w.village(0)}/export.xlsx?{P}&table=gridworkers")
     sheet = load_workbook(io.BytesIO(response.data)).worksheets[0]
     assert sheet.title == "网格员明细"
@@ -267,7 +259,7 @@ def test_export_gridworkers_as_xlsx(client, w):
 
 
 def test_export_a_gridworkers_cases_as_xlsx(client, w):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     worker = text(client.get(f"/drill/worker/{w.id('gw0')}?{P}&kind=hazard"))
     assert f'href="/drill/worker/{w.id("gw0")}/export.xlsx?period=custom&amp;start=2026-11-02&amp;end=2026-11-03&amp;kind=hazard"' in worker
     response = client.get(f"/drill/worker/{w.id('gw0')}/export.xlsx?{P}")
@@ -281,14 +273,14 @@ def test_export_a_gridworkers_cases_as_xlsx(client, w):
     assert sorted(v[4] for v in values) == sorted(["已立案", "已结案", "已结案", "无效", "重复"])
     assert client.get(f"/drill/worker/{w.id('gw0')}/export.xlsx?period=custom&start=x").status_code == 400
     client2 = client.application.test_client()
-    login(client2, "town1_supervisor")
+    logged_in(client2, "town1_supervisor")
     assert client2.get(f"/drill/worker/{w.id('gw0')}/export.xlsx?{P}").status_code == 404
 
 
 # --- jurisdiction and permission -----------------------------------------------------------------------------
 
 def test_a_town_supervisor_sees_only_his_town(client, w):
-    login(client, "town0_supervisor")
+    logged_in(client, "town0_supervisor")
     assert client.get(f"/drill/{w.town(0)}?{P}").status_code == 200
     html = text(client.get(f"/drill/{w.grid(0)}?{P}"))
     assert "测试市" not in html.split('class="drill-crumbs"')[1].split("</nav>")[0]  # nothing above his town
@@ -300,7 +292,7 @@ def test_a_town_supervisor_sees_only_his_town(client, w):
 
 
 def test_roles_without_the_permission_are_refused(client, w):
-    login(client, "gw0")
+    logged_in(client, "gw0")
     assert client.get("/drill/").status_code == 403
     assert client.get(f"/drill/{w.grid(0)}").status_code == 403
     anonymous = client.application.test_client()

@@ -45,6 +45,7 @@ from tests.conftest import (
     make_settings,
     missing,
     stop_process,
+    token_for,
     wait_for,
 )
 
@@ -601,8 +602,6 @@ def test_client_clock_skew_is_tolerated_a_little_and_never_trusted_for_the_repor
     """The phone says when it found the matter; the server says when it was reported. A discovery more
     than five minutes in the future is refused naming the field; a few minutes ahead is a clock's drift."""
     from datetime import UTC, datetime
-
-    from tests.test_api import token_for
 
     headers = token_for(client, "gw0")
     lat, lon = world.grid_point(0)

@@ -20,7 +20,7 @@ from commandcenter import create_app
 from commandcenter.db import db
 from commandcenter.models import Account, AuditLog, Patrol, Person, Visit
 from commandcenter.security import mask_address
-from tests.conftest import PASSWORD, csrf_from, make_settings
+from tests.conftest import csrf_from, logged_in, make_settings
 
 pytestmark = pytest.mark.postgres  # each finding's test is marked security; the import guard is not
 
@@ -64,15 +64,6 @@ def count(app, model, **where) -> int:
         n = db.query(model).filter_by(**where).count()
         db.remove()
         return n
-
-
-def login(app, username: str):
-    client = app.test_client()
-    page = client.get("/login")
-    response = client.post("/login", data={"username": username, "password": PASSWORD,
-                                           "csrf_token": csrf_from(page.get_data(as_text=True))})
-    assert response.status_code == 302
-    return client
 
 
 def visit(client, headers: dict, person_id: int, key: str):
@@ -320,11 +311,11 @@ def test_healthz_tells_anonymous_callers_only_up_or_degraded(app, world, client)
     text = response.get_data(as_text=True)
     assert "postgresql" not in text and "mode" not in text and "server" not in text
     # a logged-in account without ops.view gets no more
-    supervisor = login(app, "town0_supervisor")
+    supervisor = logged_in(app.test_client(), "town0_supervisor")
     assert supervisor.get("/healthz").get_json() == {"status": "up"}
     assert client.get("/healthz", headers=token(app, "gw0")).get_json() == {"status": "up"}
     # ops.view (the system administrator) gets the detail
-    admin = login(app, "city_admin")
+    admin = logged_in(app.test_client(), "city_admin")
     detail = admin.get("/healthz").get_json()
     assert detail["status"] == "up" and detail["database"] == "ok" and detail["database_backend"] == "postgresql"
     assert detail["mode"] == "server" and detail["redis"] == "not configured"
@@ -360,7 +351,7 @@ def test_person_address_is_masked_and_shown_only_by_the_audited_unmask(app, worl
         db.query(Account).filter_by(username="town0_admin").one().can_unmask = True
         db.commit()
         db.remove()
-    client = login(app, "town0_admin")
+    client = logged_in(app.test_client(), "town0_admin")
     listing = client.get("/persons/").get_data(as_text=True)
     assert ADDRESS not in listing and "人民路 * 号 * 幢 *** 室" in listing
     page = client.get(f"/persons/{person_id}").get_data(as_text=True)

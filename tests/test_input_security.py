@@ -16,7 +16,7 @@ from sqlalchemy import select
 from commandcenter.access import PERMISSIONS
 from commandcenter.db import db
 from commandcenter.models import AuditLog, Place
-from tests.conftest import PASSWORD, csrf_from, make_settings
+from tests.conftest import csrf_from, logged_in, make_settings, token_for
 
 pytestmark = [pytest.mark.security]
 
@@ -31,20 +31,6 @@ FORMULAS = (FORMULA, "+1+cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0", "@SUM(1+1
 
 def text(response) -> str:
     return response.get_data(as_text=True)
-
-
-def login(client, username: str):
-    page = client.get("/login")
-    response = client.post("/login", data={"username": username, "password": PASSWORD,
-                                           "csrf_token": csrf_from(text(page))})
-    assert response.status_code == 302, text(response)[:300]
-    return client
-
-
-def token_for(client, username: str) -> dict:
-    response = client.post("/api/v1/tokens", json={"username": username, "password": PASSWORD, "device_name": "测试"})
-    assert response.status_code == 201, response.get_json()
-    return {"Authorization": f"Bearer {response.get_json()['token']}"}
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +59,7 @@ def test_a_reported_address_stays_text_in_the_gridworkers_export(app, world, cli
     for address in FORMULAS:
         response = report(client, headers, world, address=address, description=address)
         assert response.status_code == 201, response.get_json()
-    supervisor = login(app.test_client(), "city_supervisor")
+    supervisor = logged_in(app.test_client(), "city_supervisor")
     response = supervisor.get(f"/drill/worker/{world.accounts['gw0'].id}/export.xlsx")
     assert response.status_code == 200
     rows = sheet_rows(response.data)
@@ -91,7 +77,7 @@ def test_a_place_name_stays_text_and_numbers_stay_numbers_in_the_place_export(ap
         village.name = "=cmd|' /C calc'!A0"
         db.commit()
     report(client, token_for(client, "gw0"), world)
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     town = client.get(f"/drill/{world.towns[0].id}/export.xlsx")
     assert town.status_code == 200
     rows = sheet_rows(town.data)
@@ -155,7 +141,7 @@ def test_each_xlsx_export_writes_an_audit_row(app, world, client):
     headers = token_for(client, "gw0")
     for _ in range(3):
         assert report(client, headers, world).status_code == 201
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     gw0 = world.accounts["gw0"].id
     assert client.get(f"/drill/{world.towns[0].id}/export.xlsx?kind=hazard").status_code == 200
     assert client.get(f"/drill/worker/{gw0}/export.xlsx").status_code == 200
@@ -217,7 +203,7 @@ def walk_int_routes(app) -> list[str]:
             elif api:
                 clients[key] = (client, token_for(client, username), "")
             else:
-                login(client, username)
+                logged_in(client, username)
                 token = csrf_from(text(client.get("/", follow_redirects=True)))
                 clients[key] = (client, {}, token)
         return clients[key]
@@ -281,7 +267,7 @@ def test_every_int_route_answers_404_on_sqlite_too(sqlite_app):
 ])
 def test_an_id_filter_out_of_range_is_a_400_naming_the_field(app, world, client, url, field):
     username = {"/persons/": "city_center", "/admin/audit": "city_auditor"}.get(url.split("?")[0], "city_supervisor")
-    login(client, username)
+    logged_in(client, username)
     for value in (HUGE, JUST_ABOVE, "-" + HUGE, VERY_LONG):
         response = client.get(url.format(value), follow_redirects=True)
         assert response.status_code == 400, (url, value, response.status_code)
@@ -298,7 +284,7 @@ def test_the_id_helpers():
 
 
 def test_an_id_filter_in_range_still_reaches_the_page(app, world, client):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     page = client.get(f"/cases/?category=2147483647&town={world.towns[0].id}")
     assert page.status_code == 400 and "事件类别不存在" in text(page)  # the page's own message, not the guard's
     assert client.get(f"/cases/?town={world.towns[0].id}").status_code == 200
@@ -314,7 +300,7 @@ def test_the_api_before_id_out_of_range_is_a_422_naming_the_field(app, world, cl
 
 
 def test_an_id_in_a_form_out_of_range_is_a_400(app, world, client):
-    login(client, "city_operator")
+    logged_in(client, "city_operator")
     token = csrf_from(text(client.get("/hotline/new")))
     response = client.post("/hotline/new", data={"csrf_token": token, "category_id": HUGE, "grid_id": VERY_LONG})
     assert response.status_code == 400 and "数值超出范围" in text(response)
@@ -363,7 +349,7 @@ def test_fieldwork_times_out_of_range_are_422_naming_the_field(app, world, clien
     ("date_from=1999-12-31&date_to=2101-01-01", "上报日期（起）须在"),
 ])
 def test_case_list_dates_out_of_range_are_400_naming_the_field(app, world, client, query, message):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     response = client.get("/cases/?" + query)
     assert response.status_code == 400 and message in text(response) and RANGE_TEXT in text(response)
 
@@ -373,7 +359,7 @@ def test_case_list_dates_out_of_range_are_400_naming_the_field(app, world, clien
     ("start=2100-12-01&end=9999-12-31", "结束日期：须在"),
 ])
 def test_drill_periods_out_of_range_are_400_naming_the_field(app, world, client, period, message):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     gw0 = world.accounts["gw0"].id
     for path in (f"/drill/{world.city.id}", f"/drill/{world.city.id}/table", f"/drill/{world.city.id}/export.xlsx",
                  f"/drill/worker/{gw0}", f"/drill/worker/{gw0}/export.xlsx"):
@@ -384,7 +370,7 @@ def test_drill_periods_out_of_range_are_400_naming_the_field(app, world, client,
 
 @pytest.mark.parametrize("value", ["0001-01-01T00:00", "9999-12-31T23:59", "1999-12-31T23:59"])
 def test_hotline_form_discovered_at_out_of_range_is_400_naming_the_field(app, world, client, value):
-    login(client, "city_operator")
+    logged_in(client, "city_operator")
     token = csrf_from(text(client.get("/hotline/new")))
     lat, lon = world.grid_point(0)
     response = client.post("/hotline/new", data={
@@ -410,7 +396,7 @@ def test_open311_dates_out_of_range_are_400_naming_the_field(app, world, client,
 @pytest.mark.parametrize("url", ["/assessment/?month=0001-01", "/assessment/?month=9999-12",
                                  "/points/?month=0001-01", "/assessment/0001-01.json"])
 def test_months_out_of_range_are_400(app, world, client, url):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     assert client.get(url).status_code == 400
 
 

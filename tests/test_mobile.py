@@ -8,23 +8,19 @@ from datetime import timedelta
 
 import pytest
 
-from commandcenter.cases import loop
 from commandcenter.db import db
 from commandcenter.models import Alert, Case
 from commandcenter.timeutil import utcnow
+from tests.conftest import report as shared_report
 from tests.world import WorldView
 
 pytestmark = pytest.mark.postgres
 
 
 def report(v: WorldView, worker: str, grid: int, key: str, code: str = "0101", minutes_ago: int = 5) -> Case:
-    lat, lon = v.point(grid)
     now = utcnow()
-    data = loop.ReportInput(category_id=v.cat(code).id, description="道路暴露垃圾", lat=lat, lon=lon,
-                            discovered_at=now - timedelta(minutes=minutes_ago))
-    case, _ = loop.report_case(data, actor=v.a(worker), source="app", client_key=key, now=now)
-    return case
-
+    return shared_report(v, worker, code, now, grid=grid, key=key, description="道路暴露垃圾",
+                         discovered_at=now - timedelta(minutes=minutes_ago))
 
 @pytest.fixture
 def reported(app, world):

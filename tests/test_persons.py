@@ -9,7 +9,7 @@ import pytest
 
 from commandcenter.db import db
 from commandcenter.models import Account, AuditLog, Person, Visit
-from tests.conftest import PASSWORD, csrf_from
+from tests.conftest import csrf_from, logged_in
 
 pytestmark = pytest.mark.postgres
 
@@ -48,15 +48,6 @@ def grant_unmask(app, username: str) -> None:
         db.remove()
 
 
-def login(app, username: str):
-    client = app.test_client()
-    page = client.get("/login")
-    response = client.post("/login", data={"username": username, "password": PASSWORD,
-                                           "csrf_token": csrf_from(html(page))})
-    assert response.status_code == 302
-    return client
-
-
 def audit_rows(app, action: str) -> list[AuditLog]:
     with app.app_context():
         rows = db.query(AuditLog).filter_by(action=action).order_by(AuditLog.id).all()
@@ -73,7 +64,7 @@ def unmask(client, person_id: int, reason: str = "核实身份后上门走访"):
 
 def test_list_masks_names_id_numbers_and_phones(app, world):
     add_person(app, world, grid=0, visits=2, assigned="gw0")
-    client = login(app, "town0_admin")
+    client = logged_in(app.test_client(), "town0_admin")
     response = client.get("/persons/")
     page = html(response)
     assert response.status_code == 200
@@ -87,7 +78,7 @@ def test_list_masks_names_id_numbers_and_phones(app, world):
 
 def test_person_page_is_masked_shows_visits_and_every_view_is_logged(app, world):
     person_id = add_person(app, world, grid=0, visits=3, assigned="gw0")
-    client = login(app, "gw0")
+    client = logged_in(app.test_client(), "gw0")
     for _ in range(2):
         response = client.get(f"/persons/{person_id}")
         page = html(response)
@@ -108,7 +99,7 @@ def test_filters_by_type_and_grid_and_pages(app, world):
     for i in range(55):
         add_person(app, world, grid=0, name=f"王{i:02d}华", person_type="empty_nest_elderly", id_number=None)
     add_person(app, world, grid=1, name="李四光", person_type="drug_user")
-    client = login(app, "town0_admin")
+    client = logged_in(app.test_client(), "town0_admin")
     first = html(client.get("/persons/"))
     assert "共 <strong>56</strong> 人" in first and "第 1 / 2 页" in first
     assert len(re.findall(r'href="/persons/\d+"', first)) == 50
@@ -121,7 +112,7 @@ def test_filters_by_type_and_grid_and_pages(app, world):
 
 
 def test_bad_filters_answer_400_naming_the_field(app, world):
-    client = login(app, "town0_admin")
+    client = logged_in(app.test_client(), "town0_admin")
     response = client.get("/persons/?type=alien")
     assert response.status_code == 400 and 'data-field="type"' in html(response)
     response = client.get(f"/persons/?grid={world.grids[4].id}")  # a grid of the other town
@@ -136,11 +127,11 @@ def test_outside_the_jurisdiction_is_404_and_the_attempt_is_logged(app, world):
     other_town = add_person(app, world, grid=4, name="赵六")
     other_grid = add_person(app, world, grid=1, name="钱七")
     mine = add_person(app, world, grid=0, name="孙八")
-    admin = login(app, "town0_admin")
+    admin = logged_in(app.test_client(), "town0_admin")
     assert admin.get(f"/persons/{other_town}").status_code == 404
     assert admin.get(f"/persons/{other_grid}").status_code == 200
     assert admin.get("/persons/999999").status_code == 404
-    gw0 = login(app, "gw0")
+    gw0 = logged_in(app.test_client(), "gw0")
     assert gw0.get(f"/persons/{other_grid}").status_code == 404
     listing = html(gw0.get("/persons/"))
     assert "孙*" in listing and "钱*" not in listing and "赵*" not in listing
@@ -160,7 +151,7 @@ def test_roles_without_person_view_are_refused(app, world):
     person_id = add_person(app, world, grid=0)
     for username in ("city_duty_officer", "city_leader", "city_operator", "dept0", "city_auditor", "city_admin",
                      "city_security_admin", "volunteer0"):
-        client = login(app, username)
+        client = logged_in(app.test_client(), username)
         assert client.get("/persons/").status_code == 403, username
         assert client.get(f"/persons/{person_id}").status_code == 403, username
         token = csrf_from(html(client.get("/")))
@@ -184,7 +175,7 @@ def test_special_populations_are_hidden_from_supervisors(app, world):
     drug = add_person(app, world, grid=0, name="周九", person_type="drug_user")
     add_person(app, world, grid=0, name="吴十", person_type="mental_risk")
     elderly = add_person(app, world, grid=0, name="郑十一", person_type="empty_nest_elderly")
-    supervisor = login(app, "town0_supervisor")
+    supervisor = logged_in(app.test_client(), "town0_supervisor")
     listing = html(supervisor.get("/persons/"))
     assert "共 <strong>1</strong> 人" in listing and "郑*一" in listing and "周*" not in listing
     assert "另有 2 名特殊人群人员" in listing
@@ -193,7 +184,7 @@ def test_special_populations_are_hidden_from_supervisors(app, world):
     assert supervisor.get(f"/persons/{drug}").status_code == 404
     assert supervisor.get(f"/persons/{elderly}").status_code == 200
     for username in ("gw0", "town0_admin", "village0_admin"):
-        client = login(app, username)
+        client = logged_in(app.test_client(), username)
         assert client.get(f"/persons/{drug}").status_code == 200, username
         assert "另有" not in html(client.get("/persons/"))
 
@@ -202,14 +193,14 @@ def test_special_populations_are_hidden_from_supervisors(app, world):
 
 def test_unmask_without_the_grant_is_refused_and_logged(app, world):
     person_id = add_person(app, world, grid=0)
-    client = login(app, "town0_admin")  # the role may unmask, but the account holds no grant
+    client = logged_in(app.test_client(), "town0_admin")  # the role may unmask, but the account holds no grant
     page = html(client.get(f"/persons/{person_id}"))
     assert "尚未获得查看完整个人信息的授权" in page and 'action="/persons/' not in page.split("显示完整信息</h2>")[1]
     response = unmask(client, person_id)
     assert response.status_code == 403
     assert ID_NUMBER not in html(response) and PHONE not in html(response)
     assert "未获授权" in html(response)
-    gridworker = login(app, "gw0")  # the role has no unmask permission at all
+    gridworker = logged_in(app.test_client(), "gw0")  # the role has no unmask permission at all
     assert unmask(gridworker, person_id).status_code == 403
     rows = audit_rows(app, "person.unmask")
     assert [(r.username, r.success, r.object_id) for r in rows] == [
@@ -220,7 +211,7 @@ def test_unmask_without_the_grant_is_refused_and_logged(app, world):
 def test_unmask_with_the_grant_shows_the_full_number_once_and_is_audited(app, world):
     person_id = add_person(app, world, grid=0, visits=1)
     grant_unmask(app, "town0_admin")
-    client = login(app, "town0_admin")
+    client = logged_in(app.test_client(), "town0_admin")
     response = unmask(client, person_id, reason="核实身份后上门走访")
     page = html(response)
     assert response.status_code == 200
@@ -239,7 +230,7 @@ def test_unmask_with_the_grant_shows_the_full_number_once_and_is_audited(app, wo
 def test_unmask_needs_a_reason_and_a_csrf_token(app, world):
     person_id = add_person(app, world, grid=0)
     grant_unmask(app, "town0_supervisor")
-    client = login(app, "town0_supervisor")
+    client = logged_in(app.test_client(), "town0_supervisor")
     response = unmask(client, person_id, reason="  ")
     assert response.status_code == 400
     assert 'data-field="reason"' in html(response) and ID_NUMBER not in html(response)
@@ -250,6 +241,6 @@ def test_unmask_needs_a_reason_and_a_csrf_token(app, world):
 
 def test_inactive_persons_are_not_listed(app, world):
     gone = add_person(app, world, grid=0, name="冯十二", active=False)
-    client = login(app, "town0_admin")
+    client = logged_in(app.test_client(), "town0_admin")
     assert "共 <strong>0</strong> 人" in html(client.get("/persons/"))
     assert client.get(f"/persons/{gone}").status_code == 404

@@ -20,7 +20,7 @@ from commandcenter.measures import Period
 from commandcenter.models import AuditLog, BaseDataCount, Case, Person, Place, SettingValue, SignIn, Site, Visit
 from commandcenter.points import service
 from commandcenter.timeutil import from_local
-from tests.conftest import PASSWORD, csrf_from
+from tests.conftest import PASSWORD, csrf_from, logged_in
 from tests.world import WorldView
 
 pytestmark = [pytest.mark.postgres]
@@ -151,14 +151,6 @@ EXPECTED_WORKERS = {  # (signin, event, escalation_bonus, hazard, dispute, visit
 KINDS = ("signin", "event", "escalation_bonus", "hazard", "dispute", "visit")
 
 
-def login(client, username: str):
-    page = client.get("/login")
-    response = client.post("/login", data={"username": username, "password": PASSWORD,
-                                           "csrf_token": csrf_from(page.get_data(as_text=True))})
-    assert response.status_code == 302, response.get_data(as_text=True)[:300]
-    return client
-
-
 def table_rows(html: str, section: str) -> list[dict]:
     """Rows of one ranking table: name, rank, tied, top/bottom mark, the numbers of the cells."""
     match = re.search(rf'<section class="card points-table" id="{section}">(.*?)</section>', html, re.S)
@@ -260,7 +252,7 @@ def test_a_bad_stored_rulebook_is_ignored_with_a_warning(app, w, caplog):
 # --- the page ------------------------------------------------------------------------------------
 
 def test_city_page_shows_rankings_with_ties(client, w):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     response = client.get("/points/?month=2026-10")
     assert response.status_code == 200
     html = response.get_data(as_text=True)
@@ -287,7 +279,7 @@ def test_city_page_shows_rankings_with_ties(client, w):
 
 
 def test_town_page_lists_its_villages_grids_and_gridworkers(client, w):
-    login(client, "town0_supervisor")
+    logged_in(client, "town0_supervisor")
     html = client.get("/points/?month=2026-10").get_data(as_text=True)
     assert "西湖" not in html
     assert 'id="rank-towns"' not in html
@@ -304,7 +296,7 @@ def test_town_page_lists_its_villages_grids_and_gridworkers(client, w):
 
 
 def test_ranking_by_one_kind_of_points(client, w):
-    login(client, "town0_supervisor")
+    logged_in(client, "town0_supervisor")
     html = client.get("/points/?month=2026-10&kind=visit").get_data(as_text=True)
     workers = table_rows(html, "rank-gridworkers")
     assert [(r["name"], r["rank"], r["tied"]) for r in workers] == [
@@ -313,18 +305,18 @@ def test_ranking_by_one_kind_of_points(client, w):
 
 
 def test_a_city_account_narrows_to_a_town_but_a_town_cannot_reach_another(client, w):
-    login(client, "city_leader")
+    logged_in(client, "city_leader")
     html = client.get(f"/points/?month=2026-10&place={w.town(1)}").get_data(as_text=True)
     assert [r["name"] for r in table_rows(html, "rank-gridworkers")] == ["gw4", "gw5", "gw6", "gw7"]
     client2 = client.application.test_client()
-    login(client2, "town0_admin")
+    logged_in(client2, "town0_admin")
     assert client2.get(f"/points/?month=2026-10&place={w.town(1)}").status_code == 404
     assert client2.get(f"/points/?month=2026-10&place={w.village(2)}").status_code == 404
     assert client2.get(f"/points/?month=2026-10&place={w.village(1)}").status_code == 200
 
 
 def test_a_village_account_sees_its_village(client, w):
-    login(client, "village0_admin")
+    logged_in(client, "village0_admin")
     html = client.get("/points/?month=2026-10").get_data(as_text=True)
     assert [r["name"] for r in table_rows(html, "rank-gridworkers")] == ["gw0", "gw1"]
     assert 'id="rank-community"' not in html
@@ -335,20 +327,20 @@ def test_a_village_account_sees_its_village(client, w):
     ("kind=bonus", "kind"), ("place=x", "place"),
 ])
 def test_a_bad_query_answers_400_naming_the_field(client, w, query, field):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     response = client.get(f"/points/?{query}")
     assert response.status_code == 400
     assert f"参数 {field}" in response.get_data(as_text=True)
 
 
 def test_a_grid_is_not_a_ranking_scope(client, w):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     response = client.get(f"/points/?place={w.grid(0)}")
     assert response.status_code == 400 and "参数 place" in response.get_data(as_text=True)
 
 
 def test_an_empty_month_shows_empty_tables(client, w):
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     html = client.get("/points/?month=2025-01").get_data(as_text=True)
     towns = table_rows(html, "rank-towns")
     assert [(r["rank"], r["tied"], r["cells"][-2]) for r in towns] == [(1, True, "0.00"), (1, True, "0.00")]
@@ -356,14 +348,14 @@ def test_an_empty_month_shows_empty_tables(client, w):
 
 @pytest.mark.parametrize("username", ["gw0", "city_admin", "city_operator", "dept0", "city_auditor"])
 def test_other_roles_are_refused(client, w, username):
-    login(client, username)
+    logged_in(client, username)
     assert client.get("/points/").status_code == 403
 
 
 # --- the rulebook page ---------------------------------------------------------------------------
 
 def test_admin_edits_the_rulebook(app, client, w):
-    login(client, "city_admin")
+    logged_in(client, "city_admin")
     page = client.get("/points/rules")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
@@ -384,13 +376,13 @@ def test_admin_edits_the_rulebook(app, client, w):
         db.remove()
     # the supervisor's page now counts with the new values
     client2 = app.test_client()
-    login(client2, "town0_supervisor")
+    logged_in(client2, "town0_supervisor")
     workers = table_rows(client2.get("/points/?month=2026-10").get_data(as_text=True), "rank-gridworkers")
     assert workers[0]["name"] == "gw0" and workers[0]["cells"][4] == "20.00"
 
 
 def test_rulebook_errors_name_the_field_and_store_nothing(app, client, w):
-    login(client, "city_admin")
+    logged_in(client, "city_admin")
     token = csrf_from(client.get("/points/rules").get_data(as_text=True))
     form = {"signin": "1", "event": "-1", "escalation_bonus": "abc", "hazard": "2", "dispute": "2", "visit": "",
             "collection": "0.01", "csrf_token": token}
@@ -409,7 +401,7 @@ def test_rulebook_reset_to_defaults(app, client, w):
         db.add(SettingValue(key="points_rules", value={"event": 9}))
         db.commit()
         db.remove()
-    login(client, "city_admin")
+    logged_in(client, "city_admin")
     token = csrf_from(client.get("/points/rules").get_data(as_text=True))
     assert client.post("/points/rules", data={"reset": "1", "csrf_token": token}).status_code == 302
     with app.app_context():
@@ -417,10 +409,10 @@ def test_rulebook_reset_to_defaults(app, client, w):
 
 
 def test_rulebook_needs_csrf_and_the_admin(client, w):
-    login(client, "city_admin")
+    logged_in(client, "city_admin")
     assert client.post("/points/rules", data={"event": "5"}).status_code == 400
     other = client.application.test_client()
-    login(other, "city_supervisor")
+    logged_in(other, "city_supervisor")
     assert other.get("/points/rules").status_code == 403
     token = csrf_from(other.get("/points/?month=2026-10").get_data(as_text=True))
     assert other.post("/points/rules", data={"event": "5", "csrf_token": token}).status_code == 403
@@ -466,7 +458,7 @@ def test_a_tie_as_wide_as_the_city_is_not_printed_name_by_name(client, w):
                        place=grid, password_hash=password_hash, post="full_time")
     db.commit()
     db.remove()
-    login(client, "city_supervisor")
+    logged_in(client, "city_supervisor")
     html = client.get("/points/?month=2026-01").get_data(as_text=True)  # a month without any data: 22 tied
     workers = table_rows(html, "rank-gridworkers")
     assert len(workers) == 10 and all(r["rank"] == 1 and r["tied"] and r["where"] == "top" for r in workers)

@@ -9,8 +9,8 @@ from commandcenter import counters, create_app, jobs
 from commandcenter.db import db
 from commandcenter.models import Case, Outbox
 from commandcenter.timeutil import local_today
-from tests.conftest import TEST_REDIS_URL, make_settings
-from tests.test_api import report_body, token_for
+from tests.conftest import TEST_REDIS_URL, make_settings, token_for
+from tests.test_api import report_body
 
 pytestmark = pytest.mark.redis
 

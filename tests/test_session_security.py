@@ -11,8 +11,8 @@ import pytest
 
 from commandcenter.db import db
 from commandcenter.models import Account, ApiToken, Case
-from tests.conftest import PASSWORD, AuthActions, csrf_from
-from tests.test_api import PNG, report_body, token_for
+from tests.conftest import PASSWORD, AuthActions, csrf_from, token_for
+from tests.test_api import PNG, report_body
 
 pytestmark = [pytest.mark.postgres, pytest.mark.security]
 NEW_PASSWORD = "Changed@2026pw"

@@ -16,13 +16,13 @@ import pytest
 
 from commandcenter import counters, jobs
 from commandcenter.cases import loop
-from commandcenter.cases.loop import ReportInput
 from commandcenter.db import db
 from commandcenter.models import Account, Heartbeat, LoginRecord, Place, SettingValue, SignIn
 from commandcenter.ranking import competition_ranks
 from commandcenter.timeutil import day_bounds_utc, local, utcnow
-from commandcenter.wall import polygons, priming, queries
-from tests.conftest import PASSWORD, csrf_from
+from commandcenter.wall import polygons, priming
+from tests.conftest import csrf_from, logged_in
+from tests.conftest import report as shared_report
 
 pytestmark = [pytest.mark.postgres]
 
@@ -40,27 +40,13 @@ def fresh_counters():
     jobs._fake_redis = None
 
 
-def login(client, username: str):
-    page = client.get("/login")
-    response = client.post("/login", data={"username": username, "password": PASSWORD,
-                                           "csrf_token": csrf_from(page.get_data(as_text=True))})
-    assert response.status_code == 302, response.get_data(as_text=True)[:300]
-    return client
-
-
 def account(username: str) -> Account:
     return db.query(Account).filter_by(username=username).one()
 
 
 def report(world, username: str, code: str, grid: int, now=None, discovered=None):
-    lat, lon = world.grid_point(grid)
-    data = ReportInput(category_id=world.category(code).id, description=f"测试事件 {code}", lat=lat, lon=lon,
-                       address=f"测试路 {grid} 号", discovered_at=discovered)
-    case, created = loop.report_case(data, actor=account(username), source="app",
-                                     client_key=f"wall-{uuid.uuid4().hex[:12]}", now=now)
-    assert created
-    return case
-
+    return shared_report(world, username, code, now, grid=grid, key=f"wall-{uuid.uuid4().hex[:12]}",
+                         description=f"测试事件 {code}", address=f"测试路 {grid} 号", discovered_at=discovered)
 
 def tile(html: str, key: str) -> str:
     match = re.search(rf'data-key="{key}">\s*<span class="v">([^<]*)</span>', html)
@@ -107,7 +93,7 @@ def day_of_cases(app, world):
 # --- the page and every panel ---------------------------------------------------------------------------
 
 def test_wall_page_renders_every_panel(app, world, day_of_cases, client):
-    login(client, "city_duty_officer")
+    logged_in(client, "city_duty_officer")
     response = client.get("/wall")
     assert response.status_code == 200
     html = response.get_data(as_text=True)
@@ -129,7 +115,7 @@ def test_wall_page_renders_every_panel(app, world, day_of_cases, client):
 
 
 def test_counts_panel_shows_todays_figures(app, world, day_of_cases, client):
-    login(client, "city_duty_officer")
+    logged_in(client, "city_duty_officer")
     html = get_panel(client, "counts")
     assert tile(html, "reported") == "7"
     assert tile(html, "registered") == "1"
@@ -150,7 +136,7 @@ def test_counts_panel_shows_todays_figures(app, world, day_of_cases, client):
 
 
 def test_counts_follow_a_new_case(app, world, day_of_cases, client):
-    login(client, "city_duty_officer")
+    logged_in(client, "city_duty_officer")
     assert tile(get_panel(client, "counts"), "reported") == "7"
     with app.app_context():
         report(world, "gw6", "1003", 6)
@@ -171,7 +157,7 @@ def test_hourly_chart_compares_with_the_same_day_last_week(app, world, client):
         report(world, "gw3", "0101", 3, now=at - timedelta(days=7, hours=1))
         report(world, "gw4", "0101", 4, now=at - timedelta(days=8))  # not the same weekday: not shown
         jobs.process_outbox()
-    login(client, "city_duty_officer")
+    logged_in(client, "city_duty_officer")
     hourly = panel_data(get_panel(client, "counts"))
     hour = local(at, TZ).hour
     assert hourly["today"][hour] == 2 and sum(hourly["today"]) == 2
@@ -190,7 +176,7 @@ def test_map_panel_points_loads_and_alerts(app, world, client):
         parking = report(world, "gw2", "0401", 2, discovered=now - timedelta(minutes=50))  # 乱停车: alert at once
         jobs.process_outbox()
         grid0, grid1, grid2 = (str(world.grids[i].id) for i in range(3))
-    login(client, "city_duty_officer")
+    logged_in(client, "city_duty_officer")
     data = panel_data(get_panel(client, "map"))
     assert len(data["grids"]) == 8
     load = dict(zip(data["grids"], data["load"], strict=True))
@@ -210,7 +196,7 @@ def test_alert_ticker_lists_open_alerts_with_time_left(app, world, client):
     with app.app_context():
         parking = report(world, "gw0", "0401", 0, discovered=now - timedelta(minutes=50))
         jobs.process_outbox()
-    login(client, "city_duty_officer")
+    logged_in(client, "city_duty_officer")
     html = get_panel(client, "alerts")
     assert parking.number in html
     assert "乱停车一小时临期" in html
@@ -235,7 +221,7 @@ def test_attendance_and_login_rates_by_town(app, world, client):
         db.add(LoginRecord(account_id=account("town1_admin").id, username="town1_admin", success=False, at=now))
         db.commit()
         assert town1
-    login(client, "city_duty_officer")
+    logged_in(client, "city_duty_officer")
     html = get_panel(client, "attendance")  # the first wall request rebuilds presence from the tables
     chart = panel_data(html)
     assert chart["names"] == ["东湖街道", "西湖街道"]
@@ -256,7 +242,7 @@ def test_thresholds_are_settings(app, world, client):
                     for u in ("town0_admin", "village0_admin")])
         db.add(SettingValue(key="wall", value={"login_threshold": "70%"}))
         db.commit()
-    login(client, "city_duty_officer")
+    logged_in(client, "city_duty_officer")
     logins = get_panel(client, "logins")
     assert re.search(r'<li class="low">\s*<span class="n">东湖街道</span>', logins)  # 66.67% < 70%
     app.config["WALL_SETTINGS"] = {"login_threshold": 0.5, "attendance_threshold": 0}
@@ -284,7 +270,7 @@ def test_city_wall_ranks_towns_by_the_assessment_and_towns_rank_villages_by_time
         today = local(now).date()
         table = month_table(db.get(Place, world.city.id), f"{today.year:04d}-{today.month:02d}")
         db.remove()
-    login(client, "city_duty_officer")
+    logged_in(client, "city_duty_officer")
     html = get_panel(client, "rankings")
     rows = re.findall(r'<span class="rk">([^<]+)</span>\s*<span class="n">([^<]+)</span>\s*<span class="v">([^<]+)</span>', html)
     assert rows == [(str(r["rank"]), r["town_name"], f"{r['total']:.2f} 分") for r in table["rows"]]
@@ -294,7 +280,7 @@ def test_city_wall_ranks_towns_by_the_assessment_and_towns_rank_villages_by_time
     assert (ranks["东湖街道"] == ranks["西湖街道"]) == (totals["东湖街道"] == totals["西湖街道"])
 
     client.post("/logout", data={"csrf_token": csrf_from(client.get("/").get_data(as_text=True))})
-    login(client, "town1_duty")
+    logged_in(client, "town1_duty")
     html = get_panel(client, "rankings")
     rows = re.findall(r'<span class="rk">([^<]+)</span>\s*<span class="n">([^<]+)</span>\s*<span class="v">([^<]+)</span>', html)
     assert ("1", "西湖南社区", "66.67%") in rows  # 3 new, 1 overdue
@@ -315,7 +301,7 @@ def test_town_duty_officer_sees_only_his_town(app, world, day_of_cases, client):
         report(world, "gw4", "0401", 4, discovered=utcnow() - timedelta(minutes=50))  # an alert in town 1
         jobs.process_outbox()
         town0_grids = {str(g.id) for g in world.grids[:4]}
-    login(client, "town0_duty")
+    logged_in(client, "town0_duty")
     html = client.get("/wall").get_data(as_text=True)
     assert "东湖街道" in html
     pages = {"page": html, **{name: get_panel(client, name) for name in PANELS}}
@@ -339,7 +325,7 @@ def test_town_duty_officer_sees_only_his_town(app, world, day_of_cases, client):
 
 @pytest.mark.parametrize("username", ["city_admin", "city_security_admin", "city_auditor", "dept0", "gw0", "volunteer0"])
 def test_roles_without_wall_view_are_refused(app, world, client, username):
-    login(client, username)
+    logged_in(client, username)
     for path in ("/wall", "/wall/panel/counts", "/wall/panel/map", "/wall/geojson"):
         assert client.get(path).status_code == 403, (username, path)
 
@@ -352,7 +338,7 @@ def test_anonymous_is_sent_to_the_login_page(app, world, client):
 
 @pytest.mark.parametrize("username", ["city_duty_officer", "city_operator", "city_supervisor", "city_leader", "town1_admin"])
 def test_roles_with_wall_view_get_the_wall(app, world, client, username):
-    login(client, username)
+    logged_in(client, username)
     assert client.get("/wall").status_code == 200
     assert client.get("/wall/panel/alerts").status_code == 200
 
@@ -360,7 +346,7 @@ def test_roles_with_wall_view_get_the_wall(app, world, client, username):
 # --- the grid GeoJSON -------------------------------------------------------------------------------------
 
 def test_geojson_is_scoped_small_and_revalidated_with_an_etag(app, world, client):
-    login(client, "city_duty_officer")
+    logged_in(client, "city_duty_officer")
     response = client.get("/wall/geojson")
     assert response.status_code == 200
     assert response.mimetype == "application/geo+json"
@@ -384,7 +370,7 @@ def test_geojson_simplifies_dense_boundaries(app, world, client):
         ring += [[120.05, 31.0], [120.05, 31.05], [120.0, 31.05], [120.0, 31.0]]
         db.get(type(grid), grid.id).geometry = {"type": "Polygon", "coordinates": [ring]}
         db.commit()
-    login(client, "city_duty_officer")
+    logged_in(client, "city_duty_officer")
     feature = next(f for f in client.get("/wall/geojson").get_json(force=True)["features"] if f["id"] == str(world.grids[0].id))
     assert len(feature["geometry"]["coordinates"][0]) <= 6
 
@@ -392,7 +378,7 @@ def test_geojson_simplifies_dense_boundaries(app, world, client):
 # --- counters after a restart ------------------------------------------------------------------------------
 
 def test_empty_counters_are_rebuilt_at_the_first_request(app, world, day_of_cases, client):
-    login(client, "city_duty_officer")
+    logged_in(client, "city_duty_officer")
     jobs._fake_redis = None  # a restart in embedded mode: the in-process counters are gone
     html = get_panel(client, "counts")
     assert tile(html, "reported") == "7" and tile(html, "closed") == "1"
@@ -407,7 +393,7 @@ def test_empty_counters_are_rebuilt_at_the_first_request(app, world, day_of_case
 
 
 def test_primed_counters_are_not_rebuilt_again(app, world, day_of_cases, client):
-    login(client, "city_duty_officer")
+    logged_in(client, "city_duty_officer")
     get_panel(client, "counts")
     with app.app_context():
         r = jobs.counters_redis()
