@@ -14,6 +14,7 @@ from flask import abort, g, request
 from sqlalchemy import Select
 
 from .db import db
+from .hierarchy import covers, in_place, place_contains
 from .models import ROLES, Account, Place
 
 ALL_STAFF = frozenset(
@@ -66,45 +67,17 @@ def has_permission(account: Account | None, permission: str) -> bool:
     return account.role in PERMISSIONS[permission]
 
 
-def place_contains(outer: Place, inner: Place) -> bool:
-    """True if `inner` is `outer` or lies below it in the hierarchy."""
-    if outer.id == inner.id:
-        return True
-    if outer.level == "city":
-        return inner.city_id == outer.id
-    if outer.level == "town":
-        return inner.town_id == outer.id
-    if outer.level == "village":
-        return inner.village_id == outer.id
-    return False  # a grid contains only itself
-
-
 def in_jurisdiction(account: Account, *, grid_id: int | None = None, village_id: int | None = None,
                     town_id: int | None = None, place: Place | None = None) -> bool:
-    """Does the account's place cover this object (given by its denormalised ancestors)?"""
-    home = account.place
+    """Does the account's place cover this object (given by its denormalised ancestors, or as a place)?"""
     if place is not None:
-        return place_contains(home, place)
-    if home.level == "city":
-        return True  # one city per installation
-    if home.level == "town":
-        return town_id == home.id
-    if home.level == "village":
-        return village_id == home.id
-    return grid_id == home.id
+        return place_contains(account.place, place)
+    return covers(account.place, grid_id=grid_id, village_id=village_id, town_id=town_id)
 
 
 def scope(stmt: Select, account: Account, model) -> Select:
     """Restrict a query on a model with town_id/village_id/grid_id columns to the account's place."""
-    home = account.place
-    if home.level == "city":
-        return stmt
-    if home.level == "town":
-        return stmt.where(model.town_id == home.id)
-    if home.level == "village":
-        return stmt.where(model.village_id == home.id)
-    column = getattr(model, "grid_id", None)
-    return stmt.where(column == home.id)
+    return in_place(stmt, model, account.place)
 
 
 def current_account() -> Account | None:

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import Date, and_, cast, func, select
-from sqlalchemy.orm import defer
 
 from .db import db
+from .hierarchy import in_place
 from .inputs import DATE_MAX, DATE_MIN
 from .models import Account, Patrol, Place
 from .timeutil import day_bounds_utc, local, local_today
@@ -75,37 +75,6 @@ class Period:
         if self.start == self.end:
             return self.start.isoformat()
         return f"{self.start.isoformat()} 至 {self.end.isoformat()}"
-
-
-def place_column(model, level: str):
-    """The column of `model` naming its ancestor at `level`: town_id / village_id, and at grid level grid_id
-    (a Place names itself, an Account its place)."""
-    if level == "town":
-        return model.town_id
-    if level == "village":
-        return model.village_id
-    if level == "grid":
-        if model is Place:
-            return Place.id
-        if model is Account:
-            return Account.place_id
-        return model.grid_id
-    raise ValueError(level)
-
-
-def in_place(stmt, model, place: Place):
-    """Restrict a statement on a model with town_id / village_id / grid_id to what lies inside `place`
-    (one city per installation: a city contains every row; places are restricted to the city's own)."""
-    if place.level == "city":
-        return stmt.where(Place.city_id == place.id) if model is Place else stmt
-    return stmt.where(place_column(model, place.level) == place.id)
-
-
-def places_inside(place: Place, level: str) -> list[Place]:
-    """The active places of `level` inside `place` (the place itself when it is of that level), by code.
-    Their polygons are loaded only if read."""
-    stmt = select(Place).where(Place.level == level, Place.active.is_(True)).options(defer(Place.geometry))
-    return list(db.scalars(in_place(stmt, Place, place).order_by(Place.code, Place.id)))
 
 
 def month_key(day: date) -> str:

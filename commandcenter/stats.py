@@ -81,7 +81,8 @@ from sqlalchemy import case as sa_case
 
 from .categories import descendants
 from .db import db
-from .measures import Period, in_place, patrol_compliance, place_column, places_inside
+from .hierarchy import in_place, place_column, places_inside
+from .measures import Period, patrol_compliance
 from .models import (
     CASE_KINDS,
     CASE_SOURCES,

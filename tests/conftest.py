@@ -152,6 +152,10 @@ class AuthActions:
         return self._client.post("/login", data={"username": username, "password": password,
                                                  "csrf_token": csrf_from(page.get_data(as_text=True))})
 
+    def logout(self):
+        page = self._client.get("/")
+        return self._client.post("/logout", data={"csrf_token": csrf_from(page.get_data(as_text=True))})
+
 
 def logged_in(client, username: str, password: str = PASSWORD):
     """The test client after a successful login through the real form (asserted)."""
@@ -188,10 +192,6 @@ def report(v, who: str | None = "gw0", code: str = "0502", at: datetime | None =
         reporter_center_id=reporter_center_id)
     assert created or key is not None
     return case
-
-    def logout(self):
-        page = self._client.get("/")
-        return self._client.post("/logout", data={"csrf_token": csrf_from(page.get_data(as_text=True))})
 
 
 @pytest.fixture

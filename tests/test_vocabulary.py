@@ -111,3 +111,23 @@ def test_the_nightly_job_runs_after_its_hour_in_the_citys_time(app, monkeypatch)
         assert jobs.nightly_due("test-job", 3, now=datetime(2026, 12, 2, 21, 30))
         monkeypatch.setattr(app.config["SETTINGS"], "timezone", "Asia/Shanghai")
         assert not jobs.nightly_due("test-job", 3, now=datetime(2026, 12, 2, 21, 30))
+
+
+def test_place_scoping_has_one_home():
+    """Which place contains which, and how a statement is narrowed to a place: hierarchy.py, for every screen."""
+    from commandcenter import access, measures, stats
+    from commandcenter.bulletin import builder
+    from commandcenter.bulletin import service as bulletin_service
+    from commandcenter.cases import queries
+    from commandcenter.drill import views as drill_views
+    from commandcenter.points import service as points_service
+    from commandcenter.wall import queries as wall_queries
+
+    for module in (access, drill_views, bulletin_service):
+        assert module.place_contains is hierarchy.place_contains, module.__name__
+    for module in (access, measures, stats, builder, drill_views, points_service, wall_queries):
+        assert module.in_place is hierarchy.in_place, module.__name__
+    assert queries.place_names is hierarchy.place_names
+    for module in (access, measures, queries, stats):
+        assert "def place_contains" not in __import__("inspect").getsource(module)
+        assert "def in_place" not in __import__("inspect").getsource(module)

@@ -37,7 +37,8 @@ from sqlalchemy.exc import IntegrityError
 from ..access import Forbidden, has_permission
 from ..audit import audit
 from ..db import db
-from ..measures import Period, gridworkers, month_key, patrol_compliance, places_inside, previous_month
+from ..hierarchy import places_inside
+from ..measures import Period, gridworkers, month_key, patrol_compliance, previous_month
 from ..models import Account, AssessmentMonth, Case, Center, Person, Place, SettingValue, Visit
 from ..timeutil import current_tz, local_today
 from . import rules as R

@@ -28,7 +28,8 @@ from sqlalchemy import select
 
 from .. import labels
 from ..db import db
-from ..measures import Period, in_place
+from ..hierarchy import in_place
+from ..measures import Period
 from ..models import SENSITIVE_PERSON_TYPES, Account, Bulletin, Case, Place
 from ..timeutil import local, utcnow
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from flask import current_app
 from sqlalchemy import select
 
-from ..access import place_contains
 from ..db import db
+from ..hierarchy import place_contains
 from ..measures import Period
 from ..models import Account, Bulletin, Case, Place
 from ..timeutil import local_today

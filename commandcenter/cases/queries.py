@@ -13,9 +13,10 @@ from flask import current_app
 from sqlalchemy import Select, and_, false, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
-from ..access import place_contains, scope
+from ..access import scope
 from ..categories import descendants
 from ..db import db
+from ..hierarchy import place_at, place_names, places_inside
 from ..models import CASE_LEVELS, Account, Case, CaseStep, Category, Department, Place
 from ..timeutil import current_tz, day_bounds_utc, utcnow
 from ..vocabulary import RUNNING_STATES
@@ -145,23 +146,11 @@ def category_tree(active_only: bool = True) -> list[tuple[Category, list[tuple[C
 
 def places_within(account: Account, level: str) -> list[Place]:
     """Towns, villages or grids inside the account's own place (for the selects)."""
-    from ..measures import places_inside
-
     return places_inside(account.place, level)
 
 
 def place_in_jurisdiction(account: Account, place_id: int, level: str) -> Place | None:
-    place = db.get(Place, place_id)
-    if place is None or place.level != level or not place_contains(account.place, place):
-        return None
-    return place
-
-
-def place_names(ids) -> dict[int, str]:
-    ids = {i for i in ids if i}
-    if not ids:
-        return {}
-    return dict(db.execute(select(Place.id, Place.name).where(Place.id.in_(ids))).all())
+    return place_at(place_id, level, account.place)
 
 
 # --- deadlines as the screens show them ------------------------------------------------------------

@@ -14,6 +14,7 @@ from werkzeug.security import safe_join
 from ..access import Forbidden, current_account, require
 from ..audit import audit
 from ..db import db
+from ..hierarchy import place_names
 from ..models import CASE_KINDS, CASE_LEVELS, CASE_SOURCES, CASE_STATES, Account, Case, CasePhoto, Department
 from ..timeutil import utcnow
 from ..web import wants_fragment
@@ -56,7 +57,7 @@ def index():
         villages = queries.places_within(account, "village") if account.place.level in ("city", "town") else []
         context.update(states=CASE_STATES, kinds=CASE_KINDS, sources=CASE_SOURCES, levels=CASE_LEVELS,
                        tree=queries.category_tree(active_only=False), towns=towns, villages=villages,
-                       town_names=queries.place_names(v.town_id for v in villages))
+                       town_names=place_names(v.town_id for v in villages))
     response = _fragment_or_page("cases/_table.html", "cases/index.html", **context)
     if f.errors and not wants_fragment():
         # a wrong filter is the client's error (400); htmx swaps only a 2xx, so its fragment keeps 200

@@ -9,8 +9,9 @@ from datetime import date, timedelta
 from typing import Any
 
 from .. import labels, stats
-from ..access import current_account, place_contains
+from ..access import current_account
 from ..db import db
+from ..hierarchy import place_contains
 from ..inputs import DATE_RANGE_MESSAGE, date_in_range, parse_id
 from ..measures import Period
 from ..models import CASE_KINDS, CASE_SOURCES, CASE_STATES, Category, Place

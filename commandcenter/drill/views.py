@@ -14,11 +14,11 @@ from flask import abort, current_app, redirect, render_template, request, send_f
 from sqlalchemy import func, select
 
 from .. import labels, stats
-from ..access import current_account, place_contains, require, require_place
+from ..access import current_account, require, require_place
 from ..cases import queries as case_queries
 from ..db import db
 from ..exports import audit_export
-from ..measures import in_place
+from ..hierarchy import in_place, place_contains
 from ..models import CASE_KINDS, CASE_SOURCES, CASE_STATES, Account, Case, Place
 from ..web import wants_fragment
 from . import bp

@@ -10,6 +10,7 @@ from ..cases import forms, queries
 from ..cases.loop import TransitionError, may_see, report_case
 from ..db import db
 from ..extensions import limiter
+from ..hierarchy import place_names
 from . import bp
 
 
@@ -20,7 +21,7 @@ def _intake_limit() -> str:
 def _hotline_form(values: dict, errors: dict, status: int = 200):
     account = current_account()
     grids = queries.places_within(account, "grid")
-    names = queries.place_names({g.village_id for g in grids} | {g.town_id for g in grids})
+    names = place_names({g.village_id for g in grids} | {g.town_id for g in grids})
     groups: dict[str, list] = {}
     for grid in grids:
         label = " · ".join(n for n in (names.get(grid.town_id), names.get(grid.village_id)) if n) or "网格"

@@ -9,8 +9,9 @@ from sqlalchemy import func, select
 
 from ..access import current_account, has_permission, require
 from ..audit import audit
-from ..cases.queries import place_in_jurisdiction, place_names, places_within
+from ..cases.queries import place_in_jurisdiction, places_within
 from ..db import db
+from ..hierarchy import place_names
 from ..models import PERSON_TYPES, SENSITIVE_PERSON_TYPES, Account, Person, Visit
 from ..security import mask_address
 from . import bp

@@ -22,7 +22,8 @@ from collections import defaultdict
 from sqlalchemy import and_, func, or_, select
 
 from ..db import db
-from ..measures import Period, gridworkers, in_place, month_key, places_inside
+from ..hierarchy import in_place, places_inside
+from ..measures import Period, gridworkers, month_key
 from ..models import Account, BaseDataCount, Case, Place, SettingValue, SignIn, Visit
 from ..timeutil import current_tz, local
 from .rules import (

@@ -36,6 +36,7 @@ from sqlalchemy import func, literal_column, select
 
 from .. import counters
 from ..db import db, get_engine
+from ..hierarchy import in_place
 from ..measures import month_key
 from ..models import Account, Alert, Case, Category, Place
 from ..ranking import competition_ranks
@@ -95,9 +96,8 @@ def scope_of_place(place: Place) -> Scope:
     if place.level == "grid":
         scope.units = [Unit(place.id, place.name, place.kind)]
         return scope
-    column = {"city": Place.city_id, "town": Place.town_id, "village": Place.village_id}[place.level]
-    rows = db.execute(select(Place.id, Place.name, Place.kind)
-                      .where(Place.level == scope.unit_level, column == place.id, Place.active.is_(True))
+    rows = db.execute(in_place(select(Place.id, Place.name, Place.kind)
+                               .where(Place.level == scope.unit_level, Place.active.is_(True)), Place, place)
                       .order_by(Place.code)).all()
     scope.units = [Unit(pid, name, kind) for pid, name, kind in rows]
     return scope
