@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 SPEED  ?= 1
 
-.PHONY: demo test install install-test services chromium lint bench clean-demo
+.PHONY: demo test install install-test services chromium lint format bench clean-demo
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,9 @@ demo: install
 	@echo "  演示密码：Demo@2026"
 	$(PY) -m flask --app wsgi serve --host $(HOST) --port $(PORT) --simulate --speed $(SPEED)
 
-## make test: install what the tests need (Python packages, Debian's chromium), start services, run all tests
-test: install-test chromium services
+## make test: install what the tests need (Python packages, Debian's chromium), start services, check the
+## formatting and the lint, run all tests
+test: install-test chromium services lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 chromium:
@@ -44,8 +45,15 @@ chromium:
 services:
 	@bash scripts/ensure-services.sh
 
+LINTED := commandcenter workers tests bench
+
 lint: install-test
-	$(VENV)/bin/ruff check commandcenter workers tests bench
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/ruff check $(LINTED)
+
+format: install-test
+	$(VENV)/bin/ruff format $(LINTED)
+	$(VENV)/bin/ruff check --fix $(LINTED)
 
 bench: install-test services
 	$(PY) bench/run_all.py

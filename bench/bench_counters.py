@@ -36,8 +36,18 @@ from commandcenter import counters  # noqa: E402
 
 # only actions that move a counter (accept, feedback... cost nothing and would flatter the figures);
 # escalations go to the town or the city
-ACTIONS = [("report", 30), ("register", 15), ("dispatch", 12), ("close", 12), ("escalate", 5), ("reject", 4),
-           ("overdue", 3), ("rework", 2), ("duplicate", 2), ("self_close", 2)]
+ACTIONS = [
+    ("report", 30),
+    ("register", 15),
+    ("dispatch", 12),
+    ("close", 12),
+    ("escalate", 5),
+    ("reject", 4),
+    ("overdue", 3),
+    ("rework", 2),
+    ("duplicate", 2),
+    ("self_close", 2),
+]
 CITY, TOWNS, VILLAGES_PER_TOWN, GRIDS_PER_VILLAGE = 1, 20, 10, 8
 
 
@@ -46,9 +56,13 @@ def machine(r: Redis) -> dict:
     import redis as redis_py
 
     return {
-        "nproc": cpu_count(), "cpu": cpu_model(), "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "redis": info.get("redis_version"), "redis-py": redis_py.__version__,
-        "python": platform.python_version(), "os": platform.platform(),
+        "nproc": cpu_count(),
+        "cpu": cpu_model(),
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "redis": info.get("redis_version"),
+        "redis-py": redis_py.__version__,
+        "python": platform.python_version(),
+        "os": platform.platform(),
     }
 
 
@@ -62,11 +76,19 @@ def payloads(n: int, seed: int = 7) -> list[dict]:
         village = 100 + (town - 2) * VILLAGES_PER_TOWN + rnd.randrange(VILLAGES_PER_TOWN)
         grid = 1000 + (village - 100) * GRIDS_PER_VILLAGE + rnd.randrange(GRIDS_PER_VILLAGE)
         action = rnd.choices(names, weights)[0]
-        out.append({"case_id": i, "action": action, "state": "x",
-                    "level": rnd.choice(("town", "city")) if action == "escalate" else "grid",
-                    "town_id": town, "village_id": village, "grid_id": grid,
-                    "kind": rnd.choice(("ordinary", "ordinary", "hazard", "dispute")),
-                    "at": (base + timedelta(minutes=rnd.randrange(3 * 1440))).isoformat()})
+        out.append(
+            {
+                "case_id": i,
+                "action": action,
+                "state": "x",
+                "level": rnd.choice(("town", "city")) if action == "escalate" else "grid",
+                "town_id": town,
+                "village_id": village,
+                "grid_id": grid,
+                "kind": rnd.choice(("ordinary", "ordinary", "hazard", "dispute")),
+                "at": (base + timedelta(minutes=rnd.randrange(3 * 1440))).isoformat(),
+            }
+        )
     return out
 
 
@@ -110,8 +132,10 @@ def bench_redis(r: Redis, n: int, batch: int) -> None:
         a = time.perf_counter_ns()
         r.ping()
         lat.append(time.perf_counter_ns() - a)
-    print(f"PING round trip (redis-py)      : p50 {pct(lat, .5):6.0f} µs   p95 {pct(lat, .95):6.0f} µs "
-          f"(apply_case_event needs 3: WATCH, MGET, MULTI/EXEC)")
+    print(
+        f"PING round trip (redis-py)      : p50 {pct(lat, 0.5):6.0f} µs   p95 {pct(lat, 0.95):6.0f} µs "
+        f"(apply_case_event needs 3: WATCH, MGET, MULTI/EXEC)"
+    )
     events = payloads(n)
     for i in range(200):  # warm-up (connection, code paths), on ids the measurement does not use
         counters.apply_case_event(r, 10_000_000 + i, events[i], CITY)
@@ -123,8 +147,10 @@ def bench_redis(r: Redis, n: int, batch: int) -> None:
         counters.apply_case_event(r, i, p, CITY)
         lat.append(time.perf_counter_ns() - a)
     wall = time.perf_counter() - t0
-    print(f"apply_case_event, one at a time : {n / wall:8.0f} updates/s   p50 {pct(lat, .5):6.0f} µs   "
-          f"p95 {pct(lat, .95):6.0f} µs   p99 {pct(lat, .99):6.0f} µs   ({n} updates in {wall:.2f} s)")
+    print(
+        f"apply_case_event, one at a time : {n / wall:8.0f} updates/s   p50 {pct(lat, 0.5):6.0f} µs   "
+        f"p95 {pct(lat, 0.95):6.0f} µs   p99 {pct(lat, 0.99):6.0f} µs   ({n} updates in {wall:.2f} s)"
+    )
 
     m = max(1, n // 10)
     before = counters.case_counts(r, CITY, month="202603")
@@ -142,8 +168,10 @@ def bench_redis(r: Redis, n: int, batch: int) -> None:
         counters.apply_case_events(r, chunk, CITY)
         lat.append(time.perf_counter_ns() - a)
     wall = time.perf_counter() - t0
-    print(f"apply_case_events, batches of {batch:<3}: {n / wall:8.0f} updates/s   p50 {pct(lat, .5):6.0f} µs "
-          f"per batch   p95 {pct(lat, .95):6.0f} µs")
+    print(
+        f"apply_case_events, batches of {batch:<3}: {n / wall:8.0f} updates/s   p50 {pct(lat, 0.5):6.0f} µs "
+        f"per batch   p95 {pct(lat, 0.95):6.0f} µs"
+    )
 
     towns = list(range(2, 2 + TOWNS))
     lat = []
@@ -151,7 +179,7 @@ def bench_redis(r: Redis, n: int, batch: int) -> None:
         a = time.perf_counter_ns()
         counters.case_counts_many(r, towns, day=date(2026, 3, 11))
         lat.append(time.perf_counter_ns() - a)
-    print(f"case_counts_many of {TOWNS} towns    : p50 {pct(lat, .5):6.0f} µs   p95 {pct(lat, .95):6.0f} µs")
+    print(f"case_counts_many of {TOWNS} towns    : p50 {pct(lat, 0.5):6.0f} µs   p95 {pct(lat, 0.95):6.0f} µs")
 
     total = counters.case_counts(r, CITY, month="202603")["reported"]
     expected = 2 * sum(1 for p in events if p["action"] == "report")
@@ -211,21 +239,28 @@ def bench_reconcile(r: Redis, steps: int, admin_url: str) -> None:
         t0 = time.perf_counter()
         raw = psycopg2.connect(url)
         with raw, raw.cursor() as cur:  # no parameters: the % in the SQL are modulo operators
-            cur.execute(SYNTH_SQL.format(towns=TOWNS, villages=villages, grids=villages * GRIDS_PER_VILLAGE,
-                                         cases=cases))
+            cur.execute(
+                SYNTH_SQL.format(towns=TOWNS, villages=villages, grids=villages * GRIDS_PER_VILLAGE, cases=cases)
+            )
         raw.close()
-        print(f"synthetic history               : {cases * 5} steps of {cases} cases in "
-              f"{villages * GRIDS_PER_VILLAGE} grids over March–April 2026, loaded in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"synthetic history               : {cases * 5} steps of {cases} cases in "
+            f"{villages * GRIDS_PER_VILLAGE} grids over March–April 2026, loaded in {time.perf_counter() - t0:.1f} s"
+        )
         with Session(engine) as session:
             for label in ("empty Redis (all keys rebuilt)", "correct Redis (nothing to fix)"):
                 t0 = time.perf_counter()
                 rep = counters.reconcile(r, session, date(2026, 3, 1), date(2026, 4, 30), 1, tz="Asia/Shanghai")
                 wall = time.perf_counter() - t0
-                print(f"reconcile, {label:<31}: {wall:6.2f} s   keys checked {rep['keys_checked']}, "
-                      f"fixed {rep['keys_fixed']}")
+                print(
+                    f"reconcile, {label:<31}: {wall:6.2f} s   keys checked {rep['keys_checked']}, "
+                    f"fixed {rep['keys_fixed']}"
+                )
             city = counters.case_counts(r, 1, month="202603")
-            print(f"  city, March 2026: reported {city['reported']}, closed {city['closed']}, "
-                  f"escalated:town {city['escalated:town']}, escalated:city {city['escalated:city']}")
+            print(
+                f"  city, March 2026: reported {city['reported']}, closed {city['closed']}, "
+                f"escalated:town {city['escalated:town']}, escalated:city {city['escalated:city']}"
+            )
     finally:
         if engine is not None:
             engine.dispose()
@@ -247,8 +282,10 @@ def main() -> None:
 
     r = Redis.from_url(args.redis_url)
     info = machine(r)
-    print(f"machine: {info['nproc']} CPUs ({info['cpu']}), load {info['load']}; Redis {info['redis']}, "
-          f"redis-py {info['redis-py']}, Python {info['python']}")
+    print(
+        f"machine: {info['nproc']} CPUs ({info['cpu']}), load {info['load']}; Redis {info['redis']}, "
+        f"redis-py {info['redis-py']}, Python {info['python']}"
+    )
     print(f"         {info['os']}; Redis at {args.redis_url}")
     if not args.no_flush:
         r.flushdb()

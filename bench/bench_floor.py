@@ -40,8 +40,15 @@ async def send(port: int, rate: float, seconds: float, seed: int) -> dict:
 
     async def one(i: int, scheduled: float) -> None:
         nonlocal errors
-        body = json.dumps({"client_key": f"floor-{seed}-{i}", "category_code": "0101",
-                           "description": "路边暴露垃圾一堆", "lat": 30.1, "lon": 120.2}).encode()
+        body = json.dumps(
+            {
+                "client_key": f"floor-{seed}-{i}",
+                "category_code": "0101",
+                "description": "路边暴露垃圾一堆",
+                "lat": 30.1,
+                "lon": 120.2,
+            }
+        ).encode()
         try:
             status, _headers, _body = await pool.request("POST", "/r", {"Content-Type": "application/json"}, body)
             errors += status != 201
@@ -61,16 +68,24 @@ async def send(port: int, rate: float, seconds: float, seed: int) -> dict:
     await asyncio.gather(*tasks)
     took = time.monotonic() - start
     pool.close()
-    return {"rate": rate, "sent": len(latencies), "errors": errors, "done_per_s": len(latencies) / took,
-            "p50": pct(latencies, 0.50), "p95": pct(latencies, 0.95), "p99": pct(latencies, 0.99)}
+    return {
+        "rate": rate,
+        "sent": len(latencies),
+        "errors": errors,
+        "done_per_s": len(latencies) / took,
+        "p50": pct(latencies, 0.50),
+        "p95": pct(latencies, 0.95),
+        "p99": pct(latencies, 0.99),
+    }
 
 
 def main() -> None:
     import psycopg2
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pg-admin-url", default=os.environ.get("TEST_PG_ADMIN_URL",
-                                                                 "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--pg-admin-url", default=os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    )
     parser.add_argument("--rates", default="300,500,700", help="requests per second, one run each")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn processes")
@@ -86,25 +101,49 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-floor-"))
     server = None
     print(f"machine: {machine()}")
-    print(f"server: gunicorn -w {args.workers} --threads {args.threads} (gthread), bench/floor_app.py; "
-          f"{args.seconds:.0f} s per rate\n")
+    print(
+        f"server: gunicorn -w {args.workers} --threads {args.threads} (gthread), bench/floor_app.py; "
+        f"{args.seconds:.0f} s per rate\n"
+    )
     print("| offered /s | sent | errors | answered /s | p50 ms | p95 ms | p99 ms |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     try:
         with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-            cur.execute("CREATE TABLE floor_cases (id serial PRIMARY KEY, k text UNIQUE NOT NULL, body jsonb, "
-                        "created_at timestamptz DEFAULT now())")
+            cur.execute(
+                "CREATE TABLE floor_cases (id serial PRIMARY KEY, k text UNIQUE NOT NULL, body jsonb, "
+                "created_at timestamptz DEFAULT now())"
+            )
         port = free_port()
         server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "-w", str(args.workers), "--threads", str(args.threads),
-             "-k", "gthread", "--keep-alive", "5", "--backlog", "2048", "-b", f"127.0.0.1:{port}", "bench.floor_app:app"],
-            cwd=ROOT, env={**os.environ, "FLOOR_DSN": dsn}, stdout=open(tmp / "gunicorn.log", "ab"),
-            stderr=subprocess.STDOUT)
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "-w",
+                str(args.workers),
+                "--threads",
+                str(args.threads),
+                "-k",
+                "gthread",
+                "--keep-alive",
+                "5",
+                "--backlog",
+                "2048",
+                "-b",
+                f"127.0.0.1:{port}",
+                "bench.floor_app:app",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "FLOOR_DSN": dsn},
+            stdout=open(tmp / "gunicorn.log", "ab"),
+            stderr=subprocess.STDOUT,
+        )
         time.sleep(2)
         for seed, rate in enumerate(float(r) for r in args.rates.split(",")):
             res = asyncio.run(send(port, rate, args.seconds, seed))
-            print(f"| {res['rate']:.0f} | {res['sent']:,} | {res['errors']} | {res['done_per_s']:.0f} | "
-                  f"{res['p50']:.1f} | {res['p95']:.1f} | {res['p99']:.1f} |", flush=True)
+            print(
+                f"| {res['rate']:.0f} | {res['sent']:,} | {res['errors']} | {res['done_per_s']:.0f} | "
+                f"{res['p50']:.1f} | {res['p95']:.1f} | {res['p99']:.1f} |",
+                flush=True,
+            )
             time.sleep(2)
     finally:
         if server is not None:

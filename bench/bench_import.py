@@ -36,14 +36,18 @@ from bench.common import machine  # noqa: E402
 from commandcenter.importer.formats import FORMATS  # noqa: E402
 
 TOWNS, VILLAGES_PER_TOWN, GRIDS_PER_VILLAGE = 20, 10, 8
-CATEGORIES = {"ordinary": ["010101", "0102", "0103", "0105", "0201", "0302", "0402", "0502", "0503", "3001"],
-              "hazard": ["100101", "100102", "0501", "0602", "1007"], "dispute": ["2001", "2002", "2005", "2006"]}
+CATEGORIES = {
+    "ordinary": ["010101", "0102", "0103", "0105", "0201", "0302", "0402", "0502", "0503", "3001"],
+    "hazard": ["100101", "100102", "0501", "0602", "1007"],
+    "dispute": ["2001", "2002", "2005", "2006"],
+}
 
 
 def square(lon0: float, lat0: float, d: float) -> str:
     ring = [[lon0, lat0], [lon0 + d, lat0], [lon0 + d, lat0 + d], [lon0, lat0 + d], [lon0, lat0]]
-    return json.dumps({"type": "Polygon", "coordinates": [[[round(x, 5), round(y, 5)] for x, y in ring]]},
-                      separators=(",", ":"))
+    return json.dumps(
+        {"type": "Polygon", "coordinates": [[[round(x, 5), round(y, 5)] for x, y in ring]]}, separators=(",", ":")
+    )
 
 
 def ts(dt: datetime | None) -> str:
@@ -66,19 +70,44 @@ def generate(directory: Path, n_cases: int, seed: int = 11) -> dict[str, int]:
     for t in range(TOWNS):
         tcode = f"990000{t:03d}"
         tlon, tlat = 110.0 + (t % 5) * 0.4, 20.0 + (t // 5) * 0.4
-        w.writerow({"code": tcode, "name": f"第{t + 1}街道", "level": "town", "kind": "street", "parent_code": "990000",
-                    "population": 150000, "geometry": square(tlon, tlat, 0.4)})
+        w.writerow(
+            {
+                "code": tcode,
+                "name": f"第{t + 1}街道",
+                "level": "town",
+                "kind": "street",
+                "parent_code": "990000",
+                "population": 150000,
+                "geometry": square(tlon, tlat, 0.4),
+            }
+        )
         for v in range(VILLAGES_PER_TOWN):
             vcode = f"{tcode}{v:03d}"
             vlon, vlat = tlon + (v % 5) * 0.08, tlat + (v // 5) * 0.08
-            w.writerow({"code": vcode, "name": f"第{t + 1}街道第{v + 1}社区", "level": "village",
-                        "kind": "community" if v % 2 else "village", "parent_code": tcode, "population": 15000,
-                        "geometry": square(vlon, vlat, 0.08)})
+            w.writerow(
+                {
+                    "code": vcode,
+                    "name": f"第{t + 1}街道第{v + 1}社区",
+                    "level": "village",
+                    "kind": "community" if v % 2 else "village",
+                    "parent_code": tcode,
+                    "population": 15000,
+                    "geometry": square(vlon, vlat, 0.08),
+                }
+            )
             for g in range(GRIDS_PER_VILLAGE):
                 gcode = f"{vcode}{g:03d}"
-                w.writerow({"code": gcode, "name": f"{vcode}第{g + 1}网格", "level": "grid", "kind": "comprehensive",
-                            "parent_code": vcode, "population": 1800,
-                            "geometry": square(vlon + (g % 4) * 0.02, vlat + (g // 4) * 0.02, 0.02)})
+                w.writerow(
+                    {
+                        "code": gcode,
+                        "name": f"{vcode}第{g + 1}网格",
+                        "level": "grid",
+                        "kind": "comprehensive",
+                        "parent_code": vcode,
+                        "population": 1800,
+                        "geometry": square(vlon + (g % 4) * 0.02, vlat + (g // 4) * 0.02, 0.02),
+                    }
+                )
                 grids.append((gcode, t, v))
     fh.close()
     counts["places"] = 1 + TOWNS * (1 + VILLAGES_PER_TOWN * (1 + GRIDS_PER_VILLAGE))
@@ -87,22 +116,48 @@ def generate(directory: Path, n_cases: int, seed: int = 11) -> dict[str, int]:
     for t in range(TOWNS):
         w.writerow({"place_code": f"990000{t:03d}", "name": f"第{t + 1}街道综治中心", "level": "town"})
         for v in range(VILLAGES_PER_TOWN):
-            w.writerow({"place_code": f"990000{t:03d}{v:03d}", "name": f"第{t + 1}街道第{v + 1}社区综治中心",
-                        "level": "village"})
+            w.writerow(
+                {
+                    "place_code": f"990000{t:03d}{v:03d}",
+                    "name": f"第{t + 1}街道第{v + 1}社区综治中心",
+                    "level": "village",
+                }
+            )
     fh.close()
     counts["centers"] = 1 + TOWNS * (1 + VILLAGES_PER_TOWN)
     fh, w = writer(directory, "accounts")
     w.writerow({"username": "duty", "display_name": "值班员", "role": "duty_officer", "place_code": "990000"})
     for t in range(TOWNS):
-        w.writerow({"username": f"t{t}_admin", "display_name": "镇街管理员", "role": "center_admin",
-                    "place_code": f"990000{t:03d}", "center_place_code": f"990000{t:03d}"})
+        w.writerow(
+            {
+                "username": f"t{t}_admin",
+                "display_name": "镇街管理员",
+                "role": "center_admin",
+                "place_code": f"990000{t:03d}",
+                "center_place_code": f"990000{t:03d}",
+            }
+        )
         for v in range(VILLAGES_PER_TOWN):
             code = f"990000{t:03d}{v:03d}"
-            w.writerow({"username": f"v{t}_{v}_admin", "display_name": "村社管理员", "role": "center_admin",
-                        "place_code": code, "center_place_code": code})
+            w.writerow(
+                {
+                    "username": f"v{t}_{v}_admin",
+                    "display_name": "村社管理员",
+                    "role": "center_admin",
+                    "place_code": code,
+                    "center_place_code": code,
+                }
+            )
     for i, (gcode, _, _) in enumerate(grids):
-        w.writerow({"username": f"gw{i:04d}", "display_name": f"网格员{i}", "role": "gridworker", "post": "full_time",
-                    "place_code": gcode})
+        w.writerow(
+            {
+                "username": f"gw{i:04d}",
+                "display_name": f"网格员{i}",
+                "role": "gridworker",
+                "post": "full_time",
+                "place_code": gcode,
+            }
+        )
     fh.close()
     counts["accounts"] = 1 + TOWNS * (1 + VILLAGES_PER_TOWN) + len(grids)
 
@@ -119,11 +174,22 @@ def generate(directory: Path, n_cases: int, seed: int = 11) -> dict[str, int]:
         source = rng.choices(("app", "hotline", "center"), (80, 12, 8))[0]
         reporter = f"gw{gi:04d}" if source == "app" else (f"t{t}_admin" if source == "center" else "")
         vadmin, tadmin = f"v{t}_{v}_admin", f"t{t}_admin"
-        row = {"number": number, "source": source, "category_code": rng.choice(CATEGORIES[kind]),
-               "description": f"基准事件 {i}", "address": f"{gcode} 附近", "lat": "", "lon": "", "grid_code": gcode,
-               "reporter": reporter, "reporter_center": f"990000{t:03d}" if source == "center" else "",
-               "state": "reported", "level": "grid", "reported_at": ts(reported),
-               "discovered_at": ts(reported - timedelta(minutes=rng.randrange(30)))}
+        row = {
+            "number": number,
+            "source": source,
+            "category_code": rng.choice(CATEGORIES[kind]),
+            "description": f"基准事件 {i}",
+            "address": f"{gcode} 附近",
+            "lat": "",
+            "lon": "",
+            "grid_code": gcode,
+            "reporter": reporter,
+            "reporter_center": f"990000{t:03d}" if source == "center" else "",
+            "state": "reported",
+            "level": "grid",
+            "reported_at": ts(reported),
+            "discovered_at": ts(reported - timedelta(minutes=rng.randrange(30))),
+        }
         hist = [(reported, reporter, "report", "", "reported", "", "grid")]
         roll = rng.random()
         at = reported
@@ -145,10 +211,12 @@ def generate(directory: Path, n_cases: int, seed: int = 11) -> dict[str, int]:
             state = "registered"
             n = 4 if roll < 0.85 else rng.randint(0, 3)
             overdue = rng.random() < 0.06
-            for action, to_state, who in (("dispatch", "dispatched", tadmin if level == "town" else vadmin),
-                                          ("accept", "handling", f"gw{gi:04d}"),
-                                          ("feedback", "feedback", f"gw{gi:04d}"),
-                                          ("close", "closed", vadmin))[:n]:
+            for action, to_state, who in (
+                ("dispatch", "dispatched", tadmin if level == "town" else vadmin),
+                ("accept", "handling", f"gw{gi:04d}"),
+                ("feedback", "feedback", f"gw{gi:04d}"),
+                ("close", "closed", vadmin),
+            )[:n]:
                 at += timedelta(hours=rng.uniform(0.5, 12))
                 if overdue and action == "close":
                     at = due + timedelta(hours=rng.uniform(1, 24))
@@ -165,8 +233,19 @@ def generate(directory: Path, n_cases: int, seed: int = 11) -> dict[str, int]:
             row["dispute_screening_level"] = "grid"
         cw.writerow(row)
         for at_, actor, action, fs, ts_, fl, tl in hist:
-            hw.writerow({"case_number": number, "at": ts(at_), "actor": actor or "", "action": action,
-                         "from_state": fs, "to_state": ts_, "from_level": fl, "to_level": tl, "note": ""})
+            hw.writerow(
+                {
+                    "case_number": number,
+                    "at": ts(at_),
+                    "actor": actor or "",
+                    "action": action,
+                    "from_state": fs,
+                    "to_state": ts_,
+                    "from_level": fl,
+                    "to_level": tl,
+                    "note": "",
+                }
+            )
         steps += len(hist)
     cfh.close()
     hfh.close()
@@ -186,8 +265,9 @@ def run_import(url: str, directory: Path) -> tuple[list, list, dict]:
 
     upgrade(url)
     tmp = Path(tempfile.mkdtemp(prefix="bench-import-app-"))
-    app = create_app(Settings.from_env(database_url=url, instance_path=tmp, upload_dir=tmp / "uploads",
-                                       redis_url=None, testing=True))
+    app = create_app(
+        Settings.from_env(database_url=url, instance_path=tmp, upload_dir=tmp / "uploads", redis_url=None, testing=True)
+    )
     try:
         with app.app_context():
             install_default_categories()
@@ -208,8 +288,10 @@ def run_import(url: str, directory: Path) -> tuple[list, list, dict]:
 
             from commandcenter.models import Case, CaseStep
 
-            totals = {"cases": db.execute(select(func.count()).select_from(Case)).scalar_one(),
-                      "history": db.execute(select(func.count()).select_from(CaseStep)).scalar_one()}
+            totals = {
+                "cases": db.execute(select(func.count()).select_from(Case)).scalar_one(),
+                "history": db.execute(select(func.count()).select_from(CaseStep)).scalar_one(),
+            }
             db.remove()
     finally:
         if dbmod._engine is not None:
@@ -224,16 +306,20 @@ def show(title: str, first: list, second: list, totals: dict) -> None:
     print(f"  {'file':<20}{'rows':>9}{'new':>9}{'wall s':>9}{'cpu s':>8}{'rows/s':>10}   second run: new / wall s")
     for a, b in zip(first, second, strict=True):
         rate = a.rows / a.seconds if a.seconds else float("nan")
-        print(f"  {a.file:<20}{a.rows:>9}{a.new:>9}{a.seconds:>9.1f}{a.cpu_seconds:>8.1f}{rate:>10.0f}"
-              f"   {b.new} / {b.seconds:.1f}")
+        print(
+            f"  {a.file:<20}{a.rows:>9}{a.new:>9}{a.seconds:>9.1f}{a.cpu_seconds:>8.1f}{rate:>10.0f}"
+            f"   {b.new} / {b.seconds:.1f}"
+        )
         for e in a.errors[:3]:
             print(f"    error: {e}")
     cases = next(r for r in first if r.kind == "cases")
     hist = next(r for r in first if r.kind == "history")
-    print(f"  cases + history: {cases.seconds + hist.seconds:.1f} s wall, "
-          f"{cases.cpu_seconds + hist.cpu_seconds:.1f} s CPU of this process "
-          f"({cases.rows} cases, {hist.rows} steps); whole directory {sum(r.seconds for r in first):.1f} s; "
-          f"in the database: {totals}")
+    print(
+        f"  cases + history: {cases.seconds + hist.seconds:.1f} s wall, "
+        f"{cases.cpu_seconds + hist.cpu_seconds:.1f} s CPU of this process "
+        f"({cases.rows} cases, {hist.rows} steps); whole directory {sum(r.seconds for r in first):.1f} s; "
+        f"in the database: {totals}"
+    )
 
 
 def python_reference() -> float:
@@ -250,14 +336,19 @@ def pg_reference(cur, rows: int) -> float:
     temporary table: no client, no foreign keys, no WAL): the floor of the history import, and a gauge of
     how busy the server is."""
     t = time.monotonic()
-    cur.execute("CREATE TEMP TABLE ref_steps (id serial PRIMARY KEY, case_id int, at timestamp, actor_id int, "
-                "action varchar(20), from_state varchar(12), to_state varchar(12), from_level varchar(10), "
-                "to_level varchar(10), note text)")
+    cur.execute(
+        "CREATE TEMP TABLE ref_steps (id serial PRIMARY KEY, case_id int, at timestamp, actor_id int, "
+        "action varchar(20), from_state varchar(12), to_state varchar(12), from_level varchar(10), "
+        "to_level varchar(10), note text)"
+    )
     cur.execute("CREATE INDEX ON ref_steps (case_id, id)")
     cur.execute("CREATE INDEX ON ref_steps (at)")
-    cur.execute("INSERT INTO ref_steps (case_id, at, actor_id, action, from_state, to_state, from_level, to_level) "
-                "SELECT g / 6, timestamp '2026-10-01' + g * interval '1 second', g %% 2000, 'register', 'reported', "
-                "'registered', 'grid', 'grid' FROM generate_series(1, %s) g", (rows,))
+    cur.execute(
+        "INSERT INTO ref_steps (case_id, at, actor_id, action, from_state, to_state, from_level, to_level) "
+        "SELECT g / 6, timestamp '2026-10-01' + g * interval '1 second', g %% 2000, 'register', 'reported', "
+        "'registered', 'grid', 'grid' FROM generate_series(1, %s) g",
+        (rows,),
+    )
     cur.execute("DROP TABLE ref_steps")
     return time.monotonic() - t
 
@@ -279,8 +370,10 @@ def main() -> None:  # noqa: C901
         counts = generate(directory, args.cases)
         size = sum(p.stat().st_size for p in directory.iterdir()) / 1e6
         print(f"generated {counts} ({size:.0f} MB of CSV) in {time.monotonic() - t:.1f} s")
-        print(f"load before the imports: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-              f"pure-Python reference loop: {python_reference():.2f} s wall")
+        print(
+            f"load before the imports: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+            f"pure-Python reference loop: {python_reference():.2f} s wall"
+        )
         if not args.no_sqlite:
             url = f"sqlite:///{work / 'bench.db'}"
             show("SQLite (embedded mode, file database)", *run_import(url, directory))
@@ -294,8 +387,10 @@ def main() -> None:  # noqa: C901
                 cur.execute(f'CREATE DATABASE "{name}"')
                 cur.execute("SHOW server_version")
                 version = cur.fetchone()[0]
-                print(f"PostgreSQL reference: INSERT … SELECT of {counts['history']} rows into an indexed temp table "
-                      f"takes {pg_reference(cur, counts['history']):.1f} s now")
+                print(
+                    f"PostgreSQL reference: INSERT … SELECT of {counts['history']} rows into an indexed temp table "
+                    f"takes {pg_reference(cur, counts['history']):.1f} s now"
+                )
             try:
                 url = args.pg_admin_url.rsplit("/", 1)[0] + "/" + name
                 show(f"PostgreSQL {version} (local, 127.0.0.1)", *run_import(url, directory))

@@ -60,14 +60,24 @@ from bench.bench_wall import (  # noqa: E402
 from bench.common import machine, pct  # noqa: E402
 
 REPORT_CODES = [("0101", 40), ("0102", 10), ("0105", 15), ("0106", 15), ("0402", 10), ("0401", 5), ("0403", 5)]
-WALL_ACCOUNTS = {"city": ["city_duty_officer", "city_leader", "city_supervisor", "city_operator"],
-                 "town": ["town0_duty", "town1_duty", "town0_supervisor", "town1_supervisor"],
-                 "village": ["village0_admin", "village1_admin", "village2_admin", "village3_admin"]}
-PAGE_WEIGHTS = [("/cases/", 25), ("case", 20), ("/wall/panel/counts", 25), ("/wall/panel/map", 10),
-                ("/wall/panel/alerts", 10), ("/wall/panel/rankings", 5), ("/drill/", 5)]
+WALL_ACCOUNTS = {
+    "city": ["city_duty_officer", "city_leader", "city_supervisor", "city_operator"],
+    "town": ["town0_duty", "town1_duty", "town0_supervisor", "town1_supervisor"],
+    "village": ["village0_admin", "village1_admin", "village2_admin", "village3_admin"],
+}
+PAGE_WEIGHTS = [
+    ("/cases/", 25),
+    ("case", 20),
+    ("/wall/panel/counts", 25),
+    ("/wall/panel/map", 10),
+    ("/wall/panel/alerts", 10),
+    ("/wall/panel/rankings", 5),
+    ("/drill/", 5),
+]
 
 
 # --- processes on this machine ---------------------------------------------------------------------------
+
 
 def children_of() -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
@@ -153,8 +163,11 @@ class Sampler:
 
     def database(self) -> dict:
         with self.pg.cursor() as cur:
-            cur.execute("SELECT state, coalesce(wait_event_type, '-'), count(*) FROM pg_stat_activity "
-                        "WHERE datname = %s AND pid <> pg_backend_pid() GROUP BY 1, 2", (self.db_name,))
+            cur.execute(
+                "SELECT state, coalesce(wait_event_type, '-'), count(*) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid() GROUP BY 1, 2",
+                (self.db_name,),
+            )
             states = {f"{state}/{wait}": n for state, wait, n in cur.fetchall()}
             cur.execute("SELECT count(*) FROM outbox WHERE processed_at IS NULL")
             backlog = cur.fetchone()[0]
@@ -186,6 +199,7 @@ def _cmdline(pid: int) -> str:
 
 # --- load generators -------------------------------------------------------------------------------------
 
+
 def generator_process(cfg: dict, out) -> None:
     result = asyncio.run(run_generator(cfg))
     out.put(result)
@@ -207,8 +221,10 @@ async def run_generator(cfg: dict) -> dict:
     rnd = random.Random(cfg["seed"])
     pools = [Pool("127.0.0.1", port, max_conns=cfg["max_conns"]) for port in cfg["ports"]]
     t0, duration = cfg["t0"], cfg["duration"]
-    rec = {k: {"t": array("f"), "ms": array("f"), "ok": 0, "errors": Counter(), "samples": []}
-           for k in ("report", "retry", "heartbeat", "page")}
+    rec = {
+        k: {"t": array("f"), "ms": array("f"), "ok": 0, "errors": Counter(), "samples": []}
+        for k in ("report", "retry", "heartbeat", "page")
+    }
     accepted: list[tuple[str, int, int]] = []  # (client_key, case id, gridworker index)
     accepted_by_key: dict[str, tuple[int, int]] = {}
     pending: set[asyncio.Task] = set()
@@ -225,8 +241,9 @@ async def run_generator(cfg: dict) -> dict:
         if len(rec[kind]["samples"]) < 10:
             rec[kind]["samples"].append(f"{what}: {detail[:200]}")
 
-    async def send(kind: str, scheduled: float, method: str, path: str, headers: dict, body: bytes, check,
-                   key: str | None = None) -> None:
+    async def send(
+        kind: str, scheduled: float, method: str, path: str, headers: dict, body: bytes, check, key: str | None = None
+    ) -> None:
         if key:
             lost.add(key)  # until its answer arrives, this report's fate is unknown to the client
         try:
@@ -242,7 +259,9 @@ async def run_generator(cfg: dict) -> dict:
         elapsed = (time.time() - scheduled) * 1000
         problem = check(status, hdrs, data)
         if problem:
-            fail(kind, f"HTTP {status}" if status not in (200, 201, 204) else "wrong answer", f"{problem} {data[:150]!r}")
+            fail(
+                kind, f"HTTP {status}" if status not in (200, 201, 204) else "wrong answer", f"{problem} {data[:150]!r}"
+            )
             return
         rec[kind]["t"].append(scheduled - t0)
         rec[kind]["ms"].append(elapsed)
@@ -250,9 +269,15 @@ async def run_generator(cfg: dict) -> dict:
 
     def report_body(gi: int, key: str) -> bytes:
         lat, lon = cfg["gridworkers"][gi][1], cfg["gridworkers"][gi][2]
-        return json.dumps({"client_key": key, "category_code": _weighted(rnd, REPORT_CODES),
-                           "description": f"压测上报 {key}", "lat": lat + rnd.uniform(-0.02, 0.02),
-                           "lon": lon + rnd.uniform(-0.02, 0.02)}).encode()
+        return json.dumps(
+            {
+                "client_key": key,
+                "category_code": _weighted(rnd, REPORT_CODES),
+                "description": f"压测上报 {key}",
+                "lat": lat + rnd.uniform(-0.02, 0.02),
+                "lon": lon + rnd.uniform(-0.02, 0.02),
+            }
+        ).encode()
 
     def auth(gi: int) -> dict:
         return {"Authorization": f"Bearer {cfg['gridworkers'][gi][0]}", "Content-Type": "application/json"}
@@ -292,8 +317,15 @@ async def run_generator(cfg: dict) -> dict:
         gi = rnd.randrange(len(cfg["gridworkers"]))
         _token, lat, lon = cfg["gridworkers"][gi]
         body = json.dumps({"lat": lat, "lon": lon}).encode()
-        return send("heartbeat", scheduled, "POST", "/api/v1/heartbeats", auth(gi), body,
-                    lambda status, _h, _d: None if status == 204 else f"expected 204, got {status}")
+        return send(
+            "heartbeat",
+            scheduled,
+            "POST",
+            "/api/v1/heartbeats",
+            auth(gi),
+            body,
+            lambda status, _h, _d: None if status == 204 else f"expected 204, got {status}",
+        )
 
     def page(scheduled: float):
         path = _weighted(rnd, cfg["pages"])
@@ -331,8 +363,12 @@ async def run_generator(cfg: dict) -> dict:
 
     await asyncio.sleep(max(0.0, t0 - time.time()))
     cpu0 = time.process_time()
-    await asyncio.gather(schedule(cfg["rate"], new_report), schedule(cfg["retry_rate"], retry),
-                         schedule(cfg["heartbeat_rate"], heartbeat), schedule(cfg["page_rate"], page))
+    await asyncio.gather(
+        schedule(cfg["rate"], new_report),
+        schedule(cfg["retry_rate"], retry),
+        schedule(cfg["heartbeat_rate"], heartbeat),
+        schedule(cfg["page_rate"], page),
+    )
     if pending:
         await asyncio.wait(set(pending), timeout=cfg["timeout"] + 5)
     for task in list(pending):  # still waiting for a connection or an answer: counted as errors
@@ -347,6 +383,7 @@ async def run_generator(cfg: dict) -> dict:
 
 
 # --- setup -----------------------------------------------------------------------------------------------
+
 
 def prepare_data(app, args) -> dict:
     """The small city, the gridworkers and their tokens, old cases, a few recent ones for the case pages."""
@@ -368,8 +405,15 @@ def prepare_data(app, args) -> dict:
         gridworkers = []
         for i in range(args.gridworkers):
             grid = grids[i % len(grids)]
-            account = create_account(username=f"lgw{i:04d}", display_name=f"压测网格员{i}", password="",
-                                     role="gridworker", place=grid, password_hash=pw_hash, post="full_time")
+            account = create_account(
+                username=f"lgw{i:04d}",
+                display_name=f"压测网格员{i}",
+                password="",
+                role="gridworker",
+                place=grid,
+                password_hash=pw_hash,
+                post="full_time",
+            )
             db.flush()
             token = issue_api_token(account, "load")
             gridworkers.append((token, grid.center_lat, grid.center_lon))
@@ -409,15 +453,51 @@ def start_servers(args, env: dict, tmp: Path) -> tuple[list[tuple[str, subproces
     procs = []
     for i in range(args.web_procs):
         port = free_port()
-        cmd = [str(bindir / "gunicorn"), "-w", "1", "--threads", str(args.threads), "-b", f"127.0.0.1:{port}",
-               "--keep-alive", "5", "--backlog", "2048", "wsgi:app"]
-        procs.append((f"web{i + 1}", subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(tmp / f"web{i + 1}.log", "ab"),
-                                                      stderr=subprocess.STDOUT), port))
+        cmd = [
+            str(bindir / "gunicorn"),
+            "-w",
+            "1",
+            "--threads",
+            str(args.threads),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--keep-alive",
+            "5",
+            "--backlog",
+            "2048",
+            "wsgi:app",
+        ]
+        procs.append(
+            (
+                f"web{i + 1}",
+                subprocess.Popen(
+                    cmd, cwd=ROOT, env=env, stdout=open(tmp / f"web{i + 1}.log", "ab"), stderr=subprocess.STDOUT
+                ),
+                port,
+            )
+        )
     for i in range(args.workers):
-        cmd = [str(bindir / "rq"), "worker", "-w", "rq.worker.SimpleWorker", "--with-scheduler", "-u", args.redis_url,
-               "realtime", "default", "reports"]
-        procs.append((f"worker{i + 1}", subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(tmp / f"worker{i + 1}.log", "ab"),
-                                                         stderr=subprocess.STDOUT), 0))
+        cmd = [
+            str(bindir / "rq"),
+            "worker",
+            "-w",
+            "rq.worker.SimpleWorker",
+            "--with-scheduler",
+            "-u",
+            args.redis_url,
+            "realtime",
+            "default",
+            "reports",
+        ]
+        procs.append(
+            (
+                f"worker{i + 1}",
+                subprocess.Popen(
+                    cmd, cwd=ROOT, env=env, stdout=open(tmp / f"worker{i + 1}.log", "ab"), stderr=subprocess.STDOUT
+                ),
+                0,
+            )
+        )
     for name, p, port in procs:
         if not port:
             continue
@@ -448,6 +528,7 @@ def stop_all(procs) -> None:
 
 # --- checks after the run ------------------------------------------------------------------------------------
 
+
 def wait_drained(app, timeout: float) -> tuple[int, float]:
     from sqlalchemy import func, select
 
@@ -474,15 +555,24 @@ def expected_pushes(app, wall_users: list[str]) -> int:
     with app.app_context():
         place_of = dict(db.execute(select(Account.username, Account.place_id)).all())
         per_room = Counter(place_of[u] for u in wall_users)
-        rows = db.execute(select(Case.town_id, Case.village_id, func.count()).where(Case.client_key.like("ld-%"))
-                          .group_by(Case.town_id, Case.village_id)).all()
+        rows = db.execute(
+            select(Case.town_id, Case.village_id, func.count())
+            .where(Case.client_key.like("ld-%"))
+            .group_by(Case.town_id, Case.village_id)
+        ).all()
         city = sum(n for place, n in per_room.items() if place not in {r[0] for r in rows} | {r[1] for r in rows})
         db.remove()
     return sum(n * (city + per_room.get(town, 0) + per_room.get(village, 0)) for town, village, n in rows)
 
 
-def verify(app, accepted: list[tuple[str, int, int]], lost: set[str], heartbeats_ok: int, heartbeats_failed: int,
-           redis_url: str) -> dict:
+def verify(
+    app,
+    accepted: list[tuple[str, int, int]],
+    lost: set[str],
+    heartbeats_ok: int,
+    heartbeats_failed: int,
+    redis_url: str,
+) -> dict:
     """Every accepted report is stored once under its key; a stored report that was not seen accepted must
     be one whose answer the client lost (timeout): the server committed it, a retry would find it."""
     from redis import Redis
@@ -513,16 +603,28 @@ def verify(app, accepted: list[tuple[str, int, int]], lost: set[str], heartbeats
         # an outbox row taken by a drain more than once had its push sent more than once
         drained_twice = db.scalar(select(func.count(Outbox.id)).where(Outbox.attempts > 1))
         db.remove()
-    return {"accepted": len(accepted), "accepted_distinct": len(accepted_ids), "load_cases_in_db": len(rows),
-            "missing": len(set(accepted_ids) - set(in_db)), "extra": len(set(in_db) - set(accepted_ids)),
-            "extra_unexplained": unexplained, "lost_answers": len(lost), "lost_but_stored": stored_of_lost,
-            "heartbeats_failed": heartbeats_failed,
-            "doubled": sum(1 for n in accepted_ids.values() if n > 1), "key_mismatch": mismatched,
-            "heartbeats_ok": heartbeats_ok, "heartbeats_db": heartbeats, "reported_today_db": today_db,
-            "reported_today_live": live, "outbox_rows_drained_twice": drained_twice}
+    return {
+        "accepted": len(accepted),
+        "accepted_distinct": len(accepted_ids),
+        "load_cases_in_db": len(rows),
+        "missing": len(set(accepted_ids) - set(in_db)),
+        "extra": len(set(in_db) - set(accepted_ids)),
+        "extra_unexplained": unexplained,
+        "lost_answers": len(lost),
+        "lost_but_stored": stored_of_lost,
+        "heartbeats_failed": heartbeats_failed,
+        "doubled": sum(1 for n in accepted_ids.values() if n > 1),
+        "key_mismatch": mismatched,
+        "heartbeats_ok": heartbeats_ok,
+        "heartbeats_db": heartbeats,
+        "reported_today_db": today_db,
+        "reported_today_live": live,
+        "outbox_rows_drained_twice": drained_twice,
+    }
 
 
 # --- main ------------------------------------------------------------------------------------------------------
+
 
 def run(args) -> None:
     from redis import Redis
@@ -536,11 +638,21 @@ def run(args) -> None:
         app = make_app(url, args.redis_url, tmp)
         t = time.time()
         data = prepare_data(app, args)
-        print(f"setup: {len(data['gridworkers'])} gridworker tokens, {data['stored']:,} stored cases "
-              f"(database {data['db_mb']:.0f} MB) in {time.time() - t:.0f}s", flush=True)
-        env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": args.redis_url, "INSTANCE_PATH": str(tmp),
-               "SECRET_KEY": "bench-load", "SECURE_COOKIES": "0", "LOGIN_RATE_LIMIT": "100000 per minute",
-               "ALLOW_DEMO_PASSWORDS": "1"}
+        print(
+            f"setup: {len(data['gridworkers'])} gridworker tokens, {data['stored']:,} stored cases "
+            f"(database {data['db_mb']:.0f} MB) in {time.time() - t:.0f}s",
+            flush=True,
+        )
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "REDIS_URL": args.redis_url,
+            "INSTANCE_PATH": str(tmp),
+            "SECRET_KEY": "bench-load",
+            "SECURE_COOKIES": "0",
+            "LOGIN_RATE_LIMIT": "100000 per minute",
+            "ALLOW_DEMO_PASSWORDS": "1",
+        }
         procs = start_servers(args, env, tmp)
         bases = [f"http://127.0.0.1:{port}" for _n, _p, port in procs if port]
         ports = [port for _n, _p, port in procs if port]
@@ -559,8 +671,9 @@ def run(args) -> None:
             from urllib.parse import urlsplit
 
             final = urlsplit(drill.url)
-            pages = [(final.path + (f"?{final.query}" if final.query else "") if p == "/drill/" else p, w)
-                     for p, w in pages]
+            pages = [
+                (final.path + (f"?{final.query}" if final.query else "") if p == "/drill/" else p, w) for p, w in pages
+            ]
         # wall clients: 10 % in the city's room, 20 % in the towns', 70 % in the villages' (a city has few
         # central screens and many local ones); each connects to a web process in turn
         ctx = mp.get_context("spawn")
@@ -582,8 +695,10 @@ def run(args) -> None:
         t = time.time()
         for _ in jobs:
             ready.get(timeout=300)
-        print(f"  {len(jobs)} Socket.IO clients connected in {time.time() - t:.1f}s over {len(walls)} processes",
-              flush=True)
+        print(
+            f"  {len(jobs)} Socket.IO clients connected in {time.time() - t:.1f}s over {len(walls)} processes",
+            flush=True,
+        )
         # let the workers drain the set-up's outbox, then measure
         wait_drained(app, 60)
         named = {n: p.pid for n, p, _ in procs}
@@ -595,11 +710,23 @@ def run(args) -> None:
         out = ctx.Queue()
         g = args.gen_procs
         for k in range(g):
-            cfg = {"index": k, "seed": 1000 + k, "ports": ports, "t0": t0, "duration": args.duration,
-                   "rate": args.rate / g, "retry_rate": args.rate * args.retry_share / g,
-                   "heartbeat_rate": args.heartbeat_rate / g, "page_rate": args.page_rate / g,
-                   "gridworkers": data["gridworkers"][k::g], "cookies": page_cookies, "pages": pages,
-                   "case_ids": data["case_ids"], "max_conns": args.max_conns, "timeout": args.timeout}
+            cfg = {
+                "index": k,
+                "seed": 1000 + k,
+                "ports": ports,
+                "t0": t0,
+                "duration": args.duration,
+                "rate": args.rate / g,
+                "retry_rate": args.rate * args.retry_share / g,
+                "heartbeat_rate": args.heartbeat_rate / g,
+                "page_rate": args.page_rate / g,
+                "gridworkers": data["gridworkers"][k::g],
+                "cookies": page_cookies,
+                "pages": pages,
+                "case_ids": data["case_ids"],
+                "max_conns": args.max_conns,
+                "timeout": args.timeout,
+            }
             p = ctx.Process(target=generator_process, args=(cfg, out), daemon=True)
             p.start()
             gens.append(p)
@@ -614,8 +741,11 @@ def run(args) -> None:
                 next_print += 30.0
                 prev = sampler.samples[-2]
                 busy = 1 - (row["machine"][1] - prev["machine"][1]) / max(1, row["machine"][0] - prev["machine"][0])
-                print(f"  t={el:5.0f}s machine CPU {busy * 100:3.0f}%  outbox backlog {row['db']['backlog']}  " + "  ".join(
-                    f"{n} {row[n][0] / 1024:.0f}MB" for n in named if not n.startswith("wall")), flush=True)
+                print(
+                    f"  t={el:5.0f}s machine CPU {busy * 100:3.0f}%  outbox backlog {row['db']['backlog']}  "
+                    + "  ".join(f"{n} {row[n][0] / 1024:.0f}MB" for n in named if not n.startswith("wall")),
+                    flush=True,
+                )
         results = [out.get(timeout=args.timeout + 120) for _ in gens]
         elapsed_end = time.time() - t0
         for p in gens:
@@ -626,8 +756,10 @@ def run(args) -> None:
         wall_counts: Counter = Counter()
         for _ in walls:
             wall_counts.update(wall_out.get(timeout=120))
-        rec = {k: {"t": [], "ms": [], "ok": 0, "errors": Counter(), "samples": []}
-               for k in ("report", "retry", "heartbeat", "page")}
+        rec = {
+            k: {"t": [], "ms": [], "ok": 0, "errors": Counter(), "samples": []}
+            for k in ("report", "retry", "heartbeat", "page")
+        }
         accepted, lost = [], set()
         gen_cpu = 0.0
         for r in results:
@@ -640,8 +772,9 @@ def run(args) -> None:
                 rec[k]["ok"] += v["ok"]
                 rec[k]["errors"].update(v["errors"])
                 rec[k]["samples"].extend(v["samples"])
-        checks = verify(app, accepted, lost, rec["heartbeat"]["ok"], sum(rec["heartbeat"]["errors"].values()),
-                        args.redis_url)
+        checks = verify(
+            app, accepted, lost, rec["heartbeat"]["ok"], sum(rec["heartbeat"]["errors"].values()), args.redis_url
+        )
         checks["pushes_expected"] = expected_pushes(app, wall_users)
         print_results(args, rec, sampler, checks, wall_counts, left, drain_s, elapsed_end, gen_cpu, data, pages, tmp)
     finally:
@@ -654,11 +787,15 @@ def run(args) -> None:
             drop_database(args.pg_admin_url, name)
 
 
-def print_results(args, rec, sampler, checks, wall_counts, left, drain_s, elapsed_end, gen_cpu, data, pages, tmp) -> None:
+def print_results(
+    args, rec, sampler, checks, wall_counts, left, drain_s, elapsed_end, gen_cpu, data, pages, tmp
+) -> None:
     d = args.duration
-    print(f"\nresults: {d:.0f} s, target {args.rate:g} reports/s (+{args.rate * args.retry_share:g} retries/s), "
-          f"{args.heartbeat_rate:g} heartbeats/s, {args.page_rate:g} pages/s, {args.wall_clients} wall clients; "
-          f"{args.web_procs} web × {args.threads} threads, {args.workers} workers")
+    print(
+        f"\nresults: {d:.0f} s, target {args.rate:g} reports/s (+{args.rate * args.retry_share:g} retries/s), "
+        f"{args.heartbeat_rate:g} heartbeats/s, {args.page_rate:g} pages/s, {args.wall_clients} wall clients; "
+        f"{args.web_procs} web × {args.threads} threads, {args.workers} workers"
+    )
     print("| traffic | requests ok | errors | throughput /s | p50 ms | p95 ms | p99 ms | max ms |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     total_err = 0
@@ -666,8 +803,10 @@ def print_results(args, rec, sampler, checks, wall_counts, left, drain_s, elapse
         errs = sum(r["errors"].values())
         total_err += errs
         ms = r["ms"]
-        print(f"| {kind} | {r['ok']:,} | {errs:,} | {r['ok'] / d:.1f} | {pct(ms, .5):.1f} | {pct(ms, .95):.1f} | "
-              f"{pct(ms, .99):.1f} | {max(ms) if ms else float('nan'):.1f} |")
+        print(
+            f"| {kind} | {r['ok']:,} | {errs:,} | {r['ok'] / d:.1f} | {pct(ms, 0.5):.1f} | {pct(ms, 0.95):.1f} | "
+            f"{pct(ms, 0.99):.1f} | {max(ms) if ms else float('nan'):.1f} |"
+        )
     for kind, r in rec.items():
         if r["errors"]:
             print(f"  {kind} errors: {dict(r['errors'])}")
@@ -680,19 +819,36 @@ def print_results(args, rec, sampler, checks, wall_counts, left, drain_s, elapse
         buckets: dict[int, list[float]] = {}
         for t, ms in zip(rep["t"], rep["ms"], strict=True):
             buckets.setdefault(int(t // step), []).append(ms)
-        print(f"  reports per {step:.0f} s window: " + ", ".join(
-            f"[{int(k * step)}s: {len(v) / step:.0f}/s p95 {pct(v, .95):.0f}]" for k, v in sorted(buckets.items())))
+        print(
+            f"  reports per {step:.0f} s window: "
+            + ", ".join(
+                f"[{int(k * step)}s: {len(v) / step:.0f}/s p95 {pct(v, 0.95):.0f}]" for k, v in sorted(buckets.items())
+            )
+        )
     print(f"\nchecks: {json.dumps(checks)}")
-    ok = (checks["missing"] == 0 and checks["extra_unexplained"] == 0 and checks["doubled"] == 0
-          and checks["key_mismatch"] == 0 and left == 0
-          and checks["heartbeats_ok"] <= checks["heartbeats_db"] <= checks["heartbeats_ok"] + checks["heartbeats_failed"]
-          and checks["reported_today_db"] == checks["reported_today_live"])
-    print(f"  every accepted report stored once, heartbeats stored, live counter = database: {'yes' if ok else 'NO'}"
-          + (f" ({checks['lost_but_stored']} of the {checks['lost_answers']} reports whose answer was lost were "
-             "stored: a retry would return them)" if checks["lost_answers"] else ""))
+    ok = (
+        checks["missing"] == 0
+        and checks["extra_unexplained"] == 0
+        and checks["doubled"] == 0
+        and checks["key_mismatch"] == 0
+        and left == 0
+        and checks["heartbeats_ok"] <= checks["heartbeats_db"] <= checks["heartbeats_ok"] + checks["heartbeats_failed"]
+        and checks["reported_today_db"] == checks["reported_today_live"]
+    )
+    print(
+        f"  every accepted report stored once, heartbeats stored, live counter = database: {'yes' if ok else 'NO'}"
+        + (
+            f" ({checks['lost_but_stored']} of the {checks['lost_answers']} reports whose answer was lost were "
+            "stored: a retry would return them)"
+            if checks["lost_answers"]
+            else ""
+        )
+    )
     print(f"  outbox rows left unprocessed: {left} (drained {drain_s:.1f} s after the load stopped)")
-    print(f"  wall clients: {dict(wall_counts)}; pushes of the run's cases expected {checks['pushes_expected']:,}, "
-          f"received {wall_counts.get('case', 0):,}")
+    print(
+        f"  wall clients: {dict(wall_counts)}; pushes of the run's cases expected {checks['pushes_expected']:,}, "
+        f"received {wall_counts.get('case', 0):,}"
+    )
     print(f"  errors in total: {total_err}")
     s = sampler.samples
     first, last = s[0], s[-1]
@@ -700,8 +856,10 @@ def print_results(args, rec, sampler, checks, wall_counts, left, drain_s, elapse
     span = last["t"] - first["t"]
     load_end = min(s, key=lambda row: abs(row["t"] - d))  # CPU shares: while the load ran
     load_span = load_end["t"] - first["t"]
-    print("\n| process | RSS start MB | middle MB | end MB | slope over the 2nd half MB/min | CPU % of one core "
-          "(during the load) |")
+    print(
+        "\n| process | RSS start MB | middle MB | end MB | slope over the 2nd half MB/min | CPU % of one core "
+        "(during the load) |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name in [k for k in first if k not in ("t", "machine", "db")]:
         half = [row for row in s if d / 2 <= row["t"] <= d]
@@ -712,46 +870,60 @@ def print_results(args, rec, sampler, checks, wall_counts, left, drain_s, elapse
             den = sum((x - mx) ** 2 for x in xs)
             slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else float("nan")
         cpu = (load_end[name][1] - first[name][1]) / load_span * 100 if load_span else float("nan")
-        note = (" (private memory of the run's backends; CPU of every postgres process)" if name == "postgres"
-                else "")
-        print(f"| {name}{note} | {first[name][0] / 1024:.0f} | {mid[name][0] / 1024:.0f} | {last[name][0] / 1024:.0f} | "
-              f"{slope:+.2f} | {cpu:.0f} |")
+        note = " (private memory of the run's backends; CPU of every postgres process)" if name == "postgres" else ""
+        print(
+            f"| {name}{note} | {first[name][0] / 1024:.0f} | {mid[name][0] / 1024:.0f} | {last[name][0] / 1024:.0f} | "
+            f"{slope:+.2f} | {cpu:.0f} |"
+        )
     busy = 1 - (load_end["machine"][1] - first["machine"][1]) / max(1, load_end["machine"][0] - first["machine"][0])
-    print(f"  machine CPU busy over the run: {busy * 100:.0f}% of 2 cores; load generators' own CPU: "
-          f"{gen_cpu / elapsed_end * 100:.0f}% of one core")
+    print(
+        f"  machine CPU busy over the run: {busy * 100:.0f}% of 2 cores; load generators' own CPU: "
+        f"{gen_cpu / elapsed_end * 100:.0f}% of one core"
+    )
     served = sum(r["ok"] + sum(r["errors"].values()) for r in rec.values())
     cpu_of = {name: last[name][1] - first[name][1] for name in first if name not in ("t", "machine", "db")}
     web = sum(v for k, v in cpu_of.items() if k.startswith("web"))
     workers = sum(v for k, v in cpu_of.items() if k.startswith("worker"))
     walls = sum(v for k, v in cpu_of.items() if k.startswith("wallclients"))
-    print(f"  CPU per request (all kinds, {served:,} requests): web {web / served * 1000:.2f} ms, "
-          f"PostgreSQL {cpu_of['postgres'] / served * 1000:.2f} ms, Redis {cpu_of['redis'] / served * 1000:.2f} ms; "
-          f"workers per report {workers / max(1, rec['report']['ok']) * 1000:.2f} ms; wall clients' own CPU "
-          f"{walls / span * 100:.0f}% of one core (CPU per request: from the start of the load to the end of the drain)")
+    print(
+        f"  CPU per request (all kinds, {served:,} requests): web {web / served * 1000:.2f} ms, "
+        f"PostgreSQL {cpu_of['postgres'] / served * 1000:.2f} ms, Redis {cpu_of['redis'] / served * 1000:.2f} ms; "
+        f"workers per report {workers / max(1, rec['report']['ok']) * 1000:.2f} ms; wall clients' own CPU "
+        f"{walls / span * 100:.0f}% of one core (CPU per request: from the start of the load to the end of the drain)"
+    )
     states: Counter = Counter()
     for row in s:
         states.update(row["db"]["states"])
-    print("  database connections of the run, mean over the samples (state/wait): " + ", ".join(
-        f"{k} {v / len(s):.1f}" for k, v in states.most_common()))
-    print("  outbox backlog over the run (samples every 5 s): max "
-          f"{max(row['db']['backlog'] for row in s)}, at the end of the load {s[-2]['db']['backlog'] if len(s) > 1 else 0}")
+    print(
+        "  database connections of the run, mean over the samples (state/wait): "
+        + ", ".join(f"{k} {v / len(s):.1f}" for k, v in states.most_common())
+    )
+    print(
+        "  outbox backlog over the run (samples every 5 s): max "
+        f"{max(row['db']['backlog'] for row in s)}, at the end of the load {s[-2]['db']['backlog'] if len(s) > 1 else 0}"
+    )
     print(f"  logs: {tmp}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pg-admin-url", default=os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--pg-admin-url", default=os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
     parser.add_argument("--duration", type=float, default=600)
     parser.add_argument("--rate", type=float, default=500, help="new reports per second (open loop)")
-    parser.add_argument("--retry-share", type=float, default=0.02, help="retries of accepted reports, as a share of --rate")
+    parser.add_argument(
+        "--retry-share", type=float, default=0.02, help="retries of accepted reports, as a share of --rate"
+    )
     parser.add_argument("--heartbeat-rate", type=float, default=None, help="heartbeats per second (default: rate / 5)")
     parser.add_argument("--page-rate", type=float, default=10, help="supervisor page requests per second")
     parser.add_argument("--wall-clients", type=int, default=200)
     parser.add_argument("--wall-procs", type=int, default=2)
     parser.add_argument("--web-procs", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=150, help="gunicorn threads per web process (each open "
-                        "websocket holds one)")
+    parser.add_argument(
+        "--threads", type=int, default=150, help="gunicorn threads per web process (each open websocket holds one)"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--gen-procs", type=int, default=2)
     parser.add_argument("--max-conns", type=int, default=64, help="connections per generator and web process")

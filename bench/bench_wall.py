@@ -53,6 +53,7 @@ PASSWORD = "Test@2026pw"
 
 # --- helpers -----------------------------------------------------------------------------------------------
 
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (and its reaped children), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -102,8 +103,16 @@ def make_app(database_url: str, redis_url: str, instance: Path):
     from commandcenter import create_app
     from commandcenter.settings import Settings
 
-    app = create_app(Settings.from_env(database_url=database_url, redis_url=redis_url, instance_path=instance,
-                                       upload_dir=instance / "uploads", testing=True, allow_default_passwords=True))
+    app = create_app(
+        Settings.from_env(
+            database_url=database_url,
+            redis_url=redis_url,
+            instance_path=instance,
+            upload_dir=instance / "uploads",
+            testing=True,
+            allow_default_passwords=True,
+        )
+    )
     logging.getLogger().setLevel(logging.WARNING)  # the figures, not the app's INFO lines
     return app
 
@@ -114,13 +123,18 @@ def login_cookie(base_url: str, username: str, password: str) -> str:
     s = requests.Session()
     page = s.get(base_url + "/login", timeout=10)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    response = s.post(base_url + "/login", data={"username": username, "password": password, "csrf_token": token},
-                      timeout=10, allow_redirects=False)
+    response = s.post(
+        base_url + "/login",
+        data={"username": username, "password": password, "csrf_token": token},
+        timeout=10,
+        allow_redirects=False,
+    )
     assert response.status_code == 302, response.text[:300]
     return "; ".join(f"{c.name}={c.value}" for c in s.cookies)
 
 
 # --- (a) push latency ----------------------------------------------------------------------------------------
+
 
 def client_process(base_url: str, cookie: str, n: int, ready, stop, out) -> None:
     """Connect n Socket.IO clients; record (case id, receive time) of every "case" report push."""
@@ -138,8 +152,13 @@ def client_process(base_url: str, cookie: str, n: int, ready, stop, out) -> None
         c.on("case", on_case, namespace="/live")
         for attempt in range(5):
             try:
-                c.connect(base_url, headers={"Cookie": cookie}, namespaces=["/live"], transports=["websocket"],
-                          wait_timeout=20)
+                c.connect(
+                    base_url,
+                    headers={"Cookie": cookie},
+                    namespaces=["/live"],
+                    transports=["websocket"],
+                    wait_timeout=20,
+                )
                 break
             except Exception:
                 if attempt == 4:
@@ -181,18 +200,35 @@ def bench_push(args) -> dict:
             world = build_world()
             points = [world.grid_point(i) for i in range(len(world.grids))]
             category_id = world.category("0101").id
-        env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": args.redis_url, "INSTANCE_PATH": str(tmp),
-               "SECRET_KEY": "bench-wall", "SECURE_COOKIES": "0", "LOGIN_RATE_LIMIT": "1000 per minute"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "REDIS_URL": args.redis_url,
+            "INSTANCE_PATH": str(tmp),
+            "SECRET_KEY": "bench-wall",
+            "SECURE_COOKIES": "0",
+            "LOGIN_RATE_LIMIT": "1000 per minute",
+        }
         port = free_port()
         log = open(tmp / "web.log", "ab")
-        web = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "serve", "--port", str(port)],
-                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        web = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         procs.append(web)
         worker_cmd = [str(Path(sys.executable).parent / "rq"), "worker", "-u", args.redis_url]
         if args.worker_class:
             worker_cmd += ["--worker-class", args.worker_class]
-        worker = subprocess.Popen([*worker_cmd, "realtime", "default"],
-                                  cwd=ROOT, env=env, stdout=open(tmp / "worker.log", "ab"), stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [*worker_cmd, "realtime", "default"],
+            cwd=ROOT,
+            env=env,
+            stdout=open(tmp / "worker.log", "ab"),
+            stderr=subprocess.STDOUT,
+        )
         procs.append(worker)
         base = f"http://127.0.0.1:{port}"
         import requests
@@ -209,8 +245,9 @@ def bench_push(args) -> dict:
         ctx = mp.get_context("spawn")
         ready, stop, out = ctx.Queue(), ctx.Event(), ctx.Queue()
         per = [args.clients // args.procs + (1 if i < args.clients % args.procs else 0) for i in range(args.procs)]
-        clients = [ctx.Process(target=client_process, args=(base, cookie, n, ready, stop, out), daemon=True)
-                   for n in per if n]
+        clients = [
+            ctx.Process(target=client_process, args=(base, cookie, n, ready, stop, out), daemon=True) for n in per if n
+        ]
         t = time.time()
         for p in clients:
             p.start()
@@ -238,7 +275,9 @@ def bench_push(args) -> dict:
                 lat, lon = points[gi]
                 data = loop.ReportInput(category_id=category_id, description="压测事件", lat=lat, lon=lon)
                 n_before = len(commits)
-                case, _ = loop.report_case(data, actor=gws[gi], source="app", client_key=f"bench-{uuid.uuid4().hex[:16]}")
+                case, _ = loop.report_case(
+                    data, actor=gws[gi], source="app", client_key=f"bench-{uuid.uuid4().hex[:16]}"
+                )
                 committed[case.id] = commits[n_before]
                 time.sleep(args.interval)
             db.remove()
@@ -255,12 +294,23 @@ def bench_push(args) -> dict:
                 p.kill()
         cpu = [(b - a - rate * duration) / args.cases for a, b, rate in zip(c1, c2, idle_rate, strict=True)]
         latencies = [(at - committed[cid]) * 1000 for _i, cid, at in received if cid in committed]
-        return {"clients": args.clients, "procs": len(clients), "connect_s": connect_s, "cases": args.cases,
-                "interval": args.interval, "expected": args.cases * args.clients, "delivered": len(latencies),
-                "p50": pct(latencies, 0.50), "p95": pct(latencies, 0.95), "p99": pct(latencies, 0.99),
-                "max": max(latencies) if latencies else float("nan"),
-                "web_cpu_ms": cpu[0] * 1000, "worker_cpu_ms": cpu[1] * 1000,
-                "idle_web_pct": idle_rate[0] * 100, "idle_worker_pct": idle_rate[1] * 100}
+        return {
+            "clients": args.clients,
+            "procs": len(clients),
+            "connect_s": connect_s,
+            "cases": args.cases,
+            "interval": args.interval,
+            "expected": args.cases * args.clients,
+            "delivered": len(latencies),
+            "p50": pct(latencies, 0.50),
+            "p95": pct(latencies, 0.95),
+            "p99": pct(latencies, 0.99),
+            "max": max(latencies) if latencies else float("nan"),
+            "web_cpu_ms": cpu[0] * 1000,
+            "worker_cpu_ms": cpu[1] * 1000,
+            "idle_web_pct": idle_rate[0] * 100,
+            "idle_worker_pct": idle_rate[1] * 100,
+        }
     finally:
         for p in procs:
             if p.poll() is None:
@@ -276,13 +326,40 @@ def bench_push(args) -> dict:
 
 # --- (b) render time against stored events -------------------------------------------------------------------
 
-COPY_COLUMNS = ("id", "number", "source", "category_id", "kind", "description", "address", "lat", "lon", "grid_id",
-                "village_id", "town_id", "state", "level", "valid", "self_handled", "discovered_at", "reported_at",
-                "registered_at", "closed_at", "overdue", "escalated_to_town", "escalated_to_city", "rework_count",
-                "outstanding", "updated_at", "version")
+COPY_COLUMNS = (
+    "id",
+    "number",
+    "source",
+    "category_id",
+    "kind",
+    "description",
+    "address",
+    "lat",
+    "lon",
+    "grid_id",
+    "village_id",
+    "town_id",
+    "state",
+    "level",
+    "valid",
+    "self_handled",
+    "discovered_at",
+    "reported_at",
+    "registered_at",
+    "closed_at",
+    "overdue",
+    "escalated_to_town",
+    "escalated_to_city",
+    "rework_count",
+    "outstanding",
+    "updated_at",
+    "version",
+)
 
 
-def add_old_cases(conn, n: int, grids: list[tuple], leaves: list[tuple], month_start: datetime, rnd: random.Random) -> None:
+def add_old_cases(
+    conn, n: int, grids: list[tuple], leaves: list[tuple], month_start: datetime, rnd: random.Random
+) -> None:
     """Bulk-insert n closed cases reported 1 to 13 months before this month (COPY, in chunks)."""
     cur = conn.cursor()
     cur.execute("SELECT COALESCE(MAX(id), 0) FROM cases")
@@ -300,8 +377,10 @@ def add_old_cases(conn, n: int, grids: list[tuple], leaves: list[tuple], month_s
             reported = month_start - timedelta(days=1, seconds=rnd.randrange(span))
             closed = reported + timedelta(hours=rnd.randrange(1, 96))
             r, c = reported.strftime("%Y-%m-%d %H:%M:%S"), closed.strftime("%Y-%m-%d %H:%M:%S")
-            buf.write(f"{cid}\tBH{cid:012d}\tapp\t{leaf_id}\t{kind}\t历史事件\t\\N\t{lat}\t{lon}\t{gid}\t{vid}\t{tid}\t"
-                      f"closed\tgrid\tt\tf\t{r}\t{r}\t{r}\t{c}\tf\tf\tf\t0\tf\t{c}\t1\n")
+            buf.write(
+                f"{cid}\tBH{cid:012d}\tapp\t{leaf_id}\t{kind}\t历史事件\t\\N\t{lat}\t{lon}\t{gid}\t{vid}\t{tid}\t"
+                f"closed\tgrid\tt\tf\t{r}\t{r}\t{r}\t{c}\tf\tf\tf\t0\tf\t{c}\t1\n"
+            )
         buf.seek(0)
         cur.copy_expert(f"COPY cases ({', '.join(COPY_COLUMNS)}) FROM STDIN", buf)
         conn.commit()
@@ -347,8 +426,10 @@ def bench_render(args) -> list[dict]:
             t = time.time()
             load_demo(scale=1.0)
             print(f"  demo district loaded in {time.time() - t:.0f}s", flush=True)
-            grids = [(g.id, g.village_id, g.town_id, round(g.center_lat, 6), round(g.center_lon, 6))
-                     for g in db.query(Place).filter_by(level="grid")]
+            grids = [
+                (g.id, g.village_id, g.town_id, round(g.center_lat, 6), round(g.center_lon, 6))
+                for g in db.query(Place).filter_by(level="grid")
+            ]
             leaves = [(c.id, c.kind) for c in db.query(Category).filter(Category.depth >= 2)]
             base_count = db.scalar(select(func.count(Case.id)))
             now_local = local(utcnow(), DEFAULT_TZ)
@@ -357,9 +438,15 @@ def bench_render(args) -> list[dict]:
         client = app.test_client()
         page = client.get("/login").get_data(as_text=True)
         token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-        assert client.post("/login", data={"username": "duty", "password": "Demo@2026", "csrf_token": token}).status_code == 302
-        paths = ["/wall", *[f"/wall/panel/{p}" for p in ("map", "counts", "attendance", "alerts", "logins", "rankings")],
-                 "/wall/geojson"]
+        assert (
+            client.post("/login", data={"username": "duty", "password": "Demo@2026", "csrf_token": token}).status_code
+            == 302
+        )
+        paths = [
+            "/wall",
+            *[f"/wall/panel/{p}" for p in ("map", "counts", "attendance", "alerts", "logins", "rankings")],
+            "/wall/geojson",
+        ]
         client.get("/wall")  # primes the counters (reconcile of the month, presence of today)
         pg = psycopg2.connect(url.replace("postgresql+psycopg2", "postgresql"))
         rnd = random.Random(5)
@@ -376,15 +463,22 @@ def bench_render(args) -> list[dict]:
                 db.remove()
             timings = time_requests(client, paths, args.repeat)
             results.append({"stored": total, "table_mb": table_mb, "timings": timings})
-            print(f"  {total:>10,} stored events ({table_mb:,.0f} MB): /wall median {timings['/wall'][0]:.1f} ms", flush=True)
+            print(
+                f"  {total:>10,} stored events ({table_mb:,.0f} MB): /wall median {timings['/wall'][0]:.1f} ms",
+                flush=True,
+            )
         with app.app_context():  # the hourly chart's query plan at the largest size
             from commandcenter.wall import queries
 
             scope = queries.scope_of_place(db.query(Place).filter_by(level="city").one())
             bucket, _ = queries._hour_bucket()
             start = utcnow() - timedelta(hours=12)
-            stmt = scope.cases(select(bucket, func.count()).where(Case.reported_at >= start, Case.reported_at < utcnow()))
-            sql = str(stmt.group_by(bucket).compile(dialect=db.get_bind().dialect, compile_kwargs={"literal_binds": True}))
+            stmt = scope.cases(
+                select(bucket, func.count()).where(Case.reported_at >= start, Case.reported_at < utcnow())
+            )
+            sql = str(
+                stmt.group_by(bucket).compile(dialect=db.get_bind().dialect, compile_kwargs={"literal_binds": True})
+            )
             plan = [row[0] for row in db.execute(text("EXPLAIN (ANALYZE, COSTS OFF) " + sql))]
             results.append({"plan": plan})
             db.remove()
@@ -398,9 +492,12 @@ def bench_render(args) -> list[dict]:
 
 # --- main ----------------------------------------------------------------------------------------------------
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pg-admin-url", default=os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--pg-admin-url", default=os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--procs", type=int, default=4)
@@ -408,9 +505,12 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.6, help="seconds between two reports")
     parser.add_argument("--sizes", default="100000,1000000", help="stored events to measure the render time at")
     parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--worker-class", default="rq.worker.SimpleWorker",
-                        help="as in the Procfile (jobs run in the worker process); rq.worker.Worker forks a work horse "
-                             "per job, which rebuilds the application every time")
+    parser.add_argument(
+        "--worker-class",
+        default="rq.worker.SimpleWorker",
+        help="as in the Procfile (jobs run in the worker process); rq.worker.Worker forks a work horse "
+        "per job, which rebuilds the application every time",
+    )
     parser.add_argument("--skip-push", action="store_true")
     parser.add_argument("--skip-render", action="store_true")
     parser.add_argument("--keep-db", action="store_true")
@@ -419,22 +519,30 @@ def main() -> None:
     args.sizes = [int(x) for x in args.sizes.split(",") if x]
     print(f"machine: {machine()}")
     if not args.skip_push:
-        print(f"\n(a) push latency: {args.clients} Socket.IO clients, {args.cases} cases reported {args.interval}s apart, "
-              f"worker class {args.worker_class}")
+        print(
+            f"\n(a) push latency: {args.clients} Socket.IO clients, {args.cases} cases reported {args.interval}s apart, "
+            f"worker class {args.worker_class}"
+        )
         res = bench_push(args)
         print(f"  clients connected in {res['connect_s']:.1f}s over {res['procs']} processes")
         print(f"  pushes received: {res['delivered']:,} of {res['expected']:,}")
-        print(f"  commit → push received: p50 {res['p50']:.1f} ms   p95 {res['p95']:.1f} ms   p99 {res['p99']:.1f} ms"
-              f"   max {res['max']:.1f} ms   (target p95 < 300 ms: {'met' if res['p95'] < 300 else 'NOT met'})")
-        print(f"  CPU per push (one case → {args.clients} clients): web {res['web_cpu_ms']:.1f} ms, "
-              f"worker {res['worker_cpu_ms']:.1f} ms   (idle: web {res['idle_web_pct']:.1f}%, "
-              f"worker {res['idle_worker_pct']:.1f}% of a CPU, subtracted)")
+        print(
+            f"  commit → push received: p50 {res['p50']:.1f} ms   p95 {res['p95']:.1f} ms   p99 {res['p99']:.1f} ms"
+            f"   max {res['max']:.1f} ms   (target p95 < 300 ms: {'met' if res['p95'] < 300 else 'NOT met'})"
+        )
+        print(
+            f"  CPU per push (one case → {args.clients} clients): web {res['web_cpu_ms']:.1f} ms, "
+            f"worker {res['worker_cpu_ms']:.1f} ms   (idle: web {res['idle_web_pct']:.1f}%, "
+            f"worker {res['idle_worker_pct']:.1f}% of a CPU, subtracted)"
+        )
     if not args.skip_render:
         print("\n(b) render time against stored events (full demo district, counters in Redis)")
         results = bench_render(args)
         plan = results.pop()["plan"]
         paths = list(results[0]["timings"])
-        header = "  stored events  " + "".join(f"{p.replace('/wall/panel/', '').replace('/wall/', '').replace('/wall', 'wall'):>12}" for p in paths)
+        header = "  stored events  " + "".join(
+            f"{p.replace('/wall/panel/', '').replace('/wall/', '').replace('/wall', 'wall'):>12}" for p in paths
+        )
         print(header + "   (median ms / p95 ms)")
         for row in results:
             cells = "".join(f"{row['timings'][p][0]:>6.1f}/{row['timings'][p][1]:<5.1f}" for p in paths)

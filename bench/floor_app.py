@@ -20,8 +20,10 @@ def report():
     conn = pool.getconn()
     try:
         with conn.cursor() as cur:
-            cur.execute("INSERT INTO floor_cases (k, body) VALUES (%s, %s) ON CONFLICT (k) DO NOTHING RETURNING id",
-                        (body["client_key"], json.dumps(body)))
+            cur.execute(
+                "INSERT INTO floor_cases (k, body) VALUES (%s, %s) ON CONFLICT (k) DO NOTHING RETURNING id",
+                (body["client_key"], json.dumps(body)),
+            )
             row = cur.fetchone()
         conn.commit()
     finally:

@@ -55,8 +55,9 @@ class Pool:
             conn.close()
             self.open -= 1
 
-    async def request(self, method: str, path: str, headers: dict[str, str] | None = None,
-                      body: bytes = b"", timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+    async def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b"", timeout: float = 30.0
+    ) -> tuple[int, dict[str, str], bytes]:
         async with self.sem:
             conn = await self._get()
             keep = False

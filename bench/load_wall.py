@@ -24,14 +24,28 @@ from wsproto.events import (
 )
 
 
-async def wall_client(host: str, port: int, cookie: str, counts: Counter, connected: asyncio.Event,
-                      stop: asyncio.Event, audit: Counter | None = None) -> None:
+async def wall_client(
+    host: str,
+    port: int,
+    cookie: str,
+    counts: Counter,
+    connected: asyncio.Event,
+    stop: asyncio.Event,
+    audit: Counter | None = None,
+) -> None:
     """One wall. With `audit`, it also decodes each case push and counts it by (case id, action): a
     push that arrives twice shows there (the others only count, to stay cheap)."""
     reader, writer = await asyncio.open_connection(host, port)
     ws = WSConnection(ConnectionType.CLIENT)
-    writer.write(ws.send(Request(host=f"{host}:{port}", target="/socket.io/?EIO=4&transport=websocket",
-                                 extra_headers=[(b"cookie", cookie.encode())])))
+    writer.write(
+        ws.send(
+            Request(
+                host=f"{host}:{port}",
+                target="/socket.io/?EIO=4&transport=websocket",
+                extra_headers=[(b"cookie", cookie.encode())],
+            )
+        )
+    )
     buffer: list[str] = []
     joined = False
 
@@ -99,8 +113,9 @@ async def run_clients(jobs: list[tuple[str, int, str]], ready, stop_flag) -> Cou
     audit: Counter = Counter()
     for i, (host, port, cookie) in enumerate(jobs):
         connected = asyncio.Event()
-        tasks.append(asyncio.create_task(wall_client(host, port, cookie, counts, connected, stop,
-                                                     audit if i == 0 else None)))
+        tasks.append(
+            asyncio.create_task(wall_client(host, port, cookie, counts, connected, stop, audit if i == 0 else None))
+        )
         try:
             await asyncio.wait_for(connected.wait(), 30)
         except TimeoutError:

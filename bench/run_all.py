@@ -19,12 +19,18 @@ HERE = Path(__file__).resolve().parent
 
 # script → (quick arguments, full arguments)
 BENCHES: dict[str, tuple[list[str], list[str]]] = {
-    "bench_floor.py": (["--rates", "300,500", "--seconds", "10"], ["--rates", "200,400,500,600,700", "--seconds", "20"]),
+    "bench_floor.py": (
+        ["--rates", "300,500", "--seconds", "10"],
+        ["--rates", "200,400,500,600,700", "--seconds", "20"],
+    ),
     "bench_alerts.py": (["--cases", "20"], []),
     "bench_counters.py": (["--n", "5000", "--procs", "2"], ["--reconcile-steps", "100000"]),
     "bench_import.py": (["--cases", "10000", "--no-sqlite"], []),
     "bench_wall.py": (["--clients", "50", "--procs", "2", "--cases", "30", "--sizes", "100000", "--repeat", "5"], []),
-    "bench_load.py": (["--duration", "60", "--rate", "20", "--wall-clients", "50"], ["--duration", "600", "--rate", "45"]),
+    "bench_load.py": (
+        ["--duration", "60", "--rate", "20", "--wall-clients", "50"],
+        ["--duration", "600", "--rate", "45"],
+    ),
 }
 
 
@@ -43,8 +49,10 @@ def main() -> int:
         print(f"\n=== [{index}/{len(chosen)}] {name} {' '.join(command[2:])}", flush=True)
         started = time.monotonic()
         code = subprocess.call(command, cwd=HERE.parent)
-        print(f"=== {name}: {'ok' if code == 0 else f'failed (exit {code})'} in {time.monotonic() - started:.0f} s",
-              flush=True)
+        print(
+            f"=== {name}: {'ok' if code == 0 else f'failed (exit {code})'} in {time.monotonic() - started:.0f} s",
+            flush=True,
+        )
         if code != 0:
             failed.append(name)
     if failed:

@@ -41,8 +41,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .db import init_engine
 
     app.extensions["commandcenter.engine"] = init_engine(
-        settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout)
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+    )
 
     from .extensions import csrf, limiter, socketio
 
@@ -85,8 +88,24 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .points import bp as points_bp
     from .wall import bp as wall_bp
 
-    for blueprint in (auth_bp, health_bp, main_bp, api_bp, cases_bp, hotline_bp, open311_bp, wall_bp, admin_bp,
-                      alerts_bp, drill_bp, mobile_bp, assessment_bp, points_bp, bulletin_bp, persons_bp):
+    for blueprint in (
+        auth_bp,
+        health_bp,
+        main_bp,
+        api_bp,
+        cases_bp,
+        hotline_bp,
+        open311_bp,
+        wall_bp,
+        admin_bp,
+        alerts_bp,
+        drill_bp,
+        mobile_bp,
+        assessment_bp,
+        points_bp,
+        bulletin_bp,
+        persons_bp,
+    ):
         app.register_blueprint(blueprint)
     csrf.exempt(api_bp)  # token-authenticated, no cookies: CSRF does not apply
     csrf.exempt(open311_bp)  # API-key authenticated

@@ -17,9 +17,7 @@ from .db import db
 from .hierarchy import covers, in_place, place_contains
 from .models import ROLES, Account, Place
 
-ALL_STAFF = frozenset(
-    {"duty_officer", "operator", "center_admin", "department", "supervisor", "leader"}
-)
+ALL_STAFF = frozenset({"duty_officer", "operator", "center_admin", "department", "supervisor", "leader"})
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "case.view": ALL_STAFF | {"gridworker"},
@@ -67,8 +65,14 @@ def has_permission(account: Account | None, permission: str) -> bool:
     return account.role in PERMISSIONS[permission]
 
 
-def in_jurisdiction(account: Account, *, grid_id: int | None = None, village_id: int | None = None,
-                    town_id: int | None = None, place: Place | None = None) -> bool:
+def in_jurisdiction(
+    account: Account,
+    *,
+    grid_id: int | None = None,
+    village_id: int | None = None,
+    town_id: int | None = None,
+    place: Place | None = None,
+) -> bool:
     """Does the account's place cover this object (given by its denormalised ancestors, or as a place)?"""
     if place is not None:
         return place_contains(account.place, place)

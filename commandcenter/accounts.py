@@ -21,9 +21,19 @@ class AccountError(ValueError):
         self.field, self.message = field, message
 
 
-def create_account(*, username: str, display_name: str, password: str, role: str, place: Place,
-                   post: str | None = None, phone: str | None = None, check_password: bool = True,
-                   password_hash: str | None = None, **extra) -> Account:
+def create_account(
+    *,
+    username: str,
+    display_name: str,
+    password: str,
+    role: str,
+    place: Place,
+    post: str | None = None,
+    phone: str | None = None,
+    check_password: bool = True,
+    password_hash: str | None = None,
+    **extra,
+) -> Account:
     if not USERNAME_RE.match(username or ""):
         raise AccountError("username", "用户名须为 3–64 位字母、数字、下划线、点或连字符")
     if db.query(Account.id).filter_by(username=username).first():
@@ -41,9 +51,16 @@ def create_account(*, username: str, display_name: str, password: str, role: str
                 raise AccountError("password", "；".join(problems))
         password_hash = hash_password(password)
     account = Account(
-        username=username, display_name=display_name, password_hash=password_hash, role=role,
-        post=post, place_id=place.id, place=place, phone=phone,
-        town_id=place.town_id, village_id=place.village_id,
+        username=username,
+        display_name=display_name,
+        password_hash=password_hash,
+        role=role,
+        post=post,
+        place_id=place.id,
+        place=place,
+        phone=phone,
+        town_id=place.town_id,
+        village_id=place.village_id,
         **extra,
     )
     db.add(account)
@@ -68,8 +85,11 @@ MANAGED_BY: dict[str, frozenset[str] | None] = {
 
 def active_counts() -> dict[str, int]:
     """Active accounts per control role (to tell, for a whole page at once, which is the last one)."""
-    rows = db.execute(select(Account.role, func.count(Account.id)).where(
-        Account.role.in_(CONTROL_ROLES), Account.active.is_(True)).group_by(Account.role)).all()
+    rows = db.execute(
+        select(Account.role, func.count(Account.id))
+        .where(Account.role.in_(CONTROL_ROLES), Account.active.is_(True))
+        .group_by(Account.role)
+    ).all()
     return {role: 0 for role in CONTROL_ROLES} | {role: n for role, n in rows}
 
 
@@ -83,8 +103,9 @@ def may_manage(actor: Account | None, account: Account) -> bool:
     return account.role in managed
 
 
-def active_refusal(actor: Account | None, account: Account, active: bool,
-                   counts: dict[str, int] | None = None) -> str | None:
+def active_refusal(
+    actor: Account | None, account: Account, active: bool, counts: dict[str, int] | None = None
+) -> str | None:
     """Why `actor` may not set `account` to `active` (a Chinese sentence), or None when allowed.
     `counts` (from active_counts()) saves a query per row when a page asks for many accounts."""
     role_name = labels.ROLE.get(account.role, account.role)
@@ -111,8 +132,11 @@ def set_account_active(actor: Account, account: Account, active: bool) -> bool:
     if not active and account.role in CONTROL_ROLES:
         # two administrators disabling the last two of a role at once: on PostgreSQL the second waits for the
         # first and then counts again, so one of them is refused (SQLite serialises writers anyway)
-        db.execute(select(Account.id).where(Account.role == account.role, Account.active.is_(True))
-                   .with_for_update(key_share=True))
+        db.execute(
+            select(Account.id)
+            .where(Account.role == account.role, Account.active.is_(True))
+            .with_for_update(key_share=True)
+        )
         db.refresh(account)
     refusal = active_refusal(actor, account, active)
     if refusal is not None:

@@ -96,12 +96,21 @@ def check_case(case_id: int, now: datetime, commit: bool = True) -> list[Alert]:
 
 def sweep(now: datetime, limit: int = 2000) -> list[Alert]:
     """The safety net: every case whose warning time has come and that has no alert yet."""
-    candidates = db.execute(select(Case).where(
-        Case.state.in_(OPEN_STATES),
-        (Case.transfer_warn_at <= now) & Case.transferred_at.is_(None)
-        | (Case.escalate_warn_at <= now) & Case.escalate_due.is_not(None)
-        | Case.overdue.is_(True),
-    ).order_by(Case.id).limit(limit)).scalars().all()
+    candidates = (
+        db.execute(
+            select(Case)
+            .where(
+                Case.state.in_(OPEN_STATES),
+                (Case.transfer_warn_at <= now) & Case.transferred_at.is_(None)
+                | (Case.escalate_warn_at <= now) & Case.escalate_due.is_not(None)
+                | Case.overdue.is_(True),
+            )
+            .order_by(Case.id)
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
     raised = []
     for case in candidates:
         for kind, due in due_alerts(case, now):
@@ -118,9 +127,13 @@ def clear_for_case(case: Case, now: datetime) -> list[Alert]:
     cleared = []
     for alert in open_alerts:
         finished = case.state not in OPEN_STATES
-        if (finished
-                or alert.kind == "parking_due" and case.transferred_at is not None
-                or alert.kind == "escalation_due" and not needs_escalation(case)):
+        if (
+            finished
+            or alert.kind == "parking_due"
+            and case.transferred_at is not None
+            or alert.kind == "escalation_due"
+            and not needs_escalation(case)
+        ):
             alert.cleared_at = now
             cleared.append(alert)
     return cleared

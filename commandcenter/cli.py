@@ -46,8 +46,7 @@ def register_cli(app: Flask) -> None:
             if getpass.getpass("再次输入密码: ") != password:
                 raise click.ClickException("两次输入的密码不一致")
         try:
-            create_account(username=username, display_name=display_name, password=password,
-                           role="admin", place=city)
+            create_account(username=username, display_name=display_name, password=password, role="admin", place=city)
         except AccountError as exc:
             db.rollback()
             raise click.ClickException(f"{exc.field}: {exc.message}") from exc
@@ -67,7 +66,9 @@ def register_cli(app: Flask) -> None:
 
         settings = current_app.config["SETTINGS"]
         if not settings.allow_default_passwords:
-            raise click.ClickException("服务器模式不加载演示账号（无默认口令）；如确需演示请设置 ALLOW_DEMO_PASSWORDS=1")
+            raise click.ClickException(
+                "服务器模式不加载演示账号（无默认口令）；如确需演示请设置 ALLOW_DEMO_PASSWORDS=1"
+            )
         if if_empty and db.query(Place.id).first() is not None:
             click.echo("数据库中已有数据，跳过演示数据加载")
             return
@@ -100,8 +101,7 @@ def register_cli(app: Flask) -> None:
         """Run web + Socket.IO (+ in-process jobs and the simulator in embedded mode)."""
         from .serve import serve_forever
 
-        serve_forever(current_app._get_current_object(), host=host, port=port,
-                      simulate=simulate, speed=speed)
+        serve_forever(current_app._get_current_object(), host=host, port=port, simulate=simulate, speed=speed)
 
     counters_group = AppGroup("counters", help="实时计数（Redis 缓存）。")
 
@@ -166,8 +166,9 @@ def _register_import(app: Flask) -> None:
         def command(file: Path, skip_bad_rows: bool, max_errors: int, progress: bool) -> None:
             from .importer import import_file
 
-            result = import_file(kind, file, tz=current_app.config["SETTINGS"].timezone,
-                                 skip_bad_rows=skip_bad_rows, progress=progress)
+            result = import_file(
+                kind, file, tz=current_app.config["SETTINGS"].timezone, skip_bad_rows=skip_bad_rows, progress=progress
+            )
             report(result, max_errors)
             after([result])
             if not result.imported:
@@ -191,11 +192,16 @@ def _register_import(app: Flask) -> None:
             names = ", ".join(FORMATS[k].filename for k in ORDER)
             raise click.ClickException(f"目录 {directory} 中没有可导入的文件（文件名应为：{names}）")
         click.echo("将按顺序导入：" + "、".join(p.name for _, p in found))
-        results = import_dir(directory, tz=current_app.config["SETTINGS"].timezone, skip_bad_rows=skip_bad_rows,
-                             progress=progress, on_result=lambda r: report(r, max_errors))
+        results = import_dir(
+            directory,
+            tz=current_app.config["SETTINGS"].timezone,
+            skip_bad_rows=skip_bad_rows,
+            progress=progress,
+            on_result=lambda r: report(r, max_errors),
+        )
         after(results)
         if results and not results[-1].imported:
-            rest = [p.name for _, p in found[len(results):]]
+            rest = [p.name for _, p in found[len(results) :]]
             if rest:
                 click.echo("因上面的文件未导入，以下文件未处理：" + "、".join(rest), err=True)
             sys.exit(1)

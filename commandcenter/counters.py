@@ -45,19 +45,39 @@ RECONCILE_LEASE_S = 30
 DRIFT_LIMIT = 50
 
 KINDS = ("ordinary", "hazard", "dispute")
-FIELDS = ("reported", "reported:ordinary", "reported:hazard", "reported:dispute", "registered", "dispatched",
-          "reworked", "closed", "rejected", "duplicate", "overdue", "escalated:town", "escalated:city")
+FIELDS = (
+    "reported",
+    "reported:ordinary",
+    "reported:hazard",
+    "reported:dispute",
+    "registered",
+    "dispatched",
+    "reworked",
+    "closed",
+    "rejected",
+    "duplicate",
+    "overdue",
+    "escalated:town",
+    "escalated:city",
+)
 # action → fields (report and escalate depend on the kind / the level and are handled in fields_of)
 ACTION_FIELDS: dict[str, tuple[str, ...]] = {
-    "register": ("registered",), "dispatch": ("dispatched",), "rework": ("reworked",),
-    "close": ("closed",), "self_close": ("closed",), "reject": ("rejected",), "auto_reject": ("rejected",),
-    "duplicate": ("duplicate",), "overdue": ("overdue",),
+    "register": ("registered",),
+    "dispatch": ("dispatched",),
+    "rework": ("reworked",),
+    "close": ("closed",),
+    "self_close": ("closed",),
+    "reject": ("rejected",),
+    "auto_reject": ("rejected",),
+    "duplicate": ("duplicate",),
+    "overdue": ("overdue",),
 }
 COUNTED_ACTIONS = ("report", "escalate", *ACTION_FIELDS)
 ESCALATION_FIELDS = {"town": "escalated:town", "city": "escalated:city"}
 
 
 # --- small helpers -------------------------------------------------------------------------------
+
 
 def _tz(tz: str | None) -> str:
     return tz or current_tz()
@@ -237,8 +257,7 @@ def apply_case_event(r, outbox_id: int, payload: dict, city_id: int | None, tz: 
     return flags[0] if flags else True
 
 
-def apply_case_events(r, events: Iterable[tuple[int, dict]], city_id: int | None,
-                      tz: str | None = None) -> list[bool]:
+def apply_case_events(r, events: Iterable[tuple[int, dict]], city_id: int | None, tz: str | None = None) -> list[bool]:
     """apply_case_event for many (outbox_id, payload) pairs in one transaction (what the drain uses).
     Each event still counts exactly once; the flags say which were applied now (see apply_case_event)."""
     tz = _tz(tz)
@@ -248,6 +267,7 @@ def apply_case_events(r, events: Iterable[tuple[int, dict]], city_id: int | None
 
 
 # --- case counters: reading ----------------------------------------------------------------------
+
 
 def _counts_key(place_id, day, month, tz) -> str:
     if day is not None and month is not None:
@@ -264,14 +284,16 @@ def _as_counts(raw: dict) -> dict[str, int]:
     return counts
 
 
-def case_counts(r, place_id: int, day: date | None = None, month: str | date | None = None,
-                tz: str | None = None) -> dict[str, int]:
+def case_counts(
+    r, place_id: int, day: date | None = None, month: str | date | None = None, tz: str | None = None
+) -> dict[str, int]:
     """Every field of one place for a local day (default: today) or a month ("YYYYMM"); missing = 0."""
     return _as_counts(r.hgetall(_counts_key(place_id, day, month, tz)))
 
 
-def case_counts_many(r, place_ids: Iterable[int], day: date | None = None, month: str | date | None = None,
-                     tz: str | None = None) -> dict[int, dict[str, int]]:
+def case_counts_many(
+    r, place_ids: Iterable[int], day: date | None = None, month: str | date | None = None, tz: str | None = None
+) -> dict[int, dict[str, int]]:
     """case_counts of many places in one round trip (the wall reads all towns at once)."""
     ids = list(place_ids)
     with r.pipeline(transaction=False) as pipe:
@@ -283,6 +305,7 @@ def case_counts_many(r, place_ids: Iterable[int], day: date | None = None, month
 
 # --- the drain -----------------------------------------------------------------------------------
 
+
 def _register_drainer(r) -> str | None:
     token = uuid.uuid4().hex
     r.zadd(DRAINERS_KEY, {token: time.time() + DRAIN_LEASE_S})
@@ -292,8 +315,14 @@ def _register_drainer(r) -> str | None:
     return token
 
 
-def drain_outbox(r, session, city_id: int | None = None, limit: int = 500,
-                 on_event: Callable[[Outbox], None] | None = None, tz: str | None = None) -> int:
+def drain_outbox(
+    r,
+    session,
+    city_id: int | None = None,
+    limit: int = 500,
+    on_event: Callable[[Outbox], None] | None = None,
+    tz: str | None = None,
+) -> int:
     """Apply up to `limit` unprocessed case.changed outbox rows, in id order, then mark them processed.
 
     On PostgreSQL the rows are taken FOR UPDATE SKIP LOCKED, so concurrent drains share the work
@@ -310,8 +339,13 @@ def drain_outbox(r, session, city_id: int | None = None, limit: int = 500,
     if token is None:
         return 0
     try:
-        stmt = (select(Outbox).where(Outbox.topic == TOPIC, Outbox.processed_at.is_(None))
-                .order_by(Outbox.id).limit(limit).execution_options(populate_existing=True))
+        stmt = (
+            select(Outbox)
+            .where(Outbox.topic == TOPIC, Outbox.processed_at.is_(None))
+            .order_by(Outbox.id)
+            .limit(limit)
+            .execution_options(populate_existing=True)
+        )
         if session.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
         rows = session.execute(stmt).scalars().all()
@@ -323,8 +357,9 @@ def drain_outbox(r, session, city_id: int | None = None, limit: int = 500,
             try:
                 items.append((row.id, _increments(payload, cid, tz)))
             except (KeyError, ValueError, TypeError, AttributeError):  # can never count: don't block the rest
-                log.exception("outbox row %s has a malformed payload; skipped (reconcile counts from the steps)",
-                              row.id)
+                log.exception(
+                    "outbox row %s has a malformed payload; skipped (reconcile counts from the steps)", row.id
+                )
         _apply_batch(r, items)
         # the counters are applied and marked done: a reconcile may start now (what follows moves no counter)
         _forget_drainer(r, token)
@@ -355,6 +390,7 @@ def _forget_drainer(r, token: str) -> None:
 
 
 # --- reconciliation: case counters ---------------------------------------------------------------
+
 
 def _if_ours(r, key: str, token: str, act: Callable) -> bool:
     """Run `act(pipe)` in a MULTI only if `key` still holds our `token` (compare-and-act with WATCH, so
@@ -450,16 +486,17 @@ def _local_day_expr(dialect: str, tz: str, start: datetime, end: datetime):
     Literals, not bound parameters, so that GROUP BY repeats exactly the selected expression."""
     ZoneInfo(tz)  # refuse unknown zones before they reach SQL
     if dialect == "postgresql":
-        expr = func.to_char(func.timezone(_quoted(tz), func.timezone(_quoted("UTC"), CaseStep.at)),
-                            _quoted("YYYYMMDD"))
+        expr = func.to_char(func.timezone(_quoted(tz), func.timezone(_quoted("UTC"), CaseStep.at)), _quoted("YYYYMMDD"))
         return expr, str
     offset = _utc_offset_constant(tz, start, end)
     if dialect == "sqlite" and offset is not None:
         minutes = int(offset.total_seconds() // 60)
         return func.strftime(_quoted("%Y%m%d"), CaseStep.at, _quoted(f"{minutes:+d} minutes")), str
     if dialect == "sqlite":  # offset changes inside the range: group by UTC minute, convert here
-        return (func.strftime(_quoted("%Y-%m-%d %H:%M"), CaseStep.at),
-                lambda v: local(datetime.strptime(v, "%Y-%m-%d %H:%M"), tz).strftime("%Y%m%d"))
+        return (
+            func.strftime(_quoted("%Y-%m-%d %H:%M"), CaseStep.at),
+            lambda v: local(datetime.strptime(v, "%Y-%m-%d %H:%M"), tz).strftime("%Y%m%d"),
+        )
     raise NotImplementedError(f"reconcile supports PostgreSQL and SQLite, not {dialect}")
 
 
@@ -492,8 +529,9 @@ def _city_resolver(conn, city_id: int | None) -> Callable[[int | None], int | No
     return lambda town_id: city if town_id is not None else None
 
 
-def true_case_counts(conn, day_from: date, day_to: date, city_id: int | None,
-                     tz: str) -> tuple[dict[str, dict[str, int]], list[str], list[str]]:
+def true_case_counts(
+    conn, day_from: date, day_to: date, city_id: int | None, tz: str
+) -> tuple[dict[str, dict[str, int]], list[str], list[str]]:
     """What the counters of [day_from, day_to] (days) and of the whole months they touch should hold,
     from the committed history steps. Returns (key → field → count, day strings, month strings)."""
     days = [d.strftime("%Y%m%d") for d in _days(day_from, day_to)]
@@ -505,11 +543,13 @@ def true_case_counts(conn, day_from: date, day_to: date, city_id: int | None,
     report = _quoted("report")
     level = case((CaseStep.action == escalate, CaseStep.to_level), else_=None)
     kind = case((CaseStep.action == report, Case.kind), else_=None)
-    stmt = (select(Case.grid_id, Case.village_id, Case.town_id, kind, CaseStep.action, level, day_expr,
-                   func.count())
-            .select_from(CaseStep).join(Case, Case.id == CaseStep.case_id)
-            .where(CaseStep.at >= start, CaseStep.at < end, CaseStep.action.in_(COUNTED_ACTIONS))
-            .group_by(Case.grid_id, Case.village_id, Case.town_id, kind, CaseStep.action, level, day_expr))
+    stmt = (
+        select(Case.grid_id, Case.village_id, Case.town_id, kind, CaseStep.action, level, day_expr, func.count())
+        .select_from(CaseStep)
+        .join(Case, Case.id == CaseStep.case_id)
+        .where(CaseStep.at >= start, CaseStep.at < end, CaseStep.action.in_(COUNTED_ACTIONS))
+        .group_by(Case.grid_id, Case.village_id, Case.town_id, kind, CaseStep.action, level, day_expr)
+    )
     wanted_days = set(days)
     city_of = _city_resolver(conn, city_id)
     truth: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -531,8 +571,11 @@ def true_case_counts(conn, day_from: date, day_to: date, city_id: int | None,
 def _pending_increments(r, conn, city_id, tz) -> tuple[list[tuple[str, int, tuple[str, ...]]], int]:
     """Increments of committed outbox rows that no drain has applied yet (no done marker), and how
     many such rows there are."""
-    rows = conn.execute(select(Outbox.id, Outbox.payload).where(
-        Outbox.topic == TOPIC, Outbox.processed_at.is_(None)).order_by(Outbox.id)).all()
+    rows = conn.execute(
+        select(Outbox.id, Outbox.payload)
+        .where(Outbox.topic == TOPIC, Outbox.processed_at.is_(None))
+        .order_by(Outbox.id)
+    ).all()
     if not rows:
         return [], 0
     with r.pipeline(transaction=False) as pipe:
@@ -557,11 +600,12 @@ def _scan(r, pattern: str) -> list[str]:
 
 def _chunks(items: list, n: int = 1000):
     for i in range(0, len(items), n):
-        yield items[i:i + n]
+        yield items[i : i + n]
 
 
-def reconcile(r, session, day_from: date, day_to: date, city_id: int | None, tz: str | None = None,
-              wait_s: float = 60.0) -> dict:
+def reconcile(
+    r, session, day_from: date, day_to: date, city_id: int | None, tz: str | None = None, wait_s: float = 60.0
+) -> dict:
     """Recompute the case counters of the local days [day_from, day_to] and of the whole months they
     touch from PostgreSQL (or SQLite), overwrite the keys that differ, and report the drift.
 
@@ -615,15 +659,18 @@ def _reconcile_paused(r, session, day_from: date, day_to: date, city_id: int | N
                         have[_s(f)] = int(_s(v))
                     except ValueError:
                         have[_s(f)] = _s(v)
-                diffs = [(f, have.get(f, 0), want.get(f, 0)) for f in sorted(set(want) | set(have))
-                         if have.get(f, 0) != want.get(f, 0)]
+                diffs = [
+                    (f, have.get(f, 0), want.get(f, 0))
+                    for f in sorted(set(want) | set(have))
+                    if have.get(f, 0) != want.get(f, 0)
+                ]
                 if not diffs:
                     if raw and int(ttl) == -1:  # a key left without a TTL: give it one
                         pipe.expire(key, key_ttl)
                         ttl_fixed += 1
                     continue
                 fixed += 1
-                drift.extend((key, f, c, t) for f, c, t in diffs[:max(0, DRIFT_LIMIT - len(drift))])
+                drift.extend((key, f, c, t) for f, c, t in diffs[: max(0, DRIFT_LIMIT - len(drift))])
                 pipe.delete(key)
                 if want:
                     pipe.hset(key, mapping=want)
@@ -631,14 +678,22 @@ def _reconcile_paused(r, session, day_from: date, day_to: date, city_id: int | N
                 else:  # gone: writers must give it a TTL again when they recreate it
                     pipe.delete(EPOCH_KEY)
             pipe.execute()
-    report = {"keys_checked": len(keys), "keys_fixed": fixed, "drift": drift, "days": len(days),
-              "months": months, "pending": n_pending, "ttl_fixed": ttl_fixed}
+    report = {
+        "keys_checked": len(keys),
+        "keys_fixed": fixed,
+        "drift": drift,
+        "days": len(days),
+        "months": months,
+        "pending": n_pending,
+        "ttl_fixed": ttl_fixed,
+    }
     if fixed:
         log.warning("counters reconciled: %d of %d keys fixed, e.g. %s", fixed, len(keys), drift[:5])
     return report
 
 
 # --- presence: online, attendance, logins, patrol ------------------------------------------------
+
 
 def _town(town_id) -> str:
     return "all" if town_id is None else str(town_id)
@@ -718,8 +773,15 @@ def _patrol_pieces(started_at: datetime, ended_at: datetime, tz: str) -> list[tu
     return pieces
 
 
-def apply_patrol(r, account_id: int, town_id: int | None, started_at: datetime, ended_at: datetime,
-                 patrol_id: int | None = None, tz: str | None = None) -> bool:
+def apply_patrol(
+    r,
+    account_id: int,
+    town_id: int | None,
+    started_at: datetime,
+    ended_at: datetime,
+    patrol_id: int | None = None,
+    tz: str | None = None,
+) -> bool:
     """Add a finished patrol's minutes to the days it covers. With `patrol_id`, counted once only."""
     pieces = _patrol_pieces(started_at, ended_at, _tz(tz)) if ended_at and ended_at > started_at else []
 
@@ -742,8 +804,9 @@ def patrol_minutes(r, day: date, town_id: int | None = None) -> dict[int, float]
     return {int(_s(k)): float(_s(v)) for k, v in raw.items()}
 
 
-def patrol_compliance(r, town_id: int | None, worker_ids: Iterable[int], workdays: Iterable[date],
-                      min_minutes: float = 60) -> dict:
+def patrol_compliance(
+    r, town_id: int | None, worker_ids: Iterable[int], workdays: Iterable[date], min_minutes: float = 60
+) -> dict:
     """Gridworkers who patrolled ≥ `min_minutes` on every one of `workdays` (e.g. the month's workdays
     so far, from workcalendar.workdays_in_month) → {"compliant", "total", "rate"}."""
     workers = [str(w) for w in worker_ids]
@@ -762,8 +825,9 @@ def patrol_compliance(r, town_id: int | None, worker_ids: Iterable[int], workday
     return {"compliant": len(ok), "total": len(workers), "rate": len(ok) / len(workers)}
 
 
-def presence_many(r, town_ids: Iterable[int | None], now: datetime, day: date, month: str | date,
-                  window_s: int = 300) -> dict[int | None, dict[str, int]]:
+def presence_many(
+    r, town_ids: Iterable[int | None], now: datetime, day: date, month: str | date, window_s: int = 300
+) -> dict[int | None, dict[str, int]]:
     """Online, signed-in and logged-in (admin) counts of many towns (None = all) in one round trip."""
     ids, ts, d, m = list(town_ids), _ts(now), _day_str(day), _month_str(month)
     with r.pipeline(transaction=False) as pipe:
@@ -772,14 +836,18 @@ def presence_many(r, town_ids: Iterable[int | None], now: datetime, day: date, m
             pipe.scard(f"cc:att:{d}:{_town(t)}")
             pipe.scard(f"cc:login:{m}:{_town(t)}")
         values = pipe.execute()
-    return {t: {"online": int(values[3 * i]), "attended": int(values[3 * i + 1]),
-                "logged_in": int(values[3 * i + 2])} for i, t in enumerate(ids)}
+    return {
+        t: {"online": int(values[3 * i]), "attended": int(values[3 * i + 1]), "logged_in": int(values[3 * i + 2])}
+        for i, t in enumerate(ids)
+    }
 
 
 # --- reconciliation: presence --------------------------------------------------------------------
 
-def reconcile_presence(r, session, day: date, month: str | date, now: datetime, tz: str | None = None,
-                       window_s: int = 300) -> dict:
+
+def reconcile_presence(
+    r, session, day: date, month: str | date, now: datetime, tz: str | None = None, window_s: int = 300
+) -> dict:
     """Rebuild online (heartbeats in the last `window_s` s before `now`), attendance (sign-ins of `day`),
     admin logins (successful center_admin logins of `month`) and patrol minutes of `day` from the
     database; overwrite what differs and report it like `reconcile`. Set keys report
@@ -794,10 +862,11 @@ def reconcile_presence(r, session, day: date, month: str | date, now: datetime, 
     with _snapshot_conn(session) as conn, conn.begin():
         _begin_snapshot(conn)
         for account_id, town_id, last in conn.execute(
-                select(Heartbeat.account_id, Account.town_id, func.max(Heartbeat.at))
-                .join(Account, Account.id == Heartbeat.account_id)
-                .where(Heartbeat.at >= now - timedelta(seconds=window_s), Heartbeat.at <= now)
-                .group_by(Heartbeat.account_id, Account.town_id)):
+            select(Heartbeat.account_id, Account.town_id, func.max(Heartbeat.at))
+            .join(Account, Account.id == Heartbeat.account_id)
+            .where(Heartbeat.at >= now - timedelta(seconds=window_s), Heartbeat.at <= now)
+            .group_by(Heartbeat.account_id, Account.town_id)
+        ):
             for t in {_town(town_id), "all"}:
                 online[f"cc:online:{t}"][str(account_id)] = _ts(last)
         for account_id, town_id in conn.execute(select(SignIn.account_id, SignIn.town_id).where(SignIn.day == day)):
@@ -805,17 +874,24 @@ def reconcile_presence(r, session, day: date, month: str | date, now: datetime, 
                 attendance[f"cc:att:{d}:{t}"].add(str(account_id))
         m_start, m_end = month_bounds_utc(int(m[:4]), int(m[4:]), tz)
         for account_id, town_id in conn.execute(
-                select(LoginRecord.account_id, Account.town_id).distinct()
-                .join(Account, Account.id == LoginRecord.account_id)
-                .where(LoginRecord.success.is_(True), Account.role == "center_admin",
-                       LoginRecord.at >= m_start, LoginRecord.at < m_end)):
+            select(LoginRecord.account_id, Account.town_id)
+            .distinct()
+            .join(Account, Account.id == LoginRecord.account_id)
+            .where(
+                LoginRecord.success.is_(True),
+                Account.role == "center_admin",
+                LoginRecord.at >= m_start,
+                LoginRecord.at < m_end,
+            )
+        ):
             for t in {_town(town_id), "all"}:
                 logins[f"cc:login:{m}:{t}"].add(str(account_id))
         d_start, d_end = day_bounds_utc(day, tz)
         for account_id, town_id, started, ended in conn.execute(
-                select(Patrol.gridworker_id, Patrol.town_id, Patrol.started_at, Patrol.ended_at)
-                .where(Patrol.ended_at.is_not(None), Patrol.started_at < d_end, Patrol.ended_at > d_start)
-                .order_by(Patrol.id)):
+            select(Patrol.gridworker_id, Patrol.town_id, Patrol.started_at, Patrol.ended_at)
+            .where(Patrol.ended_at.is_not(None), Patrol.started_at < d_end, Patrol.ended_at > d_start)
+            .order_by(Patrol.id)
+        ):
             for pd, minutes in _patrol_pieces(started, ended, tz):
                 if pd == d:
                     for t in {_town(town_id), "all"}:
@@ -825,7 +901,7 @@ def reconcile_presence(r, session, day: date, month: str | date, now: datetime, 
     checked = fixed = 0
 
     def note(items) -> None:
-        drift.extend(items[:max(0, DRIFT_LIMIT - len(drift))])
+        drift.extend(items[: max(0, DRIFT_LIMIT - len(drift))])
 
     online_keys = sorted(set(online) | set(_scan(r, "cc:online:*")))
     att_keys = sorted(set(attendance) | set(_scan(r, f"cc:att:{d}:*")))
@@ -865,8 +941,11 @@ def reconcile_presence(r, session, day: date, month: str | date, now: datetime, 
             have = {_s(k): float(_s(v)) for k, v in next(cached).items()}
             want = {a: round(v, 2) for a, v in patrol.get(key, {}).items()}
             checked += 1
-            diffs = [(key, a, have.get(a, 0.0), want.get(a, 0.0)) for a in sorted(set(have) | set(want))
-                     if abs(have.get(a, 0.0) - want.get(a, 0.0)) > 0.005]
+            diffs = [
+                (key, a, have.get(a, 0.0), want.get(a, 0.0))
+                for a in sorted(set(have) | set(want))
+                if abs(have.get(a, 0.0) - want.get(a, 0.0)) > 0.005
+            ]
             if diffs:
                 fixed += 1
                 note(diffs)
@@ -879,8 +958,27 @@ def reconcile_presence(r, session, day: date, month: str | date, now: datetime, 
 
 
 __all__ = [
-    "FIELDS", "apply_case_event", "apply_heartbeat", "apply_login", "apply_patrol", "apply_sign_in",
-    "attendance_count", "case_counts", "case_counts_many", "day_key", "drain_outbox", "fields_of",
-    "logged_in_count", "login_rate", "month_key", "online_accounts", "online_count", "patrol_compliance",
-    "patrol_minutes", "presence_many", "reconcile", "reconcile_presence", "true_case_counts",
+    "FIELDS",
+    "apply_case_event",
+    "apply_heartbeat",
+    "apply_login",
+    "apply_patrol",
+    "apply_sign_in",
+    "attendance_count",
+    "case_counts",
+    "case_counts_many",
+    "day_key",
+    "drain_outbox",
+    "fields_of",
+    "logged_in_count",
+    "login_rate",
+    "month_key",
+    "online_accounts",
+    "online_count",
+    "patrol_compliance",
+    "patrol_minutes",
+    "presence_many",
+    "reconcile",
+    "reconcile_presence",
+    "true_case_counts",
 ]

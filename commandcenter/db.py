@@ -34,8 +34,11 @@ def init_engine(url: str, *, pool_size: int = 20, max_overflow: int = 30, pool_t
 
     url = normalize_database_url(url)
     pool = (pool_size, max_overflow, pool_timeout)
-    if _engine is not None and _engine.url.render_as_string(hide_password=False) == url \
-            and _engine_pool in (pool, "sqlite"):
+    if (
+        _engine is not None
+        and _engine.url.render_as_string(hide_password=False) == url
+        and _engine_pool in (pool, "sqlite")
+    ):
         return _engine
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -44,8 +47,9 @@ def init_engine(url: str, *, pool_size: int = 20, max_overflow: int = 30, pool_t
     else:
         # the threads of a web process mostly wait on websockets; those that query wait at most
         # pool_timeout for a connection (then 503), so PostgreSQL's max_connections is never exceeded
-        engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow,
-                               pool_timeout=pool_timeout)
+        engine = create_engine(
+            url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout
+        )
     if _engine is not None and _engine is not engine:
         _engine.dispose()
     db.remove()
@@ -63,4 +67,3 @@ def get_engine() -> Engine:
     if _engine is None:
         raise RuntimeError("database engine not initialised: call create_app() first")
     return _engine
-

@@ -124,8 +124,14 @@ def check_track(track: list, started_at: datetime, ended_at: datetime) -> None:
         raise TransitionError(f"巡查结束前 {TRACK_MAX_GAP_MINUTES} 分钟内须有轨迹点", f"track[{len(track) - 1}]")
 
 
-def record_patrol(account: Account, client_key: str, started_at: datetime, ended_at: datetime,
-                  track: list[list[float]], now: datetime | None = None) -> tuple[Patrol, bool]:
+def record_patrol(
+    account: Account,
+    client_key: str,
+    started_at: datetime,
+    ended_at: datetime,
+    track: list[list[float]],
+    now: datetime | None = None,
+) -> tuple[Patrol, bool]:
     """巡查 with its track ([lon, lat, unix_ts] points) reported by the app; idempotent on the app's key.
 
     Only recent patrols are taken (``PATROL_MAX_AGE_DAYS``, default 2): history comes in through the
@@ -150,12 +156,26 @@ def record_patrol(account: Account, client_key: str, started_at: datetime, ended
     track = [[float(lon), float(lat), float(ts)] for lon, lat, ts in track]
     length = _track_length(track)
     grid_id = account.place_id if account.place.level == "grid" else None
-    patrol = Patrol(gridworker_id=account.id, grid_id=grid_id, town_id=account.town_id, started_at=started_at,
-                    ended_at=ended_at, track=track, distance_m=round(length, 1) if math.isfinite(length) else None,
-                    client_key=client_key)
+    patrol = Patrol(
+        gridworker_id=account.id,
+        grid_id=grid_id,
+        town_id=account.town_id,
+        started_at=started_at,
+        ended_at=ended_at,
+        track=track,
+        distance_m=round(length, 1) if math.isfinite(length) else None,
+        client_key=client_key,
+    )
     db.add(patrol)
-    _outbox("patrol", {"account_id": account.id, "town_id": account.town_id,
-                       "started_at": started_at.isoformat(), "ended_at": ended_at.isoformat()})
+    _outbox(
+        "patrol",
+        {
+            "account_id": account.id,
+            "town_id": account.town_id,
+            "started_at": started_at.isoformat(),
+            "ended_at": ended_at.isoformat(),
+        },
+    )
     try:
         db.commit()
     except IntegrityError:
@@ -170,15 +190,30 @@ NOT_VISIBLE = "走访对象不存在或不在本账号辖区"
 def _visible_site(account: Account, site_id: int) -> Site | None:
     """A site of the account's grid, assigned to it, or inside its village or town."""
     site = db.get(Site, site_id)
-    if site is None or not site.active or not (
-            site.assigned_to_id == account.id or site.grid_id == account.place_id
-            or account.place.level in ("village", "town") and account.place_id in (site.village_id, site.town_id)):
+    if (
+        site is None
+        or not site.active
+        or not (
+            site.assigned_to_id == account.id
+            or site.grid_id == account.place_id
+            or account.place.level in ("village", "town")
+            and account.place_id in (site.village_id, site.town_id)
+        )
+    ):
         return None
     return site
 
 
-def record_visit(account: Account, client_key: str, at: datetime, person_id: int | None, site_id: int | None,
-                 note: str | None, lat: float | None = None, lon: float | None = None) -> tuple[Visit, bool]:
+def record_visit(
+    account: Account,
+    client_key: str,
+    at: datetime,
+    person_id: int | None,
+    site_id: int | None,
+    note: str | None,
+    lat: float | None = None,
+    lon: float | None = None,
+) -> tuple[Visit, bool]:
     """走访 of a person the account may see (``persons.visibility``, the rule of the person pages) or of a
     site of its place. Missing, hidden and out-of-place targets get one and the same refusal."""
     existing = _existing(Visit, client_key, account)
@@ -195,13 +230,29 @@ def record_visit(account: Account, client_key: str, at: datetime, person_id: int
     if target is None:
         if person_id is not None and db.get(Person, person_id) is not None:
             # on record like a refused person page; the caller's answer does not differ
-            audit("visit.record", "person", person_id, success=False, account=account, commit=True,
-                  detail="拒绝：辖区外、已停用或本角色无权查看该类人员")
+            audit(
+                "visit.record",
+                "person",
+                person_id,
+                success=False,
+                account=account,
+                commit=True,
+                detail="拒绝：辖区外、已停用或本角色无权查看该类人员",
+            )
         raise TransitionError(NOT_VISIBLE, field)
     if at > utcnow() + timedelta(minutes=5):
         raise TransitionError("走访时间不能晚于当前时间", "at")
-    visit = Visit(gridworker_id=account.id, person_id=person_id, site_id=site_id, town_id=target.town_id, at=at,
-                  note=note, lat=lat, lon=lon, client_key=client_key)
+    visit = Visit(
+        gridworker_id=account.id,
+        person_id=person_id,
+        site_id=site_id,
+        town_id=target.town_id,
+        at=at,
+        note=note,
+        lat=lat,
+        lon=lon,
+        client_key=client_key,
+    )
     db.add(visit)
     try:
         db.commit()

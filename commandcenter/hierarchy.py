@@ -24,8 +24,7 @@ def _session(session):
 
 def city_id(session=None) -> int | None:
     """The id of the installation's city (None before any place exists)."""
-    return _session(session).execute(
-        select(Place.id).where(Place.level == "city").order_by(Place.id).limit(1)).scalar()
+    return _session(session).execute(select(Place.id).where(Place.level == "city").order_by(Place.id).limit(1)).scalar()
 
 
 def place_contains(outer: Place, inner: Place) -> bool:
@@ -41,8 +40,9 @@ def place_contains(outer: Place, inner: Place) -> bool:
     return False  # a grid contains only itself
 
 
-def covers(place: Place, *, grid_id: int | None = None, village_id: int | None = None,
-           town_id: int | None = None) -> bool:
+def covers(
+    place: Place, *, grid_id: int | None = None, village_id: int | None = None, town_id: int | None = None
+) -> bool:
     """Does `place` cover an object given by its denormalised ancestors (a case, an alert, a person)?"""
     if place.level == "city":
         return True  # one city per installation

@@ -24,11 +24,30 @@ DB_INT_MAX = 2**31 - 1  # PostgreSQL integer: every id column
 _DB_INT_DIGITS = len(str(DB_INT_MAX))
 
 # query-string and form fields that carry an id (or a page number) somewhere in the application
-ID_FIELDS = frozenset({
-    "category", "category_id", "town", "town_id", "village", "village_id", "grid", "grid_id", "place", "place_id",
-    "before_id", "page", "department_id", "assignee_id", "person_id", "site_id", "account_id", "case_id",
-    "token_id", "story",
-})
+ID_FIELDS = frozenset(
+    {
+        "category",
+        "category_id",
+        "town",
+        "town_id",
+        "village",
+        "village_id",
+        "grid",
+        "grid_id",
+        "place",
+        "place_id",
+        "before_id",
+        "page",
+        "department_id",
+        "assignee_id",
+        "person_id",
+        "site_id",
+        "account_id",
+        "case_id",
+        "token_id",
+        "story",
+    }
+)
 _INTEGER_RE = re.compile(r"^\s*[+-]?[0-9]+\s*$")
 
 
@@ -60,10 +79,10 @@ class BoundedIntConverter(IntegerConverter):
     (a POST beside a GET) as 405, while no object with that id exists whatever the method.
     """
 
-    def __init__(self, map, fixed_digits: int = 0, min: int | None = None, max: int | None = DB_INT_MAX,
-                 signed: bool = False) -> None:
-        super().__init__(map, fixed_digits=fixed_digits, min=min, max=DB_INT_MAX if max is None else max,
-                         signed=signed)
+    def __init__(
+        self, map, fixed_digits: int = 0, min: int | None = None, max: int | None = DB_INT_MAX, signed: bool = False
+    ) -> None:
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=DB_INT_MAX if max is None else max, signed=signed)
 
     def to_python(self, value: str):
         digits = value.lstrip("-").lstrip("0")
@@ -101,6 +120,7 @@ def parse_date(text: str | None) -> date | None:
 
 
 # --- the field at fault --------------------------------------------------------------------------------------
+
 
 class InputError(Exception):
     """A request field the application refuses before any view reads it; answered as 4xx naming the field."""
@@ -179,6 +199,7 @@ class DepthLimitedJSONProvider(DefaultJSONProvider):
 
 
 # --- wiring ----------------------------------------------------------------------------------------------------
+
 
 def init_app(app: Flask) -> None:
     """Call before the blueprints are registered: their ``<int:…>`` rules take the converter when added."""

@@ -36,6 +36,7 @@ _fake_lock = threading.Lock()
 
 # --- where the counters live ------------------------------------------------------------------------
 
+
 def counters_redis():
     """Real Redis in server mode; an in-process stand-in (fakeredis) in embedded mode: one code path."""
     global _fake_redis
@@ -57,6 +58,7 @@ def city_id() -> int | None:
 
 
 # --- kicking the drain after a commit ---------------------------------------------------------------
+
 
 def _note_outbox(session, _flush_context) -> None:
     if any(isinstance(obj, Outbox) for obj in session.new):
@@ -103,8 +105,11 @@ def kick_outbox() -> None:
             Queue(QUEUE_REALTIME, connection=r).enqueue("workers.jobs.process_outbox", job_timeout=120, retry=_retry())
     except Exception as exc:  # Redis down: the outbox keeps the work; the periodic drain catches up
         _kick_paused_until[settings.redis_url] = time.monotonic() + KICK_PAUSE_S
-        log.warning("could not enqueue outbox drain (%s); it will be caught up, no kick for %.0f s",
-                    exc.__class__.__name__, KICK_PAUSE_S)
+        log.warning(
+            "could not enqueue outbox drain (%s); it will be caught up, no kick for %.0f s",
+            exc.__class__.__name__,
+            KICK_PAUSE_S,
+        )
 
 
 def _retry():
@@ -127,7 +132,8 @@ def schedule_alert_check(case_id: int, when: datetime) -> None:
     # RQ keeps whole seconds (it truncates): round up, or the check could run before its moment
     at = when if when.microsecond == 0 else when.replace(microsecond=0) + timedelta(seconds=1)
     Queue(QUEUE_REALTIME, connection=redis_client()).enqueue_at(
-        at.replace(tzinfo=UTC), "workers.jobs.check_case_alerts", case_id, job_timeout=60, retry=_retry())
+        at.replace(tzinfo=UTC), "workers.jobs.check_case_alerts", case_id, job_timeout=60, retry=_retry()
+    )
 
 
 # --- the work itself (called by RQ jobs and by the in-process loop) ---------------------------------
@@ -186,8 +192,12 @@ def drain_presence(r, limit: int = 2000) -> int:
 
     from . import counters
 
-    stmt = (select(Outbox).where(Outbox.topic.in_(PRESENCE_TOPICS), Outbox.processed_at.is_(None))
-            .order_by(Outbox.id).limit(limit))
+    stmt = (
+        select(Outbox)
+        .where(Outbox.topic.in_(PRESENCE_TOPICS), Outbox.processed_at.is_(None))
+        .order_by(Outbox.id)
+        .limit(limit)
+    )
     if db.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     rows = db.execute(stmt).scalars().all()
@@ -203,8 +213,15 @@ def drain_presence(r, limit: int = 2000) -> int:
                 at = local(datetime.fromisoformat(p["at"]), tz)
                 counters.apply_login(r, p["account_id"], p["town_id"], at.date(), p["is_center_admin"])
             elif row.topic == "patrol":
-                counters.apply_patrol(r, p["account_id"], p["town_id"], datetime.fromisoformat(p["started_at"]),
-                                      datetime.fromisoformat(p["ended_at"]), patrol_id=row.id, tz=tz)
+                counters.apply_patrol(
+                    r,
+                    p["account_id"],
+                    p["town_id"],
+                    datetime.fromisoformat(p["started_at"]),
+                    datetime.fromisoformat(p["ended_at"]),
+                    patrol_id=row.id,
+                    tz=tz,
+                )
         except (KeyError, ValueError, TypeError):
             log.exception("outbox row %s has a malformed payload; skipped", row.id)
         row.processed_at = utcnow()
@@ -245,12 +262,24 @@ def _on_case_event(row: Outbox) -> None:
                 log.warning("could not schedule the alert check of case %s", case.id)
     from .realtime import publish
 
-    publish("case", {
-        "id": case.id, "number": case.number, "action": payload["action"], "state": case.state,
-        "kind": case.kind, "level": case.level, "lat": case.lat, "lon": case.lon,
-        "grid_id": case.grid_id, "town_id": case.town_id, "overdue": case.overdue,
-        "category": case.category.name,
-    }, [case.grid_id, case.village_id, case.town_id, cid_of(case)])
+    publish(
+        "case",
+        {
+            "id": case.id,
+            "number": case.number,
+            "action": payload["action"],
+            "state": case.state,
+            "kind": case.kind,
+            "level": case.level,
+            "lat": case.lat,
+            "lon": case.lon,
+            "grid_id": case.grid_id,
+            "town_id": case.town_id,
+            "overdue": case.overdue,
+            "category": case.category.name,
+        },
+        [case.grid_id, case.village_id, case.town_id, cid_of(case)],
+    )
 
 
 def cid_of(case: Case) -> int | None:
@@ -269,10 +298,18 @@ def push_alerts(raised: list[Alert]) -> None:
 
 
 def alert_payload(alert: Alert, case: Case) -> dict:
-    return {"id": alert.id, "case_id": case.id, "number": case.number, "kind": alert.kind,
-            "kind_label": labels.ALERT_KIND[alert.kind], "due_at": alert.due_at.isoformat() + "Z",
-            "raised_at": alert.raised_at.isoformat() + "Z", "town_id": case.town_id,
-            "category": case.category.name, "address": case.address}
+    return {
+        "id": alert.id,
+        "case_id": case.id,
+        "number": case.number,
+        "kind": alert.kind,
+        "kind_label": labels.ALERT_KIND[alert.kind],
+        "due_at": alert.due_at.isoformat() + "Z",
+        "raised_at": alert.raised_at.isoformat() + "Z",
+        "town_id": case.town_id,
+        "category": case.category.name,
+        "address": case.address,
+    }
 
 
 def check_case_alerts(case_id: int, now: datetime | None = None, commit: bool = True) -> int:
@@ -319,11 +356,16 @@ def nightly_due(name: str, hour: int, now: datetime | None = None) -> bool:
     if local_now < start:
         start -= timedelta(days=1)
     run = db.get(JobRun, name)
-    return not (run is not None and run.last_status == "ok" and run.last_started_at is not None
-                and run.last_started_at >= from_local(start))
+    return not (
+        run is not None
+        and run.last_status == "ok"
+        and run.last_started_at is not None
+        and run.last_started_at >= from_local(start)
+    )
 
 
 # --- embedded mode: the same work in threads ------------------------------------------------------
+
 
 def run_in_process(app: Flask, stop: threading.Event, schedule: list[tuple[Callable, str, int]]) -> None:
     """Drain the outbox as soon as a commit wakes us, and run the periodic schedule."""

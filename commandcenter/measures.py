@@ -101,16 +101,23 @@ def patrol_minutes_by_day(worker_ids: list[int], period: Period, tz: str) -> dic
     begin, finish = period.bounds_utc(tz)
     ids = list(worker_ids)
     for i in range(0, len(ids), 900):  # keep the IN list within SQLite's limits
-        rows = db.execute(select(Patrol.gridworker_id, Patrol.started_at, Patrol.ended_at)
-                          .where(Patrol.gridworker_id.in_(ids[i:i + 900]), Patrol.started_at >= begin,
-                                 Patrol.started_at < finish, Patrol.ended_at.is_not(None)))
+        rows = db.execute(
+            select(Patrol.gridworker_id, Patrol.started_at, Patrol.ended_at).where(
+                Patrol.gridworker_id.in_(ids[i : i + 900]),
+                Patrol.started_at >= begin,
+                Patrol.started_at < finish,
+                Patrol.ended_at.is_not(None),
+            )
+        )
         for worker_id, started, ended in rows:
             minutes = max(0.0, (ended - started).total_seconds() / 60)
             out[worker_id][local(started, tz).date()] += minutes
     return out
 
 
-def patrol_compliance(worker_ids: list[int], period: Period, tz: str, today: date | None = None) -> dict[int, bool | None]:
+def patrol_compliance(
+    worker_ids: list[int], period: Period, tz: str, today: date | None = None
+) -> dict[int, bool | None]:
     """For each gridworker: patrolled ≥ PATROL_MINUTES on every workday of the period begun so far.
     None for everyone when no workday of the period has begun.
 
@@ -138,11 +145,18 @@ def _compliance_in_sql(worker_ids: list[int], period: Period, tz: str, due: list
     seconds = func.sum(func.greatest(0, func.extract("epoch", Patrol.ended_at - Patrol.started_at)))
     met: dict[int, int] = {}
     for i in range(0, len(worker_ids), 5000):
-        per_day = (select(Patrol.gridworker_id.label("worker"), day.label("day"))
-                   .where(Patrol.gridworker_id.in_(worker_ids[i:i + 5000]), Patrol.started_at >= begin,
-                          Patrol.started_at < finish, Patrol.ended_at.is_not(None))
-                   .group_by(Patrol.gridworker_id, day)
-                   .having(and_(seconds >= PATROL_MINUTES * 60, day.in_(due))).subquery())
+        per_day = (
+            select(Patrol.gridworker_id.label("worker"), day.label("day"))
+            .where(
+                Patrol.gridworker_id.in_(worker_ids[i : i + 5000]),
+                Patrol.started_at >= begin,
+                Patrol.started_at < finish,
+                Patrol.ended_at.is_not(None),
+            )
+            .group_by(Patrol.gridworker_id, day)
+            .having(and_(seconds >= PATROL_MINUTES * 60, day.in_(due)))
+            .subquery()
+        )
         for worker, n in db.execute(select(per_day.c.worker, func.count()).group_by(per_day.c.worker)):
             met[worker] = int(n)
     return {wid: met.get(wid, 0) == len(due) for wid in worker_ids}

@@ -95,7 +95,9 @@ class Place(Base):
     code: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(100))
     level: Mapped[str] = mapped_column(String(10))
-    kind: Mapped[str | None] = mapped_column(String(20))  # town/street/township, community/village, comprehensive/dedicated
+    kind: Mapped[str | None] = mapped_column(
+        String(20)
+    )  # town/street/township, community/village, comprehensive/dedicated
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("places.id"))
     # ancestors, denormalised so that "inside my jurisdiction" is one indexed comparison;
     # each includes the place itself (a town's town_id is its own id)
@@ -434,7 +436,10 @@ class SignIn(Base):
     """签到: one per gridworker per day."""
 
     __tablename__ = "sign_ins"
-    __table_args__ = (UniqueConstraint("account_id", "day", name="uq_sign_ins_account_day"), Index("ix_sign_ins_day_town", "day", "town_id"))
+    __table_args__ = (
+        UniqueConstraint("account_id", "day", name="uq_sign_ins_account_day"),
+        Index("ix_sign_ins_day_town", "day", "town_id"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     town_id: Mapped[int | None] = mapped_column(Integer)

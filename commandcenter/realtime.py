@@ -99,8 +99,15 @@ def normalize_origin(value: str | None) -> str | None:
         host = parts.hostname
     except ValueError:
         return None
-    if parts.scheme not in _DEFAULT_PORTS or not host or parts.username or parts.password \
-            or parts.path not in ("", "/") or parts.query or parts.fragment:
+    if (
+        parts.scheme not in _DEFAULT_PORTS
+        or not host
+        or parts.username
+        or parts.password
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
         return None
     if ":" in host:  # IPv6
         host = f"[{host}]"
@@ -125,8 +132,10 @@ def origin_check(configured: Iterable[str]) -> Callable[..., bool]:
     for value in configured:
         origin = normalize_origin(value)
         if origin is None:
-            raise RuntimeError(f"setting SOCKET_ALLOWED_ORIGINS: {value!r} is not an origin such as "
-                               "https://zhzx.example.gov.cn or http://10.1.2.3:8080")
+            raise RuntimeError(
+                f"setting SOCKET_ALLOWED_ORIGINS: {value!r} is not an origin such as "
+                "https://zhzx.example.gov.cn or http://10.1.2.3:8080"
+            )
         allowed.add(origin)
     warned: set[str] = set()
 
@@ -145,8 +154,12 @@ def origin_check(configured: Iterable[str]) -> Callable[..., bool]:
                 return True
             if seen not in warned and len(warned) < 100:  # once per origin: a flood must not fill the log
                 warned.add(seen)
-                log.warning("live socket refused: origin %s is neither %s://%s nor in SOCKET_ALLOWED_ORIGINS",
-                            seen[:200], scheme, host[:200])
+                log.warning(
+                    "live socket refused: origin %s is neither %s://%s nor in SOCKET_ALLOWED_ORIGINS",
+                    seen[:200],
+                    scheme,
+                    host[:200],
+                )
             return False
         except Exception:  # never let the check itself fail open or break the server
             log.exception("origin check failed")
@@ -156,6 +169,7 @@ def origin_check(configured: Iterable[str]) -> Callable[..., bool]:
 
 
 # --- sockets live no longer than their web session (issue 11 item 3) ----------------------------------------
+
 
 def _session_and_account() -> tuple[WebSession, Account] | None:
     """The web session of the handshake's cookie and its account, if the session is still valid."""
@@ -183,8 +197,11 @@ def on_connect(auth=None):
         if found is None:
             return False
         ws, account = found
-        if not (has_permission(account, "wall.view") or has_permission(account, "drill.view")
-                or has_permission(account, "mobile.view")):
+        if not (
+            has_permission(account, "wall.view")
+            or has_permission(account, "drill.view")
+            or has_permission(account, "mobile.view")
+        ):
             return False
         from flask_socketio import join_room
 
@@ -287,8 +304,7 @@ def disconnect_web_sessions(session_ids: Iterable[str]) -> None:
             registered = pipe.execute()[:-1]
     except Exception:
         _redis_failed()
-        log.warning("sockets of %d ended session(s) not looked up in Redis; the periodic check ends them",
-                    len(ids))
+        log.warning("sockets of %d ended session(s) not looked up in Redis; the periodic check ends them", len(ids))
         return
     for members in registered:
         for raw in members:
@@ -314,9 +330,12 @@ def check_sockets() -> int:
     now = utcnow()
     idle = timedelta(minutes=settings.session_idle_minutes)
     try:
-        rows = (db.query(WebSession.id, WebSession.ended_at, WebSession.last_seen_at, Account.active)
-                .join(Account, Account.id == WebSession.account_id)
-                .filter(WebSession.id.in_(set(mine.values()))).all())
+        rows = (
+            db.query(WebSession.id, WebSession.ended_at, WebSession.last_seen_at, Account.active)
+            .join(Account, Account.id == WebSession.account_id)
+            .filter(WebSession.id.in_(set(mine.values())))
+            .all()
+        )
     finally:
         db.remove()
     valid = {row.id for row in rows if row.ended_at is None and row.active and now - row.last_seen_at <= idle}

@@ -35,9 +35,7 @@ def password_problems(password: str, username: str | None = None) -> list[str]:
         problems.append(f"密码长度至少 {PASSWORD_MIN_LENGTH} 位")
     if len(password) > PASSWORD_MAX_LENGTH:
         problems.append(f"密码长度不能超过 {PASSWORD_MAX_LENGTH} 位")
-    classes = sum(
-        bool(re.search(p, password)) for p in (r"[A-Z]", r"[a-z]", r"[0-9]", r"[^A-Za-z0-9]")
-    )
+    classes = sum(bool(re.search(p, password)) for p in (r"[A-Z]", r"[a-z]", r"[0-9]", r"[^A-Za-z0-9]"))
     if classes < 3:
         problems.append("密码须包含大写字母、小写字母、数字、符号中的至少三类")
     if username and username.lower() in password.lower():
@@ -61,7 +59,7 @@ def _keep_ends(value: str, head: int, tail: int, hidden_min: int = 4) -> str:
             head -= 1
         else:
             tail -= 1
-    return value[:head] + "*" * (n - head - tail) + value[n - tail:]
+    return value[:head] + "*" * (n - head - tail) + value[n - tail :]
 
 
 def mask_id_number(value: str | None) -> str:
@@ -87,7 +85,8 @@ def mask_phone(value: str | None) -> str:
 # Chinese numerals written before 号/弄/幢/栋/楼/单元/室/层/组…
 _ADDRESS_NUMBER = re.compile(
     r"[0-9０-９]+(?:\s*[-－—#＃/／]\s*[0-9０-９]+)*"
-    r"|[零〇一二三四五六七八九十百千两]+(?=\s*(?:号|弄|幢|栋|楼|单元|室|层|组|户|座|排|巷))")
+    r"|[零〇一二三四五六七八九十百千两]+(?=\s*(?:号|弄|幢|栋|楼|单元|室|层|组|户|座|排|巷))"
+)
 
 
 def mask_address(value: str | None) -> str:
@@ -100,7 +99,7 @@ def mask_address(value: str | None) -> str:
     if masked != value:
         return masked
     hidden = max(2, len(value) - len(value) // 2)
-    return value[:max(0, len(value) - hidden)] + "*" * min(hidden, len(value))
+    return value[: max(0, len(value) - hidden)] + "*" * min(hidden, len(value))
 
 
 def mask_name(value: str | None) -> str:

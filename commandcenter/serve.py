@@ -14,8 +14,9 @@ from .extensions import socketio
 log = logging.getLogger(__name__)
 
 
-def serve_forever(app: Flask, host: str = "127.0.0.1", port: int = 5000, simulate: bool = False,
-                  speed: float = 1.0) -> None:
+def serve_forever(
+    app: Flask, host: str = "127.0.0.1", port: int = 5000, simulate: bool = False, speed: float = 1.0
+) -> None:
     settings = app.config["SETTINGS"]
     stop = threading.Event()
     if not settings.redis_url:
@@ -34,8 +35,9 @@ def serve_forever(app: Flask, host: str = "127.0.0.1", port: int = 5000, simulat
     if simulate:
         from .demo.simulator import run_simulator
 
-        threading.Thread(target=run_simulator, kwargs={"app": app, "speed": speed, "stop_event": stop},
-                         daemon=True, name="simulator").start()
+        threading.Thread(
+            target=run_simulator, kwargs={"app": app, "speed": speed, "stop_event": stop}, daemon=True, name="simulator"
+        ).start()
     # `flask serve` sets this, and Flask then refuses app.run(); this command is meant to serve
     os.environ.pop("FLASK_RUN_FROM_CLI", None)
     print(f"\n  指挥中心已启动: http://{host}:{port}/   ({settings.mode} 模式)\n", flush=True)

@@ -67,7 +67,7 @@ def normalize_database_url(url: str) -> str:
     """We use psycopg2 (SQLAlchemy 2.1 would otherwise pick psycopg 3 for a plain postgresql:// URL)."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg2://" + url[len(prefix):]
+            return "postgresql+psycopg2://" + url[len(prefix) :]
     return url
 
 
@@ -136,7 +136,8 @@ class Settings:
             s.instance_path = Path(overrides.pop("instance_path"))
         s.instance_path.mkdir(parents=True, exist_ok=True)
         s.database_url = overrides.pop("database_url", None) or env_str(
-            "DATABASE_URL", f"sqlite:///{s.instance_path / 'commandcenter.db'}")
+            "DATABASE_URL", f"sqlite:///{s.instance_path / 'commandcenter.db'}"
+        )
         s.redis_url = overrides.pop("redis_url") if "redis_url" in overrides else env_str("REDIS_URL")
         s.secret_key = _secret_key(s.instance_path)
         s.timezone = env_str("CC_TIMEZONE", "Asia/Shanghai")
@@ -147,12 +148,15 @@ class Settings:
         s.login_lock_minutes = env_int("LOGIN_LOCK_MINUTES", 15)
         s.login_alert_addresses = env_int("LOGIN_ALERT_ADDRESSES", 3)
         s.trusted_proxies = env_int("TRUSTED_PROXIES", 0)
-        s.socket_allowed_origins = tuple(o.strip() for o in (env_str("SOCKET_ALLOWED_ORIGINS") or "").split(",")
-                                         if o.strip())
+        s.socket_allowed_origins = tuple(
+            o.strip() for o in (env_str("SOCKET_ALLOWED_ORIGINS") or "").split(",") if o.strip()
+        )
         s.socket_check_seconds = max(1, env_int("SOCKET_CHECK_SECONDS", 30))
         s.secure_cookies = env_bool("SECURE_COOKIES", s.mode == "server")
         s.upload_max_bytes = env_int("UPLOAD_MAX_BYTES", 5 * 1024 * 1024)
-        s.upload_dir = Path(overrides.pop("upload_dir", None) or env_str("UPLOAD_DIR", str(s.instance_path / "uploads")))
+        s.upload_dir = Path(
+            overrides.pop("upload_dir", None) or env_str("UPLOAD_DIR", str(s.instance_path / "uploads"))
+        )
         s.duplicate_radius_m = env_int("DUPLICATE_RADIUS_M", 100)
         s.duplicate_window_hours = env_int("DUPLICATE_WINDOW_HOURS", 24)
         s.login_rate_limit = env_str("LOGIN_RATE_LIMIT", "10 per minute")

@@ -113,24 +113,63 @@ DISPUTE_LEVELS = ("grid", "village", "town")
 CHILD_LEVEL = {"city": "town", "town": "village", "village": "grid"}
 
 LABELS = {
-    "reported": "上报事件", "closed": "办结", "closure_rate": "办结率", "valid_rate": "有效率",
-    "escalated_town_share": "流转镇街占比", "escalated_town_closure_rate": "流转镇街办结率",
-    "escalated_city_share": "流转市中心占比", "escalated_city_closure_rate": "流转市中心办结率",
-    "overdue": "逾期", "timeliness": "处理及时率", "hazard_share": "安全隐患占比", "dispute_share": "矛盾纠纷占比",
-    "duplicates": "重复事件", "dispute_success_rate": "矛盾纠纷化解成功率", "gridworkers": "网格员",
-    "gridworker_reports": "网格员上报", "reports_per_gridworker": "人均上报", "patrol_rate": "巡查达标率",
-    "patrol_compliant": "巡查达标人数", "attendance_rate": "出勤率", "attended": "出勤人数",
-    "login_rate": "管理员登录率", "admins_logged_in": "登录管理员数", "special_visit_rate": "特殊人群走访率",
-    "linkage_rate": "人房关联率", "linked_persons": "已关联人数",
+    "reported": "上报事件",
+    "closed": "办结",
+    "closure_rate": "办结率",
+    "valid_rate": "有效率",
+    "escalated_town_share": "流转镇街占比",
+    "escalated_town_closure_rate": "流转镇街办结率",
+    "escalated_city_share": "流转市中心占比",
+    "escalated_city_closure_rate": "流转市中心办结率",
+    "overdue": "逾期",
+    "timeliness": "处理及时率",
+    "hazard_share": "安全隐患占比",
+    "dispute_share": "矛盾纠纷占比",
+    "duplicates": "重复事件",
+    "dispute_success_rate": "矛盾纠纷化解成功率",
+    "gridworkers": "网格员",
+    "gridworker_reports": "网格员上报",
+    "reports_per_gridworker": "人均上报",
+    "patrol_rate": "巡查达标率",
+    "patrol_compliant": "巡查达标人数",
+    "attendance_rate": "出勤率",
+    "attended": "出勤人数",
+    "login_rate": "管理员登录率",
+    "admins_logged_in": "登录管理员数",
+    "special_visit_rate": "特殊人群走访率",
+    "linkage_rate": "人房关联率",
+    "linked_persons": "已关联人数",
 }
-RATE_FIELDS = ("closure_rate", "valid_rate", "escalated_town_share", "escalated_town_closure_rate",
-               "escalated_city_share", "escalated_city_closure_rate", "timeliness", "hazard_share", "dispute_share",
-               "dispute_success_rate", "patrol_rate", "attendance_rate", "login_rate", "special_visit_rate",
-               "linkage_rate")
-VISIT_LABELS = {"community_correction": "社区矫正人员", "released_prisoner": "刑满释放人员",
-                "mental_risk": "易肇事肇祸精神障碍患者", "drug_user": "吸毒人员", "key_youth": "重点青少年",
-                "key_petitioner": "重点上访人员", "key_other": "其他重点人员", "empty_nest_elderly": "空巢老人",
-                "key_place": "重点场所", "group_rental": "群租房", "rental_house": "出租屋"}
+RATE_FIELDS = (
+    "closure_rate",
+    "valid_rate",
+    "escalated_town_share",
+    "escalated_town_closure_rate",
+    "escalated_city_share",
+    "escalated_city_closure_rate",
+    "timeliness",
+    "hazard_share",
+    "dispute_share",
+    "dispute_success_rate",
+    "patrol_rate",
+    "attendance_rate",
+    "login_rate",
+    "special_visit_rate",
+    "linkage_rate",
+)
+VISIT_LABELS = {
+    "community_correction": "社区矫正人员",
+    "released_prisoner": "刑满释放人员",
+    "mental_risk": "易肇事肇祸精神障碍患者",
+    "drug_user": "吸毒人员",
+    "key_youth": "重点青少年",
+    "key_petitioner": "重点上访人员",
+    "key_other": "其他重点人员",
+    "empty_nest_elderly": "空巢老人",
+    "key_place": "重点场所",
+    "group_rental": "群租房",
+    "rental_house": "出租屋",
+}
 
 
 @dataclass(frozen=True)
@@ -219,6 +258,7 @@ class Figures:
 
 # --- helpers ---------------------------------------------------------------------------------------------
 
+
 def ratio(numerator: float | int | None, denominator: float | int | None) -> float | None:
     """numerator / denominator, None when the denominator is 0 (or unknown)."""
     if not denominator or numerator is None:
@@ -250,6 +290,7 @@ def _as_datetime(value) -> datetime:
 
 
 # --- the calculation ---------------------------------------------------------------------------------
+
 
 class _Calc:
     """All measures of `place`, grouped by the column of `level` (None: one group, the place itself)."""
@@ -298,11 +339,20 @@ class _Calc:
         return conds
 
     def compute(self, targets: list[Place]) -> list[Figures]:
-        out = {p.id: Figures(place_id=p.id, place_name=p.name, level=p.level, period=self.period,
-                             by_kind={k: 0 for k in CASE_KINDS}, by_source={s: 0 for s in CASE_SOURCES},
-                             disputes_screened={lv: 0 for lv in DISPUTE_LEVELS},
-                             disputes_resolved={lv: 0 for lv in DISPUTE_LEVELS}, population=p.population)
-               for p in targets}
+        out = {
+            p.id: Figures(
+                place_id=p.id,
+                place_name=p.name,
+                level=p.level,
+                period=self.period,
+                by_kind={k: 0 for k in CASE_KINDS},
+                by_source={s: 0 for s in CASE_SOURCES},
+                disputes_screened={lv: 0 for lv in DISPUTE_LEVELS},
+                disputes_resolved={lv: 0 for lv in DISPUTE_LEVELS},
+                population=p.population,
+            )
+            for p in targets
+        }
         self._cases(out)
         self._people(out)
         self._visits(out)
@@ -318,33 +368,49 @@ class _Calc:
         live = Case.state != "duplicate"
         closed = Case.state == "closed"
         resolved = Dispute.outcome == "resolved"
-        cols = [_count(live), *[_count(and_(live, Case.kind == k)) for k in CASE_KINDS],
-                _count(and_(live, closed)), _count(and_(live, Case.valid.is_(True))),
-                _count(and_(live, Case.valid.is_(False))),
-                _count(and_(live, Case.escalated_to_town.is_(True))),
-                _count(and_(live, Case.escalated_to_town.is_(True), closed)),
-                _count(and_(live, Case.escalated_to_city.is_(True))),
-                _count(and_(live, Case.escalated_to_city.is_(True), closed)),
-                _count(and_(live, Case.overdue.is_(True))), _count(Case.state == "duplicate"),
-                _count(and_(live, Account.role == "gridworker")),
-                *[_count(and_(live, Case.source == s)) for s in CASE_SOURCES],
-                *[_count(and_(live, Dispute.screening_level == lv)) for lv in DISPUTE_LEVELS],
-                *[_count(and_(live, Dispute.screening_level == lv, resolved)) for lv in DISPUTE_LEVELS]]
+        cols = [
+            _count(live),
+            *[_count(and_(live, Case.kind == k)) for k in CASE_KINDS],
+            _count(and_(live, closed)),
+            _count(and_(live, Case.valid.is_(True))),
+            _count(and_(live, Case.valid.is_(False))),
+            _count(and_(live, Case.escalated_to_town.is_(True))),
+            _count(and_(live, Case.escalated_to_town.is_(True), closed)),
+            _count(and_(live, Case.escalated_to_city.is_(True))),
+            _count(and_(live, Case.escalated_to_city.is_(True), closed)),
+            _count(and_(live, Case.overdue.is_(True))),
+            _count(Case.state == "duplicate"),
+            _count(and_(live, Account.role == "gridworker")),
+            *[_count(and_(live, Case.source == s)) for s in CASE_SOURCES],
+            *[_count(and_(live, Dispute.screening_level == lv)) for lv in DISPUTE_LEVELS],
+            *[_count(and_(live, Dispute.screening_level == lv, resolved)) for lv in DISPUTE_LEVELS],
+        ]
         joins = [(Dispute, Dispute.case_id == Case.id, True), (Account, Account.id == Case.reporter_id, True)]
         for key, *values in self.rows(Case, cols, *self.case_where(), joins=joins):
             fig = out.get(key)
             if fig is None:
                 continue
             values = [int(v) for v in values]
-            (fig.reported, *kinds, fig.closed, fig.valid, fig.invalid, fig.escalated_town, fig.escalated_town_closed,
-             fig.escalated_city, fig.escalated_city_closed, fig.overdue, fig.duplicates,
-             fig.gridworker_reports) = values[:11 + len(CASE_KINDS)]
-            rest = values[11 + len(CASE_KINDS):]
+            (
+                fig.reported,
+                *kinds,
+                fig.closed,
+                fig.valid,
+                fig.invalid,
+                fig.escalated_town,
+                fig.escalated_town_closed,
+                fig.escalated_city,
+                fig.escalated_city_closed,
+                fig.overdue,
+                fig.duplicates,
+                fig.gridworker_reports,
+            ) = values[: 11 + len(CASE_KINDS)]
+            rest = values[11 + len(CASE_KINDS) :]
             fig.by_kind = dict(zip(CASE_KINDS, kinds, strict=True))
-            fig.by_source = dict(zip(CASE_SOURCES, rest[:len(CASE_SOURCES)], strict=True))
-            rest = rest[len(CASE_SOURCES):]
-            fig.disputes_screened = dict(zip(DISPUTE_LEVELS, rest[:len(DISPUTE_LEVELS)], strict=True))
-            fig.disputes_resolved = dict(zip(DISPUTE_LEVELS, rest[len(DISPUTE_LEVELS):], strict=True))
+            fig.by_source = dict(zip(CASE_SOURCES, rest[: len(CASE_SOURCES)], strict=True))
+            rest = rest[len(CASE_SOURCES) :]
+            fig.disputes_screened = dict(zip(DISPUTE_LEVELS, rest[: len(DISPUTE_LEVELS)], strict=True))
+            fig.disputes_resolved = dict(zip(DISPUTE_LEVELS, rest[len(DISPUTE_LEVELS) :], strict=True))
 
     # gridworkers and admin accounts
     def _people(self, out: dict[int, Figures]) -> None:
@@ -360,19 +426,33 @@ class _Calc:
             if key in out:
                 out[key].gridworkers = len(ids)
                 out[key].patrol_compliant = sum(1 for i in ids if compliance.get(i))
-        for key, n in self.rows(Account, [func.count(distinct(SignIn.account_id))], workers, active,
-                                SignIn.day >= self.period.start, SignIn.day <= self.period.end,
-                                select_from=SignIn, joins=[(Account, Account.id == SignIn.account_id)]):
+        for key, n in self.rows(
+            Account,
+            [func.count(distinct(SignIn.account_id))],
+            workers,
+            active,
+            SignIn.day >= self.period.start,
+            SignIn.day <= self.period.end,
+            select_from=SignIn,
+            joins=[(Account, Account.id == SignIn.account_id)],
+        ):
             if key in out:
                 out[key].attended = int(n)
         admins = Account.role == "center_admin"
         for key, n in self.rows(Account, [func.count()], admins, active):
             if key in out:
                 out[key].admins = int(n)
-        for key, n in self.rows(Account, [func.count(distinct(LoginRecord.account_id))], admins, active,
-                                LoginRecord.success.is_(True), LoginRecord.at >= self.begin,
-                                LoginRecord.at < self.finish, select_from=LoginRecord,
-                                joins=[(Account, Account.id == LoginRecord.account_id)]):
+        for key, n in self.rows(
+            Account,
+            [func.count(distinct(LoginRecord.account_id))],
+            admins,
+            active,
+            LoginRecord.success.is_(True),
+            LoginRecord.at >= self.begin,
+            LoginRecord.at < self.finish,
+            select_from=LoginRecord,
+            joins=[(Account, Account.id == LoginRecord.account_id)],
+        ):
             if key in out:
                 out[key].admins_logged_in = int(n)
 
@@ -380,13 +460,21 @@ class _Calc:
         assigned: dict[int, dict[str, int]] = defaultdict(dict)
         visited: dict[int, dict[str, int]] = defaultdict(dict)
         in_period = (Visit.at >= self.begin, Visit.at < self.finish)
-        for model, type_col, visit_col in ((Person, Person.person_type, Visit.person_id),
-                                           (Site, Site.site_type, Visit.site_id)):
+        for model, type_col, visit_col in (
+            (Person, Person.person_type, Visit.person_id),
+            (Site, Site.site_type, Visit.site_id),
+        ):
             for key, kind, n in self.rows(model, [func.count()], model.active.is_(True), group=[type_col]):
                 assigned[key][kind] = int(n)
-            for key, kind, n in self.rows(model, [func.count(distinct(visit_col))], model.active.is_(True),
-                                          *in_period, group=[type_col], select_from=Visit,
-                                          joins=[(model, model.id == visit_col)]):
+            for key, kind, n in self.rows(
+                model,
+                [func.count(distinct(visit_col))],
+                model.active.is_(True),
+                *in_period,
+                group=[type_col],
+                select_from=Visit,
+                joins=[(model, model.id == visit_col)],
+            ):
                 visited[key][kind] = int(n)
         for key, fig in out.items():
             for kind in (*PERSON_TYPES, *SITE_TYPES):
@@ -397,50 +485,90 @@ class _Calc:
 
     def _collection(self, out: dict[int, Figures]) -> None:
         last_month = self.period.end.strftime("%Y-%m")
-        newest = (select(BaseDataCount.place_id, func.max(BaseDataCount.month).label("month"))
-                  .where(BaseDataCount.month <= last_month).group_by(BaseDataCount.place_id).subquery())
+        newest = (
+            select(BaseDataCount.place_id, func.max(BaseDataCount.month).label("month"))
+            .where(BaseDataCount.month <= last_month)
+            .group_by(BaseDataCount.place_id)
+            .subquery()
+        )
         for key, registered, linked in self.rows(
-                Place, [func.coalesce(func.sum(BaseDataCount.registered_population), 0),
-                        func.coalesce(func.sum(BaseDataCount.linked_persons), 0)],
-                select_from=BaseDataCount,
-                joins=[(newest, and_(newest.c.place_id == BaseDataCount.place_id,
-                                     newest.c.month == BaseDataCount.month)),
-                       (Place, Place.id == BaseDataCount.place_id)]):
+            Place,
+            [
+                func.coalesce(func.sum(BaseDataCount.registered_population), 0),
+                func.coalesce(func.sum(BaseDataCount.linked_persons), 0),
+            ],
+            select_from=BaseDataCount,
+            joins=[
+                (newest, and_(newest.c.place_id == BaseDataCount.place_id, newest.c.month == BaseDataCount.month)),
+                (Place, Place.id == BaseDataCount.place_id),
+            ],
+        ):
             if key in out:
                 out[key].registered_population, out[key].linked_persons = int(registered), int(linked)
-        for key, n, members in self.rows(Place, [func.count(), func.coalesce(func.sum(PartyOrganization.members), 0)],
-                                         select_from=PartyOrganization,
-                                         joins=[(Place, Place.id == PartyOrganization.place_id)]):
+        for key, n, members in self.rows(
+            Place,
+            [func.count(), func.coalesce(func.sum(PartyOrganization.members), 0)],
+            select_from=PartyOrganization,
+            joins=[(Place, Place.id == PartyOrganization.place_id)],
+        ):
             if key in out:
                 out[key].party_organizations, out[key].party_members = int(n), int(members)
-        for key, n in self.rows(Place, [func.count()], PartyActivity.held_on >= self.period.start,
-                                PartyActivity.held_on <= self.period.end, select_from=PartyActivity,
-                                joins=[(PartyOrganization, PartyOrganization.id == PartyActivity.organization_id),
-                                       (Place, Place.id == PartyOrganization.place_id)]):
+        for key, n in self.rows(
+            Place,
+            [func.count()],
+            PartyActivity.held_on >= self.period.start,
+            PartyActivity.held_on <= self.period.end,
+            select_from=PartyActivity,
+            joins=[
+                (PartyOrganization, PartyOrganization.id == PartyActivity.organization_id),
+                (Place, Place.id == PartyOrganization.place_id),
+            ],
+        ):
             if key in out:
                 out[key].party_activities = int(n)
 
     # bursts and bulk duplicates
     def _quality(self, out: dict[int, Figures]) -> None:
         hour = _hour(Case.reported_at)
-        bursts = [row for row in self.rows(
-            Case, [func.count()], Account.role == "gridworker", *self.case_where(),
-            group=[Case.reporter_id, hour], joins=[(Account, Account.id == Case.reporter_id)],
-            having=func.count() > BURST_PER_HOUR) if row[0] in out]
-        bulk = [row for row in self.rows(
-            Case, [func.count(), _count(Case.state == "duplicate")], Case.reporter_id.is_not(None),
-            *self.case_where(), group=[Case.reporter_id],
-            having=_count(Case.state == "duplicate") >= BULK_DUPLICATES_MIN) if row[0] in out]
+        bursts = [
+            row
+            for row in self.rows(
+                Case,
+                [func.count()],
+                Account.role == "gridworker",
+                *self.case_where(),
+                group=[Case.reporter_id, hour],
+                joins=[(Account, Account.id == Case.reporter_id)],
+                having=func.count() > BURST_PER_HOUR,
+            )
+            if row[0] in out
+        ]
+        bulk = [
+            row
+            for row in self.rows(
+                Case,
+                [func.count(), _count(Case.state == "duplicate")],
+                Case.reporter_id.is_not(None),
+                *self.case_where(),
+                group=[Case.reporter_id],
+                having=_count(Case.state == "duplicate") >= BULK_DUPLICATES_MIN,
+            )
+            if row[0] in out
+        ]
         bulk = [row for row in bulk if row[3] >= BULK_DUPLICATES_SHARE * row[2]]
         names = _names({row[1] for row in bursts} | {row[1] for row in bulk})
         for key, reporter, at, n in bursts:
             when = local(_as_datetime(at), self.tz).strftime("%Y-%m-%d %H:00")
-            message = (f"网格员 {names.get(reporter, reporter)} 在 {when} 起的一小时内上报 {n} 件"
-                       f"（超过 {BURST_PER_HOUR} 件），疑似批量或虚假上报，上报数不宜直接采信")
+            message = (
+                f"网格员 {names.get(reporter, reporter)} 在 {when} 起的一小时内上报 {n} 件"
+                f"（超过 {BURST_PER_HOUR} 件），疑似批量或虚假上报，上报数不宜直接采信"
+            )
             out[key].flags += [Flag("reported", message), Flag("gridworker_reports", message)]
         for key, reporter, total, dups in bulk:
-            message = (f"{names.get(reporter, reporter)} 本期有 {dups} 件被判为重复，占其上报的 "
-                       f"{pct_text(dups / total)}，疑似批量重复上报")
+            message = (
+                f"{names.get(reporter, reporter)} 本期有 {dups} 件被判为重复，占其上报的 "
+                f"{pct_text(dups / total)}，疑似批量重复上报"
+            )
             out[key].flags += [Flag("duplicates", message), Flag("reported", message)]
 
 
@@ -473,24 +601,39 @@ def _derive(fig: Figures, patrol_undefined: bool = False) -> None:
     fig.special_visit_rate = ratio(fig.special_visited, fig.special_assigned)
     fig.linkage_rate = ratio(fig.linked_persons, fig.registered_population)
     # impossible counts: a part larger than its whole
-    for part, whole in (("closed", "reported"), ("patrol_compliant", "gridworkers"), ("attended", "gridworkers"),
-                        ("admins_logged_in", "admins"), ("linked_persons", "registered_population")):
+    for part, whole in (
+        ("closed", "reported"),
+        ("patrol_compliant", "gridworkers"),
+        ("attended", "gridworkers"),
+        ("admins_logged_in", "admins"),
+        ("linked_persons", "registered_population"),
+    ):
         p, w = getattr(fig, part), getattr(fig, whole)
         if p > w:
-            fig.flags.append(Flag(part, f"{LABELS.get(part, part)} {p} 多于{_WHOLE.get(whole, whole)} {w}，"
-                                        f"数据可能有误"))
+            fig.flags.append(
+                Flag(part, f"{LABELS.get(part, part)} {p} 多于{_WHOLE.get(whole, whole)} {w}，数据可能有误")
+            )
     for name in RATE_FIELDS:
         value = getattr(fig, name)
         if value is not None and value > 1:
             fig.flags.append(Flag(name, _over_message(name, value)))
     for kind, (assigned, visited, rate) in fig.visits.items():
         if rate is not None and rate > 1:
-            fig.flags.append(Flag(f"visits.{kind}", f"{VISIT_LABELS.get(kind, kind)}走访率 {pct_text(rate)} 超过 100%"
-                                                    f"（走访 {visited}，应访 {assigned}），数据可能有误"))
+            fig.flags.append(
+                Flag(
+                    f"visits.{kind}",
+                    f"{VISIT_LABELS.get(kind, kind)}走访率 {pct_text(rate)} 超过 100%"
+                    f"（走访 {visited}，应访 {assigned}），数据可能有误",
+                )
+            )
 
 
-_WHOLE = {"reported": "上报事件数", "gridworkers": "网格员总数", "admins": "管理员账号数",
-          "registered_population": "登记人口"}
+_WHOLE = {
+    "reported": "上报事件数",
+    "gridworkers": "网格员总数",
+    "admins": "管理员账号数",
+    "registered_population": "登记人口",
+}
 
 
 def _over_message(name: str, value: float) -> str:
@@ -500,6 +643,7 @@ def _over_message(name: str, value: float) -> str:
 
 
 # --- the public functions ----------------------------------------------------------------------------
+
 
 def figures(place: Place, period: Period, filters: Filters | None = None) -> Figures:
     """The figures of one place."""
@@ -520,8 +664,9 @@ def children(place: Place, period: Period, filters: Filters | None = None) -> li
     return _Calc(place, period, filters, CHILD_LEVEL[place.level]).compute(kids)
 
 
-def gridworker_rows(place: Place, period: Period, filters: Filters | None = None,
-                    account_id: int | None = None) -> list[dict]:
+def gridworker_rows(
+    place: Place, period: Period, filters: Filters | None = None, account_id: int | None = None
+) -> list[dict]:
     """One row per active gridworker inside `place` (or only `account_id`), ordered by grid code and name.
 
     A row: account_id, name, username, post, grid_id, grid, village_id, town_id; reports (his reported cases in
@@ -529,52 +674,111 @@ def gridworker_rows(place: Place, period: Period, filters: Filters | None = None
     dispute, duplicates, overdue; patrol_compliant (bool | None), sign_in_days, visits (visits made in the
     period), visited (distinct persons and sites visited); flags (list of Flag: bursts, bulk duplicates)."""
     calc = _Calc(place, period, filters, None)
-    stmt = (select(Account.id, Account.display_name, Account.username, Account.post, Place.id, Place.name,
-                   Account.village_id, Account.town_id)
-            .join(Place, Place.id == Account.place_id)
-            .where(Account.role == "gridworker", Account.active.is_(True)))
+    stmt = (
+        select(
+            Account.id,
+            Account.display_name,
+            Account.username,
+            Account.post,
+            Place.id,
+            Place.name,
+            Account.village_id,
+            Account.town_id,
+        )
+        .join(Place, Place.id == Account.place_id)
+        .where(Account.role == "gridworker", Account.active.is_(True))
+    )
     if account_id is not None:
         stmt = stmt.where(Account.id == account_id)
     stmt = _restrict(stmt, Account, place).order_by(Place.code, Account.display_name, Account.id)
     rows: dict[int, dict] = {}
     for aid, name, username, post, grid_id, grid, village_id, town_id in db.execute(stmt):
-        rows[aid] = dict(account_id=aid, name=name, username=username, post=post, grid_id=grid_id, grid=grid,
-                         village_id=village_id, town_id=town_id, reports=0, closed=0, hazard=0, dispute=0,
-                         duplicates=0, overdue=0, closure_rate=None, patrol_compliant=None, sign_in_days=0,
-                         visits=0, visited=0, flags=[])
+        rows[aid] = dict(
+            account_id=aid,
+            name=name,
+            username=username,
+            post=post,
+            grid_id=grid_id,
+            grid=grid,
+            village_id=village_id,
+            town_id=town_id,
+            reports=0,
+            closed=0,
+            hazard=0,
+            dispute=0,
+            duplicates=0,
+            overdue=0,
+            closure_rate=None,
+            patrol_compliant=None,
+            sign_in_days=0,
+            visits=0,
+            visited=0,
+            flags=[],
+        )
     if not rows:
         return []
     ids = list(rows)
     live = Case.state != "duplicate"
     for i in range(0, len(ids), 900):
-        chunk = ids[i:i + 900]
-        stmt = (select(Case.reporter_id, _count(live), _count(and_(live, Case.state == "closed")),
-                       _count(and_(live, Case.kind == "hazard")), _count(and_(live, Case.kind == "dispute")),
-                       _count(Case.state == "duplicate"), _count(and_(live, Case.overdue.is_(True))))
-                .where(Case.reporter_id.in_(chunk), *calc.case_where()).group_by(Case.reporter_id))
+        chunk = ids[i : i + 900]
+        stmt = (
+            select(
+                Case.reporter_id,
+                _count(live),
+                _count(and_(live, Case.state == "closed")),
+                _count(and_(live, Case.kind == "hazard")),
+                _count(and_(live, Case.kind == "dispute")),
+                _count(Case.state == "duplicate"),
+                _count(and_(live, Case.overdue.is_(True))),
+            )
+            .where(Case.reporter_id.in_(chunk), *calc.case_where())
+            .group_by(Case.reporter_id)
+        )
         for aid, reports, closed, hazard, dispute, dups, overdue in db.execute(stmt):
-            rows[aid].update(reports=int(reports), closed=int(closed), hazard=int(hazard), dispute=int(dispute),
-                             duplicates=int(dups), overdue=int(overdue))
+            rows[aid].update(
+                reports=int(reports),
+                closed=int(closed),
+                hazard=int(hazard),
+                dispute=int(dispute),
+                duplicates=int(dups),
+                overdue=int(overdue),
+            )
             total = int(reports) + int(dups)
             if int(dups) >= BULK_DUPLICATES_MIN and int(dups) >= BULK_DUPLICATES_SHARE * total:
-                rows[aid]["flags"].append(Flag("duplicates", f"本期 {dups} 件被判为重复，占其上报的 "
-                                                             f"{pct_text(int(dups) / total)}，疑似批量重复上报"))
+                rows[aid]["flags"].append(
+                    Flag(
+                        "duplicates",
+                        f"本期 {dups} 件被判为重复，占其上报的 {pct_text(int(dups) / total)}，疑似批量重复上报",
+                    )
+                )
         hour = _hour(Case.reported_at)
-        stmt = (select(Case.reporter_id, hour, func.count()).where(Case.reporter_id.in_(chunk), *calc.case_where())
-                .group_by(Case.reporter_id, hour).having(func.count() > BURST_PER_HOUR))
+        stmt = (
+            select(Case.reporter_id, hour, func.count())
+            .where(Case.reporter_id.in_(chunk), *calc.case_where())
+            .group_by(Case.reporter_id, hour)
+            .having(func.count() > BURST_PER_HOUR)
+        )
         for aid, at, n in db.execute(stmt):
             when = local(_as_datetime(at), calc.tz).strftime("%Y-%m-%d %H:00")
-            rows[aid]["flags"].append(Flag("reports", f"{when} 起的一小时内上报 {n} 件（超过 {BURST_PER_HOUR} 件），"
-                                                      f"疑似批量或虚假上报"))
-        for aid, days in db.execute(select(SignIn.account_id, func.count(distinct(SignIn.day)))
-                                    .where(SignIn.account_id.in_(chunk), SignIn.day >= period.start,
-                                           SignIn.day <= period.end).group_by(SignIn.account_id)):
+            rows[aid]["flags"].append(
+                Flag("reports", f"{when} 起的一小时内上报 {n} 件（超过 {BURST_PER_HOUR} 件），疑似批量或虚假上报")
+            )
+        for aid, days in db.execute(
+            select(SignIn.account_id, func.count(distinct(SignIn.day)))
+            .where(SignIn.account_id.in_(chunk), SignIn.day >= period.start, SignIn.day <= period.end)
+            .group_by(SignIn.account_id)
+        ):
             rows[aid]["sign_in_days"] = int(days)
         for aid, n, persons, sites in db.execute(
-                select(Visit.gridworker_id, func.count(), func.count(distinct(Visit.person_id)),
-                       func.count(distinct(Visit.site_id)))
-                .where(Visit.gridworker_id.in_(chunk), Visit.at >= calc.begin, Visit.at < calc.finish)
-                .group_by(Visit.gridworker_id)):
+            select(
+                Visit.gridworker_id,
+                func.count(),
+                func.count(distinct(Visit.person_id)),
+                func.count(distinct(Visit.site_id)),
+            )
+            .where(Visit.gridworker_id.in_(chunk), Visit.at >= calc.begin, Visit.at < calc.finish)
+            .group_by(Visit.gridworker_id)
+        ):
             rows[aid].update(visits=int(n), visited=int(persons) + int(sites))
     for aid, ok in compliance_of(ids, period, calc.tz).items():
         rows[aid]["patrol_compliant"] = ok
@@ -596,8 +800,9 @@ def trend(place: Place, period: Period, filters: Filters | None = None) -> dict:
     index = {d: i for i, d in enumerate(days)}
     reported, closed = [0] * len(days), [0] * len(days)
     hour = _hour(Case.reported_at)
-    stmt = _restrict(select(hour, func.count()).where(Case.state != "duplicate", *calc.case_where()),
-                     Case, place).group_by(hour)
+    stmt = _restrict(
+        select(hour, func.count()).where(Case.state != "duplicate", *calc.case_where()), Case, place
+    ).group_by(hour)
     for at, n in db.execute(stmt):
         day = local(_as_datetime(at), calc.tz).date()
         if day in index:
@@ -624,4 +829,3 @@ def trend(place: Place, period: Period, filters: Filters | None = None) -> dict:
 def case_conditions(period: Period, filters: Filters | None = None) -> list:
     """The WHERE conditions of "cases reported in the period, narrowed by the filters" (duplicates included)."""
     return _Calc._conditions(period, filters or Filters())
-

@@ -43,8 +43,9 @@ def _cookie_api_csrf_refusal():
     try:
         validate_csrf(request.headers.get("X-CSRFToken") or request.headers.get("X-CSRF-Token"))
     except ValidationError:
-        return api_error(403, "以浏览器会话调用接口须携带 X-CSRFToken 请求头；应用请使用访问令牌（Bearer）",
-                         field="X-CSRFToken")
+        return api_error(
+            403, "以浏览器会话调用接口须携带 X-CSRFToken 请求头；应用请使用访问令牌（Bearer）", field="X-CSRFToken"
+        )
     return None
 
 
@@ -75,8 +76,12 @@ def load_account_from_token() -> Account | None:
     if not header.startswith("Bearer "):
         return None
     # the token and its account in one statement (the intake API runs this on every report)
-    token = (db.query(ApiToken).options(joinedload(ApiToken.account))
-             .filter_by(token_hash=token_digest(header[7:].strip())).one_or_none())
+    token = (
+        db.query(ApiToken)
+        .options(joinedload(ApiToken.account))
+        .filter_by(token_hash=token_digest(header[7:].strip()))
+        .one_or_none()
+    )
     now = utcnow()
     if token is None or token.revoked or token.expires_at <= now or not token.account.active:
         return None

@@ -57,8 +57,7 @@ def _warn_unsupported_year(year: int) -> None:
             return
         _warned_years.add(year)
     logger.warning(
-        "chinese_calendar has no holiday data for %d; "
-        "falling back to Monday-Friday workdays for that year",
+        "chinese_calendar has no holiday data for %d; falling back to Monday-Friday workdays for that year",
         year,
     )
 

@@ -40,6 +40,7 @@ def missing(what: str, why: str):
 
 # --- services --------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def pg_url():
     import psycopg2
@@ -94,17 +95,28 @@ def _truncate_all() -> None:
     engine = get_engine()
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            tables = [r[0] for r in conn.execute(text(
-                "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"))]
+            tables = [
+                r[0]
+                for r in conn.execute(
+                    text("SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'")
+                )
+            ]
             conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
 
 
 def make_settings(tmp_path: Path, database_url: str, **overrides) -> Settings:
-    return Settings.from_env(database_url=database_url, redis_url=overrides.pop("redis_url", None),
-                             instance_path=tmp_path, upload_dir=tmp_path / "uploads", testing=True, **overrides)
+    return Settings.from_env(
+        database_url=database_url,
+        redis_url=overrides.pop("redis_url", None),
+        instance_path=tmp_path,
+        upload_dir=tmp_path / "uploads",
+        testing=True,
+        **overrides,
+    )
 
 
 # --- the app -------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def app(pg_url, tmp_path):
@@ -138,7 +150,8 @@ def runner(app):
 
 def csrf_from(html: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', html) or re.search(
-        r'name="csrf-token" content="([^"]+)"', html)
+        r'name="csrf-token" content="([^"]+)"', html
+    )
     assert match, "page has no CSRF token"
     return match.group(1)
 
@@ -149,8 +162,10 @@ class AuthActions:
 
     def login(self, username: str, password: str = PASSWORD):
         page = self._client.get("/login")
-        return self._client.post("/login", data={"username": username, "password": password,
-                                                 "csrf_token": csrf_from(page.get_data(as_text=True))})
+        return self._client.post(
+            "/login",
+            data={"username": username, "password": password, "csrf_token": csrf_from(page.get_data(as_text=True))},
+        )
 
     def logout(self):
         page = self._client.get("/")
@@ -166,8 +181,9 @@ def logged_in(client, username: str, password: str = PASSWORD):
 
 def token_for(client, username: str, device_name: str = "测试手机") -> dict:
     """Authorization header of an API token from POST /api/v1/tokens (asserted)."""
-    response = client.post("/api/v1/tokens", json={"username": username, "password": PASSWORD,
-                                                   "device_name": device_name})
+    response = client.post(
+        "/api/v1/tokens", json={"username": username, "password": PASSWORD, "device_name": device_name}
+    )
     assert response.status_code == 201, response.get_json()
     return {"Authorization": f"Bearer {response.get_json()['token']}"}
 
@@ -177,9 +193,21 @@ def shanghai(y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> datetime:
     return datetime(y, mo, d, h, mi) - timedelta(hours=8)
 
 
-def report(v, who: str | None = "gw0", code: str = "0502", at: datetime | None = None, *, grid: int = 0,
-           latlon: tuple[float, float] | None = None, by_grid_id: bool = False, key: str | None = None,
-           source: str = "app", description: str = "测试事件", reporter_center_id: int | None = None, **extra):
+def report(
+    v,
+    who: str | None = "gw0",
+    code: str = "0502",
+    at: datetime | None = None,
+    *,
+    grid: int = 0,
+    latlon: tuple[float, float] | None = None,
+    by_grid_id: bool = False,
+    key: str | None = None,
+    source: str = "app",
+    description: str = "测试事件",
+    reporter_center_id: int | None = None,
+    **extra,
+):
     """A case reported through the loop (loop.report_case) in grid `grid` of the test world, as the app would:
     located by the grid's middle (or `latlon`, or the grid id itself). `v`: a WorldView or a World."""
     from commandcenter.cases import loop
@@ -188,8 +216,12 @@ def report(v, who: str | None = "gw0", code: str = "0502", at: datetime | None =
     where = {"grid_id": v.grid(grid)} if by_grid_id else dict(zip(("lat", "lon"), latlon or v.point(grid), strict=True))
     case, created = loop.report_case(
         loop.ReportInput(category_id=v.cat(code).id, description=description, **where, **extra),
-        actor=v.a(who) if who else None, source=source, client_key=key, now=at,
-        reporter_center_id=reporter_center_id)
+        actor=v.a(who) if who else None,
+        source=source,
+        client_key=key,
+        now=at,
+        reporter_center_id=reporter_center_id,
+    )
     assert created or key is not None
     return case
 
@@ -215,6 +247,7 @@ def world(app):
 
 
 # --- live server and browser ---------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -247,7 +280,11 @@ class LiveServer:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "flask", "--app", "wsgi", "serve", "--port", str(self.port), *self.extra_args],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -267,8 +304,14 @@ class LiveServer:
 @pytest.fixture
 def live_server(app, pg_url, tmp_path):
     """`flask serve` in a separate process on the test database (the app fixture has emptied it)."""
-    env = {**os.environ, "DATABASE_URL": pg_url, "INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "live-test",
-           "SECURE_COOKIES": "0", "LOGIN_RATE_LIMIT": "1000 per minute"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": pg_url,
+        "INSTANCE_PATH": str(tmp_path),
+        "SECRET_KEY": "live-test",
+        "SECURE_COOKIES": "0",
+        "LOGIN_RATE_LIMIT": "1000 per minute",
+    }
     env.pop("REDIS_URL", None)
     ARTIFACTS.mkdir(exist_ok=True)
     server = LiveServer(env, free_port(), ARTIFACTS / "live-server.log").start()
@@ -277,8 +320,15 @@ def live_server(app, pg_url, tmp_path):
 
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="session")
@@ -303,8 +353,9 @@ def page(browser):
     pg.outside_requests = []
 
     def watch(request):
-        if not re.match(r"^(https?|wss?)://(127\.0\.0\.1|localhost)(:\d+)?/", request.url) and \
-                not request.url.startswith(("data:", "blob:", "about:")):
+        if not re.match(
+            r"^(https?|wss?)://(127\.0\.0\.1|localhost)(:\d+)?/", request.url
+        ) and not request.url.startswith(("data:", "blob:", "about:")):
             pg.outside_requests.append(request.url)
 
     pg.on("request", watch)
@@ -322,8 +373,22 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         self._log = open(self.log_path, "ab")
         rq = str(Path(sys.executable).parent / "rq")
-        self.proc = subprocess.Popen([rq, "worker", "-w", "rq.worker.SimpleWorker", "--with-scheduler", "-u", self.env["REDIS_URL"], *self.queues],
-                                     cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [
+                rq,
+                "worker",
+                "-w",
+                "rq.worker.SimpleWorker",
+                "--with-scheduler",
+                "-u",
+                self.env["REDIS_URL"],
+                *self.queues,
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         return self
 
     def kill(self) -> None:
@@ -338,8 +403,15 @@ class WorkerProcess:
 @pytest.fixture
 def server_env(pg_url, redis_conn, tmp_path):
     """Environment of a server-mode process: the test PostgreSQL database and the test Redis."""
-    return {**os.environ, "DATABASE_URL": pg_url, "REDIS_URL": TEST_REDIS_URL, "INSTANCE_PATH": str(tmp_path),
-            "SECRET_KEY": "live-test", "SECURE_COOKIES": "0", "LOGIN_RATE_LIMIT": "1000 per minute"}
+    return {
+        **os.environ,
+        "DATABASE_URL": pg_url,
+        "REDIS_URL": TEST_REDIS_URL,
+        "INSTANCE_PATH": str(tmp_path),
+        "SECRET_KEY": "live-test",
+        "SECURE_COOKIES": "0",
+        "LOGIN_RATE_LIMIT": "1000 per minute",
+    }
 
 
 @pytest.fixture
@@ -370,8 +442,12 @@ def login_session(base_url: str, username: str, password: str = PASSWORD):
 
     s = requests.Session()
     page = s.get(base_url + "/login", timeout=10)
-    response = s.post(base_url + "/login", data={"username": username, "password": password,
-                                                 "csrf_token": csrf_from(page.text)}, timeout=10, allow_redirects=False)
+    response = s.post(
+        base_url + "/login",
+        data={"username": username, "password": password, "csrf_token": csrf_from(page.text)},
+        timeout=10,
+        allow_redirects=False,
+    )
     assert response.status_code == 302, response.text[:500]
     return s
 
@@ -384,6 +460,7 @@ def socket_client(base_url: str, session) -> tuple:
     client = socketio.Client(reconnection=False)
     client.on("*", lambda event, data: events.append((event, {**data, "_t": time.time()})), namespace="/live")
     cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
-    client.connect(base_url, headers={"Cookie": cookie}, namespaces=["/live"], transports=["websocket"],
-                   wait_timeout=10)
+    client.connect(
+        base_url, headers={"Cookie": cookie}, namespaces=["/live"], transports=["websocket"], wait_timeout=10
+    )
     return client, events

@@ -54,26 +54,39 @@ def scenarios(world) -> list[Scenario]:
         Scenario("resume", "town0_operator", "registered", paused=True),
         Scenario("outstanding", "town0_supervisor", "closed", {"note": "网格员及时发现并协调处置"}),
         # a role without the step's permission
-        *[Scenario(a, "city_leader", s, i, expect="forbidden") for a, s, i in (
-            ("register", "reported", {}), ("dispatch", "registered", {"department_id": dept(world, 0)}),
-            ("close", "feedback", {}), ("outstanding", "closed", {"note": "事迹"}), ("pause", "registered",
-                                                                                   {"note": "理由"}))],
+        *[
+            Scenario(a, "city_leader", s, i, expect="forbidden")
+            for a, s, i in (
+                ("register", "reported", {}),
+                ("dispatch", "registered", {"department_id": dept(world, 0)}),
+                ("close", "feedback", {}),
+                ("outstanding", "closed", {"note": "事迹"}),
+                ("pause", "registered", {"note": "理由"}),
+            )
+        ],
         # outside the jurisdiction: another town's case is not even there
         Scenario("register", "town1_operator", expect="not_found"),
         Scenario("accept", "dept1", "dispatched", expect="not_found"),
         # the step is not legal from the case's state
-        *[Scenario(a, actor, s, i, expect="refused") for a, actor, s, i in (
-            ("register", "town0_operator", "registered", {}), ("dispatch", "town0_operator", "reported",
-                                                                {"department_id": dept(world, 0)}),
-            ("close", "town0_operator", "handling", {}), ("feedback", "dept0", "dispatched", {"note": "好了"}),
-            ("resume", "town0_operator", "registered", {}), ("transfer", "town0_operator", "reported", {}))],
+        *[
+            Scenario(a, actor, s, i, expect="refused")
+            for a, actor, s, i in (
+                ("register", "town0_operator", "registered", {}),
+                ("dispatch", "town0_operator", "reported", {"department_id": dept(world, 0)}),
+                ("close", "town0_operator", "handling", {}),
+                ("feedback", "dept0", "dispatched", {"note": "好了"}),
+                ("resume", "town0_operator", "registered", {}),
+                ("transfer", "town0_operator", "reported", {}),
+            )
+        ],
         # field values the domain refuses
         Scenario("reject", "town0_operator", input={"note": "  "}, expect="refused"),
         Scenario("dispatch", "town0_operator", "registered", {}, expect="refused"),
         Scenario("dispatch", "town0_operator", "registered", {"department_id": 999999}, expect="refused"),
         # the hole of the outside test: a town-0 police station for a case in town 1
-        Scenario("dispatch", "city_operator", "registered", {"department_id": dept(world, 1)}, grid=4,
-                 expect="refused"),
+        Scenario(
+            "dispatch", "city_operator", "registered", {"department_id": dept(world, 1)}, grid=4, expect="refused"
+        ),
         Scenario("duplicate", "town0_operator", input={"original_number": "SJ0000000000"}, expect="refused"),
         Scenario("duplicate", "town0_operator", input={"original_number": "HIDDEN"}, expect="refused"),
         Scenario("escalate", "gw0", input={"to_level": "village", "note": ""}, expect="refused"),
@@ -108,8 +121,11 @@ def resolve(app, world, sc: Scenario, originals: dict) -> dict:
 
 def through_page(client, case_id: int, action: str, data: dict):
     page = client.get(f"/cases/{case_id}")
-    token = csrf_from(page.get_data(as_text=True)) if page.status_code == 200 else csrf_from(
-        client.get("/cases/").get_data(as_text=True))
+    token = (
+        csrf_from(page.get_data(as_text=True))
+        if page.status_code == 200
+        else csrf_from(client.get("/cases/").get_data(as_text=True))
+    )
     form = {"csrf_token": token}
     for key, value in data.items():
         if key == "note":
@@ -144,8 +160,15 @@ def after(case_id: int) -> tuple:
     db.expire_all()
     case = db.get(Case, case_id)
     steps = db.query(CaseStep).filter_by(case_id=case_id).order_by(CaseStep.id).all()
-    return (case.state, case.level, case.department_id, case.paused_at is None, case.outstanding,
-            [(s.action, s.to_state, s.note, s.public) for s in steps[-1:]], len(steps))
+    return (
+        case.state,
+        case.level,
+        case.department_id,
+        case.paused_at is None,
+        case.outstanding,
+        [(s.action, s.to_state, s.note, s.public) for s in steps[-1:]],
+        len(steps),
+    )
 
 
 def test_every_action_has_the_same_outcome_through_the_page_and_the_api(app, world, auth):
@@ -153,8 +176,10 @@ def test_every_action_has_the_same_outcome_through_the_page_and_the_api(app, wor
 
     all_scenarios = scenarios(world)
     assert {sc.action for sc in all_scenarios if sc.expect == "ok"} == set(loop.ALLOWED_FROM)
-    originals = {"mine": new_case(app, world, grid=0, reporter="gw1").number,
-                 "hidden": new_case(app, world, grid=4, reporter="gw4").number}
+    originals = {
+        "mine": new_case(app, world, grid=0, reporter="gw1").number,
+        "hidden": new_case(app, world, grid=4, reporter="gw4").number,
+    }
     doors: dict[str, tuple[FlaskClient, dict]] = {}  # one login per account (logins are rate-limited)
 
     def door(username: str) -> tuple[FlaskClient, dict]:
@@ -201,8 +226,14 @@ def test_a_department_account_without_a_department_sees_nothing_through_either_d
     new_case(app, world, grid=0)
     new_case(app, world, grid=4, state="registered")
     with app.app_context():
-        create_account(username="dept_none", display_name="未分配部门", password="", role="department",
-                       place=db.get(Place, world.city.id), password_hash=hash_password(PASSWORD))
+        create_account(
+            username="dept_none",
+            display_name="未分配部门",
+            password="",
+            role="department",
+            place=db.get(Place, world.city.id),
+            password_hash=hash_password(PASSWORD),
+        )
         db.commit()
         assert db.query(Account).filter_by(username="dept_none").one().department_id is None
     headers = token_for(app.test_client(), "dept_none")

@@ -30,8 +30,10 @@ def test_admin_disables_an_account_and_it_can_no_longer_log_in(world, client, au
     target = db.query(Account).filter_by(username="gw3").one()
     page = client.get("/admin/accounts?q=gw3")
     assert "gw3" in page.get_data(as_text=True)
-    response = client.post(f"/admin/accounts/{target.id}/active", data={
-        "active": "0", "csrf_token": csrf_from(page.get_data(as_text=True))})
+    response = client.post(
+        f"/admin/accounts/{target.id}/active",
+        data={"active": "0", "csrf_token": csrf_from(page.get_data(as_text=True))},
+    )
     assert response.status_code == 302
     db.expire_all()
     assert db.get(Account, target.id).active is False

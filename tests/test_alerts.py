@@ -18,8 +18,9 @@ def account(username: str) -> Account:
 
 def parking_case(world, discovered: datetime, now: datetime) -> Case:
     lat, lon = world.grid_point(0)
-    data = loop.ReportInput(category_id=world.category("0401").id, description="机动车占用盲道", lat=lat, lon=lon,
-                            discovered_at=discovered)
+    data = loop.ReportInput(
+        category_id=world.category("0401").id, description="机动车占用盲道", lat=lat, lon=lon, discovered_at=discovered
+    )
     case, _ = loop.report_case(data, actor=account("gw0"), source="app", client_key=None, now=now)
     return case
 
@@ -56,8 +57,13 @@ def test_unescalated_gas_hazard_alerts_once_near_its_limit(ctx, world):
     # a worker killed after raising but before its push: the job runs again, nothing new is raised
     assert jobs.check_case_alerts(case.id, warn + timedelta(minutes=1)) == 0
     assert [(a.kind, a.due_at) for a in db.query(Alert).all()] == [("escalation_due", case.escalate_due)]
-    loop.escalate(db.get(Case, case.id), account("gw1"), to_level="town", note="燃气泄漏需镇街协调处置",
-                  now=warn + timedelta(minutes=2))
+    loop.escalate(
+        db.get(Case, case.id),
+        account("gw1"),
+        to_level="town",
+        note="燃气泄漏需镇街协调处置",
+        now=warn + timedelta(minutes=2),
+    )
     assert db.query(Alert).one().cleared_at is not None
     assert db.get(Case, case.id).escalate_warn_at is None
 

@@ -17,8 +17,15 @@ JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
 
 def report_body(world, grid: int = 0, **overrides) -> dict:
     lat, lon = world.grid_point(grid)
-    body = {"client_key": uuid.uuid4().hex, "category_code": "0101", "description": "路边暴露垃圾一堆",
-            "lat": lat, "lon": lon, "address": "东湖路 1 号", "discovered_at": "2026-11-23T09:00:00+08:00"}
+    body = {
+        "client_key": uuid.uuid4().hex,
+        "category_code": "0101",
+        "description": "路边暴露垃圾一堆",
+        "lat": lat,
+        "lon": lon,
+        "address": "东湖路 1 号",
+        "discovered_at": "2026-11-23T09:00:00+08:00",
+    }
     body.update(overrides)
     return body
 
@@ -64,22 +71,25 @@ def test_client_key_of_another_account_is_refused(world, client):
     assert other.status_code == 422 and other.get_json()["error"]["field"] == "client_key"
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"category_code": "9"}, "category_code"),
-    ({"category_code": "8888"}, "category_code"),
-    ({"description": ""}, "description"),
-    ({"description": "长" * 2001}, "description"),
-    ({"lat": 91}, "lat"),
-    ({"lat": "north"}, "lat"),
-    ({"client_key": "短"}, "client_key"),
-    ({"discovered_at": "yesterday"}, "discovered_at"),
-    ({"discovered_at": "2026-11-23T09:00:00"}, "discovered_at"),
-    ({"discovered_at": "2099-01-01T00:00:00+08:00"}, "discovered_at"),
-    ({"surprise": 1}, "surprise"),
-    ({"lat": 10.0, "lon": 10.0}, "lat"),
-    ({"grid_code": "999999999"}, "grid_code"),
-    ({"category_code": "1002", "self_handled": True}, "self_handled"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"category_code": "9"}, "category_code"),
+        ({"category_code": "8888"}, "category_code"),
+        ({"description": ""}, "description"),
+        ({"description": "长" * 2001}, "description"),
+        ({"lat": 91}, "lat"),
+        ({"lat": "north"}, "lat"),
+        ({"client_key": "短"}, "client_key"),
+        ({"discovered_at": "yesterday"}, "discovered_at"),
+        ({"discovered_at": "2026-11-23T09:00:00"}, "discovered_at"),
+        ({"discovered_at": "2099-01-01T00:00:00+08:00"}, "discovered_at"),
+        ({"surprise": 1}, "surprise"),
+        ({"lat": 10.0, "lon": 10.0}, "lat"),
+        ({"grid_code": "999999999"}, "grid_code"),
+        ({"category_code": "1002", "self_handled": True}, "self_handled"),
+    ],
+)
 def test_bad_report_names_the_field_and_stores_nothing(world, client, change, field):
     response = client.post("/api/v1/cases", json=report_body(world, **change), headers=token_for(client, "gw0"))
     assert response.status_code == 422, response.get_json()
@@ -140,9 +150,16 @@ def test_full_loop_through_the_api(world, client):
 def test_hotline_work_order_is_idempotent_and_masks_nothing_it_should_not_store(world, client):
     headers = token_for(client, "city_operator")
     lat, lon = world.grid_point(3)
-    body = {"work_order_no": "GD20261123001", "caller_name": "王女士", "caller_phone": "13912345678",
-            "category_code": "2001", "description": "楼上漏水引发邻里纠纷", "lat": lat, "lon": lon,
-            "received_at": "2026-11-23T10:00:00+08:00"}
+    body = {
+        "work_order_no": "GD20261123001",
+        "caller_name": "王女士",
+        "caller_phone": "13912345678",
+        "category_code": "2001",
+        "description": "楼上漏水引发邻里纠纷",
+        "lat": lat,
+        "lon": lon,
+        "received_at": "2026-11-23T10:00:00+08:00",
+    }
     first = client.post("/api/v1/hotline/work-orders", json=body, headers=headers)
     again = client.post("/api/v1/hotline/work-orders", json=body, headers=headers)
     assert first.status_code == 201 and again.status_code == 200
@@ -173,7 +190,9 @@ def test_photo_upload_checks_type_size_and_ignores_client_path(world, client, ap
     assert len(photos) == 2
     upload_dir = app.config["SETTINGS"].upload_dir
     assert all((upload_dir / p.stored_name).exists() and "/" not in p.stored_name for p in photos)
-    assert client.post(url, data={"file": (io.BytesIO(PNG), "x.png")}, headers=token_for(client, "gw7")).status_code == 404
+    assert (
+        client.post(url, data={"file": (io.BytesIO(PNG), "x.png")}, headers=token_for(client, "gw7")).status_code == 404
+    )
 
 
 def test_openapi_document_is_served(client):
@@ -214,18 +233,25 @@ def test_fieldwork_heartbeat_sign_in_patrol(world, client):
 
     start = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0)
     t0 = int(start.timestamp())
-    track = [[lon, lat, t0], [lon + 0.001, lat, t0 + 600]] + [[lon + 0.001, lat + 0.001, t0 + 600 * k]
-                                                                for k in range(2, 8)]
-    patrol = {"client_key": "patrol-0001-abc", "started_at": start.isoformat(),
-              "ended_at": (start + timedelta(minutes=70)).isoformat(), "track": track}
+    track = [[lon, lat, t0], [lon + 0.001, lat, t0 + 600]] + [
+        [lon + 0.001, lat + 0.001, t0 + 600 * k] for k in range(2, 8)
+    ]
+    patrol = {
+        "client_key": "patrol-0001-abc",
+        "started_at": start.isoformat(),
+        "ended_at": (start + timedelta(minutes=70)).isoformat(),
+        "track": track,
+    }
     created = client.post("/api/v1/patrols", json=patrol, headers=headers)
     assert created.status_code == 201 and created.get_json()["minutes"] == 70.0
     assert 150 < created.get_json()["distance_m"] < 250
     assert client.post("/api/v1/patrols", json=patrol, headers=headers).status_code == 200
     assert db.query(Patrol).count() == 1
-    backwards = client.post("/api/v1/patrols", json={**patrol, "client_key": "patrol-0002-abc",
-                                                      "ended_at": (start - timedelta(hours=1)).isoformat()},
-                            headers=headers)
+    backwards = client.post(
+        "/api/v1/patrols",
+        json={**patrol, "client_key": "patrol-0002-abc", "ended_at": (start - timedelta(hours=1)).isoformat()},
+        headers=headers,
+    )
     assert backwards.status_code == 422 and backwards.get_json()["error"]["field"] == "ended_at"
     topics = sorted(row.topic for row in db.query(Outbox).all())
     assert topics.count("presence.heartbeat") == 1 and topics.count("presence.sign_in") == 1

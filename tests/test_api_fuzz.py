@@ -10,8 +10,13 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from tests.conftest import token_for
 
 pytestmark = pytest.mark.slow
-FUZZ = settings(max_examples=60, deadline=None, database=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
 
 
 def test_api_never_fails_and_keeps_its_schema(app, world, client):

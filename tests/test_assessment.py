@@ -32,20 +32,40 @@ def category(kind: str) -> Category:
     return db.query(Category).filter(Category.kind == kind, Category.depth >= 2).order_by(Category.id).first()
 
 
-def add_case(world, grid: int, *, kind: str = "ordinary", reporter: str | None = None, center: str | None = None,
-             at: datetime | None = None, state: str = "registered", overdue: bool = False,
-             escalated_by: str | None = None) -> Case:
+def add_case(
+    world,
+    grid: int,
+    *,
+    kind: str = "ordinary",
+    reporter: str | None = None,
+    center: str | None = None,
+    at: datetime | None = None,
+    state: str = "registered",
+    overdue: bool = False,
+    escalated_by: str | None = None,
+) -> Case:
     """A case straight into the table (the loop is tested elsewhere); `at` is local time."""
     g = world.grids[grid]
     local_at = at or datetime(2026, 10, 15, 10, 0)
     utc = from_local(local_at, "Asia/Shanghai")
-    case = Case(number=f"T{next(_numbers):07d}", source="center" if center else "app", category_id=category(kind).id,
-                kind=kind, description="测试事件", grid_id=g.id, village_id=g.village_id, town_id=g.town_id,
-                reporter_id=world.accounts[reporter].id if reporter else None,
-                reporter_center_id=world.centers[center].id if center else None,
-                escalated_by_center_id=world.centers[escalated_by].id if escalated_by else None,
-                state=state, valid=state not in ("rejected", "duplicate"), overdue=overdue,
-                discovered_at=utc, reported_at=utc)
+    case = Case(
+        number=f"T{next(_numbers):07d}",
+        source="center" if center else "app",
+        category_id=category(kind).id,
+        kind=kind,
+        description="测试事件",
+        grid_id=g.id,
+        village_id=g.village_id,
+        town_id=g.town_id,
+        reporter_id=world.accounts[reporter].id if reporter else None,
+        reporter_center_id=world.centers[center].id if center else None,
+        escalated_by_center_id=world.centers[escalated_by].id if escalated_by else None,
+        state=state,
+        valid=state not in ("rejected", "duplicate"),
+        overdue=overdue,
+        discovered_at=utc,
+        reported_at=utc,
+    )
     db.add(case)
     return case
 
@@ -74,23 +94,54 @@ def build_month(app, world) -> None:
         for day in PERIOD.workdays_begun(datetime(2027, 1, 1).date()):
             for worker, minutes in (("gw0", 60), ("gw1", 45), ("gw1", 15), ("gw2", 59)):
                 start = from_local(datetime.combine(day, datetime.min.time()) + timedelta(hours=9), "Asia/Shanghai")
-                db.add(Patrol(gridworker_id=world.accounts[worker].id, grid_id=world.grids[0].id,
-                              town_id=world.towns[0].id, started_at=start, ended_at=start + timedelta(minutes=minutes)))
+                db.add(
+                    Patrol(
+                        gridworker_id=world.accounts[worker].id,
+                        grid_id=world.grids[0].id,
+                        town_id=world.towns[0].id,
+                        started_at=start,
+                        ended_at=start + timedelta(minutes=minutes),
+                    )
+                )
         # special populations: drug users A and B, mental_risk C count; D (community correction) and an
         # inactive drug user E do not. A is visited twice, C once; B only in September.
         people = {}
-        for name, kind, active in (("甲", "drug_user", True), ("乙", "drug_user", True), ("丙", "mental_risk", True),
-                                   ("丁", "community_correction", True), ("戊", "drug_user", False)):
+        for name, kind, active in (
+            ("甲", "drug_user", True),
+            ("乙", "drug_user", True),
+            ("丙", "mental_risk", True),
+            ("丁", "community_correction", True),
+            ("戊", "drug_user", False),
+        ):
             g = world.grids[0]
-            people[name] = Person(name=name, person_type=kind, visit_frequency="monthly", grid_id=g.id,
-                                  village_id=g.village_id, town_id=g.town_id, active=active)
+            people[name] = Person(
+                name=name,
+                person_type=kind,
+                visit_frequency="monthly",
+                grid_id=g.id,
+                village_id=g.village_id,
+                town_id=g.town_id,
+                active=active,
+            )
             db.add(people[name])
         db.flush()
         for name, day in (("甲", 3), ("甲", 20), ("丙", 9), ("丁", 9), ("戊", 9)):
-            db.add(Visit(gridworker_id=world.accounts["gw0"].id, person_id=people[name].id, town_id=world.towns[0].id,
-                         at=from_local(datetime(2026, 10, day, 15), "Asia/Shanghai")))
-        db.add(Visit(gridworker_id=world.accounts["gw0"].id, person_id=people["乙"].id, town_id=world.towns[0].id,
-                     at=from_local(datetime(2026, 9, 28, 15), "Asia/Shanghai")))
+            db.add(
+                Visit(
+                    gridworker_id=world.accounts["gw0"].id,
+                    person_id=people[name].id,
+                    town_id=world.towns[0].id,
+                    at=from_local(datetime(2026, 10, day, 15), "Asia/Shanghai"),
+                )
+            )
+        db.add(
+            Visit(
+                gridworker_id=world.accounts["gw0"].id,
+                person_id=people["乙"].id,
+                town_id=world.towns[0].id,
+                at=from_local(datetime(2026, 9, 28, 15), "Asia/Shanghai"),
+            )
+        )
         # --- town 1 (西湖街道): gw4 reports 5 events, 1 overdue: timeliness exactly 80 % ---
         for i in range(5):
             add_case(world, 4, reporter="gw4", overdue=i == 0)
@@ -113,9 +164,15 @@ T0 = {
     "special_visits": 10 * 2 / 3,
 }
 T1 = {
-    "reports_per_10k": 20 * (5 / 20) / 100, "reports_per_gridworker": 5 * (5 / 4) / 20,
-    "gridworkers_meeting_quota": 0.0, "town_center_reports": 0.0, "hazard_reporting": 0.0, "village_disputes": 0.0,
-    "town_escalations": 0.0, "timeliness": 0.0, "patrol": 0.0,
+    "reports_per_10k": 20 * (5 / 20) / 100,
+    "reports_per_gridworker": 5 * (5 / 4) / 20,
+    "gridworkers_meeting_quota": 0.0,
+    "town_center_reports": 0.0,
+    "hazard_reporting": 0.0,
+    "village_disputes": 0.0,
+    "town_escalations": 0.0,
+    "timeliness": 0.0,
+    "patrol": 0.0,
     "special_visits": 10.0,  # nobody to visit: nothing missed
 }
 
@@ -129,14 +186,34 @@ def test_figures_counted_by_hand(app, world):
     with app.app_context():
         figures = service.town_figures(city(world), PERIOD)
     t0, t1 = figures[world.towns[0].id], figures[world.towns[1].id]
-    assert t0 == R.TownFigures(population=200_000, reported=46, gridworker_reports=[20, 10, 0, 0],
-                               gridworker_hazards=[2, 1, 0, 0], town_center_reports=[12], town_center_escalations=3,
-                               village_centers=2, village_center_disputes=3, overdue=2, patrol_compliant=2,
-                               special_assigned=3, special_visited=2)
-    assert t1 == R.TownFigures(population=200_000, reported=5, gridworker_reports=[5, 0, 0, 0],
-                               gridworker_hazards=[0, 0, 0, 0], town_center_reports=[0], town_center_escalations=0,
-                               village_centers=2, village_center_disputes=0, overdue=1, patrol_compliant=0,
-                               special_assigned=0, special_visited=0)
+    assert t0 == R.TownFigures(
+        population=200_000,
+        reported=46,
+        gridworker_reports=[20, 10, 0, 0],
+        gridworker_hazards=[2, 1, 0, 0],
+        town_center_reports=[12],
+        town_center_escalations=3,
+        village_centers=2,
+        village_center_disputes=3,
+        overdue=2,
+        patrol_compliant=2,
+        special_assigned=3,
+        special_visited=2,
+    )
+    assert t1 == R.TownFigures(
+        population=200_000,
+        reported=5,
+        gridworker_reports=[5, 0, 0, 0],
+        gridworker_hazards=[0, 0, 0, 0],
+        town_center_reports=[0],
+        town_center_escalations=0,
+        village_centers=2,
+        village_center_disputes=0,
+        overdue=1,
+        patrol_compliant=0,
+        special_assigned=0,
+        special_visited=0,
+    )
 
 
 def test_table_scores_totals_and_ranks(app, world):
@@ -225,8 +302,9 @@ def app_last_month(app) -> str:
 
 def test_api_with_a_token(app, world, client):
     build_month(app, world)
-    token = client.post("/api/v1/tokens", json={"username": "city_leader", "password": PASSWORD,
-                                                "device_name": "测试"}).get_json()["token"]
+    token = client.post(
+        "/api/v1/tokens", json={"username": "city_leader", "password": PASSWORD, "device_name": "测试"}
+    ).get_json()["token"]
     headers = {"Authorization": f"Bearer {token}"}
     response = client.get(f"/api/v1/assessment/{MONTH}", headers=headers)
     assert response.status_code == 200
@@ -236,10 +314,12 @@ def test_api_with_a_token(app, world, client):
     assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "month"
     assert client.get(f"/api/v1/assessment/{MONTH}").status_code == 401
     gw = client.post("/api/v1/tokens", json={"username": "gw0", "password": PASSWORD, "device_name": "x"}).get_json()
-    assert client.get(f"/api/v1/assessment/{MONTH}",
-                      headers={"Authorization": f"Bearer {gw['token']}"}).status_code == 403
-    town = client.post("/api/v1/tokens", json={"username": "town1_supervisor", "password": PASSWORD,
-                                               "device_name": "x"}).get_json()
+    assert (
+        client.get(f"/api/v1/assessment/{MONTH}", headers={"Authorization": f"Bearer {gw['token']}"}).status_code == 403
+    )
+    town = client.post(
+        "/api/v1/tokens", json={"username": "town1_supervisor", "password": PASSWORD, "device_name": "x"}
+    ).get_json()
     mine = client.get(f"/api/v1/assessment/{MONTH}", headers={"Authorization": f"Bearer {town['token']}"}).get_json()
     assert [(r["town_name"], r["rank"]) for r in mine["rows"]] == [("西湖街道", 2)]
 
@@ -272,8 +352,14 @@ def test_close_freezes_the_month_and_keeps_it_reproducible(app, world, client):
         for _ in range(30):
             add_case(world, 4, reporter="gw5", kind="hazard")
         db.get(Place, world.towns[0].id).population = 10_000
-        db.add(SettingValue(key="assessment_rules", value={"indicators": [
-            {"key": "reports_per_10k", "weight": 10}, {"key": "special_visits", "weight": 20}]}))
+        db.add(
+            SettingValue(
+                key="assessment_rules",
+                value={
+                    "indicators": [{"key": "reports_per_10k", "weight": 10}, {"key": "special_visits", "weight": 20}]
+                },
+            )
+        )
         db.commit()
         live, _ = service.compute(city(world), PERIOD)
         assert live["rows"][0]["total"] != 49.14  # the data did change
@@ -322,8 +408,9 @@ def test_town_supervisor_sees_only_his_row(app, world, client):
 def test_village_account_sees_its_town_and_other_roles_are_refused(app, world):
     build_month(app, world)
     village = logged_in(app.test_client(), "village0_admin")
-    assert re.findall(r'<tr data-town="(\d+)">', html(village.get(f"/assessment/?month={MONTH}"))) == \
-        [str(world.towns[0].id)]
+    assert re.findall(r'<tr data-town="(\d+)">', html(village.get(f"/assessment/?month={MONTH}"))) == [
+        str(world.towns[0].id)
+    ]
     for username in ("gw0", "city_operator", "city_admin", "city_auditor", "dept0"):
         c = logged_in(app.test_client(), username)
         assert c.get(f"/assessment/?month={MONTH}").status_code == 403, username
@@ -346,8 +433,10 @@ def test_rules_page_edits_weights_with_field_errors(app, world, client):
     assert bad.status_code == 400 and "满分线须高于零分线" in html(bad)
     bad = client.post("/assessment/rules", data={**form, "patrol.weight": "15"})
     assert bad.status_code == 400 and "十项权重之和须为 100，现为 105" in html(bad)
-    good = client.post("/assessment/rules", data={**form, "patrol.weight": "5", "special_visits.weight": "15",
-                                                  "gridworkers_meeting_quota.quota": "10"})
+    good = client.post(
+        "/assessment/rules",
+        data={**form, "patrol.weight": "5", "special_visits.weight": "15", "gridworkers_meeting_quota.quota": "10"},
+    )
     assert good.status_code == 302
     assert 'name="patrol.weight" value="5"' in html(client.get(good.headers["Location"]))
     with app.app_context():
@@ -379,7 +468,9 @@ def test_supervisor_reads_the_chart_follows_a_score_and_closes_the_month(app, wo
     page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: problems.append(str(exc)))
     missing: list[str] = []
-    page.on("response", lambda r: missing.append(r.url) if r.status >= 400 and not r.url.endswith("/favicon.ico") else None)
+    page.on(
+        "response", lambda r: missing.append(r.url) if r.status >= 400 and not r.url.endswith("/favicon.ico") else None
+    )
     page.goto(live_server.url + "/login")
     page.fill("#username", "city_supervisor")
     page.fill("#password", PASSWORD)

@@ -30,18 +30,37 @@ WEIGHTS = {item["key"]: item["weight"] for item in DEFAULT_RULES["indicators"]}
 
 def perfect(**changes) -> TownFigures:
     """A town at full marks on every indicator; each test spoils one thing."""
-    base = dict(population=100_000, reported=1000, gridworker_reports=[20, 20], gridworker_hazards=[2, 2],
-                town_center_reports=[20], town_center_escalations=5, village_centers=2, village_center_disputes=2,
-                overdue=0, patrol_compliant=2, special_assigned=4, special_visited=4)
+    base = dict(
+        population=100_000,
+        reported=1000,
+        gridworker_reports=[20, 20],
+        gridworker_hazards=[2, 2],
+        town_center_reports=[20],
+        town_center_escalations=5,
+        village_centers=2,
+        village_center_disputes=2,
+        overdue=0,
+        patrol_compliant=2,
+        special_assigned=4,
+        special_visited=4,
+    )
     base.update(changes)
     return TownFigures(**base)
 
 
 def test_defaults_are_the_published_table():
     assert [(i["name"], i["weight"], i["standard"]) for i in DEFAULT_RULES["indicators"]] == [
-        ("事项总量", 20, 100), ("网格员上报", 5, 20), ("达标网格员", 5, 1.0), ("达标综治中心", 10, 20),
-        ("隐患排查", 10, 1.0), ("矛盾纠纷", 5, 1), ("事项流转", 5, 5), ("处理及时率", 20, 0.98),
-        ("网格巡查", 10, 1.0), ("特殊人群走访", 10, 1.0)]
+        ("事项总量", 20, 100),
+        ("网格员上报", 5, 20),
+        ("达标网格员", 5, 1.0),
+        ("达标综治中心", 10, 20),
+        ("隐患排查", 10, 1.0),
+        ("矛盾纠纷", 5, 1),
+        ("事项流转", 5, 5),
+        ("处理及时率", 20, 0.98),
+        ("网格巡查", 10, 1.0),
+        ("特殊人群走访", 10, 1.0),
+    ]
     assert sum(WEIGHTS.values()) == 100
     assert DEFAULT_RULES["timeliness"] == {"full": 0.98, "zero": 0.80}
 
@@ -54,6 +73,7 @@ def test_perfect_town_scores_100_and_has_no_weakest_indicator():
 
 
 # --- each indicator below, at and above its standard --------------------------------------------
+
 
 def test_1_reports_per_10k_people():
     # population 100,000 = 10 units of 10k: the standard is 100 per 10k = 1000 events
@@ -121,19 +141,23 @@ def test_10_special_population_visits():
 
 # --- 8: timeliness and its cut-offs ------------------------------------------------------------------
 
-@pytest.mark.parametrize(("new", "overdue", "expected"), [
-    (100, 0, 20.0),
-    (100, 2, 20.0),  # exactly 98 %: full marks
-    (50, 1, 20.0),  # 49/50 is exactly 98 % too
-    (1000, 21, 20 * (97.9 - 80) / 18),  # just below 98 %
-    (10000, 201, 20 * (97.99 - 80) / 18),
-    (100, 11, 20 * (89 - 80) / 18),  # inside the band: (100·r − 80) / 18 × 20
-    (1000, 199, 20 * (80.1 - 80) / 18),  # just above 80 %
-    (100, 20, 0.0),  # exactly 80 %: (80 − 80)/18 = 0
-    (5, 1, 0.0),
-    (1000, 201, 0.0),  # just below 80 %: nothing
-    (100, 100, 0.0),
-])
+
+@pytest.mark.parametrize(
+    ("new", "overdue", "expected"),
+    [
+        (100, 0, 20.0),
+        (100, 2, 20.0),  # exactly 98 %: full marks
+        (50, 1, 20.0),  # 49/50 is exactly 98 % too
+        (1000, 21, 20 * (97.9 - 80) / 18),  # just below 98 %
+        (10000, 201, 20 * (97.99 - 80) / 18),
+        (100, 11, 20 * (89 - 80) / 18),  # inside the band: (100·r − 80) / 18 × 20
+        (1000, 199, 20 * (80.1 - 80) / 18),  # just above 80 %
+        (100, 20, 0.0),  # exactly 80 %: (80 − 80)/18 = 0
+        (5, 1, 0.0),
+        (1000, 201, 0.0),  # just below 80 %: nothing
+        (100, 100, 0.0),
+    ],
+)
 def test_8_timeliness_cut_offs(new, overdue, expected):
     assert timeliness_score(new, overdue, 20) == pytest.approx(expected, abs=1e-9)
     assert score(perfect(reported=new, overdue=overdue))["timeliness"] == pytest.approx(expected, abs=1e-9)
@@ -155,6 +179,7 @@ def test_8_timeliness_follows_tuned_cut_offs():
 
 # --- zero denominators ------------------------------------------------------------------------------
 
+
 def test_no_gridworkers_scores_0_on_the_gridworker_indicators_with_a_note():
     f = perfect(gridworker_reports=[], gridworker_hazards=[], patrol_compliant=0)
     s = score(f)
@@ -167,8 +192,15 @@ def test_no_gridworkers_scores_0_on_the_gridworker_indicators_with_a_note():
 
 
 def test_no_new_events_makes_timeliness_undefined_and_worth_nothing():
-    f = perfect(reported=0, overdue=0, gridworker_reports=[0, 0], gridworker_hazards=[0, 0],
-                town_center_reports=[0], town_center_escalations=0, village_center_disputes=0)
+    f = perfect(
+        reported=0,
+        overdue=0,
+        gridworker_reports=[0, 0],
+        gridworker_hazards=[0, 0],
+        town_center_reports=[0],
+        town_center_escalations=0,
+        village_center_disputes=0,
+    )
     s = score(f)
     assert actuals(f)["timeliness"] is None
     assert s["timeliness"] == 0.0
@@ -177,10 +209,16 @@ def test_no_new_events_makes_timeliness_undefined_and_worth_nothing():
 
 
 def test_no_population_no_centers():
-    f = perfect(population=None, town_center_reports=[], town_center_escalations=0, village_centers=0,
-                village_center_disputes=0)
+    f = perfect(
+        population=None, town_center_reports=[], town_center_escalations=0, village_centers=0, village_center_disputes=0
+    )
     s = score(f)
-    assert (s["reports_per_10k"], s["town_center_reports"], s["town_escalations"], s["village_disputes"]) == (0, 0, 0, 0)
+    assert (s["reports_per_10k"], s["town_center_reports"], s["town_escalations"], s["village_disputes"]) == (
+        0,
+        0,
+        0,
+        0,
+    )
     assert set(notes(f)) == {"reports_per_10k", "town_center_reports", "town_escalations", "village_disputes"}
     assert score(perfect(population=0))["reports_per_10k"] == 0.0
 
@@ -209,6 +247,7 @@ def test_an_empty_town_does_not_crash():
 
 # --- rounding, ranks, weakest -------------------------------------------------------------------------
 
+
 def test_round_half_up_on_the_printed_decimal():
     assert round2(2.675) == 2.68  # round() would give 2.67 (binary 2.67499...)
     assert round2(0.125) == 0.13
@@ -222,8 +261,7 @@ def test_total_is_the_rounded_sum_of_unrounded_scores():
     assert [round2(v) for v in scores.values()] == [0.33, 0.33, 0.33]
     assert total(scores) == 1.0
     # in a real row: 2/3 of 5 points three times
-    f = perfect(gridworker_reports=[20, 20, 0], gridworker_hazards=[2, 2, 0], patrol_compliant=2,
-                reported=1000)
+    f = perfect(gridworker_reports=[20, 20, 0], gridworker_hazards=[2, 2, 0], patrol_compliant=2, reported=1000)
     row = build_table({1: f}, {1: "甲"}, DEFAULT_RULES)["rows"][0]
     raw = score(f)
     assert row["total"] == round2(sum(raw.values()))
@@ -243,7 +281,10 @@ def test_table_rows_sorted_by_rank_with_ties():
     table = build_table({1: c, 2: a, 3: b}, {1: "丙", 2: "乙", 3: "甲"}, DEFAULT_RULES)
     # ties keep the order the towns were given in (the service gives them by code)
     assert [(r["town_name"], r["total"], r["rank"]) for r in table["rows"]] == [
-        ("乙", 100.0, 1), ("甲", 100.0, 1), ("丙", 90.0, 3)]
+        ("乙", 100.0, 1),
+        ("甲", 100.0, 1),
+        ("丙", 90.0, 3),
+    ]
     assert [i["key"] for i in table["indicators"]] == list(INDICATOR_KEYS)
 
 
@@ -261,9 +302,16 @@ def test_weakest_are_the_lowest_shares_of_weight_ties_included():
 
 # --- rules override validation ----------------------------------------------------------------------
 
+
 def test_override_changes_weights_and_standards():
-    rules = validate_rules({"indicators": [{"key": "reports_per_10k", "weight": 15, "standard": 50},
-                                           {"key": "reports_per_gridworker", "weight": 10}]})
+    rules = validate_rules(
+        {
+            "indicators": [
+                {"key": "reports_per_10k", "weight": 15, "standard": 50},
+                {"key": "reports_per_gridworker", "weight": 10},
+            ]
+        }
+    )
     assert score(perfect(reported=250), rules)["reports_per_10k"] == 7.5  # 25 per 10k of 50 → half of 15
     assert score(perfect(), rules)["reports_per_gridworker"] == 10.0
     assert DEFAULT_RULES["indicators"][0]["weight"] == 20  # the defaults are not touched
@@ -274,25 +322,28 @@ def test_override_quota():
     assert score(perfect(gridworker_reports=[20, 25]), rules)["gridworkers_meeting_quota"] == 2.5
 
 
-@pytest.mark.parametrize(("data", "field"), [
-    ({"indicators": [{"key": "patrol", "weight": -1}]}, "patrol.weight"),
-    ({"indicators": [{"key": "patrol", "weight": "x"}]}, "patrol.weight"),
-    ({"indicators": [{"key": "patrol", "weight": True}]}, "patrol.weight"),
-    ({"indicators": [{"key": "patrol", "weight": float("nan")}]}, "patrol.weight"),
-    ({"indicators": [{"key": "reports_per_10k", "standard": 0}]}, "reports_per_10k.standard"),
-    ({"indicators": [{"key": "reports_per_10k", "standard": -5}]}, "reports_per_10k.standard"),
-    ({"indicators": [{"key": "patrol", "standard": 1.5}]}, "patrol.standard"),
-    ({"indicators": [{"key": "hazard_reporting", "quota": 0}]}, "hazard_reporting.quota"),
-    ({"indicators": [{"key": "nonsense", "weight": 5}]}, "indicators"),
-    ({"indicators": [{"key": "patrol", "weight": 20}]}, "weights"),  # sum 110
-    ({"timeliness": {"full": 0.8, "zero": 0.8}}, "timeliness.full"),
-    ({"timeliness": {"full": 0.7, "zero": 0.8}}, "timeliness.full"),
-    ({"timeliness": {"full": 1.01, "zero": 0.8}}, "timeliness.full"),
-    ({"timeliness": {"zero": 0}}, "timeliness.zero"),
-    ({"timeliness": {"zero": -0.1}}, "timeliness.zero"),
-    ({"timeliness": {"full": "abc"}}, "timeliness.full"),
-    ({"weakest": 11}, "weakest"),
-])
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"indicators": [{"key": "patrol", "weight": -1}]}, "patrol.weight"),
+        ({"indicators": [{"key": "patrol", "weight": "x"}]}, "patrol.weight"),
+        ({"indicators": [{"key": "patrol", "weight": True}]}, "patrol.weight"),
+        ({"indicators": [{"key": "patrol", "weight": float("nan")}]}, "patrol.weight"),
+        ({"indicators": [{"key": "reports_per_10k", "standard": 0}]}, "reports_per_10k.standard"),
+        ({"indicators": [{"key": "reports_per_10k", "standard": -5}]}, "reports_per_10k.standard"),
+        ({"indicators": [{"key": "patrol", "standard": 1.5}]}, "patrol.standard"),
+        ({"indicators": [{"key": "hazard_reporting", "quota": 0}]}, "hazard_reporting.quota"),
+        ({"indicators": [{"key": "nonsense", "weight": 5}]}, "indicators"),
+        ({"indicators": [{"key": "patrol", "weight": 20}]}, "weights"),  # sum 110
+        ({"timeliness": {"full": 0.8, "zero": 0.8}}, "timeliness.full"),
+        ({"timeliness": {"full": 0.7, "zero": 0.8}}, "timeliness.full"),
+        ({"timeliness": {"full": 1.01, "zero": 0.8}}, "timeliness.full"),
+        ({"timeliness": {"zero": 0}}, "timeliness.zero"),
+        ({"timeliness": {"zero": -0.1}}, "timeliness.zero"),
+        ({"timeliness": {"full": "abc"}}, "timeliness.full"),
+        ({"weakest": 11}, "weakest"),
+    ],
+)
 def test_override_validation_names_the_field(data, field):
     with pytest.raises(RulesError) as exc:
         validate_rules(data)
@@ -301,8 +352,12 @@ def test_override_validation_names_the_field(data, field):
 
 
 def test_override_accepts_the_edges():
-    rules = validate_rules({"timeliness": {"full": 1, "zero": 0.01},
-                            "indicators": [{"key": "patrol", "weight": 0}, {"key": "special_visits", "weight": 20}]})
+    rules = validate_rules(
+        {
+            "timeliness": {"full": 1, "zero": 0.01},
+            "indicators": [{"key": "patrol", "weight": 0}, {"key": "special_visits", "weight": 20}],
+        }
+    )
     assert rules["timeliness"] == {"full": 1, "zero": 0.01}
     assert score(perfect(patrol_compliant=0), rules)["patrol"] == 0.0
     assert "patrol" not in weakest(score(perfect(patrol_compliant=0), rules), rules)  # weight 0: never named
@@ -335,8 +390,9 @@ weights_strategy = st.lists(st.integers(0, 30), min_size=10, max_size=10).filter
 @given(figures_strategy)
 def test_every_score_within_its_weight_and_total_within_100(f):
     f.overdue = min(f.overdue, f.reported)
-    f.gridworker_hazards = f.gridworker_hazards[:len(f.gridworker_reports)] + \
-        [0] * max(0, len(f.gridworker_reports) - len(f.gridworker_hazards))
+    f.gridworker_hazards = f.gridworker_hazards[: len(f.gridworker_reports)] + [0] * max(
+        0, len(f.gridworker_reports) - len(f.gridworker_hazards)
+    )
     if f.patrol_compliant is not None:
         f.patrol_compliant = min(f.patrol_compliant, f.gridworkers)
     f.special_visited = min(f.special_visited, f.special_assigned)

@@ -114,8 +114,9 @@ def test_session_cookie_flags(world, client, auth):
 
 def test_open_redirect_is_refused(world, client):
     token = csrf_from(client.get("/login").get_data(as_text=True))
-    response = client.post("/login?next=https://evil.example/", data={
-        "username": "town0_duty", "password": PASSWORD, "csrf_token": token})
+    response = client.post(
+        "/login?next=https://evil.example/", data={"username": "town0_duty", "password": PASSWORD, "csrf_token": token}
+    )
     assert response.headers["Location"] == "/"
 
 

@@ -18,8 +18,14 @@ PROBLEMS = "东湖北社区矛盾纠纷尚未化解，人房关联数据需核�
 
 def test_town_supervisor_writes_builds_and_downloads_the_bulletin(app, world, live_server, page):
     problems: list[str] = []
-    page.on("console", lambda msg: problems.append(msg.text)
-            if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
+    page.on(
+        "console",
+        lambda msg: (
+            problems.append(msg.text)
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
     page.on("pageerror", lambda exc: problems.append(str(exc)))
     data = month_of_data(app, world)
     bid = new_bulletin(app, world.towns[0].id, data["month"])
@@ -44,7 +50,7 @@ def test_town_supervisor_writes_builds_and_downloads_the_bulletin(app, world, li
     # free text and a story, saved
     page.fill("#problems", PROBLEMS)
     page.fill("#requirements", "下月10日前完成整改。")
-    page.check(f"input[name=story][value=\"{data['road']}\"]")
+    page.check(f'input[name=story][value="{data["road"]}"]')
     page.click("#save-button")
     page.wait_for_url(f"{live_server.url}/bulletins/{bid}")
     assert "已保存" in page.locator(".flash").inner_text()

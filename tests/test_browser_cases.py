@@ -14,8 +14,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.live]
 def test_operator_takes_a_call_registers_and_dispatches_it(world, live_server, page):
     problems: list[str] = []
     # a 400 re-render of the form and a missing favicon are logged as "Failed to load resource": not problems
-    page.on("console", lambda msg: problems.append(msg.text)
-            if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
+    page.on(
+        "console",
+        lambda msg: (
+            problems.append(msg.text)
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
     page.on("pageerror", lambda exc: problems.append(str(exc)))
     category_id = str(world.category("0503").id)  # 公用设施 / 道路破损
     grid_id = str(world.grids[0].id)

@@ -26,8 +26,14 @@ def login(page, base: str, username: str) -> None:
 
 def watch_console(page) -> list[str]:
     problems: list[str] = []
-    page.on("console", lambda msg: problems.append(msg.text)
-            if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
+    page.on(
+        "console",
+        lambda msg: (
+            problems.append(msg.text)
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
     page.on("pageerror", lambda exc: problems.append(str(exc)))
     return problems
 
@@ -77,7 +83,11 @@ def test_city_supervisor_drills_from_city_to_a_case(app, world, live_server, pag
     page.wait_for_url(re.compile(rf".*/drill/{world.villages[0].id}$"))
     page.click("table.drill-table >> text=东湖南社区第1网格")
     page.wait_for_url(re.compile(rf".*/drill/{world.grids[0].id}$"))
-    assert [t.strip() for t in page.locator(".drill-crumbs a").all_inner_texts()] == ["测试市", "东湖街道", "东湖南社区"]
+    assert [t.strip() for t in page.locator(".drill-crumbs a").all_inner_texts()] == [
+        "测试市",
+        "东湖街道",
+        "东湖南社区",
+    ]
     page.click("table.drill-table >> text=gw0")
     page.wait_for_url(re.compile(r".*/drill/worker/\d+$"))
     assert page.locator("[data-figure=reports]").inner_text() == "2"
@@ -108,8 +118,12 @@ def test_town_supervisor_cannot_reach_another_town_by_url(world, live_server, pa
     page.click("nav.mainnav >> text=逐级下钻")
     page.wait_for_url(re.compile(rf"{base}/drill/{world.towns[0].id}$"))
     assert "东湖街道" in page.locator("h1").inner_text()
-    for path in (f"/drill/{world.towns[1].id}", f"/drill/{world.grids[5].id}",
-                 f"/drill/worker/{world.accounts['gw4'].id}", f"/drill/{world.city.id}"):
+    for path in (
+        f"/drill/{world.towns[1].id}",
+        f"/drill/{world.grids[5].id}",
+        f"/drill/worker/{world.accounts['gw4'].id}",
+        f"/drill/{world.city.id}",
+    ):
         response = page.goto(base + path)
         assert response.status == 404, path
         assert "未找到（或不在本辖区内）" in page.locator(".error-message").inner_text()

@@ -44,20 +44,28 @@ def open_wall(page, base_url: str, username: str = "city_duty_officer") -> None:
     page.wait_for_url(base_url + "/")
     page.goto(base_url + "/wall")
     page.wait_for_function("() => window.wallState && window.wallState().socketUp", timeout=15000)
-    page.wait_for_function("() => { const el = document.getElementById('plot-map'); return el && el.data && el.data.length > 0; }",
-                           timeout=15000)
+    page.wait_for_function(
+        "() => { const el = document.getElementById('plot-map'); return el && el.data && el.data.length > 0; }",
+        timeout=15000,
+    )
 
 
 def assert_fits_the_screen(page) -> None:
-    sizes = page.evaluate("() => [document.documentElement.scrollHeight, innerHeight, document.documentElement.scrollWidth, innerWidth]")
+    sizes = page.evaluate(
+        "() => [document.documentElement.scrollHeight, innerHeight, document.documentElement.scrollWidth, innerWidth]"
+    )
     assert sizes[0] <= sizes[1] and sizes[2] <= sizes[3], f"the wall scrolls: {sizes}"
     width, height = sizes[3], sizes[1]
     for name in PANELS:
         panel = page.locator(f"#panel-{name}")
         assert panel.is_visible(), name
         box = panel.bounding_box()
-        assert box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= width + 1 and \
-            box["y"] + box["height"] <= height + 1, (name, box)
+        assert (
+            box["x"] >= 0
+            and box["y"] >= 0
+            and box["x"] + box["width"] <= width + 1
+            and box["y"] + box["height"] <= height + 1
+        ), (name, box)
         assert box["width"] > width * 0.15 and box["height"] > height * 0.15, (name, box)
     for plot in ("plot-map", "plot-hourly", "plot-attendance"):
         box = page.locator(f"#{plot}").bounding_box()
@@ -72,9 +80,18 @@ def api_token(base_url: str, username: str) -> str:
 
 def post_case(base_url: str, token: str, world, grid: int, code: str = "0101") -> dict:
     lat, lon = world.grid_point(grid)
-    response = requests.post(base_url + "/api/v1/cases", headers={"Authorization": f"Bearer {token}"}, timeout=10,
-                             json={"client_key": f"wall-{uuid.uuid4().hex[:16]}", "category_code": code,
-                                   "description": "路边垃圾堆积，影响通行", "lat": lat, "lon": lon})
+    response = requests.post(
+        base_url + "/api/v1/cases",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+        json={
+            "client_key": f"wall-{uuid.uuid4().hex[:16]}",
+            "category_code": code,
+            "description": "路边垃圾堆积，影响通行",
+            "lat": lat,
+            "lon": lon,
+        },
+    )
     assert response.status_code in (200, 201), response.text
     return response.json()
 
@@ -109,16 +126,22 @@ def test_wall_fits_updates_live_and_recovers_after_a_restart(world, live_server,
     new = post_case(live_server.url, token, world, 3, code="1003")
     page.wait_for_function(f"() => ({MAP_CASE_IDS})().includes({new['id']})", timeout=10000)
     assert page.evaluate(HIGHLIGHTED) >= 1
-    page.wait_for_function("() => document.querySelector('#panel-counts [data-key=\"reported\"] .v').textContent.trim() === '3'",
-                           timeout=10000)
+    page.wait_for_function(
+        "() => document.querySelector('#panel-counts [data-key=\"reported\"] .v').textContent.trim() === '3'",
+        timeout=10000,
+    )
     assert tile_text(page, "hazard") == "1"
-    page.wait_for_function("() => document.querySelector('#panel-map .map-reported').textContent.trim() === '3'", timeout=15000)
+    page.wait_for_function(
+        "() => document.querySelector('#panel-map .map-reported').textContent.trim() === '3'", timeout=15000
+    )
     page.wait_for_timeout(500)
     assert page.evaluate("() => window.__sameDocument === true"), "the page was reloaded"
     # the panels were swapped by htmx, the graphs kept (hx-preserve) and updated in place, the zoom kept
     assert page.evaluate("() => document.getElementById('plot-hourly').__kept === true")
     assert page.evaluate("() => document.getElementById('plot-map').__kept === true")
-    assert page.evaluate("() => document.getElementById('plot-map')._fullLayout.map.zoom") == pytest.approx(zoom, abs=0.01)
+    assert page.evaluate("() => document.getElementById('plot-map')._fullLayout.map.zoom") == pytest.approx(
+        zoom, abs=0.01
+    )
     assert page.evaluate("() => document.querySelectorAll('canvas').length") == canvases, "no new graph was made"
     assert page.locator("#wall-updated").inner_text().count(":") == 2
 
@@ -140,13 +163,17 @@ def test_wall_fits_updates_live_and_recovers_after_a_restart(world, live_server,
     live_server.start()
     banner.wait_for(state="hidden", timeout=40000)
     # the new process starts with empty in-process counters: the first wall request rebuilt them
-    page.wait_for_function("() => document.querySelector('#panel-counts [data-key=\"reported\"] .v').textContent.trim() === '3'",
-                           timeout=15000)
+    page.wait_for_function(
+        "() => document.querySelector('#panel-counts [data-key=\"reported\"] .v').textContent.trim() === '3'",
+        timeout=15000,
+    )
     assert page.evaluate("() => window.__sameDocument === true"), "recovered without a reload"
     another = post_case(live_server.url, token, world, 6)
     page.wait_for_function(f"() => ({MAP_CASE_IDS})().includes({another['id']})", timeout=15000)
-    page.wait_for_function("() => document.querySelector('#panel-counts [data-key=\"reported\"] .v').textContent.trim() === '4'",
-                           timeout=10000)
+    page.wait_for_function(
+        "() => document.querySelector('#panel-counts [data-key=\"reported\"] .v').textContent.trim() === '4'",
+        timeout=10000,
+    )
     assert page.outside_requests == []
     assert errors == []
 
@@ -165,12 +192,20 @@ def test_alert_raised_by_a_worker_appears_in_the_ticker(world, live_stack, page,
         gw = db.query(Account).filter_by(username="gw0").one()
         lat, lon = world.grid_point(0)
         now = utcnow()
-        data = loop.ReportInput(category_id=world.category("0401").id, description="车辆占用消防通道", lat=lat, lon=lon,
-                                address="东湖路 8 号", discovered_at=now - timedelta(minutes=50))
-        case, _ = loop.report_case(data, actor=gw, source="app", client_key=f"wall-parking-{uuid.uuid4().hex[:8]}", now=now)
+        data = loop.ReportInput(
+            category_id=world.category("0401").id,
+            description="车辆占用消防通道",
+            lat=lat,
+            lon=lon,
+            address="东湖路 8 号",
+            discovered_at=now - timedelta(minutes=50),
+        )
+        case, _ = loop.report_case(
+            data, actor=gw, source="app", client_key=f"wall-parking-{uuid.uuid4().hex[:8]}", now=now
+        )
         db.remove()
 
-    row = page.locator(f"#panel-alerts li.alert[data-case=\"{case.id}\"]")
+    row = page.locator(f'#panel-alerts li.alert[data-case="{case.id}"]')
     row.wait_for(state="visible", timeout=30000)
     assert case.number in row.inner_text() and "乱停车一小时临期" in row.inner_text()
     assert "fresh" in row.get_attribute("class") or "newest" in row.get_attribute("class")

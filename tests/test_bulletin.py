@@ -45,8 +45,18 @@ def account(username: str) -> Account:
 
 
 def report(world, username: str, code: str, grid: int, when: datetime, text: str) -> Case:
-    return shared_report(world, username, code, when, grid=grid, key=f"bul-{uuid.uuid4().hex[:12]}", description=text,
-                         address=f"东湖路 {grid + 1} 号", discovered_at=when - timedelta(minutes=5))
+    return shared_report(
+        world,
+        username,
+        code,
+        when,
+        grid=grid,
+        key=f"bul-{uuid.uuid4().hex[:12]}",
+        description=text,
+        address=f"东湖路 {grid + 1} 号",
+        discovered_at=when - timedelta(minutes=5),
+    )
+
 
 def month_of_data(app, world) -> dict:
     """Last month in town 0: 3 reports in 东湖南社区 (one closed, picked as a story), 1 dispute in 东湖北社区,
@@ -65,11 +75,19 @@ def month_of_data(app, world) -> dict:
         loop.self_close(west, account("gw4"), note="已修补", now=when + timedelta(minutes=30))
         loop.mark_outstanding(west, account("town1_supervisor"), "西湖街道的优秀事件", now=when + timedelta(hours=1))
         v0, v1 = world.villages[0], world.villages[1]
-        db.add_all([
-            BaseDataCount(place_id=v0.id, town_id=v0.town_id, month=month, registered_population=200, linked_persons=180),
-            BaseDataCount(place_id=v1.id, town_id=v1.town_id, month=month, registered_population=100, linked_persons=120),
-        ])
-        org = PartyOrganization(name="东湖南社区第1网格党小组", place_id=world.grids[0].id, town_id=v0.town_id, members=12)
+        db.add_all(
+            [
+                BaseDataCount(
+                    place_id=v0.id, town_id=v0.town_id, month=month, registered_population=200, linked_persons=180
+                ),
+                BaseDataCount(
+                    place_id=v1.id, town_id=v1.town_id, month=month, registered_population=100, linked_persons=120
+                ),
+            ]
+        )
+        org = PartyOrganization(
+            name="东湖南社区第1网格党小组", place_id=world.grids[0].id, town_id=v0.town_id, members=12
+        )
         db.add(org)
         db.flush()
         db.add(PartyActivity(organization_id=org.id, held_on=period.start + timedelta(days=4), title="主题党日"))
@@ -137,10 +155,17 @@ def wait_until_finished(app, bulletin_id: int, timeout: float = 30) -> Bulletin:
 
 # --- the document ----------------------------------------------------------------------------------
 
+
 def test_town_bulletin_docx_has_sections_tables_flags_and_the_story(app, world, monkeypatch):
     data = month_of_data(app, world)
-    bid = new_bulletin(app, world.towns[0].id, data["month"], problems=PROBLEMS, requirements=REQUIREMENTS,
-                       story_case_ids=[data["road"]])
+    bid = new_bulletin(
+        app,
+        world.towns[0].id,
+        data["month"],
+        problems=PROBLEMS,
+        requirements=REQUIREMENTS,
+        story_case_ids=[data["road"]],
+    )
     seen: list[tuple[int, str]] = []
     original = builder.build
 
@@ -175,8 +200,17 @@ def test_town_bulletin_docx_has_sections_tables_flags_and_the_story(app, world, 
 
     # events: a row per village of the town and the total, with the right numbers
     events = table(document, "事件上报与办理")
-    assert events[0] == ["村（社区）", "上报总数", "普通事件", "安全隐患", "矛盾纠纷", "办结数", "办结率", "逾期数",
-                         "处理及时率"]
+    assert events[0] == [
+        "村（社区）",
+        "上报总数",
+        "普通事件",
+        "安全隐患",
+        "矛盾纠纷",
+        "办结数",
+        "办结率",
+        "逾期数",
+        "处理及时率",
+    ]
     assert [r[0] for r in events[1:]] == ["东湖南社区", "东湖北社区", "合计"]
     assert row_of(events, "东湖南社区")[:7] == ["东湖南社区", "3", "2", "1", "0", "1", "33.33%"]
     assert row_of(events, "东湖北社区")[:7] == ["东湖北社区", "1", "0", "0", "1", "0", "0.00%"]
@@ -233,8 +267,9 @@ def test_town_bulletin_docx_has_sections_tables_flags_and_the_story(app, world, 
 
 def test_city_bulletin_has_town_rows_points_of_towns_and_the_assessment(app, world):
     data = month_of_data(app, world)
-    bid = new_bulletin(app, world.city.id, data["month"], title="测试市月度通报",
-                       story_case_ids=[data["road"], data["west"]])
+    bid = new_bulletin(
+        app, world.city.id, data["month"], title="测试市月度通报", story_case_ids=[data["road"], data["west"]]
+    )
     status, document = build(app, bid)
     assert status == "done"
     assert headings(document)[1] == "二、积分及考核情况"
@@ -246,13 +281,19 @@ def test_city_bulletin_has_town_rows_points_of_towns_and_the_assessment(app, wor
     towns = table(document, "各镇（街道）积分情况")
     assert {r[0] for r in towns[1:]} == {"东湖街道", "西湖街道"}
     villages = table(document, "积分情况（社区、村委分别排名）")
-    assert {r[0] for r in villages[1:]} == {"东湖街道东湖南社区", "东湖街道东湖北社区", "西湖街道西湖南社区",
-                                          "西湖街道西湖北社区"}
+    assert {r[0] for r in villages[1:]} == {
+        "东湖街道东湖南社区",
+        "东湖街道东湖北社区",
+        "西湖街道西湖南社区",
+        "西湖街道西湖北社区",
+    }
     # one self-closed valid report each: the two communities tie, shown as 并列 with a shared rank
     assert row_of(villages, "东湖街道东湖南社区")[-1] == row_of(villages, "西湖街道西湖南社区")[-1] == "1（并列）"
     top = row_of(table(document, "前三名与后三名"), "合计积分")
     assert top[1] == "社区"
-    assert re.search(r"东湖街道东湖南社区（[\d.]+分，并列）", top[2]) and re.search(r"西湖街道西湖南社区（[\d.]+分，并列）", top[2])
+    assert re.search(r"东湖街道东湖南社区（[\d.]+分，并列）", top[2]) and re.search(
+        r"西湖街道西湖南社区（[\d.]+分，并列）", top[2]
+    )
     assessment = table(document, "月度考核得分")
     assert assessment[0][:2] == ["排名", "镇（街道）"] and assessment[0][-1] == "总分"
     assert len(assessment[0]) == 13  # rank, town, ten indicators, total
@@ -268,9 +309,16 @@ def test_free_text_is_kept_across_a_rebuild_and_only_saved_text_is_printed(app, 
     page = client.get(f"/bulletins/{bid}").get_data(as_text=True)
     assert "尚未生成" in page
     token = csrf_from(page)
-    saved = client.post(f"/bulletins/{bid}", data={"csrf_token": token, "title": "东湖街道十月通报",
-                                                   "problems": PROBLEMS, "requirements": REQUIREMENTS,
-                                                   "story": [str(data["road"])]})
+    saved = client.post(
+        f"/bulletins/{bid}",
+        data={
+            "csrf_token": token,
+            "title": "东湖街道十月通报",
+            "problems": PROBLEMS,
+            "requirements": REQUIREMENTS,
+            "story": [str(data["road"])],
+        },
+    )
     assert saved.status_code == 302
     started = client.post(f"/bulletins/{bid}/build", data={"csrf_token": token})
     assert started.status_code == 302
@@ -311,8 +359,10 @@ def test_edit_form_validates_each_field(app, world, client):
     logged_in(client, "town0_supervisor")
     token = csrf_from(client.get(f"/bulletins/{bid}").get_data(as_text=True))
     # another town's outstanding case cannot be picked
-    response = client.post(f"/bulletins/{bid}", data={"csrf_token": token, "title": "通报", "problems": "草稿内容",
-                                                      "story": [str(data["west"])]})
+    response = client.post(
+        f"/bulletins/{bid}",
+        data={"csrf_token": token, "title": "通报", "problems": "草稿内容", "story": [str(data["west"])]},
+    )
     assert response.status_code == 400
     page = response.get_data(as_text=True)
     assert "所选优秀事件无效" in page and "草稿内容" in page  # nothing typed is lost
@@ -329,6 +379,7 @@ def test_edit_form_validates_each_field(app, world, client):
 
 
 # --- the job ---------------------------------------------------------------------------------------
+
 
 def test_failing_build_ends_failed_with_its_error_and_can_be_retried(app, world, client, monkeypatch):
     data = month_of_data(app, world)
@@ -377,8 +428,7 @@ def test_queue_unreachable_in_server_mode_fails_the_request_visibly(app, world, 
 
 def test_a_second_build_request_does_not_start_another_and_the_bar_polls_until_done(app, world, client, monkeypatch):
     data = month_of_data(app, world)
-    bid = new_bulletin(app, world.towns[0].id, data["month"], status="running", progress=40,
-                       progress_note="生成统计表")
+    bid = new_bulletin(app, world.towns[0].id, data["month"], status="running", progress=40, progress_note="生成统计表")
     started: list[int] = []
     monkeypatch.setattr(jobs, "enqueue", lambda bulletin_id: started.append(bulletin_id) or "job-x")
     logged_in(client, "town0_supervisor")
@@ -418,13 +468,11 @@ def test_a_second_build_request_does_not_start_another_and_the_bar_polls_until_d
     assert "一、总体情况" in content and "表1 " in content
 
 
-
 def test_a_build_cut_off_by_an_embedded_restart_says_so_and_can_be_started_again(app, world, client, monkeypatch):
     """The embedded runner's thread dies with the process: at the next start (serve.serve_forever) the
     build is marked failed at once, not left at 生成中 for STALE_MINUTES."""
     data = month_of_data(app, world)
-    bid = new_bulletin(app, world.towns[0].id, data["month"], status="running", progress=40,
-                       progress_note="生成统计表")
+    bid = new_bulletin(app, world.towns[0].id, data["month"], status="running", progress=40, progress_note="生成统计表")
     other = new_bulletin(app, world.towns[1].id, data["month"], status="done", progress=100)
     with app.app_context():
         assert jobs.fail_interrupted_builds() == 1
@@ -439,7 +487,9 @@ def test_a_build_cut_off_by_an_embedded_restart_says_so_and_can_be_started_again
         assert jobs.request_build(bid, None) is True and started == [bid]
         db.remove()
 
+
 # --- creating, jurisdiction, permissions -------------------------------------------------------------
+
 
 def test_create_validates_month_and_place_and_opens_an_existing_one(app, world, client):
     logged_in(client, "town0_supervisor")
@@ -447,19 +497,28 @@ def test_create_validates_month_and_place_and_opens_an_existing_one(app, world, 
     assert "本辖区暂无月度通报" in page
     token = csrf_from(page)
     month = last_month()
-    response = client.post("/bulletins/", data={"csrf_token": token, "place_id": str(world.towns[1].id),
-                                                "month": month})
+    response = client.post(
+        "/bulletins/", data={"csrf_token": token, "place_id": str(world.towns[1].id), "month": month}
+    )
     assert response.status_code == 400 and "通报单位：" in response.get_data(as_text=True)
     for bad in ("2026-13", "11/2026", ""):
-        response = client.post("/bulletins/", data={"csrf_token": token, "place_id": str(world.towns[0].id),
-                                                    "month": bad})
+        response = client.post(
+            "/bulletins/", data={"csrf_token": token, "place_id": str(world.towns[0].id), "month": bad}
+        )
         assert response.status_code == 400 and "月份：" in response.get_data(as_text=True), bad
     future = local_today(TZ).replace(day=28) + timedelta(days=10)
-    response = client.post("/bulletins/", data={"csrf_token": token, "place_id": str(world.towns[0].id),
-                                                "month": f"{future.year:04d}-{future.month:02d}"})
+    response = client.post(
+        "/bulletins/",
+        data={
+            "csrf_token": token,
+            "place_id": str(world.towns[0].id),
+            "month": f"{future.year:04d}-{future.month:02d}",
+        },
+    )
     assert response.status_code == 400 and "月份不能晚于本月" in response.get_data(as_text=True)
-    response = client.post("/bulletins/", data={"csrf_token": token, "place_id": str(world.towns[0].id),
-                                                "month": month})
+    response = client.post(
+        "/bulletins/", data={"csrf_token": token, "place_id": str(world.towns[0].id), "month": month}
+    )
     assert response.status_code == 302
     location = response.headers["Location"]
     again = client.post("/bulletins/", data={"csrf_token": token, "place_id": str(world.towns[0].id), "month": month})
@@ -481,8 +540,13 @@ def test_jurisdiction_and_permissions(app, world, client):
     listing = client.get("/bulletins/").get_data(as_text=True)
     assert "西湖街道月度通报" in listing and "东湖街道月度通报" not in listing
     token = csrf_from(listing)
-    for path in (f"/bulletins/{east}", f"/bulletins/{east}.docx", f"/bulletins/{east}/print",
-                 f"/bulletins/{east}/progress", f"/bulletins/{east}/content"):
+    for path in (
+        f"/bulletins/{east}",
+        f"/bulletins/{east}.docx",
+        f"/bulletins/{east}/print",
+        f"/bulletins/{east}/progress",
+        f"/bulletins/{east}/content",
+    ):
         assert client.get(path).status_code == 404, path
     assert client.post(f"/bulletins/{east}", data={"csrf_token": token, "title": "改"}).status_code == 404
     assert client.post(f"/bulletins/{east}/build", data={"csrf_token": token}).status_code == 404
@@ -496,8 +560,12 @@ def test_jurisdiction_and_permissions(app, world, client):
     token = csrf_from(page)
     assert client.post(f"/bulletins/{east}", data={"csrf_token": token, "title": "改"}).status_code == 403
     assert client.post(f"/bulletins/{east}/build", data={"csrf_token": token}).status_code == 403
-    assert client.post("/bulletins/", data={"csrf_token": token, "place_id": str(world.city.id),
-                                            "month": month}).status_code == 403
+    assert (
+        client.post(
+            "/bulletins/", data={"csrf_token": token, "place_id": str(world.city.id), "month": month}
+        ).status_code
+        == 403
+    )
     assert client.get(f"/bulletins/{east}.docx").status_code == 200
 
     # without CSRF nothing is saved; a gridworker may not open bulletins at all
@@ -513,8 +581,9 @@ def test_jurisdiction_and_permissions(app, world, client):
     logged_in(client, "village0_admin")
     page = client.get("/bulletins/").get_data(as_text=True)
     assert "没有可编制月度通报" in page and "东湖街道月度通报" not in page
-    response = client.post("/bulletins/", data={"csrf_token": csrf_from(page), "place_id": str(world.towns[0].id),
-                                                "month": month})
+    response = client.post(
+        "/bulletins/", data={"csrf_token": csrf_from(page), "place_id": str(world.towns[0].id), "month": month}
+    )
     assert response.status_code == 400
     assert client.get(f"/bulletins/{east}").status_code == 404
     with app.app_context():
@@ -523,6 +592,7 @@ def test_jurisdiction_and_permissions(app, world, client):
 
 
 # --- server mode: the job runs in the RQ worker ------------------------------------------------------
+
 
 @pytest.mark.live
 @pytest.mark.redis
@@ -533,8 +603,12 @@ def test_build_runs_in_the_rq_worker_on_the_reports_queue(app, world, live_stack
     bid = new_bulletin(app, world.towns[0].id, data["month"], problems=PROBLEMS)
     session = login_session(web.url, "town0_supervisor")
     page = session.get(f"{web.url}/bulletins/{bid}", timeout=10)
-    response = session.post(f"{web.url}/bulletins/{bid}/build", data={"csrf_token": csrf_from(page.text)},
-                            headers={"HX-Request": "true"}, timeout=10)
+    response = session.post(
+        f"{web.url}/bulletins/{bid}/build",
+        data={"csrf_token": csrf_from(page.text)},
+        headers={"HX-Request": "true"},
+        timeout=10,
+    )
     assert response.status_code == 200 and "bulletin-progress" in response.text
     b = wait_until_finished(app, bid, timeout=60)
     assert (b.status, b.progress) == ("done", 100), b.error
@@ -547,4 +621,3 @@ def test_build_runs_in_the_rq_worker_on_the_reports_queue(app, world, live_stack
     document = docx.Document(BytesIO(download.content))
     assert row_of(table(document, "事件上报与办理"), "合计")[1] == "4"
     assert "1. 东湖北社区人房关联数据有误，需重新核对。" in body_text(document)
-

@@ -42,6 +42,7 @@ W = WorldView
 def report(w: W, who: str | None = "gw0", code: str = "0502", at: datetime = T0, **kw) -> Case:
     return shared_report(w, who, code, at, **{"description": "路灯不亮", **kw})
 
+
 def steps(case: Case) -> list[CaseStep]:
     return db.execute(select(CaseStep).where(CaseStep.case_id == case.id).order_by(CaseStep.id)).scalars().all()
 
@@ -99,8 +100,10 @@ def to_handling(w: W, case: Case, at: datetime) -> None:
 
 # --- 1. the normal loop -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("registrar, closer", [("town0_operator", "town0_supervisor"),
-                                               ("village0_admin", "town0_operator")])
+
+@pytest.mark.parametrize(
+    "registrar, closer", [("town0_operator", "town0_supervisor"), ("village0_admin", "town0_operator")]
+)
 def test_closed_normally(w, registrar, closer):
     gw0, reg, admin, dept0, clo = w.a("gw0"), w.a(registrar), w.a("town0_admin"), w.a("dept0"), w.a(closer)
     t_report, t_reg, t_dis, t_acc = T0, T0 + H, T0 + 2 * H, T0 + 3 * H  # local 09:00, 10:00, 11:00, 12:00
@@ -144,8 +147,14 @@ def test_closed_normally(w, registrar, closer):
         ("feedback", "handling", "feedback", "grid", "grid", dept0.id, t_fb),
         ("close", "feedback", "closed", "grid", "grid", clo.id, t_close),
     ]
-    assert notes(c) == ["网格员上报：路灯不亮", "情况属实，予以立案", "派遣至 城管局：请城管局处置", None,
-                        "已更换灯泡，恢复照明", "核查属实，处置到位，予以结案"]
+    assert notes(c) == [
+        "网格员上报：路灯不亮",
+        "情况属实，予以立案",
+        "派遣至 城管局：请城管局处置",
+        None,
+        "已更换灯泡，恢复照明",
+        "核查属实，处置到位，予以结案",
+    ]
     # one outbox row per step, written in the step's own transaction
     assert outbox_actions(c) == ["report", "register", "dispatch", "accept", "feedback", "close"]
 
@@ -154,20 +163,34 @@ def test_closed_case_marked_outstanding_by_a_supervisor(w):
     case = report(w, "gw0", "0502", T0)
     to_handling(w, case, T0 + H)
     loop.feedback(case, w.a("dept0"), "已修复", now=T0 + 2 * H)
-    refused(TransitionError, loop.mark_outstanding, case, w.a("town0_supervisor"), "故事", now=T0 + 2 * H,
-            message="案件当前状态为「待核查」，不能执行「标记优秀事件」")
+    refused(
+        TransitionError,
+        loop.mark_outstanding,
+        case,
+        w.a("town0_supervisor"),
+        "故事",
+        now=T0 + 2 * H,
+        message="案件当前状态为「待核查」，不能执行「标记优秀事件」",
+    )
     loop.close(case, w.a("town0_operator"), note="复核通过", now=T0 + 3 * H)
-    refused(Forbidden, loop.mark_outstanding, case, w.a("town0_operator"), "故事", now=T0 + 4 * H,
-            message="无权执行「标记优秀事件」")
-    refused(TransitionError, loop.mark_outstanding, case, w.a("town0_supervisor"), "  ", now=T0 + 4 * H,
-            field="story")
+    refused(
+        Forbidden,
+        loop.mark_outstanding,
+        case,
+        w.a("town0_operator"),
+        "故事",
+        now=T0 + 4 * H,
+        message="无权执行「标记优秀事件」",
+    )
+    refused(TransitionError, loop.mark_outstanding, case, w.a("town0_supervisor"), "  ", now=T0 + 4 * H, field="story")
     story = "3月10日，网格员巡查发现路灯不亮，两小时内修复。"
     loop.mark_outstanding(case, w.a("town0_supervisor"), story, now=T0 + 5 * H)
     c = fresh(case)
     assert (c.state, c.outstanding, c.outstanding_story) == ("closed", True, story)
     assert timeline(c)[-2:] == [
         ("close", "feedback", "closed", "grid", "grid", w.id("town0_operator"), T0 + 3 * H),
-        ("outstanding", "closed", "closed", "grid", "grid", w.id("town0_supervisor"), T0 + 5 * H)]
+        ("outstanding", "closed", "closed", "grid", "grid", w.id("town0_supervisor"), T0 + 5 * H),
+    ]
     assert notes(c)[-2:] == ["复核通过", "标记为优秀网格事件"]
 
 
@@ -185,6 +208,7 @@ def test_case_lies_in_the_grid_where_it_was_found(w):
 
 # --- 2. rejected as invalid ---------------------------------------------------------------------
 
+
 def test_rejected_as_invalid_needs_a_reason(w):
     op = w.a("town0_operator")
     case = report(w, "gw0", "0502", T0)
@@ -196,7 +220,8 @@ def test_rejected_as_invalid_needs_a_reason(w):
     assert (c.dispatch_due, c.handle_due) == (None, None)
     assert timeline(c) == [
         ("report", None, "reported", None, "grid", w.id("gw0"), T0),
-        ("reject", "reported", "rejected", "grid", "grid", op.id, T0 + 10 * M)]
+        ("reject", "reported", "rejected", "grid", "grid", op.id, T0 + 10 * M),
+    ]
     assert notes(c)[-1] == "现场核实无此情况"
     # a void case goes nowhere
     refused(TransitionError, loop.register, case, op, now=T0 + H, message="案件当前状态为「无效」，不能执行「立案」")
@@ -216,6 +241,7 @@ def test_registered_case_can_still_be_rejected(w):
 
 # --- 3. duplicates ------------------------------------------------------------------------------
 
+
 def test_duplicate_is_offered_and_merged_keeping_both_timelines(w):
     op = w.a("town0_operator")
     lat, lon = w.point(0)
@@ -229,8 +255,7 @@ def test_duplicate_is_offered_and_merged_keeping_both_timelines(w):
     far = report(w, "gw0", "0502", T0 + 30 * M, latlon=east_500m)
     void = report(w, "gw0", "0502", T0 + 35 * M, latlon=(lat, lon))
     loop.reject(void, op, "误报", now=T0 + 36 * M)
-    second = report(w, "volunteer0", "0502", T0 + H, latlon=north_30m, source="volunteer",
-                    description="这里的路灯坏了")
+    second = report(w, "volunteer0", "0502", T0 + H, latlon=north_30m, source="volunteer", description="这里的路灯坏了")
 
     found = loop.probable_duplicates(second)
     assert [c.id for c, _ in found] == [original.id]  # not old (>24 h), not far (500 m), not void, not 0503
@@ -248,12 +273,14 @@ def test_duplicate_is_offered_and_merged_keeping_both_timelines(w):
     assert (o.state, o.valid, o.duplicate_of_id, o.closed_at) == ("registered", True, None, None)
     assert timeline(s) == [
         ("report", None, "reported", None, "grid", w.id("volunteer0"), T0 + H),
-        ("duplicate", "reported", "duplicate", "grid", "grid", op.id, T0 + 2 * H)]
+        ("duplicate", "reported", "duplicate", "grid", "grid", op.id, T0 + 2 * H),
+    ]
     assert notes(s)[-1] == f"与 {o.number} 重复：同一盏路灯"
     assert timeline(o) == [
         ("report", None, "reported", None, "grid", w.id("gw0"), T0),
         ("register", "reported", "registered", "grid", "grid", op.id, T0 + 10 * M),
-        ("merge", "registered", "registered", "grid", "grid", op.id, T0 + 2 * H)]
+        ("merge", "registered", "registered", "grid", "grid", op.id, T0 + 2 * H),
+    ]
     assert s.number in notes(o)[-1]
     assert notes(o)[-1] == f"合并重复案件 {s.number}（其处理记录一并保留）"
 
@@ -267,11 +294,19 @@ def test_duplicate_is_offered_and_merged_keeping_both_timelines(w):
 def test_duplicate_of_a_case_outside_the_jurisdiction_is_refused(w):
     case = report(w, "gw0", "0502", T0)
     elsewhere = report(w, "gw4", "0502", T0, grid=4)  # town 1
-    refused(Forbidden, loop.mark_duplicate, case, w.a("town0_operator"), elsewhere, now=T0 + H,
-            message="原案件不在本账号辖区内")
+    refused(
+        Forbidden,
+        loop.mark_duplicate,
+        case,
+        w.a("town0_operator"),
+        elsewhere,
+        now=T0 + H,
+        message="原案件不在本账号辖区内",
+    )
 
 
 # --- 4. rework ----------------------------------------------------------------------------------
+
 
 def test_reworked_then_closed(w):
     admin, dept0, sup, op = w.a("town0_admin"), w.a("dept0"), w.a("town0_supervisor"), w.a("town0_operator")
@@ -297,11 +332,13 @@ def test_reworked_then_closed(w):
         ("feedback", "handling", "feedback", "grid", "grid", dept0.id, T0 + 2 * H),
         ("rework", "feedback", "handling", "grid", "grid", sup.id, T0 + 3 * H),
         ("feedback", "handling", "feedback", "grid", "grid", dept0.id, T0 + 5 * H),
-        ("close", "feedback", "closed", "grid", "grid", sup.id, T0 + 6 * H)]
+        ("close", "feedback", "closed", "grid", "grid", sup.id, T0 + 6 * H),
+    ]
     assert notes(c)[4:] == ["已修复", "现场核查灯仍不亮", "更换镇流器后恢复照明", "复查合格"]
 
 
 # --- 5. escalation ------------------------------------------------------------------------------
+
 
 def test_escalated_grid_village_town_city(w):
     gw0, vadmin, tadmin, dept0 = w.a("gw0"), w.a("village0_admin"), w.a("town0_admin"), w.a("dept0")
@@ -314,17 +351,43 @@ def test_escalated_grid_village_town_city(w):
     refused(TransitionError, loop.escalate, case, gw0, note="", now=T0 + 20 * M, field="note")
     loop.escalate(case, gw0, note="网格无法处置", now=T0 + 20 * M)
     c = fresh(case)
-    assert (c.state, c.level, c.escalated_to_town, c.escalated_to_city, c.escalated_by_center_id) == \
-        ("registered", "village", False, False, None)
+    assert (c.state, c.level, c.escalated_to_town, c.escalated_to_city, c.escalated_by_center_id) == (
+        "registered",
+        "village",
+        False,
+        False,
+        None,
+    )
 
     loop.escalate(case, vadmin, note="需镇街协调", now=T0 + 30 * M)
     c = fresh(case)
-    assert (c.state, c.level, c.escalated_to_town, c.escalated_to_city, c.escalated_by_center_id) == \
-        ("registered", "town", True, False, None)  # a village center's escalation is not the town's
-    refused(Forbidden, loop.dispatch, case, vadmin, department_id=w.dept(0), now=T0 + 35 * M,
-            message="该案件不在本账号辖区内")
-    refused(TransitionError, loop.escalate, case, tadmin, to_level="village", note="退回", now=T0 + 35 * M,
-            field="to_level", message="只能向上级流转")
+    assert (c.state, c.level, c.escalated_to_town, c.escalated_to_city, c.escalated_by_center_id) == (
+        "registered",
+        "town",
+        True,
+        False,
+        None,
+    )  # a village center's escalation is not the town's
+    refused(
+        Forbidden,
+        loop.dispatch,
+        case,
+        vadmin,
+        department_id=w.dept(0),
+        now=T0 + 35 * M,
+        message="该案件不在本账号辖区内",
+    )
+    refused(
+        TransitionError,
+        loop.escalate,
+        case,
+        tadmin,
+        to_level="village",
+        note="退回",
+        now=T0 + 35 * M,
+        field="to_level",
+        message="只能向上级流转",
+    )
 
     loop.dispatch(case, tadmin, department_id=w.dept(0), now=T0 + 40 * M)
     loop.accept(case, dept0, now=T0 + 50 * M)
@@ -332,10 +395,25 @@ def test_escalated_grid_village_town_city(w):
     c = fresh(case)
     assert (c.state, c.level, c.department_id, c.assignee_id) == ("registered", "city", None, None)
     assert (c.escalated_to_town, c.escalated_to_city, c.escalated_by_center_id) == (True, True, w.center("town0"))
-    refused(Forbidden, loop.dispatch, case, tadmin, department_id=w.dept(0), now=T0 + 70 * M,
-            message="该案件不在本账号辖区内")
-    refused(TransitionError, loop.escalate, case, city_center, note="再上报", now=T0 + 70 * M,
-            field="to_level", message="已在市中心")
+    refused(
+        Forbidden,
+        loop.dispatch,
+        case,
+        tadmin,
+        department_id=w.dept(0),
+        now=T0 + 70 * M,
+        message="该案件不在本账号辖区内",
+    )
+    refused(
+        TransitionError,
+        loop.escalate,
+        case,
+        city_center,
+        note="再上报",
+        now=T0 + 70 * M,
+        field="to_level",
+        message="已在市中心",
+    )
 
     loop.dispatch(case, city_op, department_id=w.dept(0), note="市级统筹", now=T0 + 2 * H)
     loop.accept(case, dept0, now=T0 + 3 * H)
@@ -355,7 +433,8 @@ def test_escalated_grid_village_town_city(w):
         ("dispatch", "registered", "dispatched", "city", "city", city_op.id, T0 + 2 * H),
         ("accept", "dispatched", "handling", "city", "city", dept0.id, T0 + 3 * H),
         ("feedback", "handling", "feedback", "city", "city", dept0.id, T0 + 4 * H),
-        ("close", "feedback", "closed", "city", "city", city_center.id, T0 + 5 * H)]
+        ("close", "feedback", "closed", "city", "city", city_center.id, T0 + 5 * H),
+    ]
     n = notes(c)
     assert n[2] == "由网格流转至村社：网格无法处置"
     assert n[3] == "由村社流转至镇街中心：需镇街协调"
@@ -396,7 +475,8 @@ def test_gas_hazard_must_reach_the_town_and_escalating_clears_the_due(w):
         ("report", None, "reported", None, "grid", w.id("gw0"), T0),
         ("register", "reported", "registered", "grid", "grid", vadmin.id, T0 + 5 * M),
         ("escalate", "registered", "registered", "grid", "village", vadmin.id, T0 + 10 * M),
-        ("escalate", "registered", "registered", "village", "town", vadmin.id, T0 + 20 * M)]
+        ("escalate", "registered", "registered", "village", "town", vadmin.id, T0 + 20 * M),
+    ]
 
 
 def test_hazardous_chemicals_due_clears_only_at_the_city(w):
@@ -415,10 +495,12 @@ def test_hazardous_chemicals_due_clears_only_at_the_city(w):
     assert (c.level, c.escalate_due, c.escalated_to_town, c.escalated_to_city) == ("city", None, True, True)
     assert timeline(c)[-2:] == [
         ("escalate", "registered", "registered", "grid", "town", tadmin.id, T0 + M),
-        ("escalate", "registered", "registered", "town", "city", tadmin.id, T0 + 2 * M)]
+        ("escalate", "registered", "registered", "town", "city", tadmin.id, T0 + 2 * M),
+    ]
 
 
 # --- 6. self-handled (自办自结) -------------------------------------------------------------------
+
 
 def test_self_handled_closed_the_same_day(w):
     gw0 = w.a("gw0")
@@ -427,8 +509,15 @@ def test_self_handled_closed_the_same_day(w):
     assert fresh(case).self_handled is True
     refused(TransitionError, loop.self_close, case, gw0, " ", now=t_close, field="note")
     refused(Forbidden, loop.self_close, case, w.a("gw1"), "清除", now=t_close, message="该案件不在本账号辖区内")
-    refused(Forbidden, loop.self_close, case, w.a("village0_admin"), "清除", now=t_close,
-            message="只有上报人本人可以自办自结")
+    refused(
+        Forbidden,
+        loop.self_close,
+        case,
+        w.a("village0_admin"),
+        "清除",
+        now=t_close,
+        message="只有上报人本人可以自办自结",
+    )
     loop.self_close(case, gw0, "已当场清除", now=t_close)
     c = fresh(case)
     assert (c.state, c.valid, c.self_handled, c.closed_at, c.registered_at) == ("closed", True, True, t_close, t_close)
@@ -436,7 +525,8 @@ def test_self_handled_closed_the_same_day(w):
     assert loop.self_closed_same_day(c) is True
     assert timeline(c) == [
         ("report", None, "reported", None, "grid", gw0.id, t_report),
-        ("self_close", "reported", "closed", "grid", "grid", gw0.id, t_close)]
+        ("self_close", "reported", "closed", "grid", "grid", gw0.id, t_close),
+    ]
     assert notes(c)[-1] == "已当场清除"
 
 
@@ -479,17 +569,31 @@ def test_must_escalate_category_refuses_self_handling(w, code):
     gw0 = w.a("gw0")
     lat, lon = w.point(0)
     with pytest.raises(TransitionError) as info:
-        loop.report_case(ReportInput(category_id=w.cat(code).id, description="x", lat=lat, lon=lon,
-                                     self_handled=True), actor=gw0, source="app", client_key=None, now=T0)
+        loop.report_case(
+            ReportInput(category_id=w.cat(code).id, description="x", lat=lat, lon=lon, self_handled=True),
+            actor=gw0,
+            source="app",
+            client_key=None,
+            now=T0,
+        )
     assert info.value.field == "self_handled" and "不能自办自结" in info.value.message
     assert db.scalar(select(func.count(Case.id))) == 0
     case = report(w, "gw0", code, T0)
-    refused(TransitionError, loop.self_close, case, gw0, "自行处理", now=T0 + H, field="self_handled",
-            message="须流转上级处置")
+    refused(
+        TransitionError,
+        loop.self_close,
+        case,
+        gw0,
+        "自行处理",
+        now=T0 + H,
+        field="self_handled",
+        message="须流转上级处置",
+    )
     assert fresh(case).self_handled is False
 
 
 # --- 7. 乱停车: the one-hour rule ------------------------------------------------------------------
+
 
 def test_parking_reported_more_than_an_hour_after_discovery_is_void_at_intake(w):
     discovered = T0 - 70 * M
@@ -499,7 +603,8 @@ def test_parking_reported_more_than_an_hour_after_discovery_is_void_at_intake(w)
     assert (c.discovered_at, c.transfer_due, c.transferred_at) == (discovered, discovered + H, None)
     assert timeline(c) == [
         ("report", None, "reported", None, "grid", w.id("gw0"), T0),
-        ("auto_reject", "reported", "rejected", "grid", "grid", None, T0)]
+        ("auto_reject", "reported", "rejected", "grid", "grid", None, T0),
+    ]
     assert "60 分钟" in notes(c)[-1] and "自动作废" in notes(c)[-1]
     assert outbox_actions(c) == ["report", "auto_reject"]
     refused(TransitionError, loop.transfer_to_city, case, w.a("town0_operator"), now=T0)
@@ -552,7 +657,8 @@ def test_parking_transferred_in_time_is_left_alone_and_late_transfer_is_refused(
     assert (c.state, c.transferred_at, c.transfer_due) == ("reported", found + 40 * M, found + H)
     assert timeline(c) == [
         ("report", None, "reported", None, "grid", w.id("gw0"), found + 10 * M),
-        ("transfer", "reported", "reported", "grid", "grid", op.id, found + 40 * M)]
+        ("transfer", "reported", "reported", "grid", "grid", op.id, found + 40 * M),
+    ]
     assert notes(c)[-1] == "已转报市平台"
     refused(TransitionError, loop.transfer_to_city, on_time, op, now=found + 45 * M, message="已转报市平台")
     refused(TransitionError, loop.transfer_to_city, ordinary, op, now=found + 45 * M, message="只有乱停车类事件")
@@ -567,6 +673,7 @@ def test_parking_transferred_in_time_is_left_alone_and_late_transfer_is_refused(
 
 
 # --- 8. overdue -----------------------------------------------------------------------------------
+
 
 def test_overdue_is_marked_once(w):
     op = w.a("town0_operator")
@@ -623,15 +730,27 @@ def test_unregistered_case_has_no_handle_due_and_is_never_overdue(w):
 
 # --- 9. pause / resume ----------------------------------------------------------------------------
 
+
 def test_pause_and_resume_extend_every_deadline_by_the_paused_time(w):
     op, tadmin = w.a("town0_operator"), w.a("town0_admin")
     case = report(w, "gw0", "1002", T0)  # dispatch 30 min, handle 4 h, escalate 2 h
     loop.register(case, w.a("village0_admin"), now=T0)
-    assert (fresh(case).dispatch_due, fresh(case).handle_due, fresh(case).escalate_due) == \
-        (T0 + 30 * M, T0 + 4 * H, T0 + 2 * H)
+    assert (fresh(case).dispatch_due, fresh(case).handle_due, fresh(case).escalate_due) == (
+        T0 + 30 * M,
+        T0 + 4 * H,
+        T0 + 2 * H,
+    )
 
     for who, role in (("town0_supervisor", "督导人员"), ("gw0", "网格员"), ("dept0", "职能部门")):
-        refused(Forbidden, loop.pause, case, w.a(who), "等待", now=T0 + 10 * M, message=f"角色「{role}」无权执行「暂停计时」")
+        refused(
+            Forbidden,
+            loop.pause,
+            case,
+            w.a(who),
+            "等待",
+            now=T0 + 10 * M,
+            message=f"角色「{role}」无权执行「暂停计时」",
+        )
     refused(TransitionError, loop.pause, case, op, "", now=T0 + 10 * M, field="reason")
     refused(TransitionError, loop.resume, case, op, now=T0 + 10 * M, message="计时未暂停")
 
@@ -649,10 +768,15 @@ def test_pause_and_resume_extend_every_deadline_by_the_paused_time(w):
     c = fresh(case)
     shift = 4 * H + 30 * M
     assert (c.paused_at, c.state) == (None, "registered")
-    assert (c.dispatch_due, c.handle_due, c.escalate_due) == (T0 + 30 * M + shift, T0 + 4 * H + shift, T0 + 2 * H + shift)
+    assert (c.dispatch_due, c.handle_due, c.escalate_due) == (
+        T0 + 30 * M + shift,
+        T0 + 4 * H + shift,
+        T0 + 2 * H + shift,
+    )
     assert timeline(c)[-2:] == [
         ("pause", "registered", "registered", "grid", "grid", op.id, T0 + 10 * M),
-        ("resume", "registered", "registered", "grid", "grid", tadmin.id, T0 + 4 * H + 40 * M)]
+        ("resume", "registered", "registered", "grid", "grid", tadmin.id, T0 + 4 * H + 40 * M),
+    ]
     assert notes(c)[-2:] == ["等待燃气公司到场检测", "恢复计时，暂停 270 分钟，时限相应顺延"]
 
     assert loop.sweep_deadlines(now=T0 + 4 * H + shift) == {"overdue": 0, "auto_rejected": 0}
@@ -673,13 +797,28 @@ def test_pause_is_refused_outside_registered_dispatched_handling(w):
 
 # --- 10. illegal transitions ------------------------------------------------------------------------
 
+
 def test_illegal_transitions_are_refused_in_plain_chinese(w):
-    op, tadmin, dept0, sup, gw0 = (w.a("town0_operator"), w.a("town0_admin"), w.a("dept0"),
-                                   w.a("town0_supervisor"), w.a("gw0"))
+    op, tadmin, dept0, sup, gw0 = (
+        w.a("town0_operator"),
+        w.a("town0_admin"),
+        w.a("dept0"),
+        w.a("town0_supervisor"),
+        w.a("gw0"),
+    )
     reported = report(w, "gw0", "0502", T0)
-    refused(TransitionError, loop.close, reported, sup, now=T0 + M, message="案件当前状态为「待立案」，不能执行「结案」")
-    refused(TransitionError, loop.dispatch, reported, tadmin, department_id=w.dept(0), now=T0 + M,
-            message="案件当前状态为「待立案」，不能执行「派遣」")
+    refused(
+        TransitionError, loop.close, reported, sup, now=T0 + M, message="案件当前状态为「待立案」，不能执行「结案」"
+    )
+    refused(
+        TransitionError,
+        loop.dispatch,
+        reported,
+        tadmin,
+        department_id=w.dept(0),
+        now=T0 + M,
+        message="案件当前状态为「待立案」，不能执行「派遣」",
+    )
     refused(TransitionError, loop.accept, reported, dept0, now=T0 + M, message="不能执行「签收处理」")
     refused(TransitionError, loop.feedback, reported, dept0, "好了", now=T0 + M, message="不能执行「处理反馈」")
     refused(TransitionError, loop.rework, reported, sup, "重做", now=T0 + M, message="不能执行「退回返工」")
@@ -689,32 +828,93 @@ def test_illegal_transitions_are_refused_in_plain_chinese(w):
     loop.register(registered, op, now=T0 + M)
     refused(TransitionError, loop.register, registered, op, now=T0 + 2 * M, message="「已立案」，不能执行「立案」")
     refused(TransitionError, loop.accept, registered, dept0, now=T0 + 2 * M, message="「已立案」，不能执行「签收处理」")
-    refused(TransitionError, loop.self_close, registered, gw0, "自己弄好了", now=T0 + 2 * M, message="不能执行「自办自结」")
-    refused(TransitionError, loop.dispatch, registered, tadmin, now=T0 + 2 * M, field="department_id",
-            message="请选择处置部门或处置人")
-    refused(TransitionError, loop.dispatch, registered, tadmin, department_id=999_999, now=T0 + 2 * M,
-            field="department_id", message="处置部门不存在")
-    refused(TransitionError, loop.dispatch, registered, tadmin, assignee_id=w.id("gw4"), now=T0 + 2 * M,
-            field="assignee_id", message="不在该案件辖区")
+    refused(
+        TransitionError, loop.self_close, registered, gw0, "自己弄好了", now=T0 + 2 * M, message="不能执行「自办自结」"
+    )
+    refused(
+        TransitionError,
+        loop.dispatch,
+        registered,
+        tadmin,
+        now=T0 + 2 * M,
+        field="department_id",
+        message="请选择处置部门或处置人",
+    )
+    refused(
+        TransitionError,
+        loop.dispatch,
+        registered,
+        tadmin,
+        department_id=999_999,
+        now=T0 + 2 * M,
+        field="department_id",
+        message="处置部门不存在",
+    )
+    refused(
+        TransitionError,
+        loop.dispatch,
+        registered,
+        tadmin,
+        assignee_id=w.id("gw4"),
+        now=T0 + 2 * M,
+        field="assignee_id",
+        message="不在该案件辖区",
+    )
 
     dispatched = report(w, "gw0", "0502", T0)
     loop.register(dispatched, op, now=T0 + M)
     loop.dispatch(dispatched, tadmin, department_id=w.dept(0), now=T0 + 2 * M)
     refused(Forbidden, loop.accept, dispatched, w.a("gw4"), now=T0 + 3 * M, message="该案件不在本账号辖区内")
-    refused(TransitionError, loop.feedback, dispatched, dept0, "已处理", now=T0 + 3 * M, message="「已派遣」，不能执行「处理反馈」")
+    refused(
+        TransitionError,
+        loop.feedback,
+        dispatched,
+        dept0,
+        "已处理",
+        now=T0 + 3 * M,
+        message="「已派遣」，不能执行「处理反馈」",
+    )
     loop.accept(dispatched, dept0, now=T0 + 3 * M)
     refused(TransitionError, loop.feedback, dispatched, dept0, "   ", now=T0 + 4 * M, field="note")
-    refused(TransitionError, loop.feedback, dispatched, dept0, "长" * 2001, now=T0 + 4 * M, field="note",
-            message="不能超过 2000 个字")
+    refused(
+        TransitionError,
+        loop.feedback,
+        dispatched,
+        dept0,
+        "长" * 2001,
+        now=T0 + 4 * M,
+        field="note",
+        message="不能超过 2000 个字",
+    )
     loop.feedback(dispatched, dept0, "已处理", now=T0 + 5 * M)
-    refused(TransitionError, loop.escalate, dispatched, tadmin, note="上报", now=T0 + 6 * M,
-            message="「待核查」，不能执行「流转」")
+    refused(
+        TransitionError,
+        loop.escalate,
+        dispatched,
+        tadmin,
+        note="上报",
+        now=T0 + 6 * M,
+        message="「待核查」，不能执行「流转」",
+    )
     loop.close(dispatched, sup, now=T0 + 7 * M)
     closed = dispatched
-    refused(TransitionError, loop.dispatch, closed, tadmin, department_id=w.dept(0), now=T0 + 8 * M,
-            message="案件当前状态为「已结案」，不能执行「派遣」")
-    for fn, args in ((loop.register, ()), (loop.reject, ("作废",)), (loop.close, ()), (loop.rework, ("返工",)),
-                     (loop.pause, ("暂停",)), (loop.escalate, ())):
+    refused(
+        TransitionError,
+        loop.dispatch,
+        closed,
+        tadmin,
+        department_id=w.dept(0),
+        now=T0 + 8 * M,
+        message="案件当前状态为「已结案」，不能执行「派遣」",
+    )
+    for fn, args in (
+        (loop.register, ()),
+        (loop.reject, ("作废",)),
+        (loop.close, ()),
+        (loop.rework, ("返工",)),
+        (loop.pause, ("暂停",)),
+        (loop.escalate, ()),
+    ):
         refused(TransitionError, fn, closed, op, *args, now=T0 + 8 * M, message="「已结案」")
 
     # a role that does not hold the permission
@@ -722,8 +922,15 @@ def test_illegal_transitions_are_refused_in_plain_chinese(w):
     refused(Forbidden, loop.register, fresh_case, gw0, now=T0 + M, message="角色「网格员」无权执行「立案」")
     refused(Forbidden, loop.reject, fresh_case, dept0, "无效", now=T0 + M, message="角色「职能部门」无权执行「作废」")
     loop.register(fresh_case, op, now=T0 + M)
-    refused(Forbidden, loop.dispatch, fresh_case, sup, department_id=w.dept(0), now=T0 + 2 * M,
-            message="角色「督导人员」无权执行「派遣」")
+    refused(
+        Forbidden,
+        loop.dispatch,
+        fresh_case,
+        sup,
+        department_id=w.dept(0),
+        now=T0 + 2 * M,
+        message="角色「督导人员」无权执行「派遣」",
+    )
     refused(Forbidden, loop.dispatch, fresh_case, w.a("city_leader"), department_id=w.dept(0), now=T0 + 2 * M)
 
 
@@ -748,6 +955,7 @@ def test_report_input_is_checked(w):
 
 
 # --- 11. jurisdiction -------------------------------------------------------------------------------
+
 
 def test_other_town_cannot_act_on_a_town0_case(w):
     case = report(w, "gw0", "0502", T0)
@@ -791,6 +999,7 @@ def test_village_center_cannot_dispatch_a_case_escalated_to_the_town(w):
 
 # --- 12. idempotent intake --------------------------------------------------------------------------
 
+
 def _data(w: W, code: str = "0502") -> ReportInput:
     lat, lon = w.point(0)
     return ReportInput(category_id=w.cat(code).id, description="路灯不亮", lat=lat, lon=lon)
@@ -811,8 +1020,9 @@ def test_same_client_key_gives_one_case(w):
     assert db.scalar(select(func.count(Case.id))) == 1
 
     # the key is scoped by source
-    other, created = loop.report_case(_data(w), actor=w.a("volunteer0"), source="volunteer", client_key="app-0001",
-                                      now=T0 + 3 * M)
+    other, created = loop.report_case(
+        _data(w), actor=w.a("volunteer0"), source="volunteer", client_key="app-0001", now=T0 + 3 * M
+    )
     assert created is True and other.id != first.id
 
 
@@ -821,8 +1031,9 @@ def test_retry_after_a_crash_between_commit_and_response_finds_the_case(w):
     assert created
     case_id = case.id
     db.remove()  # the worker died before answering: its session is gone
-    again, created = loop.report_case(_data(w), actor=w.a("gw0"), source="app", client_key="app-crash-1",
-                                      now=T0 + 2 * M)
+    again, created = loop.report_case(
+        _data(w), actor=w.a("gw0"), source="app", client_key="app-crash-1", now=T0 + 2 * M
+    )
     assert created is False and again.id == case_id
     assert db.scalar(select(func.count(Case.id))) == 1
     assert db.scalar(select(func.count(CaseStep.id))) == 1
@@ -849,6 +1060,7 @@ def test_concurrent_insert_with_the_same_key_returns_the_winner(w, monkeypatch):
 
 
 # --- 13. disputes -----------------------------------------------------------------------------------
+
 
 def test_dispute_screening_level_follows_the_reporter(w):
     by_grid = report(w, "gw0", "2001", T0, description="楼上漏水引发邻里纠纷")
@@ -887,7 +1099,8 @@ def test_dispute_resolved_when_closed_at_the_grid_by_its_gridworker(w):
         ("dispatch", "registered", "dispatched", "grid", "grid", admin.id, T0 + 2 * M),
         ("accept", "dispatched", "handling", "grid", "grid", gw0.id, T0 + 3 * M),
         ("feedback", "handling", "feedback", "grid", "grid", gw0.id, T0 + 2 * H),
-        ("close", "feedback", "closed", "grid", "grid", w.id("town0_supervisor"), T0 + 3 * H)]
+        ("close", "feedback", "closed", "grid", "grid", w.id("town0_supervisor"), T0 + 3 * H),
+    ]
     assert notes(case)[2] == "派遣至 gw0：请网格员调解"
 
 
@@ -902,12 +1115,18 @@ def test_dispute_escalated_to_the_town_is_mediated_there(w):
     loop.close(case, w.a("town0_operator"), now=T0 + D + H)
     db.expire_all()
     d = db.get(Dispute, case.id)
-    assert (d.screening_level, d.outcome, d.mediation_level, d.mediated_at) == ("village", "resolved", "town", T0 + D + H)
+    assert (d.screening_level, d.outcome, d.mediation_level, d.mediated_at) == (
+        "village",
+        "resolved",
+        "town",
+        T0 + D + H,
+    )
     c = fresh(case)
     assert (c.state, c.level, c.escalated_to_town, c.escalated_by_center_id) == ("closed", "town", True, None)
 
 
 # --- regressions: defects found once, and the rule that now holds --------------------------------
+
 
 def test_regression_self_closed_dispute_is_resolved(w):
     """A dispute mediated on the spot (自办自结) is resolved at the grid, as a closed one is: otherwise it
@@ -917,8 +1136,9 @@ def test_regression_self_closed_dispute_is_resolved(w):
     assert fresh(case).state == "closed"
     db.expire_all()
     d = db.get(Dispute, case.id)
-    assert (d.outcome, d.mediation_level, d.mediated_at) == ("resolved", "grid", T0 + H), \
+    assert (d.outcome, d.mediation_level, d.mediated_at) == ("resolved", "grid", T0 + H), (
         "a self-closed dispute must be marked resolved"
+    )
 
 
 def test_regression_long_pause_reason_is_refused_cleanly(w):
@@ -961,9 +1181,18 @@ def test_regression_refused_dispatch_leaves_no_half_change(w):
     op, tadmin = w.a("town0_operator"), w.a("town0_admin")
     case = report(w, "gw0", "0502", T0)
     loop.register(case, op, now=T0 + M)
-    refused(TransitionError, loop.dispatch, case, tadmin, department_id=w.dept(0), assignee_id=w.id("gw4"),
-            now=T0 + 2 * M, field="assignee_id")
+    refused(
+        TransitionError,
+        loop.dispatch,
+        case,
+        tadmin,
+        department_id=w.dept(0),
+        assignee_id=w.id("gw4"),
+        now=T0 + 2 * M,
+        field="assignee_id",
+    )
     loop.pause(case, op, "等待现场核实", now=T0 + 3 * M)  # an unrelated, legitimate step
     row, _ = committed(case.id)
-    assert (row["state"], row["department_id"]) == ("registered", None), \
+    assert (row["state"], row["department_id"]) == ("registered", None), (
         "a refused dispatch leaked department_id into the next commit"
+    )

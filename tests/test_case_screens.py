@@ -18,20 +18,37 @@ pytestmark = pytest.mark.postgres
 
 # --- helpers ---------------------------------------------------------------------------------------
 
+
 def account(username: str) -> Account:
     return db.query(Account).filter_by(username=username).one()
 
 
-def new_case(app, world, *, grid: int = 0, code: str = "9901", reporter: str | None = "gw0", source: str = "app",
-             description: str = "路边有问题需要处理", state: str = "reported", department: int | None = None,
-             offset_m: float = 0.0, **extra) -> Case:
+def new_case(
+    app,
+    world,
+    *,
+    grid: int = 0,
+    code: str = "9901",
+    reporter: str | None = "gw0",
+    source: str = "app",
+    description: str = "路边有问题需要处理",
+    state: str = "reported",
+    department: int | None = None,
+    offset_m: float = 0.0,
+    **extra,
+) -> Case:
     """A case reported in grid `grid` (and moved on to `state`), made through the loop as the app would."""
     with app.app_context():
         lat, lon = world.grid_point(grid)
         actor = account(reporter) if reporter else None
-        data = loop.ReportInput(category_id=world.category(code).id, description=description,
-                                lat=lat + offset_m / 111_320, lon=lon, address=extra.pop("address", "人民路 1 号"),
-                                **extra)
+        data = loop.ReportInput(
+            category_id=world.category(code).id,
+            description=description,
+            lat=lat + offset_m / 111_320,
+            lon=lon,
+            address=extra.pop("address", "人民路 1 号"),
+            **extra,
+        )
         case, _ = loop.report_case(data, actor=actor, source=source, client_key=None)
         town = "city_operator"
         if state in ("registered", "dispatched", "handling", "feedback"):
@@ -63,6 +80,7 @@ def buttons(page_html: str) -> list[str]:
 
 # --- 1. the list -------------------------------------------------------------------------------------
 
+
 def test_list_is_scoped_to_the_viewers_jurisdiction(app, world, client, auth):
     east = new_case(app, world, grid=0)  # town 0
     west = new_case(app, world, grid=4, reporter="gw4")  # town 1
@@ -73,8 +91,9 @@ def test_list_is_scoped_to_the_viewers_jurisdiction(app, world, client, auth):
     assert client.get(f"/cases/{east.id}").status_code == 404
     token = csrf_from(listing)
     assert client.post(f"/cases/{east.id}/actions/register", data={"csrf_token": token}).status_code in (403, 404)
-    assert client.post(f"/cases/{east.id}/actions/reject",
-                       data={"csrf_token": token, "reason": "无效"}).status_code in (403, 404)
+    assert client.post(
+        f"/cases/{east.id}/actions/reject", data={"csrf_token": token, "reason": "无效"}
+    ).status_code in (403, 404)
     assert client.get(f"/cases/{east.id}/photos/1").status_code == 404
     assert db.get(Case, east.id).state == "reported"
     # a town filter pointing outside the jurisdiction shows nothing of it
@@ -156,8 +175,12 @@ def test_list_pages_by_fifty(app, world, client, auth):
         gw = account("gw0")
         lat, lon = world.grid_point(0)
         for i in range(53):
-            loop.report_case(loop.ReportInput(category_id=world.category("9901").id, description=f"第{i}件",
-                                              lat=lat, lon=lon), actor=gw, source="app", client_key=f"k{i}")
+            loop.report_case(
+                loop.ReportInput(category_id=world.category("9901").id, description=f"第{i}件", lat=lat, lon=lon),
+                actor=gw,
+                source="app",
+                client_key=f"k{i}",
+            )
     auth.login("town0_supervisor")
     first = html(client.get("/cases/"))
     assert first.count('href="/cases/') - first.count('href="/cases/?') >= 50
@@ -169,9 +192,19 @@ def test_list_pages_by_fifty(app, world, client, auth):
 
 # --- 2. the case page ----------------------------------------------------------------------------------
 
+
 def test_case_page_shows_fields_map_timeline_and_masks_the_caller(app, world, client, auth):
-    case = new_case(app, world, grid=0, reporter=None, source="hotline", caller_name="王小明",
-                    caller_phone="13812345678", external_ref="GD001", description="<script>alert(1)</script>井盖缺失")
+    case = new_case(
+        app,
+        world,
+        grid=0,
+        reporter=None,
+        source="hotline",
+        caller_name="王小明",
+        caller_phone="13812345678",
+        external_ref="GD001",
+        description="<script>alert(1)</script>井盖缺失",
+    )
     auth.login("town0_operator")
     page = html(client.get(f"/cases/{case.id}"))
     assert case.number in page and "待立案" in page
@@ -258,7 +291,9 @@ def test_bad_action_input_rerenders_with_the_message_next_to_the_field(app, worl
     assert response.status_code == 400 and "处置部门不存在" in html(response)
 
     response = post_action(client, reported.id, "duplicate", original_number="SJ000")
-    assert response.status_code == 400 and 'id="duplicate-original_number-error">原案卷号「SJ000」不存在' in html(response)
+    assert response.status_code == 400 and 'id="duplicate-original_number-error">原案卷号「SJ000」不存在' in html(
+        response
+    )
 
     response = post_action(client, reported.id, "escalate", to_level="grid", note="处理不了")
     assert response.status_code == 400 and "请选择要流转到的上级层级" in html(response)
@@ -301,8 +336,9 @@ def test_concurrent_change_answers_409(app, world, client, auth, monkeypatch):
     version = re.search(r'name="version" value="(\d+)"', page).group(1)
     with app.app_context():  # someone else registers it meanwhile
         loop.register(db.get(Case, case.id), account("town0_supervisor"))
-    response = client.post(f"/cases/{case.id}/actions/reject",
-                           data={"csrf_token": token, "version": version, "reason": "重复报送"})
+    response = client.post(
+        f"/cases/{case.id}/actions/reject", data={"csrf_token": token, "version": version, "reason": "重复报送"}
+    )
     assert response.status_code == 409 and "案件已被他人修改，请刷新后重试" in html(response)
     db.expire_all()
     assert db.get(Case, case.id).state == "registered"
@@ -327,8 +363,9 @@ def test_probable_duplicates_offer_one_click(app, world, client, auth):
     assert "疑似重复" in page and first.number in page and far_town.number not in page
     assert "判为重复" in page
     token = csrf_from(page)
-    response = client.post(f"/cases/{second.id}/actions/duplicate",
-                           data={"csrf_token": token, "original_number": first.number})
+    response = client.post(
+        f"/cases/{second.id}/actions/duplicate", data={"csrf_token": token, "original_number": first.number}
+    )
     assert response.status_code == 302
     db.expire_all()
     dup = db.get(Case, second.id)
@@ -354,6 +391,7 @@ def test_parking_case_transfer_and_pause_buttons(app, world, client, auth):
 
 
 # --- photos ------------------------------------------------------------------------------------------
+
 
 def test_photo_route_serves_inside_the_jurisdiction_only(app, world, client, auth):
     case = new_case(app, world, grid=0)
@@ -382,6 +420,7 @@ def test_photo_route_serves_inside_the_jurisdiction_only(app, world, client, aut
 
 # --- 4. the queue ------------------------------------------------------------------------------------
 
+
 def test_queue_puts_parking_first_and_stays_in_jurisdiction(app, world, client, auth):
     old = new_case(app, world, grid=0, description="较早上报")
     parking = new_case(app, world, grid=1, reporter="gw1", code="0401", discovered_at=utcnow() - timedelta(minutes=20))
@@ -404,10 +443,20 @@ def test_queue_puts_parking_first_and_stays_in_jurisdiction(app, world, client, 
 
 # --- 5. 12345 hotline --------------------------------------------------------------------------------
 
+
 def hotline_form(world, **override) -> dict:
-    form = {"external_ref": "GD20260301001", "caller_name": "李四", "caller_phone": "13912345678",
-            "category_id": str(world.category("0503").id), "address": "东湖路 18 号", "grid_id": str(world.grids[0].id),
-            "lon": "", "lat": "", "description": "路面塌陷一处，约一米见方", "discovered_at": ""}
+    form = {
+        "external_ref": "GD20260301001",
+        "caller_name": "李四",
+        "caller_phone": "13912345678",
+        "category_id": str(world.category("0503").id),
+        "address": "东湖路 18 号",
+        "grid_id": str(world.grids[0].id),
+        "lon": "",
+        "lat": "",
+        "description": "路面塌陷一处，约一米见方",
+        "discovered_at": "",
+    }
     form.update(override)
     return form
 
@@ -467,7 +516,9 @@ def test_hotline_creates_the_case_once_per_work_order(app, world, client, auth):
     assert response.status_code == 302
     case = db.query(Case).one()
     assert response.headers["Location"].endswith(f"/cases/{case.id}")
-    assert case.source == "hotline" and case.client_key == "12345:GD20260301001" and case.external_ref == "GD20260301001"
+    assert (
+        case.source == "hotline" and case.client_key == "12345:GD20260301001" and case.external_ref == "GD20260301001"
+    )
     assert case.caller_phone == "13912345678" and case.grid_id == world.grids[0].id and case.state == "reported"
     page = html(client.get(response.headers["Location"]))
     assert "已受理 12345 工单" in page and "139****5678" in page and "13912345678" not in page
@@ -483,9 +534,18 @@ def test_hotline_creates_the_case_once_per_work_order(app, world, client, auth):
 def test_hotline_locates_the_grid_from_coordinates_and_takes_landlines(app, world, client, auth):
     auth.login("city_operator")
     lat, lon = world.grid_point(5)
-    response = post_hotline(client, hotline_form(world, external_ref="GD-2", grid_id="", lon=str(lon), lat=str(lat),
-                                                 caller_phone="0512-65432100",
-                                                 discovered_at=(utcnow() + timedelta(hours=7)).strftime("%Y-%m-%dT%H:%M")))
+    response = post_hotline(
+        client,
+        hotline_form(
+            world,
+            external_ref="GD-2",
+            grid_id="",
+            lon=str(lon),
+            lat=str(lat),
+            caller_phone="0512-65432100",
+            discovered_at=(utcnow() + timedelta(hours=7)).strftime("%Y-%m-%dT%H:%M"),
+        ),
+    )
     assert response.status_code == 302, html(response)[:2000]
     case = db.query(Case).one()
     assert case.grid_id == world.grids[5].id and case.town_id == world.towns[1].id

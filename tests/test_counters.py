@@ -65,7 +65,6 @@ class W(WorldView):
         return [self.city, *[p.id for p in self.world.towns + self.world.villages + self.world.grids]]
 
 
-
 @pytest.fixture
 def w(ctx, world):
     return W(world)
@@ -73,6 +72,7 @@ def w(ctx, world):
 
 def report(w: W, who: str = "gw0", code: str = "0502", at: datetime = T0, grid: int = 0, **extra) -> Case:
     return shared_report(w, who, code, at, grid=grid, by_grid_id=True, **extra)
+
 
 def drain_all(r, w: W, limit: int = 500) -> int:
     total = 0
@@ -84,8 +84,16 @@ def drain_all(r, w: W, limit: int = 500) -> int:
 
 
 def pending_rows() -> list[Outbox]:
-    return db.execute(select(Outbox).where(Outbox.processed_at.is_(None)).order_by(Outbox.id)
-                      .execution_options(populate_existing=True)).scalars().all()
+    return (
+        db.execute(
+            select(Outbox)
+            .where(Outbox.processed_at.is_(None))
+            .order_by(Outbox.id)
+            .execution_options(populate_existing=True)
+        )
+        .scalars()
+        .all()
+    )
 
 
 def counter_keys(r) -> dict[str, dict[str, str]]:
@@ -120,16 +128,20 @@ class Expect:
         for day in sorted(self.days):
             got = counters.case_counts_many(self.r, places, day=day)
             for pid in places:
-                assert got[pid] == zero(**{k.replace(":", "__"): v for k, v in
-                                           self.want[("d", day.strftime("%Y%m%d"), pid)].items()}), (day, pid)
+                assert got[pid] == zero(
+                    **{k.replace(":", "__"): v for k, v in self.want[("d", day.strftime("%Y%m%d"), pid)].items()}
+                ), (day, pid)
         for month in sorted(self.months):
             got = counters.case_counts_many(self.r, places, month=month)
             for pid in places:
-                assert got[pid] == zero(**{k.replace(":", "__"): v for k, v in
-                                           self.want[("m", month, pid)].items()}), (month, pid)
+                assert got[pid] == zero(**{k.replace(":", "__"): v for k, v in self.want[("m", month, pid)].items()}), (
+                    month,
+                    pid,
+                )
 
 
 # --- 1. each action moves the right fields, at every level, by day and by month ----------------------
+
 
 def test_each_action_moves_its_fields_at_every_level(w, redis_conn):
     r, x = redis_conn, Expect(redis_conn, w)
@@ -181,8 +193,11 @@ def test_each_action_moves_its_fields_at_every_level(w, redis_conn):
     loop.escalate(c4, w.a("town1_admin"), note="需市级协调", now=T0 + 4 * H)
     x.add(5, T0 + 4 * H, "escalated:city")
     x.check()
-    outbox = [o.payload for o in db.execute(select(Outbox).order_by(Outbox.id)).scalars()
-              if o.payload["case_id"] == c4.id and o.payload["action"] == "escalate"]
+    outbox = [
+        o.payload
+        for o in db.execute(select(Outbox).order_by(Outbox.id)).scalars()
+        if o.payload["case_id"] == c4.id and o.payload["action"] == "escalate"
+    ]
     assert [p["level"] for p in outbox] == ["village", "town", "city"]
 
     # straight from the grid to the city: escalated:city only
@@ -228,13 +243,37 @@ def test_each_action_moves_its_fields_at_every_level(w, redis_conn):
 
     # the whole city, day 0 (local 2026-03-10) and the month
     assert counters.case_counts(r, w.city, day=DAY0) == zero(
-        reported=8, reported__ordinary=6, reported__hazard=1, reported__dispute=1, registered=2, dispatched=1,
-        reworked=1, closed=2, rejected=2, duplicate=1, escalated__town=1, escalated__city=2)
+        reported=8,
+        reported__ordinary=6,
+        reported__hazard=1,
+        reported__dispute=1,
+        registered=2,
+        dispatched=1,
+        reworked=1,
+        closed=2,
+        rejected=2,
+        duplicate=1,
+        escalated__town=1,
+        escalated__city=2,
+    )
     assert counters.case_counts(r, w.city, month="202603") == zero(
-        reported=9, reported__ordinary=7, reported__hazard=1, reported__dispute=1, registered=2, dispatched=1,
-        reworked=1, closed=2, rejected=2, duplicate=1, escalated__town=1, escalated__city=2, overdue=1)
+        reported=9,
+        reported__ordinary=7,
+        reported__hazard=1,
+        reported__dispute=1,
+        registered=2,
+        dispatched=1,
+        reworked=1,
+        closed=2,
+        rejected=2,
+        duplicate=1,
+        escalated__town=1,
+        escalated__city=2,
+        overdue=1,
+    )
     assert counters.case_counts(r, w.town(1), day=DAY0) == zero(
-        reported=3, reported__ordinary=3, registered=1, closed=1, escalated__town=1, escalated__city=1)
+        reported=3, reported__ordinary=3, registered=1, closed=1, escalated__town=1, escalated__city=1
+    )
     # keys expire: days after DAY_TTL, months after MONTH_TTL
     assert 0 < r.ttl(counters.day_key(DAY0, w.city)) <= counters.DAY_TTL
     assert counters.DAY_TTL < r.ttl(counters.month_key("202603", w.city)) <= counters.MONTH_TTL
@@ -244,6 +283,7 @@ def test_each_action_moves_its_fields_at_every_level(w, redis_conn):
 
 
 # --- 2. exactly once ----------------------------------------------------------------------------------
+
 
 def test_the_same_outbox_row_counts_once(w, redis_conn):
     r = redis_conn
@@ -298,8 +338,17 @@ def test_every_counter_key_expires_even_after_redis_lost_everything(w, redis_con
     """This process remembers which keys it gave a TTL; a FLUSHALL (or a reconcile deleting a key)
     must make it give them one again."""
     r = redis_conn
-    payload = {"case_id": 1, "action": "report", "state": "reported", "level": "grid", "town_id": w.town(0),
-               "village_id": w.village(0), "grid_id": w.grid(0), "kind": "ordinary", "at": T0.isoformat()}
+    payload = {
+        "case_id": 1,
+        "action": "report",
+        "state": "reported",
+        "level": "grid",
+        "town_id": w.town(0),
+        "village_id": w.village(0),
+        "grid_id": w.grid(0),
+        "kind": "ordinary",
+        "at": T0.isoformat(),
+    }
     keys = [k(p, pid) for pid in w.chain(0) for k, p in ((counters.day_key, DAY0), (counters.month_key, "202603"))]
 
     def ttls() -> list[int]:
@@ -321,8 +370,17 @@ def test_every_counter_key_expires_even_after_redis_lost_everything(w, redis_con
 
 
 def test_racing_appliers_count_each_event_once(w, redis_conn, redis_url):
-    payload = {"case_id": 1, "action": "report", "state": "reported", "level": "grid", "town_id": w.town(0),
-               "village_id": w.village(0), "grid_id": w.grid(0), "kind": "ordinary", "at": T0.isoformat()}
+    payload = {
+        "case_id": 1,
+        "action": "report",
+        "state": "reported",
+        "level": "grid",
+        "town_id": w.town(0),
+        "village_id": w.village(0),
+        "grid_id": w.grid(0),
+        "kind": "ordinary",
+        "at": T0.isoformat(),
+    }
     applied = []
 
     def worker(seed: int) -> None:
@@ -390,7 +448,6 @@ def test_drains_pause_while_a_reconcile_rewrites(w, redis_conn):
     assert r.zcard(counters.DRAINERS_KEY) == 0
 
 
-
 def test_a_reconcile_holds_the_drains_only_while_it_lives(w, redis_conn, monkeypatch):
     """A long reconcile renews its flag; one that died (worker killed, Redis lost mid-way) frees the
     drains when its short lease runs out, not minutes later (CI once saw the counters frozen for 5 min)."""
@@ -455,6 +512,7 @@ def test_a_drain_lets_a_reconcile_start_once_its_counters_are_written(w, redis_c
     assert counters.drain_outbox(r, db, w.city, on_event=lambda row: seen.append(r.zcard(counters.DRAINERS_KEY))) == 1
     assert seen == [0] and counters.case_counts(r, w.city, day=DAY0)["reported"] == 1
 
+
 def test_reconcile_beside_live_traffic_never_loses_or_doubles(w, redis_conn, redis_url):
     """A reconcile loop in another thread while cases are reported and drained: every reconcile sees
     zero drift, and the final figures equal the recount."""
@@ -489,7 +547,8 @@ def test_reconcile_beside_live_traffic_never_loses_or_doubles(w, redis_conn, red
     final = counters.reconcile(r, db, DAY0, DAY0 + D, city_id)
     assert (final["keys_fixed"], final["drift"]) == (0, [])
     assert counters.case_counts(r, city_id, day=DAY0) == zero(
-        reported=60, reported__ordinary=20, reported__hazard=20, reported__dispute=20, registered=30)
+        reported=60, reported__ordinary=20, reported__hazard=20, reported__dispute=20, registered=30
+    )
 
 
 # --- 3. a thousand random changes equal a fresh recount -----------------------------------------------
@@ -539,8 +598,12 @@ class RandomCity:
             out = {"close": 5, "rework": 4}
         if s in loop.ALLOWED_FROM["escalate"] and case.level != "city":
             out["escalate"] = 1.5
-        if case.transfer_due is not None and case.transferred_at is None and s in loop.OPEN_STATES \
-                and self.now <= case.transfer_due:
+        if (
+            case.transfer_due is not None
+            and case.transferred_at is None
+            and s in loop.OPEN_STATES
+            and self.now <= case.transfer_due
+        ):
             out["transfer"] = 5
         return out
 
@@ -549,9 +612,17 @@ class RandomCity:
         code = self.rnd.choice(CODES)
         late = code == "0401" and self.rnd.random() < 0.3  # found long ago: void at once
         case, _ = loop.report_case(
-            ReportInput(category_id=self.w.cat(code).id, description="随机事件", grid_id=self.w.grid(g),
-                        discovered_at=self.now - 2 * H if late else None),
-            actor=self.w.a(f"gw{g}"), source="app", client_key=None, now=self.now)
+            ReportInput(
+                category_id=self.w.cat(code).id,
+                description="随机事件",
+                grid_id=self.w.grid(g),
+                discovered_at=self.now - 2 * H if late else None,
+            ),
+            actor=self.w.a(f"gw{g}"),
+            source="app",
+            client_key=None,
+            now=self.now,
+        )
         self.cases.append(case)
         self.grid_of[case.id] = g
 
@@ -577,8 +648,11 @@ class RandomCity:
             elif action == "reject":
                 loop.reject(case, actor, "核实无效", now=now)
             elif action == "duplicate":
-                originals = [c for c in self.cases if c.id != case.id and c.town_id == case.town_id
-                             and c.state not in ("rejected", "duplicate")]
+                originals = [
+                    c
+                    for c in self.cases
+                    if c.id != case.id and c.town_id == case.town_id and c.state not in ("rejected", "duplicate")
+                ]
                 if not originals:
                     return
                 loop.mark_duplicate(case, actor, self.rnd.choice(originals), now=now)
@@ -612,11 +686,22 @@ class RandomCity:
 def recount(w: W) -> dict[tuple[str, str, int], Counter]:
     """The definitions, restated: steps by action class, local day and month, at grid/village/town/city."""
     out: dict[tuple[str, str, int], Counter] = defaultdict(Counter)
-    rows = db.execute(select(CaseStep.action, CaseStep.to_level, CaseStep.at, Case.kind, Case.grid_id,
-                             Case.village_id, Case.town_id).join(Case, Case.id == CaseStep.case_id)).all()
-    classes = {"register": "registered", "dispatch": "dispatched", "rework": "reworked", "close": "closed",
-               "self_close": "closed", "reject": "rejected", "auto_reject": "rejected", "duplicate": "duplicate",
-               "overdue": "overdue"}
+    rows = db.execute(
+        select(
+            CaseStep.action, CaseStep.to_level, CaseStep.at, Case.kind, Case.grid_id, Case.village_id, Case.town_id
+        ).join(Case, Case.id == CaseStep.case_id)
+    ).all()
+    classes = {
+        "register": "registered",
+        "dispatch": "dispatched",
+        "rework": "reworked",
+        "close": "closed",
+        "self_close": "closed",
+        "reject": "rejected",
+        "auto_reject": "rejected",
+        "duplicate": "duplicate",
+        "overdue": "overdue",
+    }
     for action, to_level, at, kind, grid_id, village_id, town_id in rows:
         if action == "report":
             fields = ["reported", f"reported:{kind}"]
@@ -644,7 +729,7 @@ def test_a_thousand_random_changes_equal_a_fresh_recount(w, redis_conn):
         if city.changes >= next_drain:
             next_drain = city.changes + rnd.randint(1, 40)
             if rnd.random() < 0.15:  # a job counts the next rows and dies before marking them
-                for row in pending_rows()[:rnd.randint(1, 3)]:
+                for row in pending_rows()[: rnd.randint(1, 3)]:
                     counters.apply_case_event(r, row.id, row.payload, w.city)
                     crashed += 1
             else:
@@ -657,8 +742,19 @@ def test_a_thousand_random_changes_equal_a_fresh_recount(w, redis_conn):
     assert city.refused < 50, city.refused
     assert len(city.cases) >= 90 and crashed > 0
     actions = Counter(db.execute(select(CaseStep.action)).scalars())
-    assert {"report", "register", "dispatch", "close", "rework", "escalate", "reject", "duplicate", "self_close",
-            "overdue", "auto_reject"} <= set(actions), actions
+    assert {
+        "report",
+        "register",
+        "dispatch",
+        "close",
+        "rework",
+        "escalate",
+        "reject",
+        "duplicate",
+        "self_close",
+        "overdue",
+        "auto_reject",
+    } <= set(actions), actions
 
     drain_all(r, w, limit=37)
     assert pending_rows() == []
@@ -687,6 +783,7 @@ def test_a_thousand_random_changes_equal_a_fresh_recount(w, redis_conn):
 
 
 # --- 4. after FLUSHALL, reconcile restores the same figures -------------------------------------------
+
 
 def _some_activity(w: W) -> None:
     op = w.a("town0_operator")
@@ -738,11 +835,12 @@ def test_reconcile_leaves_rows_not_yet_drained_to_the_drain(w, redis_conn):
     rep = counters.reconcile(r, db, DAY0, date(2026, 4, 1), w.city)
     assert (rep["keys_fixed"], rep["drift"], rep["pending"]) == (0, [], 0)
     assert counters.case_counts(r, w.city, day=DAY0) == zero(
-        reported=4, reported__ordinary=1, reported__hazard=2, reported__dispute=1, registered=1,
-        escalated__town=1)
+        reported=4, reported__ordinary=1, reported__hazard=2, reported__dispute=1, registered=1, escalated__town=1
+    )
 
 
 # --- 5. a tampered counter is fixed and reported ------------------------------------------------------
+
 
 def test_tampered_counters_are_fixed_and_listed(w, redis_conn):
     r = redis_conn
@@ -762,12 +860,14 @@ def test_tampered_counters_are_fixed_and_listed(w, redis_conn):
 
     rep = counters.reconcile(r, db, DAY0, date(2026, 4, 1), w.city)
     assert rep["keys_fixed"] == 4
-    assert sorted(rep["drift"]) == sorted([
-        (town_day, "reported", town_reported + 3, town_reported),
-        (city_month, "registered", 0, 1),
-        (grid_day, "closed", 5, 0),
-        (f"cc:c:d:20260311:{w.grid(0)}", "dispatched", "garbage", 1),
-    ])
+    assert sorted(rep["drift"]) == sorted(
+        [
+            (town_day, "reported", town_reported + 3, town_reported),
+            (city_month, "registered", 0, 1),
+            (grid_day, "closed", 5, 0),
+            (f"cc:c:d:20260311:{w.grid(0)}", "dispatched", "garbage", 1),
+        ]
+    )
     assert rep["ttl_fixed"] == 1 and r.ttl(f"cc:c:d:20260310:{w.village(0)}") > 0
     after = counter_keys(r)
     assert after.pop(f"cc:c:d:20260501:{w.city}") == {"reported": "9"}
@@ -776,6 +876,7 @@ def test_tampered_counters_are_fixed_and_listed(w, redis_conn):
 
 
 # --- 6. presence: online, attendance, admin login rate, patrol ---------------------------------------
+
 
 def test_presence_online_attendance_logins_patrol(w, redis_conn):
     r = redis_conn
@@ -802,19 +903,34 @@ def test_presence_online_attendance_logins_patrol(w, redis_conn):
     assert counters.apply_sign_in(r, ids["gw0"], t0, DAY0) is False
     counters.apply_sign_in(r, ids["gw1"], t0, DAY0)
     counters.apply_sign_in(r, ids["gw4"], t1, DAY0)
-    assert (counters.attendance_count(r, DAY0, t0), counters.attendance_count(r, DAY0, t1),
-            counters.attendance_count(r, DAY0)) == (2, 1, 3)
+    assert (
+        counters.attendance_count(r, DAY0, t0),
+        counters.attendance_count(r, DAY0, t1),
+        counters.attendance_count(r, DAY0),
+    ) == (2, 1, 3)
     assert counters.attendance_count(r, DAY0 + D, t0) == 0
 
     # admin login rate: town 0 has 4 center_admin accounts, 2 logged in this month → 50%
-    extra = create_account(username="village0_admin2", display_name="二号管理员", password="", role="center_admin",
-                           place=db.get(Place, w.village(0)), password_hash="x", center_id=w.world.centers["village0"].id)
+    extra = create_account(
+        username="village0_admin2",
+        display_name="二号管理员",
+        password="",
+        role="center_admin",
+        place=db.get(Place, w.village(0)),
+        password_hash="x",
+        center_id=w.world.centers["village0"].id,
+    )
     db.flush()
     admins0 = db.query(Account).filter_by(role="center_admin", town_id=t0).count()
     assert admins0 == 4
-    logins = [("town0_admin", True, T0), ("village0_admin", True, T0 + D), ("town0_admin", True, T0 + 2 * D),
-              ("village1_admin", False, T0), ("town0_operator", True, T0),
-              ("village2_admin", True, shanghai(2026, 2, 28, 23))]  # last month
+    logins = [
+        ("town0_admin", True, T0),
+        ("village0_admin", True, T0 + D),
+        ("town0_admin", True, T0 + 2 * D),
+        ("village1_admin", False, T0),
+        ("town0_operator", True, T0),
+        ("village2_admin", True, shanghai(2026, 2, 28, 23)),
+    ]  # last month
     for name, ok, at in logins:
         acc = w.a(name)
         db.add(LoginRecord(account_id=acc.id, username=name, success=ok, at=at))
@@ -827,9 +943,11 @@ def test_presence_online_attendance_logins_patrol(w, redis_conn):
     assert counters.logged_in_count(r, "202603") == 2
 
     # patrol minutes per local day; a patrol across midnight is split
-    patrols = [("gw0", shanghai(2026, 3, 10, 9), shanghai(2026, 3, 10, 10, 10)),
-               ("gw1", shanghai(2026, 3, 10, 14), shanghai(2026, 3, 10, 14, 50)),
-               ("gw4", shanghai(2026, 3, 10, 23, 30), shanghai(2026, 3, 11, 0, 45))]
+    patrols = [
+        ("gw0", shanghai(2026, 3, 10, 9), shanghai(2026, 3, 10, 10, 10)),
+        ("gw1", shanghai(2026, 3, 10, 14), shanghai(2026, 3, 10, 14, 50)),
+        ("gw4", shanghai(2026, 3, 10, 23, 30), shanghai(2026, 3, 11, 0, 45)),
+    ]
     for i, (name, start, end) in enumerate(patrols):
         acc = w.a(name)
         db.add(Patrol(gridworker_id=acc.id, town_id=acc.town_id, started_at=start, ended_at=end))
@@ -839,13 +957,19 @@ def test_presence_online_attendance_logins_patrol(w, redis_conn):
     assert counters.patrol_minutes(r, DAY0, t0) == {ids["gw0"]: 70.0, ids["gw1"]: 50.0}
     assert counters.patrol_minutes(r, DAY0, t1) == {ids["gw4"]: 30.0}
     assert counters.patrol_minutes(r, DAY0 + D, t1) == {ids["gw4"]: 45.0}
-    assert counters.patrol_compliance(r, t0, [ids["gw0"], ids["gw1"]], [DAY0]) == \
-        {"compliant": 1, "total": 2, "rate": 0.5}
+    assert counters.patrol_compliance(r, t0, [ids["gw0"], ids["gw1"]], [DAY0]) == {
+        "compliant": 1,
+        "total": 2,
+        "rate": 0.5,
+    }
     assert counters.patrol_compliance(r, t0, [ids["gw0"]], [DAY0, DAY0 + D])["rate"] == 0.0
 
     snap = counters.presence_many(r, [t0, t1, None], now, DAY0, "202603")
-    assert snap == {t0: {"online": 2, "attended": 2, "logged_in": 2}, t1: {"online": 1, "attended": 1, "logged_in": 0},
-                    None: {"online": 3, "attended": 3, "logged_in": 2}}
+    assert snap == {
+        t0: {"online": 2, "attended": 2, "logged_in": 2},
+        t1: {"online": 1, "attended": 1, "logged_in": 0},
+        None: {"online": 3, "attended": 3, "logged_in": 2},
+    }
 
     # rebuilt from the database after Redis lost it all
     r.flushdb()
@@ -862,8 +986,9 @@ def test_presence_online_attendance_logins_patrol(w, redis_conn):
     r.sadd(f"cc:att:20260310:{t1}", "999999")
     r.hset(f"cc:patrol:20260310:{t0}", str(ids["gw1"]), 75)
     rep = counters.reconcile_presence(r, db, DAY0, "202603", now)
-    assert sorted(rep["drift"]) == sorted([(f"cc:att:20260310:{t1}", "members", 2, 1),
-                                           (f"cc:patrol:20260310:{t0}", str(ids["gw1"]), 75.0, 50.0)])
+    assert sorted(rep["drift"]) == sorted(
+        [(f"cc:att:20260310:{t1}", "members", 2, 1), (f"cc:patrol:20260310:{t0}", str(ids["gw1"]), 75.0, 50.0)]
+    )
     assert counters.attendance_count(r, DAY0, t1) == 1
     assert extra.id
     counters.apply_heartbeat(r, ids["gw3"], t0, now + 2 * H)  # members older than an hour are trimmed
@@ -872,14 +997,16 @@ def test_presence_online_attendance_logins_patrol(w, redis_conn):
 
 # --- 7. embedded mode: the same functions on fakeredis -----------------------------------------------
 
+
 def test_fakeredis_counts_drains_and_reconciles(w, redis_conn):
     fake = fakeredis.FakeRedis()
     _some_activity(w)
     assert counters.drain_outbox(fake, db, w.city) == len(db.execute(select(Outbox)).all())
     row = db.execute(select(Outbox).order_by(Outbox.id)).scalars().first()
     assert counters.apply_case_event(fake, row.id, row.payload, w.city) is False
-    expected = zero(reported=4, reported__ordinary=1, reported__hazard=2, reported__dispute=1, registered=1,
-                    escalated__town=1)
+    expected = zero(
+        reported=4, reported__ordinary=1, reported__hazard=2, reported__dispute=1, registered=1, escalated__town=1
+    )
     assert counters.case_counts(fake, w.city, day=DAY0) == expected
     before = counter_keys(fake)
     fake.flushall()
@@ -907,8 +1034,15 @@ def _sqlite_city(tmp_path):
     village = Place(code="V", name="村", level="village", parent_id=town.id, city_id=city.id, town_id=town.id)
     session.add(village)
     session.flush()
-    grid = Place(code="G", name="网格", level="grid", parent_id=village.id, city_id=city.id, town_id=town.id,
-                 village_id=village.id)
+    grid = Place(
+        code="G",
+        name="网格",
+        level="grid",
+        parent_id=village.id,
+        city_id=city.id,
+        town_id=town.id,
+        village_id=village.id,
+    )
     session.add(grid)
     cat = Category(code="9901", name="其他", depth=2, kind="ordinary")
     session.add(cat)
@@ -923,16 +1057,38 @@ def _sqlite_city(tmp_path):
 def _sqlite_steps(session, ids, steps):
     """Write a case and its steps with their outbox rows, as the loop does (one case per call)."""
     first = steps[0][1]
-    case = Case(number=f"N{first:%H%M%S%f}", source="app", category_id=ids["cat"], kind=steps[0][2],
-                description="x", grid_id=ids["grid"], village_id=ids["village"], town_id=ids["town"],
-                discovered_at=first, reported_at=first)
+    case = Case(
+        number=f"N{first:%H%M%S%f}",
+        source="app",
+        category_id=ids["cat"],
+        kind=steps[0][2],
+        description="x",
+        grid_id=ids["grid"],
+        village_id=ids["village"],
+        town_id=ids["town"],
+        discovered_at=first,
+        reported_at=first,
+    )
     session.add(case)
     session.flush()
     for action, at, _kind, level in steps:
         session.add(CaseStep(case_id=case.id, at=at, action=action, to_state="x", to_level=level))
-        session.add(Outbox(topic="case.changed", payload={
-            "case_id": case.id, "action": action, "state": "x", "level": level, "town_id": ids["town"],
-            "village_id": ids["village"], "grid_id": ids["grid"], "kind": case.kind, "at": at.isoformat()}))
+        session.add(
+            Outbox(
+                topic="case.changed",
+                payload={
+                    "case_id": case.id,
+                    "action": action,
+                    "state": "x",
+                    "level": level,
+                    "town_id": ids["town"],
+                    "village_id": ids["village"],
+                    "grid_id": ids["grid"],
+                    "kind": case.kind,
+                    "at": at.isoformat(),
+                },
+            )
+        )
     session.commit()
 
 
@@ -946,17 +1102,26 @@ def test_sqlite_and_fakeredis_embedded_mode(tmp_path, tz):
         base = datetime(2026, 3, 28, 22, 30)
         for i in range(6):
             at = base + i * 47 * M
-            _sqlite_steps(session, ids, [("report", at, ("ordinary", "hazard")[i % 2], "grid"),
-                                         ("register", at + 40 * M, None, "grid"),
-                                         ("escalate", at + 50 * M, None, "town"),
-                                         ("close", at + 3 * H, None, "town")])
+            _sqlite_steps(
+                session,
+                ids,
+                [
+                    ("report", at, ("ordinary", "hazard")[i % 2], "grid"),
+                    ("register", at + 40 * M, None, "grid"),
+                    ("escalate", at + 50 * M, None, "town"),
+                    ("close", at + 3 * H, None, "town"),
+                ],
+            )
         assert counters.drain_outbox(fake, session, None, limit=7, tz=tz) == 7  # city looked up from the town
         assert counters.drain_outbox(fake, session, ids["city"], tz=tz) == 17
         assert counters.drain_outbox(fake, session, ids["city"], tz=tz) == 0
-        days = sorted({local(base + i * 47 * M + k, tz).date() for i in range(6) for k in (0 * M, 40 * M, 50 * M, 3 * H)})
+        days = sorted(
+            {local(base + i * 47 * M + k, tz).date() for i in range(6) for k in (0 * M, 40 * M, 50 * M, 3 * H)}
+        )
         month = counters.case_counts(fake, ids["city"], month="202603")
-        assert month == zero(reported=6, reported__ordinary=3, reported__hazard=3, registered=6, escalated__town=6,
-                             closed=6)
+        assert month == zero(
+            reported=6, reported__ordinary=3, reported__hazard=3, registered=6, escalated__town=6, closed=6
+        )
         assert sum(counters.case_counts(fake, ids["grid"], day=d, tz=tz)["reported"] for d in days) == 6
         before = counter_keys(fake)
         rep = counters.reconcile(fake, session, days[0], days[-1], ids["city"], tz=tz)

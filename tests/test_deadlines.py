@@ -31,6 +31,7 @@ W = WorldView
 def report(w: W, code: str, at: datetime, discovered_at: datetime | None = None, who: str = "gw0") -> Case:
     return shared_report(w, who, code, at, description=f"测试 {code}", discovered_at=discovered_at)
 
+
 def reported_and_registered(w: W, code: str, registered_at: datetime) -> Case:
     case = report(w, code, registered_at - timedelta(minutes=5))
     assert (case.dispatch_due, case.handle_due, case.escalate_due) == (None, None, None)
@@ -42,6 +43,7 @@ def reported_and_registered(w: W, code: str, registered_at: datetime) -> Case:
 
 
 # --- 违法建设 0301: handle 15 work_days, dispatch 2 work_hours, escalate to town within 1 work_day ---
+
 
 def test_illegal_construction_registered_before_national_day_lands_after_the_holiday(w):
     # local Mon 2026-09-28 10:00. 15 workdays after 09-28:
@@ -86,22 +88,26 @@ def test_illegal_construction_registered_on_a_weekend_before_a_make_up_sunday(w)
 
 # --- 道路不洁 0103: 5 work_hours --------------------------------------------------------------------
 
-@pytest.mark.parametrize("registered_local, due_local", [
-    # Fri 15:00: 2.5 h on Friday, weekend off, Mon 08:30 + 2.5 h
-    ((2026, 3, 13, 15, 0), (2026, 3, 16, 11, 0)),
-    # Wed 09-30 16:00: 1.5 h, National Day off, Thu 10-08 08:30 + 3.5 h = exactly the end of the morning
-    ((2026, 9, 30, 16, 0), (2026, 10, 8, 12, 0)),
-    # Sat 09-19 (off) → make-up Sun 09-20: 08:30–12:00 (3.5 h) + 13:30–15:00 (1.5 h)
-    ((2026, 9, 19, 10, 0), (2026, 9, 20, 15, 0)),
-    # Fri 10-09 17:00: 0.5 h, make-up Sat 10-10 08:30 + 3.5 h + 13:30 + 1 h
-    ((2026, 10, 9, 17, 0), (2026, 10, 10, 14, 30)),
-    # in the lunch break: 13:30–17:30 (4 h), next day 08:30 + 1 h
-    ((2026, 3, 10, 12, 30), (2026, 3, 11, 9, 30)),
-    # local Sat 03-14 07:00 = UTC Fri 23:00: nothing counts until Mon 08:30, then 3.5 h + 1.5 h
-    ((2026, 3, 14, 7, 0), (2026, 3, 16, 15, 0)),
-    # Spring Festival: Fri 02-13 16:00 1.5 h, make-up Sat 02-14 08:30 + 3.5 h
-    ((2026, 2, 13, 16, 0), (2026, 2, 14, 12, 0)),
-])
+
+@pytest.mark.parametrize(
+    "registered_local, due_local",
+    [
+        # Fri 15:00: 2.5 h on Friday, weekend off, Mon 08:30 + 2.5 h
+        ((2026, 3, 13, 15, 0), (2026, 3, 16, 11, 0)),
+        # Wed 09-30 16:00: 1.5 h, National Day off, Thu 10-08 08:30 + 3.5 h = exactly the end of the morning
+        ((2026, 9, 30, 16, 0), (2026, 10, 8, 12, 0)),
+        # Sat 09-19 (off) → make-up Sun 09-20: 08:30–12:00 (3.5 h) + 13:30–15:00 (1.5 h)
+        ((2026, 9, 19, 10, 0), (2026, 9, 20, 15, 0)),
+        # Fri 10-09 17:00: 0.5 h, make-up Sat 10-10 08:30 + 3.5 h + 13:30 + 1 h
+        ((2026, 10, 9, 17, 0), (2026, 10, 10, 14, 30)),
+        # in the lunch break: 13:30–17:30 (4 h), next day 08:30 + 1 h
+        ((2026, 3, 10, 12, 30), (2026, 3, 11, 9, 30)),
+        # local Sat 03-14 07:00 = UTC Fri 23:00: nothing counts until Mon 08:30, then 3.5 h + 1.5 h
+        ((2026, 3, 14, 7, 0), (2026, 3, 16, 15, 0)),
+        # Spring Festival: Fri 02-13 16:00 1.5 h, make-up Sat 02-14 08:30 + 3.5 h
+        ((2026, 2, 13, 16, 0), (2026, 2, 14, 12, 0)),
+    ],
+)
 def test_dirty_road_five_working_hours(w, registered_local, due_local):
     case = reported_and_registered(w, "0103", shanghai(*registered_local))
     assert case.handle_due == shanghai(*due_local)
@@ -131,6 +137,7 @@ def test_category_item_inherits_the_limits_of_its_small_class(w):
 
 
 # --- wall-clock limits: 乱停车 and 燃气 -------------------------------------------------------------
+
 
 def test_parking_transfer_due_is_one_hour_after_discovery(w):
     discovered = utc(2026, 3, 10, 2, 0)

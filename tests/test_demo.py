@@ -21,6 +21,7 @@ NOW = datetime(2026, 11, 20, 3, 0, 0)
 
 # --- geography (pure) ------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def geo():
     return build_geography(SEED, SMALL)
@@ -139,6 +140,7 @@ def test_deterministic(geo):
 
 # --- the loader on SQLite -------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def sqlite_app(tmp_path_factory):
     from commandcenter import create_app
@@ -146,8 +148,13 @@ def sqlite_app(tmp_path_factory):
     from commandcenter.settings import Settings
 
     tmp = tmp_path_factory.mktemp("demo")
-    settings = Settings.from_env(database_url=f"sqlite:///{tmp / 'demo.db'}", testing=True, instance_path=tmp,
-                                 upload_dir=tmp / "uploads", redis_url=None)
+    settings = Settings.from_env(
+        database_url=f"sqlite:///{tmp / 'demo.db'}",
+        testing=True,
+        instance_path=tmp,
+        upload_dir=tmp / "uploads",
+        redis_url=None,
+    )
     app = create_app(settings)
     with app.app_context():
         Base.metadata.create_all(get_engine())
@@ -216,8 +223,23 @@ def _check_loaded(summary: dict) -> None:
 
     accounts = db.execute(select(Account)).scalars().all()
     by_name = {a.username: a for a in accounts}
-    for username in ("admin", "secadmin", "auditor", "duty", "operator1", "operator2", "supervisor", "leader",
-                     "town01_admin", "town01_sup", "town01_duty", "v001_admin", "dept01", "gw0001", "vol001"):
+    for username in (
+        "admin",
+        "secadmin",
+        "auditor",
+        "duty",
+        "operator1",
+        "operator2",
+        "supervisor",
+        "leader",
+        "town01_admin",
+        "town01_sup",
+        "town01_duty",
+        "v001_admin",
+        "dept01",
+        "gw0001",
+        "vol001",
+    ):
         assert username in by_name, username
     assert verify_password(by_name["gw0001"].password_hash, "Demo@2026")
     assert len({a.password_hash for a in accounts}) == 1
@@ -279,8 +301,11 @@ def _check_loaded(summary: dict) -> None:
     dispute_cases = [c for c in cases if c.kind == "dispute"]
     assert set(disputes) == {c.id for c in dispute_cases}
     assert all(d.screening_level in ("grid", "village", "town") for d in disputes.values())
-    assert all(d.outcome in ("resolved", "unresolved") for d in disputes.values()
-               if next(c for c in dispute_cases if c.id == d.case_id).state == "closed")
+    assert all(
+        d.outcome in ("resolved", "unresolved")
+        for d in disputes.values()
+        if next(c for c in dispute_cases if c.id == d.case_id).state == "closed"
+    )
 
     # patrols lie in their grid; sign-ins once a day
     for p in db.execute(select(Patrol).limit(300)).scalars():
@@ -310,10 +335,16 @@ def test_login_rates_differ_between_towns(sctx):
     start, _ = month_bounds_utc(2026, 11)
     rates = []
     for town in db.execute(select(Place).where(Place.level == "town")).scalars():
-        admins = db.execute(select(Account.id).where(Account.role == "center_admin",
-                                                     Account.town_id == town.id)).scalars().all()
-        logged = db.execute(select(func.count(func.distinct(LoginRecord.account_id))).where(
-            LoginRecord.account_id.in_(admins), LoginRecord.success.is_(True), LoginRecord.at >= start)).scalar()
+        admins = (
+            db.execute(select(Account.id).where(Account.role == "center_admin", Account.town_id == town.id))
+            .scalars()
+            .all()
+        )
+        logged = db.execute(
+            select(func.count(func.distinct(LoginRecord.account_id))).where(
+                LoginRecord.account_id.in_(admins), LoginRecord.success.is_(True), LoginRecord.at >= start
+            )
+        ).scalar()
         rates.append(logged / len(admins))
     assert max(rates) == 1.0
     assert min(rates) < 0.5
@@ -323,8 +354,11 @@ def test_online_now_and_heartbeats(sctx):
     from commandcenter.db import db
     from commandcenter.models import Account, Heartbeat
 
-    online = db.execute(select(func.count()).select_from(Account).where(
-        Account.role == "gridworker", Account.last_seen_at >= NOW - timedelta(minutes=5))).scalar()
+    online = db.execute(
+        select(func.count())
+        .select_from(Account)
+        .where(Account.role == "gridworker", Account.last_seen_at >= NOW - timedelta(minutes=5))
+    ).scalar()
     total = db.execute(select(func.count()).select_from(Account).where(Account.role == "gridworker")).scalar()
     assert 0.5 < online / total < 1.0  # 11 o'clock on a Friday: most are out in their grids
     oldest = db.execute(select(func.min(Heartbeat.at))).scalar()
@@ -346,6 +380,7 @@ def test_second_load_refused_and_force_reloads(sctx):
 
 
 # --- the simulator's ticks ---------------------------------------------------------------------------
+
 
 def test_simulator_ticks(sctx):
     from commandcenter.db import db
@@ -407,6 +442,7 @@ def test_run_simulator_stops(sctx):
 
 
 # --- the loader on PostgreSQL (the conftest's migrated database) -------------------------------------------
+
 
 @pytest.mark.postgres
 def test_load_on_postgresql(ctx):

@@ -45,11 +45,17 @@ def table_rows(html: str) -> list[list[str]]:
     body = re.search(r'<table class="data drill-table".*?<tbody>(.*?)</tbody>', html, re.S).group(1)
     rows = []
     for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S):
-        rows.append([re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", td)).strip() for td in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)])
+        rows.append(
+            [
+                re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", td)).strip()
+                for td in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)
+            ]
+        )
     return rows
 
 
 # --- levels ----------------------------------------------------------------------------------------------
+
 
 def test_each_supervisor_starts_at_his_own_place(client, w):
     logged_in(client, "city_supervisor")
@@ -67,14 +73,27 @@ def test_city_page_panels_children_and_links(client, w):
     assert "测试市" in html and "2026-11-02 至 2026-11-03" in html
     assert figure(html, "reported") == "9"
     assert figure(html, "gridworkers") == "8"
-    for panel in ("事件", "办结与有效", "流转", "时效", "网格员", "管理员登录", "走访", "信息采集", "党建", "矛盾纠纷排查化解"):
+    for panel in (
+        "事件",
+        "办结与有效",
+        "流转",
+        "时效",
+        "网格员",
+        "管理员登录",
+        "走访",
+        "信息采集",
+        "党建",
+        "矛盾纠纷排查化解",
+    ):
         assert f"<h2>{panel}</h2>" in html, panel
     rows = table_rows(html)
     assert [r[0] for r in rows] == ["东湖街道", "西湖街道"]
     assert [r[1] for r in rows] == ["7", "2"]
     assert rows[0][4] == "42.86%"  # 办结率 3/7
     assert f'href="/drill/{w.town(0)}?period=custom&amp;start=2026-11-02&amp;end=2026-11-03"' in html
-    assert 'id="drill-trend-data"' in html and '"reported": [5, 4]' in html.replace('"reported":[5,4]', '"reported": [5, 4]')
+    assert 'id="drill-trend-data"' in html and '"reported": [5, 4]' in html.replace(
+        '"reported":[5,4]', '"reported": [5, 4]'
+    )
     assert "plotly-basic.min.js" in html and "js/drill.js" in html and "css/drill.css" in html
 
 
@@ -139,6 +158,7 @@ def test_a_burst_of_reports_is_flagged_on_the_pages(app, client, w):
 
 # --- sorting and filters -----------------------------------------------------------------------------------
 
+
 def test_sorting_by_any_column_server_side(client, w):
     logged_in(client, "city_supervisor")
     html = text(client.get(f"/drill/{w.town(0)}/table?{P}&sort=-reported"))
@@ -148,9 +168,14 @@ def test_sorting_by_any_column_server_side(client, w):
     assert [r[0] for r in table_rows(html)] == ["东湖北社区", "东湖南社区"]
     assert "人房关联率 ▲" not in html and "上报事件 ▲" in html
     # the column header links reverse the order and keep the period
-    assert f'hx-get="/drill/{w.town(0)}/table?period=custom&amp;start=2026-11-02&amp;end=2026-11-03&amp;sort=-reported"' in html
+    assert (
+        f'hx-get="/drill/{w.town(0)}/table?period=custom&amp;start=2026-11-02&amp;end=2026-11-03&amp;sort=-reported"'
+        in html
+    )
     # an htmx request to the page itself for the table gets the fragment too
-    fragment = text(client.get(f"/drill/{w.town(0)}?{P}&sort=name", headers={"HX-Request": "true", "HX-Target": "drill-table"}))
+    fragment = text(
+        client.get(f"/drill/{w.town(0)}?{P}&sort=name", headers={"HX-Request": "true", "HX-Target": "drill-table"})
+    )
     assert "<html" not in fragment and [r[0] for r in table_rows(fragment)] == ["东湖北社区", "东湖南社区"]
     # empty values (—) stay last whichever the direction
     for sort in ("login_rate", "-login_rate"):
@@ -219,6 +244,7 @@ def test_worker_page_paginates_and_validates(client, w):
 
 # --- export ------------------------------------------------------------------------------------------------
 
+
 def test_export_children_as_xlsx(client, w):
     logged_in(client, "city_supervisor")
     response = client.get(f"/drill/{w.town(0)}/export.xlsx?{P}&sort=-linkage_rate")
@@ -261,7 +287,10 @@ def test_export_gridworkers_as_xlsx(client, w):
 def test_export_a_gridworkers_cases_as_xlsx(client, w):
     logged_in(client, "city_supervisor")
     worker = text(client.get(f"/drill/worker/{w.id('gw0')}?{P}&kind=hazard"))
-    assert f'href="/drill/worker/{w.id("gw0")}/export.xlsx?period=custom&amp;start=2026-11-02&amp;end=2026-11-03&amp;kind=hazard"' in worker
+    assert (
+        f'href="/drill/worker/{w.id("gw0")}/export.xlsx?period=custom&amp;start=2026-11-02&amp;end=2026-11-03&amp;kind=hazard"'
+        in worker
+    )
     response = client.get(f"/drill/worker/{w.id('gw0')}/export.xlsx?{P}")
     sheet = load_workbook(io.BytesIO(response.data)).worksheets[0]
     assert [c.value for c in sheet[1]][:5] == ["案卷号", "类别", "类型", "来源", "状态"]
@@ -279,14 +308,22 @@ def test_export_a_gridworkers_cases_as_xlsx(client, w):
 
 # --- jurisdiction and permission -----------------------------------------------------------------------------
 
+
 def test_a_town_supervisor_sees_only_his_town(client, w):
     logged_in(client, "town0_supervisor")
     assert client.get(f"/drill/{w.town(0)}?{P}").status_code == 200
     html = text(client.get(f"/drill/{w.grid(0)}?{P}"))
     assert "测试市" not in html.split('class="drill-crumbs"')[1].split("</nav>")[0]  # nothing above his town
-    for path in (f"/drill/{w.town(1)}", f"/drill/{w.village(2)}", f"/drill/{w.grid(5)}", f"/drill/{w.city}",
-                 f"/drill/{w.town(1)}/table", f"/drill/{w.town(1)}/export.xlsx", f"/drill/worker/{w.id('gw4')}",
-                 "/drill/999999"):
+    for path in (
+        f"/drill/{w.town(1)}",
+        f"/drill/{w.village(2)}",
+        f"/drill/{w.grid(5)}",
+        f"/drill/{w.city}",
+        f"/drill/{w.town(1)}/table",
+        f"/drill/{w.town(1)}/export.xlsx",
+        f"/drill/worker/{w.id('gw4')}",
+        "/drill/999999",
+    ):
         assert client.get(path).status_code == 404, path
     assert client.get(f"/drill/worker/{w.id('gw0')}").status_code == 200
 

@@ -52,8 +52,6 @@ from tests.conftest import (
 pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.faults]
 
 
-
-
 # --- (a) a worker killed mid-drain -------------------------------------------------------------------
 
 # A worker whose per-event follow-up (alert check, push) is slowed down, so that the test can kill it
@@ -80,8 +78,9 @@ class RqProcess:
     def start(self) -> RqProcess:
         self._log = open(self.log_path, "ab")
         # a process group of its own: `--with-scheduler` forks a scheduler child that must go with it
-        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         return self
 
     def _kill_group(self) -> None:
@@ -131,16 +130,25 @@ class Supervised(RqProcess):
 
 
 def rq_worker_args(env: dict, script: Path | None = None) -> list[str]:
-    worker = ["worker", "-w", "rq.worker.SimpleWorker", "--with-scheduler", "-u", env["REDIS_URL"], "realtime",
-              "default"]
+    worker = [
+        "worker",
+        "-w",
+        "rq.worker.SimpleWorker",
+        "--with-scheduler",
+        "-u",
+        env["REDIS_URL"],
+        "realtime",
+        "default",
+    ]
     if script is not None:
         return [sys.executable, str(script), *worker]
     return [str(Path(sys.executable).parent / "rq"), *worker]
 
 
 @pytest.mark.redis
-def test_worker_killed_mid_drain_loses_nothing_and_counts_nothing_twice(world, server_env, redis_conn, pg_url,
-                                                                          tmp_path):
+def test_worker_killed_mid_drain_loses_nothing_and_counts_nothing_twice(
+    world, server_env, redis_conn, pg_url, tmp_path
+):
     ARTIFACTS.mkdir(exist_ok=True)
     writer = create_app(make_settings(tmp_path / "writer", pg_url, redis_url=TEST_REDIS_URL))
     n_plain, n_parking = 60, 20
@@ -154,10 +162,14 @@ def test_worker_killed_mid_drain_loses_nothing_and_counts_nothing_twice(world, s
             grid = i % 4  # grids 0–3: all in town 0
             lat, lon = world.grid_point(grid)
             is_parking = i >= n_plain
-            data = loop.ReportInput(category_id=parking if is_parking else plain, lat=lat, lon=lon,
-                                    description="车辆占用消防通道" if is_parking else "路边暴露垃圾一堆",
-                                    # parking found 50 minutes ago: its one-hour warning is due at once
-                                    discovered_at=now - timedelta(minutes=50) if is_parking else None)
+            data = loop.ReportInput(
+                category_id=parking if is_parking else plain,
+                lat=lat,
+                lon=lon,
+                description="车辆占用消防通道" if is_parking else "路边暴露垃圾一堆",
+                # parking found 50 minutes ago: its one-hour warning is due at once
+                discovered_at=now - timedelta(minutes=50) if is_parking else None,
+            )
             loop.report_case(data, actor=gw[grid], source="app", client_key=f"fault-a-{i}", now=now)
         db.remove()
     total = n_plain + n_parking
@@ -191,10 +203,14 @@ def test_worker_killed_mid_drain_loses_nothing_and_counts_nothing_twice(world, s
 
         # a fresh worker and the periodic catch-up (as `honcho start` runs them) finish the work
         worker = RqProcess(rq_worker_args(server_env), server_env, ARTIFACTS / "faults-worker.log").start()
-        cron = RqProcess([str(Path(sys.executable).parent / "rq"), "cron", "-u", server_env["REDIS_URL"],
-                          "workers/cron.py"], server_env, ARTIFACTS / "faults-cron.log").start()
-        assert wait_for(lambda: unprocessed() == 0, 40, step=0.25), \
+        cron = RqProcess(
+            [str(Path(sys.executable).parent / "rq"), "cron", "-u", server_env["REDIS_URL"], "workers/cron.py"],
+            server_env,
+            ARTIFACTS / "faults-cron.log",
+        ).start()
+        assert wait_for(lambda: unprocessed() == 0, 40, step=0.25), (
             f"{unprocessed()} rows still waiting: see {worker.log_path} and {cron.log_path}"
+        )
     finally:
         for proc in (slow, worker, cron):
             if proc is not None:
@@ -216,6 +232,7 @@ def test_worker_killed_mid_drain_loses_nothing_and_counts_nothing_twice(world, s
 
 
 # --- (b) PostgreSQL down and back ----------------------------------------------------------------------
+
 
 def pg_bin() -> Path | None:
     for directory in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
@@ -243,13 +260,25 @@ class ThrowawayCluster:
     def init(self) -> ThrowawayCluster:
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8",
-                  "--locale", "C")
+        self._run(
+            "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale", "C"
+        )
         return self
 
     def start(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "30", "-o",
-                  f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "30",
+            "-o",
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )
 
     def stop(self) -> None:
         """Like a crash: connections are cut at once."""
@@ -307,8 +336,15 @@ def test_database_down_answers_503_and_recovers_by_itself(cluster, redis_conn, t
         world = build_world()
         lat, lon = world.grid_point(0)
         db.remove()
-    env = {**os.environ, "DATABASE_URL": cluster.url, "REDIS_URL": TEST_REDIS_URL, "INSTANCE_PATH": str(tmp_path),
-           "SECRET_KEY": "faults-test", "SECURE_COOKIES": "0", "LOGIN_RATE_LIMIT": "1000 per minute"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": cluster.url,
+        "REDIS_URL": TEST_REDIS_URL,
+        "INSTANCE_PATH": str(tmp_path),
+        "SECRET_KEY": "faults-test",
+        "SECURE_COOKIES": "0",
+        "LOGIN_RATE_LIMIT": "1000 per minute",
+    }
     ARTIFACTS.mkdir(exist_ok=True)
     web = LiveServer(env, free_port(), ARTIFACTS / "faults-web.log").start()
     worker = RqProcess(rq_worker_args(env), env, ARTIFACTS / "faults-db-worker.log").start()
@@ -319,13 +355,24 @@ def test_database_down_answers_503_and_recovers_by_itself(cluster, redis_conn, t
 
     try:
         browser = login_session(web.url, "town0_admin")
-        token = requests.post(web.url + "/api/v1/tokens", json={"username": "gw0", "password": "Test@2026pw"},
-                              timeout=10).json()["token"]
+        token = requests.post(
+            web.url + "/api/v1/tokens", json={"username": "gw0", "password": "Test@2026pw"}, timeout=10
+        ).json()["token"]
         api = {"Authorization": f"Bearer {token}"}
 
         def report(key: str):
-            return requests.post(web.url + "/api/v1/cases", headers=api, timeout=10, json={
-                "client_key": key, "category_code": "0101", "description": "路边暴露垃圾一堆", "lat": lat, "lon": lon})
+            return requests.post(
+                web.url + "/api/v1/cases",
+                headers=api,
+                timeout=10,
+                json={
+                    "client_key": key,
+                    "category_code": "0101",
+                    "description": "路边暴露垃圾一堆",
+                    "lat": lat,
+                    "lon": lon,
+                },
+            )
 
         assert browser.get(web.url + "/cases/", timeout=10).status_code == 200
         assert report("faults-b-before").status_code == 201
@@ -347,13 +394,17 @@ def test_database_down_answers_503_and_recovers_by_itself(cluster, redis_conn, t
         form = stranger.get(web.url + "/login", timeout=10)
         assert form.status_code == 200
         match = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-        attempt = stranger.post(web.url + "/login", timeout=10, data={
-            "username": "town0_supervisor", "password": "Test@2026pw", "csrf_token": match.group(1)})
+        attempt = stranger.post(
+            web.url + "/login",
+            timeout=10,
+            data={"username": "town0_supervisor", "password": "Test@2026pw", "csrf_token": match.group(1)},
+        )
         assert attempt.status_code == 503 and "数据库暂时不可用" in attempt.text
         # the worker's periodic drain fails meanwhile (and is retried by RQ); the worker itself stays up
         job = Queue("realtime", connection=redis_conn).enqueue("workers.jobs.drain_outbox_catch_up")
-        assert wait_for(lambda: job.get_status(refresh=True) in (JobStatus.FAILED, JobStatus.SCHEDULED), 30,
-                        step=0.2), f"the drain did not fail: see {worker.log_path}"
+        assert wait_for(
+            lambda: job.get_status(refresh=True) in (JobStatus.FAILED, JobStatus.SCHEDULED), 30, step=0.2
+        ), f"the drain did not fail: see {worker.log_path}"
 
         cluster.start()
         assert wait_for(lambda: requests.get(web.url + "/healthz", timeout=5).status_code == 200, 20, step=0.2)
@@ -377,23 +428,31 @@ def test_database_down_answers_503_and_recovers_by_itself(cluster, redis_conn, t
 
 # --- (c) a client retrying one report, all at once --------------------------------------------------
 
+
 @pytest.mark.redis
 def test_five_simultaneous_retries_of_one_report_make_one_case(world, live_stack):
     """A phone on a bad network sends the same report five times at once: one case, one answer for all."""
     from concurrent.futures import ThreadPoolExecutor
 
     web, _worker = live_stack
-    token = requests.post(web.url + "/api/v1/tokens", json={"username": "gw0", "password": "Test@2026pw"},
-                          timeout=10).json()["token"]
+    token = requests.post(
+        web.url + "/api/v1/tokens", json={"username": "gw0", "password": "Test@2026pw"}, timeout=10
+    ).json()["token"]
     lat, lon = world.grid_point(0)
     results = []
     for attempt in range(3):
-        body = {"client_key": f"retry-storm-{attempt}", "category_code": "0101", "description": "路灯不亮",
-                "lat": lat, "lon": lon}
+        body = {
+            "client_key": f"retry-storm-{attempt}",
+            "category_code": "0101",
+            "description": "路灯不亮",
+            "lat": lat,
+            "lon": lon,
+        }
 
         def send(_i, body=body):
-            return requests.post(web.url + "/api/v1/cases", json=body, timeout=15,
-                                 headers={"Authorization": f"Bearer {token}"})
+            return requests.post(
+                web.url + "/api/v1/cases", json=body, timeout=15, headers={"Authorization": f"Bearer {token}"}
+            )
 
         with ThreadPoolExecutor(max_workers=5) as pool:
             answers = list(pool.map(send, range(5)))
@@ -406,6 +465,7 @@ def test_five_simultaneous_retries_of_one_report_make_one_case(world, live_stack
 
 
 # --- (d) the web process killed and started again ------------------------------------------------------
+
 
 def test_web_process_killed_and_restarted_keeps_sessions_and_data(world, live_server):
     """Sessions live in PostgreSQL (server side) and the key in the instance: a crash logs nobody out."""
@@ -440,8 +500,24 @@ class ThrowawayRedis:
 
         self._log = open(self.dir / "redis.log", "ab")
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", ""], stdout=self._log, stderr=subprocess.STDOUT)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         client = Redis.from_url(self.url, socket_connect_timeout=1)
         assert wait_for(lambda: self._ping(client), 10, step=0.05), "redis-server did not start"
         return self
@@ -489,10 +565,12 @@ def test_redis_down_reports_accepted_wall_degraded_counters_catch_up_once(world,
     try:
         web = LiveServer(env, free_port(), ARTIFACTS / "faults-redis-web.log").start()
         worker = Supervised(rq_worker_args(env), env, ARTIFACTS / "faults-redis-worker.log").start()
-        cron = Supervised([rq, "cron", "-u", env["REDIS_URL"], "workers/cron.py"], env,
-                          ARTIFACTS / "faults-redis-cron.log").start()
-        token = requests.post(web.url + "/api/v1/tokens", json={"username": "gw0", "password": "Test@2026pw"},
-                              timeout=10).json()["token"]
+        cron = Supervised(
+            [rq, "cron", "-u", env["REDIS_URL"], "workers/cron.py"], env, ARTIFACTS / "faults-redis-cron.log"
+        ).start()
+        token = requests.post(
+            web.url + "/api/v1/tokens", json={"username": "gw0", "password": "Test@2026pw"}, timeout=10
+        ).json()["token"]
         duty = login_session(web.url, "town0_duty")
         lat, lon = world.grid_point(0)
         sent = 0
@@ -501,9 +579,18 @@ def test_redis_down_reports_accepted_wall_degraded_counters_catch_up_once(world,
             nonlocal sent
             sent += 1
             started = time.monotonic()
-            answer = requests.post(web.url + "/api/v1/cases", timeout=15, headers={"Authorization": f"Bearer {token}"},
-                                   json={"client_key": f"redis-fault-{sent}", "category_code": "0101",
-                                         "description": "路边暴露垃圾一堆", "lat": lat, "lon": lon})
+            answer = requests.post(
+                web.url + "/api/v1/cases",
+                timeout=15,
+                headers={"Authorization": f"Bearer {token}"},
+                json={
+                    "client_key": f"redis-fault-{sent}",
+                    "category_code": "0101",
+                    "description": "路边暴露垃圾一堆",
+                    "lat": lat,
+                    "lon": lon,
+                },
+            )
             return answer, time.monotonic() - started
 
         for _ in range(3):
@@ -536,8 +623,9 @@ def test_redis_down_reports_accepted_wall_degraded_counters_catch_up_once(world,
 
         redis.start()  # the same port, its append-only file: the counters made before the outage are kept
         # the counters are written first, the rows marked processed after the batch's pushes: wait for both
-        assert wait_for(lambda: waiting_rows() == 0 and reported() == sent, 60, step=0.5), \
+        assert wait_for(lambda: waiting_rows() == 0 and reported() == sent, 60, step=0.5), (
             f"counted {reported()} of {sent}, {waiting_rows()} rows waiting: see {worker.log_path} and {cron.log_path}"
+        )
         with app.app_context():
             assert db.query(Case).filter(Case.client_key.like("redis-fault-%")).count() == sent
             db.remove()
@@ -565,16 +653,26 @@ def test_redis_frozen_reports_still_answered_in_bounded_time(world, app, server_
     web = None
     try:
         web = LiveServer(env, free_port(), ARTIFACTS / "faults-frozen-web.log").start()
-        token = requests.post(web.url + "/api/v1/tokens", json={"username": "gw0", "password": "Test@2026pw"},
-                              timeout=10).json()["token"]
+        token = requests.post(
+            web.url + "/api/v1/tokens", json={"username": "gw0", "password": "Test@2026pw"}, timeout=10
+        ).json()["token"]
         lat, lon = world.grid_point(0)
         redis.freeze()
         timings = []
         for i in range(4):
             started = time.monotonic()
-            answer = requests.post(web.url + "/api/v1/cases", timeout=30, headers={"Authorization": f"Bearer {token}"},
-                                   json={"client_key": f"frozen-{i}", "category_code": "0101",
-                                         "description": "路边暴露垃圾一堆", "lat": lat, "lon": lon})
+            answer = requests.post(
+                web.url + "/api/v1/cases",
+                timeout=30,
+                headers={"Authorization": f"Bearer {token}"},
+                json={
+                    "client_key": f"frozen-{i}",
+                    "category_code": "0101",
+                    "description": "路边暴露垃圾一堆",
+                    "lat": lat,
+                    "lon": lon,
+                },
+            )
             timings.append(time.monotonic() - started)
             assert answer.status_code == 201, answer.text[:300]
         print(f"report answers while Redis is frozen: {[round(t, 2) for t in timings]} s")
@@ -597,6 +695,7 @@ def test_redis_frozen_reports_still_answered_in_bounded_time(world, app, server_
 
 # --- (f) a phone whose clock is wrong -------------------------------------------------------------------
 
+
 @pytest.mark.postgres
 def test_client_clock_skew_is_tolerated_a_little_and_never_trusted_for_the_report_time(world, client):
     """The phone says when it found the matter; the server says when it was reported. A discovery more
@@ -608,9 +707,18 @@ def test_client_clock_skew_is_tolerated_a_little_and_never_trusted_for_the_repor
     now = datetime.now(UTC)
 
     def report(key: str, discovered: datetime):
-        return client.post("/api/v1/cases", headers=headers, json={
-            "client_key": key, "category_code": "0101", "description": "路边暴露垃圾一堆", "lat": lat, "lon": lon,
-            "discovered_at": discovered.isoformat()})
+        return client.post(
+            "/api/v1/cases",
+            headers=headers,
+            json={
+                "client_key": key,
+                "category_code": "0101",
+                "description": "路边暴露垃圾一堆",
+                "lat": lat,
+                "lon": lon,
+                "discovered_at": discovered.isoformat(),
+            },
+        )
 
     ahead = report("skew-ahead-10min", now + timedelta(minutes=10))
     assert ahead.status_code == 422 and ahead.get_json()["error"]["field"] == "discovered_at"
@@ -626,12 +734,21 @@ def test_client_clock_skew_is_tolerated_a_little_and_never_trusted_for_the_repor
         from commandcenter.models import Person
 
         grid = world.grids[0]
-        visit_person = Person(name="测试人", person_type="empty_nest_elderly", visit_frequency="weekly",
-                              grid_id=grid.id, village_id=grid.village_id, town_id=grid.town_id)
+        visit_person = Person(
+            name="测试人",
+            person_type="empty_nest_elderly",
+            visit_frequency="weekly",
+            grid_id=grid.id,
+            village_id=grid.village_id,
+            town_id=grid.town_id,
+        )
         db.add(visit_person)
         db.commit()
         person_id = visit_person.id
         db.remove()
-    visit = client.post("/api/v1/visits", headers=headers, json={
-        "client_key": "skew-visit-1", "person_id": person_id, "at": (now + timedelta(minutes=30)).isoformat()})
+    visit = client.post(
+        "/api/v1/visits",
+        headers=headers,
+        json={"client_key": "skew-visit-1", "person_id": person_id, "at": (now + timedelta(minutes=30)).isoformat()},
+    )
     assert visit.status_code == 422 and visit.get_json()["error"]["field"] == "at"

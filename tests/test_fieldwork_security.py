@@ -29,6 +29,7 @@ ADDRESS = "人民路 8 号 2 幢 301 室"
 
 def strict_json(response):
     """The body as RFC 8259 JSON: NaN and Infinity are not JSON and make this fail."""
+
     def refuse(token):
         raise AssertionError(f"not JSON: {token} in {response.get_data(as_text=True)[:200]}")
 
@@ -45,13 +46,30 @@ def token(app, username: str) -> dict:
     return {"Authorization": f"Bearer {value}"}
 
 
-def add_person(app, world, *, grid: int = 0, person_type: str = "empty_nest_elderly", active: bool = True,
-               name: str = "张三明", address: str | None = ADDRESS) -> int:
+def add_person(
+    app,
+    world,
+    *,
+    grid: int = 0,
+    person_type: str = "empty_nest_elderly",
+    active: bool = True,
+    name: str = "张三明",
+    address: str | None = ADDRESS,
+) -> int:
     with app.app_context():
         g = world.grids[grid]
-        person = Person(name=name, id_number="320501199001011234", phone="13812345678", person_type=person_type,
-                        visit_frequency="monthly", address=address, grid_id=g.id, village_id=g.village_id,
-                        town_id=g.town_id, active=active)
+        person = Person(
+            name=name,
+            id_number="320501199001011234",
+            phone="13812345678",
+            person_type=person_type,
+            visit_frequency="monthly",
+            address=address,
+            grid_id=g.id,
+            village_id=g.village_id,
+            town_id=g.town_id,
+            active=active,
+        )
         db.add(person)
         db.commit()
         person_id = person.id
@@ -68,11 +86,15 @@ def count(app, model, **where) -> int:
 
 def visit(client, headers: dict, person_id: int, key: str):
     at = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-    return client.post("/api/v1/visits", headers=headers,
-                       json={"client_key": key, "person_id": person_id, "at": at, "note": "上门走访，情况稳定"})
+    return client.post(
+        "/api/v1/visits",
+        headers=headers,
+        json={"client_key": key, "person_id": person_id, "at": at, "note": "上门走访，情况稳定"},
+    )
 
 
 # --- 5. visits: no oracle on hidden persons; one rule for pages and API ------------------------------
+
 
 @pytest.mark.security
 def test_visit_to_a_hidden_person_answers_like_a_missing_one_and_records_nothing(app, world, client):
@@ -93,8 +115,10 @@ def test_visit_to_a_hidden_person_answers_like_a_missing_one_and_records_nothing
     # the refused attempt on an existing person is on record, as a refused page view is
     with app.app_context():
         refused = db.query(AuditLog).filter_by(action="visit.record", success=False).all()
-        assert {(r.username, r.object_id) for r in refused} == {("town0_supervisor", str(hidden)),
-                                                                ("town0_supervisor", str(other_town))}
+        assert {(r.username, r.object_id) for r in refused} == {
+            ("town0_supervisor", str(hidden)),
+            ("town0_supervisor", str(other_town)),
+        }
         db.remove()
 
     # the same person is visited by the roles that handle special populations; a visible one by the supervisor
@@ -115,8 +139,16 @@ def test_person_pages_and_visits_follow_one_rule(app, world, client):
         "elderly_town1": add_person(app, world, grid=4),
         "inactive_grid0": add_person(app, world, grid=0, active=False),
     }
-    accounts = ("gw0", "gw1", "village0_admin", "town0_admin", "town0_supervisor", "town1_admin",
-                "city_supervisor", "city_center")
+    accounts = (
+        "gw0",
+        "gw1",
+        "village0_admin",
+        "town0_admin",
+        "town0_supervisor",
+        "town1_admin",
+        "city_supervisor",
+        "city_center",
+    )
     for username in accounts:
         headers = token(app, username)
         missing = visit(client, headers, 999999, f"rule-{username}-missing")
@@ -144,13 +176,25 @@ def test_person_pages_and_visits_follow_one_rule(app, world, client):
 
 # --- 13. patrols ---------------------------------------------------------------------------------------
 
-def patrol_body(key: str, start: datetime, minutes: int = 60, step_minutes: int = 10, lon: float = 120.025,
-                lat: float = 31.025, **overrides) -> dict:
+
+def patrol_body(
+    key: str,
+    start: datetime,
+    minutes: int = 60,
+    step_minutes: int = 10,
+    lon: float = 120.025,
+    lat: float = 31.025,
+    **overrides,
+) -> dict:
     """A patrol with a point every `step_minutes` from start to end, walking east."""
     t0 = int(start.timestamp())
     track = [[lon + 0.0005 * i, lat, t0 + 60 * m] for i, m in enumerate(range(0, minutes + 1, step_minutes))]
-    body = {"client_key": key, "started_at": start.isoformat(),
-            "ended_at": (start + timedelta(minutes=minutes)).isoformat(), "track": track}
+    body = {
+        "client_key": key,
+        "started_at": start.isoformat(),
+        "ended_at": (start + timedelta(minutes=minutes)).isoformat(),
+        "track": track,
+    }
     body.update(overrides)
     return body
 
@@ -192,14 +236,22 @@ def test_no_patrol_answer_contains_nan(app, world, client):
     with app.app_context():
         gw0 = db.query(Account).filter_by(username="gw0").one()
         start = recent(5).replace(tzinfo=None)
-        db.add(Patrol(gridworker_id=gw0.id, grid_id=gw0.place_id, town_id=gw0.town_id, started_at=start,
-                      ended_at=start + timedelta(hours=1), track=[], distance_m=float("nan"),
-                      client_key="legacy-nan-patrol"))
+        db.add(
+            Patrol(
+                gridworker_id=gw0.id,
+                grid_id=gw0.place_id,
+                town_id=gw0.town_id,
+                started_at=start,
+                ended_at=start + timedelta(hours=1),
+                track=[],
+                distance_m=float("nan"),
+                client_key="legacy-nan-patrol",
+            )
+        )
         db.commit()
         db.remove()
     headers = token(app, "gw0")
-    retry = client.post("/api/v1/patrols", headers=headers,
-                        json=patrol_body("legacy-nan-patrol", recent(5)))
+    retry = client.post("/api/v1/patrols", headers=headers, json=patrol_body("legacy-nan-patrol", recent(5)))
     assert retry.status_code == 200
     body = strict_json(retry)
     assert body["distance_m"] is None and body["minutes"] == 60.0
@@ -216,13 +268,18 @@ def test_back_dated_patrols_are_refused_by_the_app(app, world, client):
     today = datetime.now(UTC).astimezone().replace(hour=8, minute=0, second=0, microsecond=0)
     for day in range(3, 8):
         start = today - timedelta(days=day)
-        body = {"client_key": f"backdated-{day}", "started_at": start.isoformat(),
-                "ended_at": (start + timedelta(hours=10)).isoformat(), "track": []}
+        body = {
+            "client_key": f"backdated-{day}",
+            "started_at": start.isoformat(),
+            "ended_at": (start + timedelta(hours=10)).isoformat(),
+            "track": [],
+        }
         response = client.post("/api/v1/patrols", headers=headers, json=body)
         assert response.status_code == 422, response.get_json()
         # with a perfect track too: the date alone refuses it
-        dense = client.post("/api/v1/patrols", headers=headers,
-                            json=patrol_body(f"backdated-dense-{day}", start, minutes=60))
+        dense = client.post(
+            "/api/v1/patrols", headers=headers, json=patrol_body(f"backdated-dense-{day}", start, minutes=60)
+        )
         error = strict_json(dense)["error"]
         assert dense.status_code == 422 and error["field"] == "started_at", error
         assert "导入" in error["message"]
@@ -238,8 +295,9 @@ def test_patrol_max_age_is_a_setting(world, pg_url, tmp_path):
     client = wide.test_client()
     headers = token(wide, "gw0")
     five_days = recent(24 * 5)
-    assert client.post("/api/v1/patrols", headers=headers,
-                       json=patrol_body("five-days-ago", five_days)).status_code == 201
+    assert (
+        client.post("/api/v1/patrols", headers=headers, json=patrol_body("five-days-ago", five_days)).status_code == 201
+    )
     eight_days = recent(24 * 8)
     response = client.post("/api/v1/patrols", headers=headers, json=patrol_body("eight-days-ago", eight_days))
     assert response.status_code == 422 and response.get_json()["error"]["field"] == "started_at"
@@ -250,9 +308,19 @@ def test_history_still_comes_in_through_the_import(app, world, tmp_path):
     from tests.test_import import write_csv
 
     old = (datetime.now() - timedelta(days=20)).replace(hour=9, minute=0)
-    path = write_csv(tmp_path / "patrols.csv", "patrols", [
-        {"id": "OLD1", "gridworker": "gw0", "started_at": old.strftime("%Y-%m-%d %H:%M"),
-         "ended_at": (old + timedelta(hours=2)).strftime("%Y-%m-%d %H:%M"), "distance_m": "3200"}])
+    path = write_csv(
+        tmp_path / "patrols.csv",
+        "patrols",
+        [
+            {
+                "id": "OLD1",
+                "gridworker": "gw0",
+                "started_at": old.strftime("%Y-%m-%d %H:%M"),
+                "ended_at": (old + timedelta(hours=2)).strftime("%Y-%m-%d %H:%M"),
+                "distance_m": "3200",
+            }
+        ],
+    )
     result = app.test_cli_runner().invoke(args=["import", "patrols", str(path), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert count(app, Patrol, client_key="import:OLD1") == 1
@@ -266,8 +334,9 @@ def test_a_patrol_track_must_fit_the_claimed_patrol(app, world, client):
     mid = t0 + 1800
 
     def refused(key, track, field, minutes=60):
-        response = client.post("/api/v1/patrols", headers=headers,
-                               json=patrol_body(key, start, minutes=minutes, track=track))
+        response = client.post(
+            "/api/v1/patrols", headers=headers, json=patrol_body(key, start, minutes=minutes, track=track)
+        )
         error = strict_json(response)["error"]
         assert response.status_code == 422 and error["field"] == field, (key, error)
         return error
@@ -277,10 +346,8 @@ def test_a_patrol_track_must_fit_the_claimed_patrol(app, world, client):
     # a point every 15 minutes is not enough
     refused("hour-sparse", [[120.02, 31.02, t0 + 900 * k] for k in range(5)], "track[1]")
     # points outside [start, end]
-    refused("hour-before", [[120.02, 31.02, t0 - 3600]] + [[120.02, 31.02, t0 + 600 * k] for k in range(7)],
-            "track[0]")
-    refused("hour-after", [[120.02, 31.02, t0 + 600 * k] for k in range(7)] + [[120.02, 31.02, t0 + 7200]],
-            "track[7]")
+    refused("hour-before", [[120.02, 31.02, t0 - 3600]] + [[120.02, 31.02, t0 + 600 * k] for k in range(7)], "track[0]")
+    refused("hour-after", [[120.02, 31.02, t0 + 600 * k] for k in range(7)] + [[120.02, 31.02, t0 + 7200]], "track[7]")
     # out of time order
     shuffled = [[120.02, 31.02, t0 + 300 * k] for k in range(13)]
     shuffled[2], shuffled[3] = shuffled[3], shuffled[2]
@@ -288,21 +355,27 @@ def test_a_patrol_track_must_fit_the_claimed_patrol(app, world, client):
     # the end of the patrol is not covered
     refused("hour-stops-early", [[120.02, 31.02, t0 + 600 * k] for k in range(4)], "track[3]")
     # a point without its time
-    response = client.post("/api/v1/patrols", headers=headers,
-                           json=patrol_body("hour-no-time", start, track=[[120.02, 31.02]]))
+    response = client.post(
+        "/api/v1/patrols", headers=headers, json=patrol_body("hour-no-time", start, track=[[120.02, 31.02]])
+    )
     assert response.status_code == 422 and response.get_json()["error"]["field"].startswith("track")
     assert count(app, Patrol) == 0
     # a point every 10 minutes, inside the window, in order: taken
     ok = client.post("/api/v1/patrols", headers=headers, json=patrol_body("hour-good", start))
     assert ok.status_code == 201 and strict_json(ok)["minutes"] == 60.0
     # a short patrol needs few points
-    short = client.post("/api/v1/patrols", headers=headers,
-                        json=patrol_body("short-one-point", start + timedelta(hours=2), minutes=15,
-                                         track=[[120.02, 31.02, t0 + 7200 + 450]]))
+    short = client.post(
+        "/api/v1/patrols",
+        headers=headers,
+        json=patrol_body(
+            "short-one-point", start + timedelta(hours=2), minutes=15, track=[[120.02, 31.02, t0 + 7200 + 450]]
+        ),
+    )
     assert short.status_code == 201, short.get_json()
 
 
 # --- 15a. /healthz -------------------------------------------------------------------------------------
+
 
 @pytest.mark.security
 def test_healthz_tells_anonymous_callers_only_up_or_degraded(app, world, client):
@@ -334,6 +407,7 @@ def test_healthz_degraded_and_database_down(pg_url, tmp_path):
 
 # --- 15c. addresses -------------------------------------------------------------------------------------
 
+
 @pytest.mark.security
 def test_mask_address_keeps_the_street_and_hides_the_numbers():
     assert mask_address("人民路 8 号 2 幢 301 室") == "人民路 * 号 * 幢 *** 室"
@@ -356,8 +430,9 @@ def test_person_address_is_masked_and_shown_only_by_the_audited_unmask(app, worl
     assert ADDRESS not in listing and "人民路 * 号 * 幢 *** 室" in listing
     page = client.get(f"/persons/{person_id}").get_data(as_text=True)
     assert ADDRESS not in page and "人民路 * 号 * 幢 *** 室" in page and "吸毒" in page
-    unmasked = client.post(f"/persons/{person_id}/unmask",
-                           data={"csrf_token": csrf_from(page), "reason": "核实住址后上门走访"})
+    unmasked = client.post(
+        f"/persons/{person_id}/unmask", data={"csrf_token": csrf_from(page), "reason": "核实住址后上门走访"}
+    )
     assert unmasked.status_code == 200 and ADDRESS in unmasked.get_data(as_text=True)
     with app.app_context():
         rows = db.query(AuditLog).filter_by(action="person.unmask", success=True).all()

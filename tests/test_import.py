@@ -36,9 +36,19 @@ from commandcenter.security import verify_password
 FIXTURES = Path(__file__).parent / "fixtures" / "import"
 MONTH = FIXTURES / "month"
 TZ = "Asia/Shanghai"
-TABLES = {"places": Place, "centers": Center, "accounts": Account, "persons": Person, "sites": Site,
-          "cases": Case, "history": CaseStep, "patrols": Patrol, "signins": SignIn, "visits": Visit,
-          "logins": LoginRecord}
+TABLES = {
+    "places": Place,
+    "centers": Center,
+    "accounts": Account,
+    "persons": Person,
+    "sites": Site,
+    "cases": Case,
+    "history": CaseStep,
+    "patrols": Patrol,
+    "signins": SignIn,
+    "visits": Visit,
+    "logins": LoginRecord,
+}
 
 
 def rows_of(kind: str, directory: Path = MONTH) -> list[dict]:
@@ -96,8 +106,14 @@ def test_fixture_month_is_what_make_month_writes(tmp_path):
     kinds = {c["category_code"][:2] for c in cases}
     assert {"10", "20"} <= kinds  # hazards and disputes
     assert any(c["escalated_to_city"] == "是" for c in cases) and any(c["overdue"] == "是" for c in cases)
-    assert sum(1 for p in rows_of("patrols")
-               if (datetime.fromisoformat(p["ended_at"]) - datetime.fromisoformat(p["started_at"])).seconds < 3600) == 4
+    assert (
+        sum(
+            1
+            for p in rows_of("patrols")
+            if (datetime.fromisoformat(p["ended_at"]) - datetime.fromisoformat(p["started_at"])).seconds < 3600
+        )
+        == 4
+    )
     assert {p["person_type"] for p in rows_of("persons")} >= {"drug_user", "mental_risk"}
 
 
@@ -188,8 +204,13 @@ def test_errors_name_file_line_and_column_and_nothing_is_imported(ctx, tmp_path)
     result = import_file("cases", path, tz=TZ)
     assert not result.imported and result.new == 0 and result.bad == 4
     where = {(e.file, e.line, e.column) for e in result.errors}
-    assert where == {("cases.csv", 3, "reported_at"), ("cases.csv", 4, "state"), ("cases.csv", 4, "lat"),
-                     ("cases.csv", 5, "closed_at"), ("cases.csv", 6, "grid_code")}
+    assert where == {
+        ("cases.csv", 3, "reported_at"),
+        ("cases.csv", 4, "state"),
+        ("cases.csv", 4, "lat"),
+        ("cases.csv", 5, "closed_at"),
+        ("cases.csv", 6, "grid_code"),
+    }
     text = "\n".join(str(e) for e in result.errors)
     assert "cases.csv 第 3 行，列 reported_at：日期时间格式应为 YYYY-MM-DD HH:MM[:SS]" in text
     assert "纬度 95 超出" in text and "“999”不存在" in text and "不能早于上报时间" in text
@@ -244,8 +265,13 @@ def test_places_with_bom_boundaries_and_parents(ctx, tmp_path):
         {"code": "V", "name": "村", "level": "village", "kind": "street", "parent_code": "T"},  # wrong kind
         {"code": "G", "name": "网格", "level": "grid", "parent_code": "T"},  # parent must be a village
         {"code": "X", "name": "坏边界", "level": "town", "parent_code": "C", "geometry": bowtie},
-        {"code": "Y", "name": "反坐标", "level": "town", "parent_code": "C",
-         "geometry": '{"type":"Polygon","coordinates":[[[30,120],[30.1,120],[30.1,120.1],[30,120]]]}'},
+        {
+            "code": "Y",
+            "name": "反坐标",
+            "level": "town",
+            "parent_code": "C",
+            "geometry": '{"type":"Polygon","coordinates":[[[30,120],[30.1,120],[30.1,120.1],[30,120]]]}',
+        },
         {"code": "Z", "name": "后面才有上级", "level": "grid", "parent_code": "W"},
         {"code": "T", "name": "重复", "level": "town", "parent_code": "C"},
     ]
@@ -253,16 +279,34 @@ def test_places_with_bom_boundaries_and_parents(ctx, tmp_path):
     result = import_file("places", path, tz=TZ)
     assert not result.imported
     got = {(e.line, e.column): e.message for e in result.errors}
-    assert set(got) == {(4, "kind"), (5, "parent_code"), (6, "geometry"), (7, "geometry"), (8, "parent_code"),
-                        (9, "code")}
+    assert set(got) == {
+        (4, "kind"),
+        (5, "parent_code"),
+        (6, "geometry"),
+        (7, "geometry"),
+        (8, "parent_code"),
+        (9, "code"),
+    }
     assert "Self-intersection" in got[(6, "geometry")] and "经纬度范围" in got[(7, "geometry")]
     assert "与第 3 行重复" in got[(9, "code")]
     assert count(Place) == 0
-    ok = write_csv(tmp_path / "places.csv", "places", rows[:2] + [
-        {"code": "V", "name": "村", "level": "village", "kind": "village", "parent_code": "T"},
-        {"code": "G", "name": "网格", "level": "grid", "parent_code": "V",
-         "geometry": '{"type":"Feature","properties":{},"geometry":{"type":"Polygon","coordinates":'
-                     '[[[120,30],[120.2,30],[120.2,30.1],[120,30.1],[120,30]]]}}'}], bom=True)
+    ok = write_csv(
+        tmp_path / "places.csv",
+        "places",
+        rows[:2]
+        + [
+            {"code": "V", "name": "村", "level": "village", "kind": "village", "parent_code": "T"},
+            {
+                "code": "G",
+                "name": "网格",
+                "level": "grid",
+                "parent_code": "V",
+                "geometry": '{"type":"Feature","properties":{},"geometry":{"type":"Polygon","coordinates":'
+                "[[[120,30],[120.2,30],[120.2,30.1],[120,30.1],[120,30]]]}}",
+            },
+        ],
+        bom=True,
+    )
     result = import_file("places", ok, tz=TZ)
     assert result.new == 4, [str(e) for e in result.errors]
     g = db.execute(select(Place).where(Place.code == "G")).scalar_one()
@@ -273,8 +317,14 @@ def test_case_placed_by_coordinates_and_consistency_rules(ctx, tmp_path):
     install_default_categories()
     db.commit()
     assert all(r.imported for r in import_dir(copy_month(tmp_path, "accounts"), tz=TZ))
-    base = {"source": "hotline", "category_code": "0502", "description": "路灯不亮", "state": "closed",
-            "reported_at": "2026-11-03 09:12", "closed_at": "2026-11-04 10:00"}
+    base = {
+        "source": "hotline",
+        "category_code": "0502",
+        "description": "路灯不亮",
+        "state": "closed",
+        "reported_at": "2026-11-03 09:12",
+        "closed_at": "2026-11-04 10:00",
+    }
     rows = [
         base | {"number": "A1", "lat": "30.02", "lon": "121.02"},  # inside 东城南社区 grid 1
         base | {"number": "A2", "lat": "30.02"},  # lon missing
@@ -288,8 +338,16 @@ def test_case_placed_by_coordinates_and_consistency_rules(ctx, tmp_path):
     ]
     result = import_file("cases", write_csv(tmp_path / "cases.csv", "cases", rows), tz=TZ, skip_bad_rows=True)
     assert [(e.line, e.column) for e in result.errors] == [
-        (3, "lon"), (4, "closed_at"), (5, "valid"), (6, "escalated_to_city"), (7, "dispute_outcome"),
-        (8, "discovered_at"), (9, "number"), (10, "category_code"), (10, "duplicate_of")]
+        (3, "lon"),
+        (4, "closed_at"),
+        (5, "valid"),
+        (6, "escalated_to_city"),
+        (7, "dispute_outcome"),
+        (8, "discovered_at"),
+        (9, "number"),
+        (10, "category_code"),
+        (10, "duplicate_of"),
+    ]
     case = db.execute(select(Case).where(Case.number == "A1")).scalar_one()
     assert case.grid.code == "330100001001001" and case.town_id == case.grid.town_id
     assert case.reported_at == datetime(2026, 11, 3, 1, 12) and case.valid is True and case.state == "closed"
@@ -299,37 +357,84 @@ def test_people_patrols_signins_visits_logins_rules(ctx, tmp_path):
     install_default_categories()
     db.commit()
     assert all(r.imported for r in import_dir(copy_month(tmp_path, "sites"), tz=TZ))
-    persons = import_file("persons", write_csv(tmp_path / "persons.csv", "persons", [
-        {"code": "Q1", "name": "甲", "person_type": "drug_user", "grid_code": "330100001", "id_number": "123"},
-        {"code": "Q2", "name": "乙", "person_type": "empty_nest_elderly", "grid_code": "330100001001001"}]), tz=TZ,
-        skip_bad_rows=True)
+    persons = import_file(
+        "persons",
+        write_csv(
+            tmp_path / "persons.csv",
+            "persons",
+            [
+                {"code": "Q1", "name": "甲", "person_type": "drug_user", "grid_code": "330100001", "id_number": "123"},
+                {"code": "Q2", "name": "乙", "person_type": "empty_nest_elderly", "grid_code": "330100001001001"},
+            ],
+        ),
+        tz=TZ,
+        skip_bad_rows=True,
+    )
     assert {(e.line, e.column) for e in persons.errors} == {(2, "grid_code"), (2, "id_number")}
     assert db.execute(select(Person.visit_frequency).where(Person.code == "Q2")).scalar_one() == "weekly"
-    patrols = import_file("patrols", write_csv(tmp_path / "patrols.csv", "patrols", [
-        {"id": "1", "gridworker": "gw01", "started_at": "2026-11-03 09:00", "ended_at": "2026-11-03 08:00"},
-        {"id": "2", "gridworker": "ghost", "started_at": "2026-11-03 09:00"},
-        {"id": "3", "gridworker": "gw01", "started_at": "2026-11-03 09:00", "ended_at": "2026-11-03 10:00"}]), tz=TZ,
-        skip_bad_rows=True)
+    patrols = import_file(
+        "patrols",
+        write_csv(
+            tmp_path / "patrols.csv",
+            "patrols",
+            [
+                {"id": "1", "gridworker": "gw01", "started_at": "2026-11-03 09:00", "ended_at": "2026-11-03 08:00"},
+                {"id": "2", "gridworker": "ghost", "started_at": "2026-11-03 09:00"},
+                {"id": "3", "gridworker": "gw01", "started_at": "2026-11-03 09:00", "ended_at": "2026-11-03 10:00"},
+            ],
+        ),
+        tz=TZ,
+        skip_bad_rows=True,
+    )
     assert [(e.line, e.column) for e in patrols.errors] == [(2, "ended_at"), (3, "gridworker")]
     patrol = db.execute(select(Patrol).where(Patrol.client_key == "import:3")).scalar_one()
     assert patrol.grid_id == db.execute(select(Account.place_id).where(Account.username == "gw01")).scalar_one()
-    signins = import_file("signins", write_csv(tmp_path / "signins.csv", "signins", [
-        {"gridworker": "gw01", "at": "2026-11-03 07:30"},
-        {"gridworker": "gw01", "at": "2026-11-03 17:30"},
-        {"gridworker": "gw02", "at": "2026-11-03 07:30", "day": "2026-11-04"}]), tz=TZ, skip_bad_rows=True)
+    signins = import_file(
+        "signins",
+        write_csv(
+            tmp_path / "signins.csv",
+            "signins",
+            [
+                {"gridworker": "gw01", "at": "2026-11-03 07:30"},
+                {"gridworker": "gw01", "at": "2026-11-03 17:30"},
+                {"gridworker": "gw02", "at": "2026-11-03 07:30", "day": "2026-11-04"},
+            ],
+        ),
+        tz=TZ,
+        skip_bad_rows=True,
+    )
     assert [(e.line, e.column) for e in signins.errors] == [(3, "day"), (4, "day")]
     # 07:30 local on 3 November is 23:30 UTC on the 2nd: the day is the local one
     assert db.execute(select(SignIn.day)).scalar_one().isoformat() == "2026-11-03"
-    visits = import_file("visits", write_csv(tmp_path / "visits.csv", "visits", [
-        {"id": "1", "gridworker": "gw01", "at": "2026-11-03 10:00"},
-        {"id": "2", "gridworker": "gw01", "person_code": "Q2", "site_code": "S00001", "at": "2026-11-03 10:00"},
-        {"id": "3", "gridworker": "gw01", "site_code": "S00001", "at": "2026-11-03 10:00"}]), tz=TZ,
-        skip_bad_rows=True)
+    visits = import_file(
+        "visits",
+        write_csv(
+            tmp_path / "visits.csv",
+            "visits",
+            [
+                {"id": "1", "gridworker": "gw01", "at": "2026-11-03 10:00"},
+                {"id": "2", "gridworker": "gw01", "person_code": "Q2", "site_code": "S00001", "at": "2026-11-03 10:00"},
+                {"id": "3", "gridworker": "gw01", "site_code": "S00001", "at": "2026-11-03 10:00"},
+            ],
+        ),
+        tz=TZ,
+        skip_bad_rows=True,
+    )
     assert [(e.line, e.column) for e in visits.errors] == [(2, "person_code"), (3, "person_code")]
-    logins = import_file("logins", write_csv(tmp_path / "logins.csv", "logins", [
-        {"id": "1", "username": "ghost", "at": "2026-11-03 10:00"},
-        {"id": "2", "username": "ghost", "at": "2026-11-03 10:00", "success": "否", "reason": "unknown_user"},
-        {"id": "2", "username": "gw01", "at": "2026-11-03 10:00"}]), tz=TZ, skip_bad_rows=True)
+    logins = import_file(
+        "logins",
+        write_csv(
+            tmp_path / "logins.csv",
+            "logins",
+            [
+                {"id": "1", "username": "ghost", "at": "2026-11-03 10:00"},
+                {"id": "2", "username": "ghost", "at": "2026-11-03 10:00", "success": "否", "reason": "unknown_user"},
+                {"id": "2", "username": "gw01", "at": "2026-11-03 10:00"},
+            ],
+        ),
+        tz=TZ,
+        skip_bad_rows=True,
+    )
     assert [(e.line, e.column) for e in logins.errors] == [(2, "username"), (4, "id")]
     assert db.execute(select(LoginRecord.import_key, LoginRecord.account_id)).one() == ("import:2", None)
 
@@ -383,8 +488,9 @@ def test_month_on_sqlite(tmp_path):
 
     url = f"sqlite:///{tmp_path / 'embedded.db'}"
     upgrade(url)
-    settings = Settings.from_env(database_url=url, testing=True, instance_path=tmp_path,
-                                 upload_dir=tmp_path / "uploads", redis_url=None)
+    settings = Settings.from_env(
+        database_url=url, testing=True, instance_path=tmp_path, upload_dir=tmp_path / "uploads", redis_url=None
+    )
     app = create_app(settings)
     try:
         with app.app_context():
@@ -395,9 +501,12 @@ def test_month_on_sqlite(tmp_path):
             assert counts() == expected_counts()
             assert all(r.new == 0 for r in import_dir(MONTH, tz=TZ))
             assert counts() == expected_counts()
-            first = db.execute(select(Case.reported_at).where(Case.number == rows_of("cases")[0]["number"])).scalar_one()
-            assert first == datetime.fromisoformat(rows_of("cases")[0]["reported_at"]).replace(
-                tzinfo=None) - (datetime(2026, 1, 1, 8) - datetime(2026, 1, 1))
+            first = db.execute(
+                select(Case.reported_at).where(Case.number == rows_of("cases")[0]["number"])
+            ).scalar_one()
+            assert first == datetime.fromisoformat(rows_of("cases")[0]["reported_at"]).replace(tzinfo=None) - (
+                datetime(2026, 1, 1, 8) - datetime(2026, 1, 1)
+            )
             db.remove()
     finally:
         db.remove()
@@ -423,17 +532,36 @@ def test_open_imported_cases_get_their_warning_moments_and_are_warned_about(ctx,
     def stamp(utc: datetime) -> str:
         return local(utc, TZ).strftime("%Y-%m-%d %H:%M")
 
-    parking = {"number": "P1", "source": "hotline", "category_code": "0401", "description": "车辆占用消防通道",
-               "state": "reported", "discovered_at": stamp(now - timedelta(minutes=50)),
-               "reported_at": stamp(now - timedelta(minutes=50)), "transfer_due": stamp(now + timedelta(minutes=10)),
-               "lat": "30.02", "lon": "121.02"}
-    later = parking | {"number": "P2", "discovered_at": stamp(now - timedelta(minutes=5)),
-                       "reported_at": stamp(now - timedelta(minutes=5)),
-                       "transfer_due": stamp(now + timedelta(minutes=55))}
-    registered = {"number": "E1", "source": "hotline", "category_code": "0502", "description": "路灯不亮",
-                  "state": "registered", "reported_at": stamp(now - timedelta(days=1)),
-                  "registered_at": stamp(now - timedelta(days=1)), "escalate_due": stamp(now + timedelta(days=1)),
-                  "lat": "30.02", "lon": "121.02"}
+    parking = {
+        "number": "P1",
+        "source": "hotline",
+        "category_code": "0401",
+        "description": "车辆占用消防通道",
+        "state": "reported",
+        "discovered_at": stamp(now - timedelta(minutes=50)),
+        "reported_at": stamp(now - timedelta(minutes=50)),
+        "transfer_due": stamp(now + timedelta(minutes=10)),
+        "lat": "30.02",
+        "lon": "121.02",
+    }
+    later = parking | {
+        "number": "P2",
+        "discovered_at": stamp(now - timedelta(minutes=5)),
+        "reported_at": stamp(now - timedelta(minutes=5)),
+        "transfer_due": stamp(now + timedelta(minutes=55)),
+    }
+    registered = {
+        "number": "E1",
+        "source": "hotline",
+        "category_code": "0502",
+        "description": "路灯不亮",
+        "state": "registered",
+        "reported_at": stamp(now - timedelta(days=1)),
+        "registered_at": stamp(now - timedelta(days=1)),
+        "escalate_due": stamp(now + timedelta(days=1)),
+        "lat": "30.02",
+        "lon": "121.02",
+    }
     result = import_file("cases", write_csv(tmp_path / "cases.csv", "cases", [parking, later, registered]), tz=TZ)
     assert result.imported and not result.errors
     cases = {c.number: c for c in db.execute(select(Case)).scalars()}
@@ -442,8 +570,11 @@ def test_open_imported_cases_get_their_warning_moments_and_are_warned_about(ctx,
     assert cases["P2"].transfer_warn_at == now + timedelta(minutes=55) - timedelta(minutes=minutes)
     lamp = db.execute(select(Category).where(Category.code == "0502")).scalar_one()
     start, due = now - timedelta(days=1), now + timedelta(days=1)
-    expected = (due - timedelta(minutes=lamp.warn_before_minutes) if lamp.warn_before_minutes
-                else start + (due - start) * (lamp.warn_ratio or 0.8))
+    expected = (
+        due - timedelta(minutes=lamp.warn_before_minutes)
+        if lamp.warn_before_minutes
+        else start + (due - start) * (lamp.warn_ratio or 0.8)
+    )
     assert cases["E1"].escalate_warn_at == expected
 
     jobs.sweep_alerts()

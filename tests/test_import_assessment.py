@@ -55,13 +55,25 @@ def by_hand(kinds: dict[str, str]) -> dict[str, dict]:
 
     towns = [c for c, p in places.items() if p["level"] == "town"]
     accounts = {a["username"]: a for a in rows("accounts")}
-    workers = {u: town_of(a["place_code"]) for u, a in accounts.items() if a["role"] == "gridworker" and a["active"] == YES}
+    workers = {
+        u: town_of(a["place_code"]) for u, a in accounts.items() if a["role"] == "gridworker" and a["active"] == YES
+    }
     centers = {c["place_code"]: c["level"] for c in rows("centers")}
     counted = [c for c in rows("cases") if in_month(c["reported_at"]) and c["state"] not in ("duplicate", "rejected")]
 
-    f = {t: {"population": int(places[t]["population"]), "reported": 0, "overdue": 0, "worker_reports": defaultdict(int),
-             "worker_hazards": defaultdict(int), "center_reports": defaultdict(int), "escalations": 0,
-             "village_center_disputes": 0} for t in towns}
+    f = {
+        t: {
+            "population": int(places[t]["population"]),
+            "reported": 0,
+            "overdue": 0,
+            "worker_reports": defaultdict(int),
+            "worker_hazards": defaultdict(int),
+            "center_reports": defaultdict(int),
+            "escalations": 0,
+            "village_center_disputes": 0,
+        }
+        for t in towns
+    }
     for c in counted:
         town = town_of(c["grid_code"])
         f[town]["reported"] += 1
@@ -88,8 +100,11 @@ def by_hand(kinds: dict[str, str]) -> dict[str, dict]:
             minutes[(p["gridworker"], start.date())] += max(0.0, (end - start).total_seconds() / 60)
     workdays = [date(2026, 11, d) for d in range(1, 31) if is_workday(date(2026, 11, d))]
 
-    persons = {p["code"]: town_of(p["grid_code"]) for p in rows("persons")
-               if p["active"] == YES and p["person_type"] in ("drug_user", "mental_risk")}
+    persons = {
+        p["code"]: town_of(p["grid_code"])
+        for p in rows("persons")
+        if p["active"] == YES and p["person_type"] in ("drug_user", "mental_risk")
+    }
     visited = defaultdict(set)
     for v in rows("visits"):
         if v["person_code"] in persons and in_month(v["at"]):
@@ -121,10 +136,16 @@ def by_hand(kinds: dict[str, str]) -> dict[str, dict]:
             9: 10 * min(1, patrol_ok / n),
             10: 10 * min(1, len(visited[t]) / assigned),
         }
-        out[places[t]["name"]] = {"scores": [half_up(scores[i]) for i in range(1, 11)],
-                                  "total": half_up(sum(scores.values())), "reported": x["reported"],
-                                  "overdue": x["overdue"], "gridworkers": n, "patrol_compliant": patrol_ok,
-                                  "special_assigned": assigned, "special_visited": len(visited[t])}
+        out[places[t]["name"]] = {
+            "scores": [half_up(scores[i]) for i in range(1, 11)],
+            "total": half_up(sum(scores.values())),
+            "reported": x["reported"],
+            "overdue": x["overdue"],
+            "gridworkers": n,
+            "patrol_compliant": patrol_ok,
+            "special_assigned": assigned,
+            "special_visited": len(visited[t]),
+        }
     totals = sorted((v["total"] for v in out.values()), reverse=True)
     for v in out.values():
         v["rank"] = totals.index(v["total"]) + 1
@@ -157,9 +178,14 @@ def test_imported_month_gives_the_assessment_counted_by_hand(app):
         assert figures["reported"] == want["reported"] and figures["overdue"] == want["overdue"], town
         assert len(figures["gridworker_reports"]) == want["gridworkers"], town
         assert figures["patrol_compliant"] == want["patrol_compliant"], town
-        assert (figures["special_assigned"], figures["special_visited"]) == (want["special_assigned"], want["special_visited"])
+        assert (figures["special_assigned"], figures["special_visited"]) == (
+            want["special_assigned"],
+            want["special_visited"],
+        )
         assert [row["scores"][k] for k in keys] == want["scores"], town
         assert row["total"] == want["total"] and row["rank"] == want["rank"], town
     # the month is not trivial: the towns differ, and some indicators are short of full marks
     assert len({v["total"] for v in expected.values()}) == 2
-    assert any(s < w for v in expected.values() for s, w in zip(v["scores"], (20, 5, 5, 10, 10, 5, 5, 20, 10, 10), strict=True))
+    assert any(
+        s < w for v in expected.values() for s, w in zip(v["scores"], (20, 5, 5, 10, 10, 5, 5, 20, 10, 10), strict=True)
+    )

@@ -42,8 +42,14 @@ def _many_logins(request):
 
 def report(client, headers, world, grid: int = 0, **overrides):
     lat, lon = world.grid_point(grid)
-    body = {"client_key": uuid.uuid4().hex, "category_code": "0101", "description": "路边暴露垃圾一堆",
-            "lat": lat, "lon": lon, "address": "东湖路 1 号"}
+    body = {
+        "client_key": uuid.uuid4().hex,
+        "category_code": "0101",
+        "description": "路边暴露垃圾一堆",
+        "lat": lat,
+        "lon": lon,
+        "address": "东湖路 1 号",
+    }
     body.update(overrides)
     return client.post("/api/v1/cases", json=body, headers=headers)
 
@@ -53,6 +59,7 @@ def sheet_rows(data: bytes, sheet: int = 0):
 
 
 # --- 6. formula injection ----------------------------------------------------------------------------------
+
 
 def test_a_reported_address_stays_text_in_the_gridworkers_export(app, world, client):
     headers = token_for(client, "gw0")
@@ -137,6 +144,7 @@ def test_every_export_view_writes_through_the_shared_cell_rule():
 
 # --- 15b. exports are audited ------------------------------------------------------------------------------
 
+
 def test_each_xlsx_export_writes_an_audit_row(app, world, client):
     headers = token_for(client, "gw0")
     for _ in range(3):
@@ -146,8 +154,15 @@ def test_each_xlsx_export_writes_an_audit_row(app, world, client):
     assert client.get(f"/drill/{world.towns[0].id}/export.xlsx?kind=hazard").status_code == 200
     assert client.get(f"/drill/worker/{gw0}/export.xlsx").status_code == 200
     with app.app_context():
-        rows = db.execute(select(AuditLog).where(AuditLog.action.in_(("drill.export", "drill.worker_export")))
-                          .order_by(AuditLog.id)).scalars().all()
+        rows = (
+            db.execute(
+                select(AuditLog)
+                .where(AuditLog.action.in_(("drill.export", "drill.worker_export")))
+                .order_by(AuditLog.id)
+            )
+            .scalars()
+            .all()
+        )
         assert [r.action for r in rows] == ["drill.export", "drill.worker_export"]
         place, worker = rows
         for row in rows:
@@ -166,8 +181,19 @@ def test_each_xlsx_export_writes_an_audit_row(app, world, client):
 
 # --- 12. ids out of range ------------------------------------------------------------------------------------
 
-ROLE_PREFERENCE = ("supervisor", "operator", "center_admin", "duty_officer", "leader", "admin", "security_admin",
-                   "auditor", "gridworker", "department", "volunteer")
+ROLE_PREFERENCE = (
+    "supervisor",
+    "operator",
+    "center_admin",
+    "duty_officer",
+    "leader",
+    "admin",
+    "security_admin",
+    "auditor",
+    "gridworker",
+    "department",
+    "volunteer",
+)
 ROLE_ACCOUNT = {"center_admin": "city_center", "gridworker": "gw0", "department": "dept0", "volunteer": "volunteer0"}
 
 
@@ -260,11 +286,18 @@ def test_every_int_route_answers_404_on_sqlite_too(sqlite_app):
     assert walk_int_routes(sqlite_app) == []
 
 
-@pytest.mark.parametrize("url, field", [
-    ("/cases/?category={}", "category"), ("/cases/?town={}", "town"), ("/cases/?village={}", "village"),
-    ("/cases/?page={}", "page"), ("/drill/?category={}", "category"), ("/persons/?grid={}", "grid"),
-    ("/admin/audit?before_id={}", "before_id"),
-])
+@pytest.mark.parametrize(
+    "url, field",
+    [
+        ("/cases/?category={}", "category"),
+        ("/cases/?town={}", "town"),
+        ("/cases/?village={}", "village"),
+        ("/cases/?page={}", "page"),
+        ("/drill/?category={}", "category"),
+        ("/persons/?grid={}", "grid"),
+        ("/admin/audit?before_id={}", "before_id"),
+    ],
+)
 def test_an_id_filter_out_of_range_is_a_400_naming_the_field(app, world, client, url, field):
     username = {"/persons/": "city_center", "/admin/audit": "city_auditor"}.get(url.split("?")[0], "city_supervisor")
     logged_in(client, username)
@@ -318,8 +351,15 @@ def test_api_report_and_hotline_dates_out_of_range_are_422_naming_the_field(app,
     error = response.get_json()["error"]
     assert error["field"] == "discovered_at" and RANGE_TEXT in error["message"]
     lat, lon = world.grid_point(0)
-    order = {"work_order_no": "GD" + uuid.uuid4().hex[:10], "caller_phone": "13812345678", "category_code": "0101",
-             "description": "噪音扰民", "lat": lat, "lon": lon, "received_at": value}
+    order = {
+        "work_order_no": "GD" + uuid.uuid4().hex[:10],
+        "caller_phone": "13812345678",
+        "category_code": "0101",
+        "description": "噪音扰民",
+        "lat": lat,
+        "lon": lon,
+        "received_at": value,
+    }
     response = client.post("/api/v1/hotline/work-orders", json=order, headers=token_for(client, "city_operator"))
     assert response.status_code == 422, response.get_json()
     assert response.get_json()["error"]["field"] == "received_at"
@@ -335,34 +375,51 @@ def test_fieldwork_times_out_of_range_are_422_naming_the_field(app, world, clien
     headers = token_for(client, "gw0")
     ok = "2026-03-02T09:00:00+08:00"
     for started, ended, field in ((value, ok, "started_at"), (ok, value, "ended_at")):
-        response = client.post("/api/v1/patrols", headers=headers, json={
-            "client_key": uuid.uuid4().hex, "started_at": started, "ended_at": ended, "track": []})
+        response = client.post(
+            "/api/v1/patrols",
+            headers=headers,
+            json={"client_key": uuid.uuid4().hex, "started_at": started, "ended_at": ended, "track": []},
+        )
         assert response.status_code == 422, response.get_json()
         assert response.get_json()["error"]["field"] == field
-    response = client.post("/api/v1/visits", headers=headers, json={
-        "client_key": uuid.uuid4().hex, "person_id": 1, "at": value})
+    response = client.post(
+        "/api/v1/visits", headers=headers, json={"client_key": uuid.uuid4().hex, "person_id": 1, "at": value}
+    )
     assert response.status_code == 422 and response.get_json()["error"]["field"] == "at"
 
 
-@pytest.mark.parametrize("query, message", [
-    ("date_from=0001-01-01", "上报日期（起）须在"), ("date_to=9999-12-31", "上报日期（止）须在"),
-    ("date_from=1999-12-31&date_to=2101-01-01", "上报日期（起）须在"),
-])
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("date_from=0001-01-01", "上报日期（起）须在"),
+        ("date_to=9999-12-31", "上报日期（止）须在"),
+        ("date_from=1999-12-31&date_to=2101-01-01", "上报日期（起）须在"),
+    ],
+)
 def test_case_list_dates_out_of_range_are_400_naming_the_field(app, world, client, query, message):
     logged_in(client, "city_supervisor")
     response = client.get("/cases/?" + query)
     assert response.status_code == 400 and message in text(response) and RANGE_TEXT in text(response)
 
 
-@pytest.mark.parametrize("period, message", [
-    ("start=0001-01-01&end=0001-01-31", "开始日期：须在"), ("start=9999-12-01&end=9999-12-31", "开始日期：须在"),
-    ("start=2100-12-01&end=9999-12-31", "结束日期：须在"),
-])
+@pytest.mark.parametrize(
+    "period, message",
+    [
+        ("start=0001-01-01&end=0001-01-31", "开始日期：须在"),
+        ("start=9999-12-01&end=9999-12-31", "开始日期：须在"),
+        ("start=2100-12-01&end=9999-12-31", "结束日期：须在"),
+    ],
+)
 def test_drill_periods_out_of_range_are_400_naming_the_field(app, world, client, period, message):
     logged_in(client, "city_supervisor")
     gw0 = world.accounts["gw0"].id
-    for path in (f"/drill/{world.city.id}", f"/drill/{world.city.id}/table", f"/drill/{world.city.id}/export.xlsx",
-                 f"/drill/worker/{gw0}", f"/drill/worker/{gw0}/export.xlsx"):
+    for path in (
+        f"/drill/{world.city.id}",
+        f"/drill/{world.city.id}/table",
+        f"/drill/{world.city.id}/export.xlsx",
+        f"/drill/worker/{gw0}",
+        f"/drill/worker/{gw0}/export.xlsx",
+    ):
         response = client.get(f"{path}?period=custom&{period}")
         assert response.status_code == 400, (path, response.status_code)
         assert message in text(response) and RANGE_TEXT in text(response), path
@@ -373,19 +430,33 @@ def test_hotline_form_discovered_at_out_of_range_is_400_naming_the_field(app, wo
     logged_in(client, "city_operator")
     token = csrf_from(text(client.get("/hotline/new")))
     lat, lon = world.grid_point(0)
-    response = client.post("/hotline/new", data={
-        "csrf_token": token, "external_ref": "GD" + uuid.uuid4().hex[:8], "caller_phone": "13812345678",
-        "category_id": world.category("0101").id, "address": "东湖路 1 号", "lat": lat, "lon": lon,
-        "description": "噪音扰民", "discovered_at": value})
+    response = client.post(
+        "/hotline/new",
+        data={
+            "csrf_token": token,
+            "external_ref": "GD" + uuid.uuid4().hex[:8],
+            "caller_phone": "13812345678",
+            "category_id": world.category("0101").id,
+            "address": "东湖路 1 号",
+            "lat": lat,
+            "lon": lon,
+            "description": "噪音扰民",
+            "discovered_at": value,
+        },
+    )
     assert response.status_code == 400
     page = text(response)
     assert "发现时间" in page and ("须在 " + RANGE_TEXT in page or "不能晚于当前时间" in page)
 
 
-@pytest.mark.parametrize("query, field", [
-    ("start_date=0001-01-01T00:00:00Z", "start_date"), ("end_date=9999-12-31", "end_date"),
-    ("start_date=9999-12-31T23:59:59-10:00", "start_date"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("start_date=0001-01-01T00:00:00Z", "start_date"),
+        ("end_date=9999-12-31", "end_date"),
+        ("start_date=9999-12-31T23:59:59-10:00", "start_date"),
+    ],
+)
 def test_open311_dates_out_of_range_are_400_naming_the_field(app, world, client, query, field):
     response = client.get("/open311/v2/requests.json?" + query)
     assert response.status_code == 400
@@ -393,8 +464,10 @@ def test_open311_dates_out_of_range_are_400_naming_the_field(app, world, client,
     assert description.startswith(field) and RANGE_TEXT in description
 
 
-@pytest.mark.parametrize("url", ["/assessment/?month=0001-01", "/assessment/?month=9999-12",
-                                 "/points/?month=0001-01", "/assessment/0001-01.json"])
+@pytest.mark.parametrize(
+    "url",
+    ["/assessment/?month=0001-01", "/assessment/?month=9999-12", "/points/?month=0001-01", "/assessment/0001-01.json"],
+)
 def test_months_out_of_range_are_400(app, world, client, url):
     logged_in(client, "city_supervisor")
     assert client.get(url).status_code == 400
@@ -416,6 +489,7 @@ def test_one_definition_of_the_sane_range():
 
 # --- 12. JSON depth ------------------------------------------------------------------------------------------
 
+
 def test_json_nested_100000_deep_is_a_400_naming_the_body(app, world, client):
     headers = {**token_for(client, "gw0"), "Content-Type": "application/json"}
     for body in ("[" * 100000 + "]" * 100000, '{"a":' * 100000 + "1" + "}" * 100000):
@@ -424,8 +498,9 @@ def test_json_nested_100000_deep_is_a_400_naming_the_body(app, world, client):
         error = response.get_json()["error"]
         assert error["field"] == "body" and "32" in error["message"]
     # no login needed to try it on the token endpoint
-    response = client.post("/api/v1/tokens", data="[" * 50000 + "]" * 50000,
-                           headers={"Content-Type": "application/json"})
+    response = client.post(
+        "/api/v1/tokens", data="[" * 50000 + "]" * 50000, headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 400 and response.get_json()["error"]["field"] == "body"
 
 

@@ -17,8 +17,6 @@ from tests.conftest import TEST_REDIS_URL, login_session, make_settings, socket_
 pytestmark = [pytest.mark.live, pytest.mark.redis]
 
 
-
-
 def test_alert_raised_in_worker_reaches_the_client(world, live_stack, pg_url, tmp_path):
     web, _worker = live_stack
     duty = login_session(web.url, "town0_duty")
@@ -32,8 +30,13 @@ def test_alert_raised_in_worker_reaches_the_client(world, live_stack, pg_url, tm
             gw = db.query(Account).filter_by(username="gw0").one()
             lat, lon = world.grid_point(0)
             now = utcnow()
-            data = loop.ReportInput(category_id=world.category("0401").id, description="车辆占用消防通道",
-                                    lat=lat, lon=lon, discovered_at=now - timedelta(minutes=50))
+            data = loop.ReportInput(
+                category_id=world.category("0401").id,
+                description="车辆占用消防通道",
+                lat=lat,
+                lon=lon,
+                discovered_at=now - timedelta(minutes=50),
+            )
             case, _ = loop.report_case(data, actor=gw, source="app", client_key="live-parking-1", now=now)
         alert = wait_for(lambda: next((d for e, d in events if e == "alert"), None))
         assert alert is not None, f"no alert pushed; got {events}"
@@ -73,8 +76,9 @@ def test_each_wall_sees_its_own_room_numbered_without_gaps(world, live_stack, pg
                 grid = 0 if k % 2 == 0 else 4  # grids 0–3 are in town 0, 4–7 in town 1
                 gw = db.query(Account).filter_by(username=f"gw{grid}").one()
                 lat, lon = world.grid_point(grid)
-                data = loop.ReportInput(category_id=world.category("0101").id, description="路边暴露垃圾一堆",
-                                        lat=lat, lon=lon)
+                data = loop.ReportInput(
+                    category_id=world.category("0101").id, description="路边暴露垃圾一堆", lat=lat, lon=lon
+                )
                 case, _ = loop.report_case(data, actor=gw, source="app", client_key=f"live-seq-{k:04d}")
                 numbers.append(case.number)
             db.remove()
@@ -82,8 +86,9 @@ def test_each_wall_sees_its_own_room_numbered_without_gaps(world, live_stack, pg
         def cases(events):
             return [d for e, d in events if e == "case"]
 
-        assert wait_for(lambda: len(cases(city_events)) == 6 and len(cases(town0_events)) == 3), \
+        assert wait_for(lambda: len(cases(city_events)) == 6 and len(cases(town0_events)) == 3), (
             f"town 0 got {len(cases(town0_events))}, the city {len(cases(city_events))}"
+        )
         town_seqs = [d["seq"] for d in cases(town0_events)]
         city_seqs = [d["seq"] for d in cases(city_events)]
         assert sorted(town_seqs) == list(range(town_seqs[0], town_seqs[0] + 3)), town_seqs

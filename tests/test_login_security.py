@@ -33,14 +33,20 @@ def login_from(client, username: str, password: str = PASSWORD, address: str = "
     """The real login form, as if sent from `address` (the TCP peer, REMOTE_ADDR)."""
     env = {"REMOTE_ADDR": address}
     page = client.get("/login", environ_base=env, headers=headers or {})
-    return client.post("/login", data={"username": username, "password": password,
-                                       "csrf_token": csrf_from(page.get_data(as_text=True))},
-                       environ_base=env, headers=headers or {})
+    return client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf_token": csrf_from(page.get_data(as_text=True))},
+        environ_base=env,
+        headers=headers or {},
+    )
 
 
 def token_from(client, username: str, password: str = PASSWORD, address: str = "127.0.0.1"):
-    return client.post("/api/v1/tokens", json={"username": username, "password": password, "device_name": "测试手机"},
-                       environ_base={"REMOTE_ADDR": address})
+    return client.post(
+        "/api/v1/tokens",
+        json={"username": username, "password": password, "device_name": "测试手机"},
+        environ_base={"REMOTE_ADDR": address},
+    )
 
 
 def last_reason(username: str) -> str | None:
@@ -61,14 +67,21 @@ def account(username: str) -> Account:
 
 def add_account(username: str, role: str, *, active: bool = True) -> Account:
     city = account("city_admin").place
-    row = create_account(username=username, display_name=username, password="", role=role, place=city,
-                         password_hash=hash_password(PASSWORD))
+    row = create_account(
+        username=username,
+        display_name=username,
+        password="",
+        role=role,
+        place=city,
+        password_hash=hash_password(PASSWORD),
+    )
     row.active = active
     db.commit()
     return row
 
 
 # --- item 7: lockout ----------------------------------------------------------------------------------
+
 
 @pytest.mark.security
 @pytest.mark.parametrize("username", ["gw0", "city_admin"])
@@ -124,8 +137,12 @@ def test_security_admin_sees_alerts_and_locks_acknowledges_and_lifts(world, clie
     assert login_from(admin, "city_admin").status_code == 302
     assert admin.get("/admin/security").status_code == 403
     token = csrf_from(admin.get("/").get_data(as_text=True))
-    assert admin.post(f"/admin/security/locks/{account('gw0').id}/lift",
-                      data={"address": "203.0.113.5", "csrf_token": token}).status_code == 403
+    assert (
+        admin.post(
+            f"/admin/security/locks/{account('gw0').id}/lift", data={"address": "203.0.113.5", "csrf_token": token}
+        ).status_code
+        == 403
+    )
     assert db.query(LoginLock).filter_by(address="203.0.113.5").one().locked_until is not None
 
     assert login_from(client, "city_security_admin").status_code == 302
@@ -135,7 +152,9 @@ def test_security_admin_sees_alerts_and_locks_acknowledges_and_lifts(world, clie
     assert "203.0.113.5" in html and "gw0" in html and alert.detail in html
     token = csrf_from(html)
 
-    response = client.post(f"/admin/security/alerts/{alert.id}/ack", data={"note": "已核实，通知本人", "csrf_token": token})
+    response = client.post(
+        f"/admin/security/alerts/{alert.id}/ack", data={"note": "已核实，通知本人", "csrf_token": token}
+    )
     assert response.status_code == 302
     db.expire_all()
     alert = db.get(SecurityAlert, alert.id)
@@ -143,8 +162,9 @@ def test_security_admin_sees_alerts_and_locks_acknowledges_and_lifts(world, clie
     ack = db.query(AuditLog).filter_by(action="security.alert_ack").one()
     assert ack.username == "city_security_admin" and ack.object_id == str(alert.id) and ack.detail == "已核实，通知本人"
 
-    response = client.post(f"/admin/security/locks/{account('gw0').id}/lift",
-                           data={"address": "203.0.113.5", "csrf_token": token})
+    response = client.post(
+        f"/admin/security/locks/{account('gw0').id}/lift", data={"address": "203.0.113.5", "csrf_token": token}
+    )
     assert response.status_code == 302
     assert db.query(LoginLock).filter_by(account_id=account("gw0").id).count() == 0
     unlock = db.query(AuditLog).filter_by(action="login.unlock").one()
@@ -219,8 +239,9 @@ def test_locked_and_disabled_accounts_still_verify_the_password(world, client, m
 
 @pytest.mark.security
 def test_login_page_shows_the_configured_rules_and_keeps_them(world, pg_url, tmp_path):
-    app = create_app(make_settings(tmp_path / "rules", pg_url, login_max_failures=3, login_lock_minutes=7,
-                                   session_idle_minutes=20))
+    app = create_app(
+        make_settings(tmp_path / "rules", pg_url, login_max_failures=3, login_lock_minutes=7, session_idle_minutes=20)
+    )
     client = app.test_client()
     html = client.get("/login").get_data(as_text=True)
     assert "连续 3 次密码错误" in html and "7 分钟" in html and "20 分钟无操作" in html
@@ -233,6 +254,7 @@ def test_login_page_shows_the_configured_rules_and_keeps_them(world, pg_url, tmp
 
 
 # --- item 8: the real client address behind nginx -------------------------------------------------------
+
 
 @pytest.mark.security
 def test_behind_a_trusted_proxy_each_client_has_its_own_address(world, pg_url, tmp_path):
@@ -277,6 +299,7 @@ def test_without_trusted_proxies_forwarded_headers_are_ignored(world, pg_url, tm
 
 
 # --- item 10: separation of duties when enabling and disabling accounts ---------------------------------
+
 
 def _post_active(client, path: str, active: bool):
     token = csrf_from(client.get("/").get_data(as_text=True))

@@ -19,16 +19,29 @@ pytestmark = pytest.mark.postgres
 
 def report(v: WorldView, worker: str, grid: int, key: str, code: str = "0101", minutes_ago: int = 5) -> Case:
     now = utcnow()
-    return shared_report(v, worker, code, now, grid=grid, key=key, description="道路暴露垃圾",
-                         discovered_at=now - timedelta(minutes=minutes_ago))
+    return shared_report(
+        v,
+        worker,
+        code,
+        now,
+        grid=grid,
+        key=key,
+        description="道路暴露垃圾",
+        discovered_at=now - timedelta(minutes=minutes_ago),
+    )
+
 
 @pytest.fixture
 def reported(app, world):
     """Town 0 gets three reports today (one closed by its reporter the same day), town 1 one, plus an open alert."""
     with app.app_context():
         v = WorldView(world)
-        cases = [report(v, "gw0", 0, "m-000001"), report(v, "gw1", 1, "m-000002"), report(v, "gw2", 2, "m-000003"),
-                 report(v, "gw4", 4, "m-000004")]
+        cases = [
+            report(v, "gw0", 0, "m-000001"),
+            report(v, "gw1", 1, "m-000002"),
+            report(v, "gw2", 2, "m-000003"),
+            report(v, "gw4", 4, "m-000004"),
+        ]
         db.add(Alert(case_id=cases[0].id, kind="overdue", town_id=world.towns[0].id, due_at=utcnow()))
         db.commit()
         db.remove()
@@ -71,8 +84,14 @@ def test_town_leader_sees_only_his_town(app, client, auth, reported):
         from commandcenter.security import hash_password
         from tests.conftest import PASSWORD
 
-        create_account(username="town0_leader", display_name="town0_leader", password="", role="leader",
-                       place=db.get(Place, reported.towns[0].id), password_hash=hash_password(PASSWORD))
+        create_account(
+            username="town0_leader",
+            display_name="town0_leader",
+            password="",
+            role="leader",
+            place=db.get(Place, reported.towns[0].id),
+            password_hash=hash_password(PASSWORD),
+        )
         db.commit()
         db.remove()
     auth.login("town0_leader")

@@ -21,8 +21,6 @@ pytestmark = [pytest.mark.live, pytest.mark.redis, pytest.mark.slow]
 REPORTS = 12
 
 
-
-
 @pytest.fixture
 def two_by_two(app, server_env):
     ARTIFACTS.mkdir(exist_ok=True)
@@ -54,32 +52,57 @@ def test_two_web_two_workers_push_once_and_count_once(world, two_by_two, redis_c
         numbers = []
         for i in range(REPORTS):
             web = (web1, web2)[i % 2]  # reports arrive on both processes
-            body = {"client_key": f"multi-report-{i}", "category_code": "0101" if i else "0401",
-                    "description": f"多进程测试上报 {i}", "lat": lat, "lon": lon,
-                    "discovered_at": discovered if i else parking_found}
-            response = requests.post(web.url + "/api/v1/cases", json=body, timeout=10,
-                                     headers={"Authorization": f"Bearer {token}"})
+            body = {
+                "client_key": f"multi-report-{i}",
+                "category_code": "0101" if i else "0401",
+                "description": f"多进程测试上报 {i}",
+                "lat": lat,
+                "lon": lon,
+                "discovered_at": discovered if i else parking_found,
+            }
+            response = requests.post(
+                web.url + "/api/v1/cases", json=body, timeout=10, headers={"Authorization": f"Bearer {token}"}
+            )
             assert response.status_code in (200, 201), response.text
             numbers.append(response.json()["number"])
         # the app retries the first report on the other process: the same case, nothing new
-        retry = requests.post(web2.url + "/api/v1/cases", json={
-            "client_key": "multi-report-0", "category_code": "0401", "description": "多进程测试上报 0",
-            "lat": lat, "lon": lon, "discovered_at": discovered}, timeout=10, headers={"Authorization": f"Bearer {token}"})
+        retry = requests.post(
+            web2.url + "/api/v1/cases",
+            json={
+                "client_key": "multi-report-0",
+                "category_code": "0401",
+                "description": "多进程测试上报 0",
+                "lat": lat,
+                "lon": lon,
+                "discovered_at": discovered,
+            },
+            timeout=10,
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert retry.status_code == 200 and retry.json()["number"] == numbers[0]
 
         def reported_pushes(events):
-            return Counter(d["number"] for e, d in events if e == "case" and d.get("number") in numbers
-                           and d.get("action", "report") == "report")
+            return Counter(
+                d["number"]
+                for e, d in events
+                if e == "case" and d.get("number") in numbers and d.get("action", "report") == "report"
+            )
 
         for events in (city_events, town_events):
-            seen = wait_for(lambda events=events: len(reported_pushes(events)) == REPORTS and reported_pushes(events), 30, step=0.2)
+            seen = wait_for(
+                lambda events=events: len(reported_pushes(events)) == REPORTS and reported_pushes(events), 30, step=0.2
+            )
             assert seen and set(seen) == set(numbers), f"missing pushes: {set(numbers) - set(seen or {})}"
             assert max(seen.values()) == 1, f"a push arrived twice: {seen}"
 
         with app.app_context():
             assert db.query(Case).count() == REPORTS
             town_id = world.towns[0].id
-            counted = wait_for(lambda: counters.case_counts(redis_conn, town_id, tz="Asia/Shanghai")["reported"] == REPORTS, 30, step=0.2)
+            counted = wait_for(
+                lambda: counters.case_counts(redis_conn, town_id, tz="Asia/Shanghai")["reported"] == REPORTS,
+                30,
+                step=0.2,
+            )
             assert counted, counters.case_counts(redis_conn, town_id, tz="Asia/Shanghai")
             time.sleep(1.0)  # both workers had the time to apply anything twice: they must not have
             assert counters.case_counts(redis_conn, town_id, tz="Asia/Shanghai")["reported"] == REPORTS

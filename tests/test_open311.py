@@ -26,9 +26,25 @@ BASE = "/open311/v2"
 KEY = "o311-test-key-0123456789"
 CALLER = {"first_name": "三", "last_name": "张", "phone": "13912345678", "email": "zhangsan@example.com"}
 W3C = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$")
-REQUEST_FIELDS = ["service_request_id", "status", "status_notes", "service_name", "service_code", "description",
-                  "agency_responsible", "service_notice", "requested_datetime", "updated_datetime",
-                  "expected_datetime", "address", "address_id", "zipcode", "lat", "long", "media_url"]
+REQUEST_FIELDS = [
+    "service_request_id",
+    "status",
+    "status_notes",
+    "service_name",
+    "service_code",
+    "description",
+    "agency_responsible",
+    "service_notice",
+    "requested_datetime",
+    "updated_datetime",
+    "expected_datetime",
+    "address",
+    "address_id",
+    "zipcode",
+    "lat",
+    "long",
+    "media_url",
+]
 SERVICE_FIELDS = ["service_code", "service_name", "description", "metadata", "type", "keywords", "group"]
 
 
@@ -42,8 +58,14 @@ def add_client(app, key: str = KEY, name: str = "随手拍", active: bool = True
 
 def form(world, grid: int = 0, **fields) -> dict:
     lat, lon = world.grid_point(grid)
-    data = {"api_key": KEY, "service_code": "0101", "lat": f"{lat}", "long": f"{lon}",
-            "description": "小区门口有一堆暴露垃圾", **CALLER}
+    data = {
+        "api_key": KEY,
+        "service_code": "0101",
+        "lat": f"{lat}",
+        "long": f"{lon}",
+        "description": "小区门口有一堆暴露垃圾",
+        **CALLER,
+    }
     data.update(fields)
     return {k: v for k, v in data.items() if v is not None}
 
@@ -83,6 +105,7 @@ def case_by_number(number: str) -> Case:
 
 
 # --- routes, discovery, services --------------------------------------------------------------------
+
 
 def test_every_open311_route_is_marked_public(app):
     rules = [r for r in app.url_map.iter_rules() if r.endpoint.startswith(open311_bp.name + ".")]
@@ -148,10 +171,18 @@ def test_service_definition(client, world):
 
 # --- POST requests ----------------------------------------------------------------------------------
 
+
 def test_post_creates_an_open311_case(app, client, world):
     client_id = add_client(app)
-    response = post(client, world, grid=3, address_string="东湖路 1 号", media_url="https://img.example.com/1.jpg",
-                    account_id="u-42", device_id="dev-1")
+    response = post(
+        client,
+        world,
+        grid=3,
+        address_string="东湖路 1 号",
+        media_url="https://img.example.com/1.jpg",
+        account_id="u-42",
+        device_id="dev-1",
+    )
     assert response.status_code == 201 and response.content_type == "application/json; charset=utf-8"
     body = response.get_json()
     assert len(body) == 1 and set(body[0]) == {"service_request_id", "service_notice", "account_id"}
@@ -245,8 +276,9 @@ def test_location_outside_every_grid_is_400(app, client, world):
 
 def test_address_id_is_a_grid_code(app, client, world):
     add_client(app)
-    number = created_number(client, world, lat=None, long=None, address_id=world.grids[5].code,
-                            address_string="西湖路 8 号")
+    number = created_number(
+        client, world, lat=None, long=None, address_id=world.grids[5].code, address_string="西湖路 8 号"
+    )
     with app.app_context():
         case = case_by_number(number)
         assert case.grid_id == world.grids[5].id and case.lat is None and case.address == "西湖路 8 号"
@@ -255,6 +287,7 @@ def test_address_id_is_a_grid_code(app, client, world):
 
 
 # --- GET requests -----------------------------------------------------------------------------------
+
 
 def test_get_one_request_in_both_formats(app, client, world):
     add_client(app)
@@ -272,8 +305,9 @@ def test_get_one_request_in_both_formats(app, client, world):
     assert (got["lat"], got["long"]) == world.grid_point(2) and got["media_url"] == "https://img.example.com/2.jpg"
     with app.app_context():
         reported = case_by_number(number).reported_at
-    assert datetime.fromisoformat(got["requested_datetime"]).replace(tzinfo=None) == \
-        (reported + timedelta(hours=8)).replace(microsecond=0)
+    assert datetime.fromisoformat(got["requested_datetime"]).replace(tzinfo=None) == (
+        reported + timedelta(hours=8)
+    ).replace(microsecond=0)
     root = ET.fromstring(client.get(f"{BASE}/requests/{number}.xml").get_data())
     assert root.tag == "service_requests" and [e.tag for e in root] == ["request"]
     assert [e.tag for e in root[0]] == REQUEST_FIELDS
@@ -286,10 +320,12 @@ def test_reads_never_show_the_callers_personal_data(app, client, world):
     add_client(app)
     number = created_number(client, world)
     created_number(client, world, grid=1)
-    outputs = [client.get(f"{BASE}/requests.json").get_data(as_text=True),
-               client.get(f"{BASE}/requests.xml").get_data(as_text=True),
-               client.get(f"{BASE}/requests/{number}.json").get_data(as_text=True),
-               client.get(f"{BASE}/requests/{number}.xml").get_data(as_text=True)]
+    outputs = [
+        client.get(f"{BASE}/requests.json").get_data(as_text=True),
+        client.get(f"{BASE}/requests.xml").get_data(as_text=True),
+        client.get(f"{BASE}/requests/{number}.json").get_data(as_text=True),
+        client.get(f"{BASE}/requests/{number}.xml").get_data(as_text=True),
+    ]
     for text in outputs:
         assert number in text
         for secret in ("张三", "13912345678", "zhangsan@example.com", KEY, token_digest(KEY)):
@@ -372,8 +408,9 @@ def test_request_filters(app, client, world):
 
 
 def test_request_filter_errors(client, world):
-    assert_error(client.get(f"{BASE}/requests.json?start_date=2026-01-01T00:00:00Z&end_date=2026-06-01T00:00:00Z"),
-                 400, "90")
+    assert_error(
+        client.get(f"{BASE}/requests.json?start_date=2026-01-01T00:00:00Z&end_date=2026-06-01T00:00:00Z"), 400, "90"
+    )
     assert_error(client.get(f"{BASE}/requests.xml?start_date=2026-01-01&end_date=2026-05-01"), 400, "90")
     assert_error(client.get(f"{BASE}/requests.json?start_date=2026-03-01&end_date=2026-02-01"), 400, "end_date")
     assert_error(client.get(f"{BASE}/requests.json?start_date=yesterday"), 400, "start_date")
@@ -388,10 +425,27 @@ def test_at_most_1000_requests(app, client, world):
     number = created_number(client, world)
     with app.app_context():
         case = case_by_number(number)
-        rows = [{k: getattr(case, k) for k in ("source", "category_id", "kind", "description", "lat", "lon", "grid_id",
-                                               "village_id", "town_id", "state", "level", "discovered_at")}
-                | {"number": f"SJX{i:07d}", "reported_at": case.reported_at - timedelta(seconds=i + 1)}
-                for i in range(1005)]
+        rows = [
+            {
+                k: getattr(case, k)
+                for k in (
+                    "source",
+                    "category_id",
+                    "kind",
+                    "description",
+                    "lat",
+                    "lon",
+                    "grid_id",
+                    "village_id",
+                    "town_id",
+                    "state",
+                    "level",
+                    "discovered_at",
+                )
+            }
+            | {"number": f"SJX{i:07d}", "reported_at": case.reported_at - timedelta(seconds=i + 1)}
+            for i in range(1005)
+        ]
         db.execute(Case.__table__.insert(), rows)
         db.commit()  # these rows have no history: their status_notes are the state's fixed text
     body = client.get(f"{BASE}/requests.json").get_json()
@@ -404,8 +458,9 @@ def test_only_open311_cases_are_public(app, client, world):
     mine = created_number(client, world)
     with app.app_context():
         lat, lon = world.grid_point(0)
-        data = loop.ReportInput(category_id=world.category("0101").id, description="网格员发现：某某家门口堆物",
-                                lat=lat, lon=lon)
+        data = loop.ReportInput(
+            category_id=world.category("0101").id, description="网格员发现：某某家门口堆物", lat=lat, lon=lon
+        )
         internal, _ = loop.report_case(data, actor=world.accounts["gw0"], source="app", client_key="k-1")
         internal_number = internal.number
     assert [r["service_request_id"] for r in client.get(f"{BASE}/requests.json").get_json()] == [mine]
@@ -438,7 +493,7 @@ def test_token_lookup(app, client, world):
 
 def test_xml_escapes_and_drops_what_xml_cannot_carry(app, client, world):
     add_client(app)
-    text = 'A <b>"bold"</b> & \'odd\' ]]> 描述\u0007\nsecond line'
+    text = "A <b>\"bold\"</b> & 'odd' ]]> 描述\u0007\nsecond line"
     number = created_number(client, world, description=text)
     root = ET.fromstring(client.get(f"{BASE}/requests/{number}.xml").get_data())
     assert root.findtext("request/description") == text.replace("\u0007", "")
@@ -478,6 +533,7 @@ def test_rate_limit_is_per_client_and_answers_as_a_list(pg_url, tmp_path, world)
 
 # --- the CLI ----------------------------------------------------------------------------------------
 
+
 def test_cli_adds_and_lists_clients(app, client, runner, world):
     result = runner.invoke(args=["open311", "add-client", "市民随手拍"])
     assert result.exit_code == 0, result.output
@@ -502,6 +558,7 @@ def test_cli_adds_and_lists_clients(app, client, runner, world):
 
 # --- the real server, spoken to as the published spec writes it ------------------------------------
 
+
 def _w3c_datetime(text: str) -> datetime:
     assert W3C.match(text), text
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -513,8 +570,14 @@ def _spec_request_element(element: ET.Element) -> dict:
     """Check one <request> of GET requests against the spec's field list and types."""
     assert element.tag == "request"
     names = [child.tag for child in element]
-    for required in ("service_request_id", "status", "service_name", "service_code", "requested_datetime",
-                     "updated_datetime"):
+    for required in (
+        "service_request_id",
+        "status",
+        "service_name",
+        "service_code",
+        "requested_datetime",
+        "updated_datetime",
+    ):
         assert required in names, required
     assert set(names) <= set(REQUEST_FIELDS), set(names) - set(REQUEST_FIELDS)
     values = {child.tag: child.text for child in element}
@@ -540,8 +603,16 @@ def test_live_server_speaks_the_published_spec(app, world, live_server):
     phone = "13700007777"
 
     # POST Service Request, as the spec's example: form-encoded, UTF-8
-    body = {"api_key": key, "service_code": "0502", "lat": str(lat), "long": str(lon),
-            "description": "路灯不亮，晚上很黑", "first_name": "四", "last_name": "李", "phone": phone}
+    body = {
+        "api_key": key,
+        "service_code": "0502",
+        "lat": str(lat),
+        "long": str(lon),
+        "description": "路灯不亮，晚上很黑",
+        "first_name": "四",
+        "last_name": "李",
+        "phone": phone,
+    }
     response = requests.post(f"{root}/requests.json", data=body, timeout=10)
     assert response.status_code in (200, 201), response.text
     assert response.headers["Content-Type"].startswith("application/json")
@@ -608,22 +679,37 @@ def test_live_server_speaks_the_published_spec(app, world, live_server):
         return errors
 
     # a date window longer than 90 days
-    errors = spec_errors(requests.get(f"{root}/requests.json", params={
-        "start_date": "2026-01-01T00:00:00Z", "end_date": "2026-06-01T00:00:00Z"}, timeout=10), 400)
+    errors = spec_errors(
+        requests.get(
+            f"{root}/requests.json",
+            params={"start_date": "2026-01-01T00:00:00Z", "end_date": "2026-06-01T00:00:00Z"},
+            timeout=10,
+        ),
+        400,
+    )
     assert errors[0]["code"] == 400
-    spec_errors(requests.get(f"{root}/requests.xml", params={
-        "start_date": "2026-01-01T00:00:00+08:00", "end_date": "2026-12-01T00:00:00+08:00"}, timeout=10), 400)
+    spec_errors(
+        requests.get(
+            f"{root}/requests.xml",
+            params={"start_date": "2026-01-01T00:00:00+08:00", "end_date": "2026-12-01T00:00:00+08:00"},
+            timeout=10,
+        ),
+        400,
+    )
     # a wrong api_key
     errors = spec_errors(requests.post(f"{root}/requests.xml", data={**body, "api_key": "not-a-key"}, timeout=10), 403)
     assert errors[0]["code"] == 403
-    spec_errors(requests.post(f"{root}/requests.json", data={k: v for k, v in body.items() if k != "api_key"},
-                              timeout=10), 403)
+    spec_errors(
+        requests.post(f"{root}/requests.json", data={k: v for k, v in body.items() if k != "api_key"}, timeout=10), 403
+    )
     # an unknown service_request_id
     spec_errors(requests.get(f"{root}/requests/SJ19990101000000.json", timeout=10), 404)
     spec_errors(requests.get(f"{root}/requests/SJ19990101000000.xml", timeout=10), 404)
     # no service_code
-    errors = spec_errors(requests.post(f"{root}/requests.json",
-                                       data={k: v for k, v in body.items() if k != "service_code"}, timeout=10), 400)
+    errors = spec_errors(
+        requests.post(f"{root}/requests.json", data={k: v for k, v in body.items() if k != "service_code"}, timeout=10),
+        400,
+    )
     assert any("service_code" in e["description"] for e in errors)
     # a point outside every grid
     spec_errors(requests.post(f"{root}/requests.json", data={**body, "lat": "39.9", "long": "116.4"}, timeout=10), 400)

@@ -39,8 +39,10 @@ def answers(client, number: str) -> dict[str, tuple[str, str | None]]:
             if fmt == "json":
                 notes = {r["service_request_id"]: r["status_notes"] for r in response.get_json()}
             else:
-                notes = {e.findtext("service_request_id"): e.findtext("status_notes")
-                         for e in ET.fromstring(response.get_data())}
+                notes = {
+                    e.findtext("service_request_id"): e.findtext("status_notes")
+                    for e in ET.fromstring(response.get_data())
+                }
             assert number in notes, (url, notes)
             out[f"{kind}.{fmt}"] = (response.get_data(as_text=True), notes[number])
     return out
@@ -62,6 +64,7 @@ def account(world, username: str) -> Account:
 
 # --- 1. internal notes ----------------------------------------------------------------------------
 
+
 def test_internal_step_notes_never_leave_through_open311(app, client, world):
     add_client(app)
     number = created_number(client, world, media_url="https://img.example.com/a.jpg")
@@ -71,8 +74,13 @@ def test_internal_step_notes_never_leave_through_open311(app, client, world):
     assert_public(client, number, "已立案，待派遣处置", *SECRETS)
 
     with app.app_context():  # every later step with an internal note: still only the state's fixed text
-        loop.dispatch(case_by_number(number), None, department_id=world.departments[0].id,
-                      assignee_id=world.accounts["gw0"].id, note=f"内部：请联系王五 {PHONE}")
+        loop.dispatch(
+            case_by_number(number),
+            None,
+            department_id=world.departments[0].id,
+            assignee_id=world.accounts["gw0"].id,
+            note=f"内部：请联系王五 {PHONE}",
+        )
     assert_public(client, number, "已派遣至处置部门", *SECRETS, "gw0")
     with app.app_context():
         loop.accept(case_by_number(number), None)
@@ -107,16 +115,27 @@ def test_a_step_marked_public_shows_its_note(app, client, world):
 
     def mark_public(action: str) -> None:  # the lead's page/API checkbox will set this column
         with app.app_context():
-            step = db.execute(select(CaseStep).where(CaseStep.case_id == case_by_number(number).id,
-                                                     CaseStep.action == action)
-                              .order_by(CaseStep.id.desc())).scalars().first()
+            step = (
+                db.execute(
+                    select(CaseStep)
+                    .where(CaseStep.case_id == case_by_number(number).id, CaseStep.action == action)
+                    .order_by(CaseStep.id.desc())
+                )
+                .scalars()
+                .first()
+            )
             step.public = True
             db.commit()
 
     with app.app_context():
         loop.register(case_by_number(number), account(world, "city_operator"), note=SECRET_NOTE)
-        loop.dispatch(case_by_number(number), None, department_id=world.departments[0].id,
-                      assignee_id=world.accounts["gw0"].id, note="已安排今日清运")
+        loop.dispatch(
+            case_by_number(number),
+            None,
+            department_id=world.departments[0].id,
+            assignee_id=world.accounts["gw0"].id,
+            note="已安排今日清运",
+        )
     mark_public("dispatch")
     # the operator's words only: "派遣至 城管局 gw0：" names the handler in person
     assert_public(client, number, "已安排今日清运", *SECRETS, "gw0")
@@ -135,14 +154,16 @@ def test_a_step_marked_public_shows_its_note(app, client, world):
     dispute = created_number(client, world, service_code="2001", description="楼上漏水与楼下争吵")
     with app.app_context():
         loop.register(case_by_number(dispute), None, note="双方已同意调解")
-        step = db.execute(select(CaseStep).where(CaseStep.case_id == case_by_number(dispute).id,
-                                                 CaseStep.action == "register")).scalar_one()
+        step = db.execute(
+            select(CaseStep).where(CaseStep.case_id == case_by_number(dispute).id, CaseStep.action == "register")
+        ).scalar_one()
         step.public = True
         db.commit()
     assert_public(client, dispute, "已立案，待派遣处置", "双方已同意调解")
 
 
 # --- 2. wrong api_keys ----------------------------------------------------------------------------
+
 
 @pytest.fixture(params=["memory", "redis"])
 def storage_app(request, pg_url, tmp_path, world):
@@ -160,8 +181,15 @@ def storage_app(request, pg_url, tmp_path, world):
 
 def bad_key_rows(app, address: str) -> list[AuditLog]:
     with app.app_context():
-        return db.execute(select(AuditLog).where(AuditLog.action == "open311.bad_key", AuditLog.address == address)
-                          .order_by(AuditLog.id)).scalars().all()
+        return (
+            db.execute(
+                select(AuditLog)
+                .where(AuditLog.action == "open311.bad_key", AuditLog.address == address)
+                .order_by(AuditLog.id)
+            )
+            .scalars()
+            .all()
+        )
 
 
 def test_a_flood_of_wrong_keys_is_limited_by_address_and_folded_in_the_audit(storage_app, world):

@@ -21,20 +21,46 @@ def html(response) -> str:
     return response.get_data(as_text=True)
 
 
-def add_person(app, world, *, grid: int = 0, name: str = "张三明", person_type: str = "key_petitioner",
-               id_number: str | None = ID_NUMBER, phone: str | None = PHONE, visits: int = 0, active: bool = True,
-               assigned: str | None = None) -> int:
+def add_person(
+    app,
+    world,
+    *,
+    grid: int = 0,
+    name: str = "张三明",
+    person_type: str = "key_petitioner",
+    id_number: str | None = ID_NUMBER,
+    phone: str | None = PHONE,
+    visits: int = 0,
+    active: bool = True,
+    assigned: str | None = None,
+) -> int:
     with app.app_context():
         g = world.grids[grid]
-        person = Person(name=name, id_number=id_number, phone=phone, person_type=person_type,
-                        visit_frequency="monthly", address="人民路 8 号 2 幢", grid_id=g.id, village_id=g.village_id,
-                        town_id=g.town_id, active=active,
-                        assigned_to_id=world.accounts[assigned].id if assigned else None)
+        person = Person(
+            name=name,
+            id_number=id_number,
+            phone=phone,
+            person_type=person_type,
+            visit_frequency="monthly",
+            address="人民路 8 号 2 幢",
+            grid_id=g.id,
+            village_id=g.village_id,
+            town_id=g.town_id,
+            active=active,
+            assigned_to_id=world.accounts[assigned].id if assigned else None,
+        )
         db.add(person)
         db.flush()
         for i in range(visits):
-            db.add(Visit(gridworker_id=world.accounts[f"gw{grid}"].id, person_id=person.id, town_id=g.town_id,
-                         at=datetime(2026, 11, 2 + i, 2, 30), note=f"第{i + 1}次走访，情况稳定"))
+            db.add(
+                Visit(
+                    gridworker_id=world.accounts[f"gw{grid}"].id,
+                    person_id=person.id,
+                    town_id=g.town_id,
+                    at=datetime(2026, 11, 2 + i, 2, 30),
+                    note=f"第{i + 1}次走访，情况稳定",
+                )
+            )
         db.commit()
         person_id = person.id
         db.remove()
@@ -61,6 +87,7 @@ def unmask(client, person_id: int, reason: str = "核实身份后上门走访"):
 
 
 # --- masking by default ----------------------------------------------------------------------------
+
 
 def test_list_masks_names_id_numbers_and_phones(app, world):
     add_person(app, world, grid=0, visits=2, assigned="gw0")
@@ -95,6 +122,7 @@ def test_person_page_is_masked_shows_visits_and_every_view_is_logged(app, world)
 
 # --- filters and pages -------------------------------------------------------------------------------
 
+
 def test_filters_by_type_and_grid_and_pages(app, world):
     for i in range(55):
         add_person(app, world, grid=0, name=f"王{i:02d}华", person_type="empty_nest_elderly", id_number=None)
@@ -123,6 +151,7 @@ def test_bad_filters_answer_400_naming_the_field(app, world):
 
 # --- jurisdiction and roles ------------------------------------------------------------------------------
 
+
 def test_outside_the_jurisdiction_is_404_and_the_attempt_is_logged(app, world):
     other_town = add_person(app, world, grid=4, name="赵六")
     other_grid = add_person(app, world, grid=1, name="钱七")
@@ -149,8 +178,16 @@ def test_outside_the_jurisdiction_is_404_and_the_attempt_is_logged(app, world):
 
 def test_roles_without_person_view_are_refused(app, world):
     person_id = add_person(app, world, grid=0)
-    for username in ("city_duty_officer", "city_leader", "city_operator", "dept0", "city_auditor", "city_admin",
-                     "city_security_admin", "volunteer0"):
+    for username in (
+        "city_duty_officer",
+        "city_leader",
+        "city_operator",
+        "dept0",
+        "city_auditor",
+        "city_admin",
+        "city_security_admin",
+        "volunteer0",
+    ):
         client = logged_in(app.test_client(), username)
         assert client.get("/persons/").status_code == 403, username
         assert client.get(f"/persons/{person_id}").status_code == 403, username
@@ -160,8 +197,18 @@ def test_roles_without_person_view_are_refused(app, world):
     assert audit_rows(app, "person.view") == []
     refused = audit_rows(app, "person.unmask")  # each attempt to unmask is on record, refused
     assert [(r.username, r.success, r.object_id) for r in refused] == [
-        (name, False, str(person_id)) for name in ("city_duty_officer", "city_leader", "city_operator", "dept0",
-                                                   "city_auditor", "city_admin", "city_security_admin", "volunteer0")]
+        (name, False, str(person_id))
+        for name in (
+            "city_duty_officer",
+            "city_leader",
+            "city_operator",
+            "dept0",
+            "city_auditor",
+            "city_admin",
+            "city_security_admin",
+            "volunteer0",
+        )
+    ]
 
 
 def test_anonymous_is_sent_to_login(app, world):
@@ -191,6 +238,7 @@ def test_special_populations_are_hidden_from_supervisors(app, world):
 
 # --- unmasking ------------------------------------------------------------------------------------------
 
+
 def test_unmask_without_the_grant_is_refused_and_logged(app, world):
     person_id = add_person(app, world, grid=0)
     client = logged_in(app.test_client(), "town0_admin")  # the role may unmask, but the account holds no grant
@@ -204,7 +252,9 @@ def test_unmask_without_the_grant_is_refused_and_logged(app, world):
     assert unmask(gridworker, person_id).status_code == 403
     rows = audit_rows(app, "person.unmask")
     assert [(r.username, r.success, r.object_id) for r in rows] == [
-        ("town0_admin", False, str(person_id)), ("gw0", False, str(person_id))]
+        ("town0_admin", False, str(person_id)),
+        ("gw0", False, str(person_id)),
+    ]
     assert "can_unmask" in rows[0].detail and "角色" in rows[1].detail
 
 
@@ -223,7 +273,11 @@ def test_unmask_with_the_grant_shows_the_full_number_once_and_is_audited(app, wo
     assert len(rows) == 1
     row = rows[0]
     assert (row.username, row.object_type, row.object_id, row.address) == (
-        "town0_admin", "person", str(person_id), "127.0.0.1")
+        "town0_admin",
+        "person",
+        str(person_id),
+        "127.0.0.1",
+    )
     assert "核实身份后上门走访" in row.detail and row.at is not None
 
 

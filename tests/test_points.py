@@ -35,15 +35,41 @@ def at(month: int, day: int, hour: int = 10, minute: int = 0) -> datetime:
     return from_local(datetime(2026, month, day, hour, minute), TZ)
 
 
-def add_case(w: WorldView, reporter: str, *, reported: datetime, kind: str = "ordinary", valid: bool | None = True,
-             state: str = "registered", closed: datetime | None = None, self_handled: bool = False,
-             level: str = "grid", to_town: bool = False, to_city: bool = False) -> Case:
+def add_case(
+    w: WorldView,
+    reporter: str,
+    *,
+    reported: datetime,
+    kind: str = "ordinary",
+    valid: bool | None = True,
+    state: str = "registered",
+    closed: datetime | None = None,
+    self_handled: bool = False,
+    level: str = "grid",
+    to_town: bool = False,
+    to_city: bool = False,
+) -> Case:
     account = w.a(reporter)
-    case = Case(number=f"PT{next(_numbers):06d}", source="app", category_id=w.cat("0502").id, kind=kind,
-                description="测试", grid_id=account.place_id, village_id=account.village_id, town_id=account.town_id,
-                reporter_id=account.id, state=state, level=level, valid=valid, self_handled=self_handled,
-                discovered_at=reported, reported_at=reported, closed_at=closed, escalated_to_town=to_town or to_city,
-                escalated_to_city=to_city)
+    case = Case(
+        number=f"PT{next(_numbers):06d}",
+        source="app",
+        category_id=w.cat("0502").id,
+        kind=kind,
+        description="测试",
+        grid_id=account.place_id,
+        village_id=account.village_id,
+        town_id=account.town_id,
+        reporter_id=account.id,
+        state=state,
+        level=level,
+        valid=valid,
+        self_handled=self_handled,
+        discovered_at=reported,
+        reported_at=reported,
+        closed_at=closed,
+        escalated_to_town=to_town or to_city,
+        escalated_to_city=to_city,
+    )
     db.add(case)
     return case
 
@@ -56,14 +82,29 @@ def sign_in(w: WorldView, username: str, *days: date) -> None:
 
 def visit(w: WorldView, username: str, when: datetime, *, person: Person | None = None, site: Site | None = None):
     account = w.a(username)
-    db.add(Visit(gridworker_id=account.id, person_id=person.id if person else None,
-                 site_id=site.id if site else None, town_id=account.town_id, at=when))
+    db.add(
+        Visit(
+            gridworker_id=account.id,
+            person_id=person.id if person else None,
+            site_id=site.id if site else None,
+            town_id=account.town_id,
+            at=when,
+        )
+    )
 
 
 def registry(w: WorldView, village: int, month: str, persons: int, houses: int) -> None:
     place = db.get(Place, w.village(village))
-    db.add(BaseDataCount(place_id=place.id, town_id=place.town_id, month=month, registered_population=persons,
-                         houses=houses, linked_persons=persons // 2))
+    db.add(
+        BaseDataCount(
+            place_id=place.id,
+            town_id=place.town_id,
+            month=month,
+            registered_population=persons,
+            houses=houses,
+            linked_persons=persons // 2,
+        )
+    )
 
 
 @pytest.fixture
@@ -94,8 +135,9 @@ def build_month(view: WorldView) -> None:
     add_case(view, "gw0", reported=at(10, 13), valid=False, state="duplicate", kind="hazard")
     # self-handled, closed the same local day → 2; closed after midnight local (the same UTC day!) → 0
     add_case(view, "gw0", reported=at(10, 8, 10), state="closed", closed=at(10, 8, 18), self_handled=True)
-    add_case(view, "gw0", reported=at(10, 9, 23), state="closed", closed=at(10, 10, 0, 30), self_handled=True,
-             kind="hazard")
+    add_case(
+        view, "gw0", reported=at(10, 9, 23), state="closed", closed=at(10, 10, 0, 30), self_handled=True, kind="hazard"
+    )
     # reported in September, escalated to the town and closed there in October → bonus 3, no event points
     add_case(view, "gw0", reported=at(9, 20), state="closed", closed=at(10, 3), level="town", to_town=True)
 
@@ -115,12 +157,30 @@ def build_month(view: WorldView) -> None:
 
     # visits: gw0 a person and a site, gw3 one person; a visit in November does not count
     grid0, grid3 = db.get(Place, view.grid(0)), db.get(Place, view.grid(3))
-    person = Person(name="张某", person_type="empty_nest_elderly", visit_frequency="weekly", grid_id=grid0.id,
-                    village_id=grid0.village_id, town_id=grid0.town_id)
-    other = Person(name="李某", person_type="key_youth", visit_frequency="monthly", grid_id=grid3.id,
-                   village_id=grid3.village_id, town_id=grid3.town_id)
-    site = Site(name="某出租屋", site_type="rental_house", visit_frequency="quarterly", grid_id=grid0.id,
-                village_id=grid0.village_id, town_id=grid0.town_id)
+    person = Person(
+        name="张某",
+        person_type="empty_nest_elderly",
+        visit_frequency="weekly",
+        grid_id=grid0.id,
+        village_id=grid0.village_id,
+        town_id=grid0.town_id,
+    )
+    other = Person(
+        name="李某",
+        person_type="key_youth",
+        visit_frequency="monthly",
+        grid_id=grid3.id,
+        village_id=grid3.village_id,
+        town_id=grid3.town_id,
+    )
+    site = Site(
+        name="某出租屋",
+        site_type="rental_house",
+        visit_frequency="quarterly",
+        grid_id=grid0.id,
+        village_id=grid0.village_id,
+        town_id=grid0.town_id,
+    )
     db.add_all([person, other, site])
     db.flush()
     visit(view, "gw0", at(10, 14), person=person)
@@ -156,14 +216,16 @@ def table_rows(html: str, section: str) -> list[dict]:
     match = re.search(rf'<section class="card points-table" id="{section}">(.*?)</section>', html, re.S)
     assert match, f"no table {section}"
     out = []
-    for cls, rank, body in re.findall(r'<tr class="(\w*)" data-id="\d+" data-rank="(\d+)">(.*?)</tr>',
-                                      match.group(1), re.S):
+    for cls, rank, body in re.findall(
+        r'<tr class="(\w*)" data-id="\d+" data-rank="(\d+)">(.*?)</tr>', match.group(1), re.S
+    ):
         cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", body, re.S)]
         out.append({"where": cls, "rank": int(rank), "tied": "并列" in cells[0], "name": cells[1], "cells": cells})
     return out
 
 
 # --- the service ---------------------------------------------------------------------------------
+
 
 def test_gridworker_points_counted_by_hand(app, w):
     with app.app_context():
@@ -221,8 +283,11 @@ def test_rankings_keep_communities_and_villages_apart(app, w):
     assert [(r["id"], r["rank"]) for r in tables["village"]["rows"]] == [(w.village(1), 1), (w.village(3), 2)]
     # gridworkers: gw5..gw7 share the last place
     workers = tables["gridworkers"]["rows"]
-    assert [(r["name"], r["rank"], r["tied"]) for r in workers][-3:] == [("gw5", 6, True), ("gw6", 6, True),
-                                                                           ("gw7", 6, True)]
+    assert [(r["name"], r["rank"], r["tied"]) for r in workers][-3:] == [
+        ("gw5", 6, True),
+        ("gw6", 6, True),
+        ("gw7", 6, True),
+    ]
 
 
 def test_a_changed_rulebook_changes_the_points(app, w):
@@ -251,6 +316,7 @@ def test_a_bad_stored_rulebook_is_ignored_with_a_warning(app, w, caplog):
 
 # --- the page ------------------------------------------------------------------------------------
 
+
 def test_city_page_shows_rankings_with_ties(client, w):
     logged_in(client, "city_supervisor")
     response = client.get("/points/?month=2026-10")
@@ -258,7 +324,10 @@ def test_city_page_shows_rankings_with_ties(client, w):
     html = response.get_data(as_text=True)
     assert "积分排名 · 测试市 · 2026年10月" in html
     towns = table_rows(html, "rank-towns")
-    assert [(r["name"], r["rank"], r["cells"][-2]) for r in towns] == [("东湖街道", 1, "39.00"), ("西湖街道", 2, "4.00")]
+    assert [(r["name"], r["rank"], r["cells"][-2]) for r in towns] == [
+        ("东湖街道", 1, "39.00"),
+        ("西湖街道", 2, "4.00"),
+    ]
     community = table_rows(html, "rank-community")
     assert [r["name"] for r in community] == ["东湖南社区", "西湖南社区"]
     assert community[0]["cells"][2] == "东湖街道"  # the town column of the city view
@@ -266,12 +335,18 @@ def test_city_page_shows_rankings_with_ties(client, w):
     workers = table_rows(html, "rank-gridworkers")
     # the city view lists only the top and bottom three gridworkers; gw5..gw7 tie for 6th
     assert [(r["name"], r["rank"], r["where"]) for r in workers] == [
-        ("gw0", 1, "top"), ("gw1", 2, "top"), ("gw2", 3, "top"),
-        ("gw5", 6, "bottom"), ("gw6", 6, "bottom"), ("gw7", 6, "bottom")]
+        ("gw0", 1, "top"),
+        ("gw1", 2, "top"),
+        ("gw2", 3, "top"),
+        ("gw5", 6, "bottom"),
+        ("gw6", 6, "bottom"),
+        ("gw7", 6, "bottom"),
+    ]
     assert all(r["tied"] for r in workers[3:]) and not any(r["tied"] for r in workers[:3])
     # the chart: one stacked bar per town, its data in a JSON block, drawn by points.js (no inline script)
-    data = json.loads(re.search(r'<script type="application/json" id="points-chart-data">(.*?)</script>',
-                                html, re.S).group(1))
+    data = json.loads(
+        re.search(r'<script type="application/json" id="points-chart-data">(.*?)</script>', html, re.S).group(1)
+    )
     assert data["names"] == ["东湖街道", "西湖街道"] and data["totals"] == [39.0, 4.0]
     assert len(data["kinds"]) == 7
     assert "js/points.js" in html and "vendor/plotly-basic.min.js" in html
@@ -287,7 +362,11 @@ def test_town_page_lists_its_villages_grids_and_gridworkers(client, w):
     assert [(r["name"], r["cells"][-2]) for r in table_rows(html, "rank-village")] == [("东湖北社区", "6.00")]
     workers = table_rows(html, "rank-gridworkers")
     assert [(r["name"], r["rank"], r["where"]) for r in workers] == [
-        ("gw0", 1, "top"), ("gw1", 2, "top"), ("gw2", 3, "top"), ("gw3", 4, "bottom")]
+        ("gw0", 1, "top"),
+        ("gw1", 2, "top"),
+        ("gw2", 3, "top"),
+        ("gw3", 4, "bottom"),
+    ]
     gw0 = workers[0]["cells"]
     # rank, name, grid, signin, event, escalation, hazard, dispute, visit, collection, total, mark
     assert gw0[3:11] == ["3.00", "8.00", "3.00", "2.00", "2.00", "2.00", "0.00", "20.00"]
@@ -300,7 +379,11 @@ def test_ranking_by_one_kind_of_points(client, w):
     html = client.get("/points/?month=2026-10&kind=visit").get_data(as_text=True)
     workers = table_rows(html, "rank-gridworkers")
     assert [(r["name"], r["rank"], r["tied"]) for r in workers] == [
-        ("gw0", 1, False), ("gw3", 2, False), ("gw1", 3, True), ("gw2", 3, True)]
+        ("gw0", 1, False),
+        ("gw3", 2, False),
+        ("gw1", 3, True),
+        ("gw2", 3, True),
+    ]
     assert "按走访积分排名" in html
 
 
@@ -322,10 +405,16 @@ def test_a_village_account_sees_its_village(client, w):
     assert 'id="rank-community"' not in html
 
 
-@pytest.mark.parametrize(("query", "field"), [
-    ("month=2026-13", "month"), ("month=26-10", "month"), ("month=abc", "month"),
-    ("kind=bonus", "kind"), ("place=x", "place"),
-])
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("month=2026-13", "month"),
+        ("month=26-10", "month"),
+        ("month=abc", "month"),
+        ("kind=bonus", "kind"),
+        ("place=x", "place"),
+    ],
+)
 def test_a_bad_query_answers_400_naming_the_field(client, w, query, field):
     logged_in(client, "city_supervisor")
     response = client.get(f"/points/?{query}")
@@ -354,14 +443,23 @@ def test_other_roles_are_refused(client, w, username):
 
 # --- the rulebook page ---------------------------------------------------------------------------
 
+
 def test_admin_edits_the_rulebook(app, client, w):
     logged_in(client, "city_admin")
     page = client.get("/points/rules")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "积分规则" in html and "流转办结加分" in html and 'value="0.01"' in html
-    form = {"signin": "1", "event": "5", "escalation_bonus": "3", "hazard": "2", "dispute": "2", "visit": "1.5",
-            "collection": "0.02", "csrf_token": csrf_from(html)}
+    form = {
+        "signin": "1",
+        "event": "5",
+        "escalation_bonus": "3",
+        "hazard": "2",
+        "dispute": "2",
+        "visit": "1.5",
+        "collection": "0.02",
+        "csrf_token": csrf_from(html),
+    }
     response = client.post("/points/rules", data=form)
     assert response.status_code == 302
     assert "积分规则已保存" in client.get("/points/rules").get_data(as_text=True)
@@ -384,8 +482,16 @@ def test_admin_edits_the_rulebook(app, client, w):
 def test_rulebook_errors_name_the_field_and_store_nothing(app, client, w):
     logged_in(client, "city_admin")
     token = csrf_from(client.get("/points/rules").get_data(as_text=True))
-    form = {"signin": "1", "event": "-1", "escalation_bonus": "abc", "hazard": "2", "dispute": "2", "visit": "",
-            "collection": "0.01", "csrf_token": token}
+    form = {
+        "signin": "1",
+        "event": "-1",
+        "escalation_bonus": "abc",
+        "hazard": "2",
+        "dispute": "2",
+        "visit": "",
+        "collection": "0.01",
+        "csrf_token": token,
+    }
     response = client.post("/points/rules", data=form)
     assert response.status_code == 400
     html = response.get_data(as_text=True)
@@ -454,8 +560,15 @@ def test_a_tie_as_wide_as_the_city_is_not_printed_name_by_name(client, w):
     grid = db.get(Place, w.grid(0))
     password_hash = db.query(Account).filter_by(username="gw0").one().password_hash
     for i in range(14):
-        create_account(username=f"tiegw{i:02d}", display_name=f"并列网格员{i}", password="", role="gridworker",
-                       place=grid, password_hash=password_hash, post="full_time")
+        create_account(
+            username=f"tiegw{i:02d}",
+            display_name=f"并列网格员{i}",
+            password="",
+            role="gridworker",
+            place=grid,
+            password_hash=password_hash,
+            post="full_time",
+        )
     db.commit()
     db.remove()
     logged_in(client, "city_supervisor")

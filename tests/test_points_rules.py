@@ -33,11 +33,19 @@ def names(result: list[dict]) -> list[str]:
 
 # --- pricing ---------------------------------------------------------------------------------------
 
+
 def test_gridworker_points_by_default_rules():
     tally = Tally(signin_days=20, valid_reports=7, escalated_closed=1, hazard_reports=2, dispute_reports=1, visits=5)
     points = gridworker_points(tally, DEFAULT_RULES)
-    assert points == {"signin": 20.0, "event": 14.0, "escalation_bonus": 3.0, "hazard": 4.0, "dispute": 2.0,
-                      "visit": 5.0, "collection": 0.0}
+    assert points == {
+        "signin": 20.0,
+        "event": 14.0,
+        "escalation_bonus": 3.0,
+        "hazard": 4.0,
+        "dispute": 2.0,
+        "visit": 5.0,
+        "collection": 0.0,
+    }
     assert sum(points.values()) == 48.0
 
 
@@ -74,6 +82,7 @@ def test_aggregate_sums_by_group_and_skips_rows_without_one():
 
 # --- the rulebook ----------------------------------------------------------------------------------
 
+
 def test_validate_rules_accepts_numbers_and_numeric_text():
     data = {key: str(value) for key, value in DEFAULT_RULES.items()} | {"event": " 2.5 ", "visit": 0}
     rules, errors = validate_rules(data)
@@ -81,10 +90,19 @@ def test_validate_rules_accepts_numbers_and_numeric_text():
     assert rules["event"] == 2.5 and rules["visit"] == 0.0 and rules["collection"] == 0.01
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    ("-1", "不能为负数"), ("abc", "须为数字"), ("", "请填写数值"), (None, "请填写数值"), (True, "请填写数值"),
-    ("nan", "有限"), ("inf", "有限"), ("5000", "不能超过"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("-1", "不能为负数"),
+        ("abc", "须为数字"),
+        ("", "请填写数值"),
+        (None, "请填写数值"),
+        (True, "请填写数值"),
+        ("nan", "有限"),
+        ("inf", "有限"),
+        ("5000", "不能超过"),
+    ],
+)
 def test_validate_rules_names_the_bad_field(value, message):
     rules, errors = validate_rules({**DEFAULT_RULES, "hazard": value})
     assert list(errors) == ["hazard"]
@@ -114,14 +132,22 @@ def test_merge_rules_with_nothing_usable_gives_defaults(stored):
 
 # --- ranks ---------------------------------------------------------------------------------------
 
+
 def test_ranked_orders_highest_first_with_shared_ranks():
     assert ranks(ranked(rows(5, 9, 9, 1, 7))) == [
-        ("B", 1, True), ("C", 1, True), ("E", 3, False), ("A", 4, False), ("D", 5, False)]
+        ("B", 1, True),
+        ("C", 1, True),
+        ("E", 3, False),
+        ("A", 4, False),
+        ("D", 5, False),
+    ]
 
 
 def test_ranked_by_a_kind_of_points():
-    data = [{"id": 1, "name": "A", "points": {"visit": 1.0}, "total": 10.0},
-            {"id": 2, "name": "B", "points": {"visit": 4.0}, "total": 2.0}]
+    data = [
+        {"id": 1, "name": "A", "points": {"visit": 1.0}, "total": 10.0},
+        {"id": 2, "name": "B", "points": {"visit": 4.0}, "total": 2.0},
+    ]
     assert names(ranked(data, "visit")) == ["B", "A"]
     assert names(ranked(data)) == ["A", "B"]
     assert ranked(data, "hazard")[0]["rank"] == 1 and ranked(data, "hazard")[1]["rank"] == 1  # missing = 0
@@ -145,6 +171,7 @@ def test_ranked_all_equal_and_empty():
 
 
 # --- top and bottom three ------------------------------------------------------------------------
+
 
 def test_top_bottom_plain():
     top, bottom = top_bottom(rows(10, 9, 8, 7, 6, 5, 4))
@@ -196,4 +223,3 @@ def test_empty():
 def test_n_other_than_three():
     top, bottom = top_bottom(rows(5, 4, 3, 2, 1), n=1)
     assert names(top) == ["A"] and names(bottom) == ["E"]
-

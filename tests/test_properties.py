@@ -27,7 +27,8 @@ CALENDAR = settings(max_examples=200, deadline=None, derandomize=True)
 
 # 2025–2026 come from the official calendar (holidays, 调休); 2027 is not published yet: Mon–Fri fallback
 starts = st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2027, 6, 30)).map(
-    lambda d: d.replace(microsecond=0))
+    lambda d: d.replace(microsecond=0)
+)
 quarter_hours = st.integers(min_value=1, max_value=400).map(lambda k: k / 4)  # exact in binary: sums are exact
 work_day_counts = st.integers(min_value=1, max_value=40)
 
@@ -35,7 +36,8 @@ work_day_counts = st.integers(min_value=1, max_value=40)
 def in_working_time(moment: datetime, periods=wc.DEFAULT_PERIODS) -> bool:
     """On a workday, inside a working period: after its opening (exclusive), up to its close (inclusive)."""
     return wc.is_workday(moment.date()) and any(
-        datetime.combine(moment.date(), s) < moment <= datetime.combine(moment.date(), e) for s, e in periods)
+        datetime.combine(moment.date(), s) < moment <= datetime.combine(moment.date(), e) for s, e in periods
+    )
 
 
 @CALENDAR
@@ -63,8 +65,9 @@ def test_a_work_hour_deadline_falls_in_working_time_and_uses_exactly_the_limit(s
 @given(start=starts, a=quarter_hours, b=quarter_hours)
 def test_work_hour_limits_add_up(start, a, b):
     """A limit of a then b hours (as with a case handed on) ends where one limit of a + b ends."""
-    assert wc.add_limit(wc.add_limit(start, a, "work_hours"), b, "work_hours") == \
-        wc.add_limit(start, a + b, "work_hours")
+    assert wc.add_limit(wc.add_limit(start, a, "work_hours"), b, "work_hours") == wc.add_limit(
+        start, a + b, "work_hours"
+    )
 
 
 @CALENDAR
@@ -76,13 +79,17 @@ def test_a_work_day_deadline_is_the_close_of_the_nth_workday_after_the_start(sta
     between = [start.date() + timedelta(days=i) for i in range(1, (deadline.date() - start.date()).days + 1)]
     assert sum(wc.is_workday(d) for d in between) == days
     assert wc.add_limit(start, days, "work_days") < wc.add_limit(start, days + more, "work_days")
-    assert wc.add_limit(wc.add_limit(start, days, "work_days"), more, "work_days") == \
-        wc.add_limit(start, days + more, "work_days")
+    assert wc.add_limit(wc.add_limit(start, days, "work_days"), more, "work_days") == wc.add_limit(
+        start, days + more, "work_days"
+    )
 
 
 @CALENDAR
-@given(start=starts, amount=st.floats(min_value=0.01, max_value=10_000, allow_nan=False),
-       unit=st.sampled_from(["minutes", "hours", "days"]))
+@given(
+    start=starts,
+    amount=st.floats(min_value=0.01, max_value=10_000, allow_nan=False),
+    unit=st.sampled_from(["minutes", "hours", "days"]),
+)
 def test_wall_clock_limits_are_plain_durations(start, amount, unit):
     assert wc.add_limit(start, amount, unit) - start == timedelta(**{unit: amount})
 
@@ -102,9 +109,18 @@ def test_deadline_utc_applies_the_calendar_in_beijing_time(start_utc, unit, amou
 
 
 @settings(max_examples=100, deadline=None, derandomize=True)
-@given(amount=st.one_of(st.just(0), st.integers(max_value=0), st.just(float("nan")), st.just(float("inf")),
-                        st.floats(max_value=0), st.booleans(), st.text(max_size=3)),
-       unit=st.sampled_from(wc.LIMIT_UNITS))
+@given(
+    amount=st.one_of(
+        st.just(0),
+        st.integers(max_value=0),
+        st.just(float("nan")),
+        st.just(float("inf")),
+        st.floats(max_value=0),
+        st.booleans(),
+        st.text(max_size=3),
+    ),
+    unit=st.sampled_from(wc.LIMIT_UNITS),
+)
 def test_nonsense_limits_are_refused_not_looped_on(amount, unit):
     with pytest.raises(ValueError):
         wc.add_limit(datetime(2026, 3, 10, 9, 0), amount, unit)
@@ -165,8 +181,11 @@ def test_a_name_mask_hides_all_but_the_family_name_and_the_last_character(value)
 
 
 @MASKS
-@given(digits=st.text(alphabet="0123456789", min_size=17, max_size=17), check=st.sampled_from("0123456789X"),
-       mobile=st.from_regex(r"\A1[3-9]\d{9}\Z"))
+@given(
+    digits=st.text(alphabet="0123456789", min_size=17, max_size=17),
+    check=st.sampled_from("0123456789X"),
+    mobile=st.from_regex(r"\A1[3-9]\d{9}\Z"),
+)
 def test_real_formats_mask_as_the_rules_say(digits, check, mobile):
     id_number = digits + check
     assert mask_id_number(id_number) == id_number[:4] + "*" * 10 + id_number[-4:]  # 3205**********1234
@@ -183,14 +202,31 @@ def test_a_mask_always_hides_at_least_four_characters(value):
 
 # --- the API: any JSON body answers 2xx or a 4xx naming its field -------------------------------------
 
-API = settings(max_examples=40, deadline=None, derandomize=True, database=None,
-               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                      HealthCheck.filter_too_much, HealthCheck.data_too_large])
+API = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
+)
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
-                         st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30))
-json_values = st.recursive(json_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)), max_leaves=6)
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=6,
+)
 
 
 def keys(model) -> list[str]:
@@ -208,8 +244,9 @@ def plausible(world_view) -> dict:
         "lon": st.floats(min_value=119.9, max_value=120.3),
         "address": st.text(max_size=40),
         "grid_code": st.sampled_from([world_view["grid_code"], "999999", "12"]),
-        "discovered_at": st.sampled_from(["2026-11-23T09:00:00+08:00", "2099-01-01T00:00:00Z",
-                                          "2026-11-23T09:00:00", "昨天"]),
+        "discovered_at": st.sampled_from(
+            ["2026-11-23T09:00:00+08:00", "2099-01-01T00:00:00Z", "2026-11-23T09:00:00", "昨天"]
+        ),
         "at": st.sampled_from(["2026-11-23T09:00:00+08:00", "2099-01-01T00:00:00Z", "2026-11-23"]),
         "started_at": st.sampled_from(["2026-11-23T09:00:00+08:00", "2026-11-23T11:00:00+08:00"]),
         "ended_at": st.sampled_from(["2026-11-23T10:30:00+08:00", "2026-11-23T08:00:00+08:00"]),
@@ -244,8 +281,13 @@ def bodies(model, world_view, valid: dict):
 
     objects = st.fixed_dictionaries({name: one(name) for name in keys(model)}).flatmap(
         lambda d: st.dictionaries(st.text(max_size=6), json_values, max_size=1).map(
-            lambda extra: {**extra, **{k: v for k, v in d.items() if v is not MISSING}} if extra.keys() - d.keys()
-            else {k: v for k, v in d.items() if v is not MISSING}))
+            lambda extra: (
+                {**extra, **{k: v for k, v in d.items() if v is not MISSING}}
+                if extra.keys() - d.keys()
+                else {k: v for k, v in d.items() if v is not MISSING}
+            )
+        )
+    )
     return st.one_of(objects, objects, objects, json_values)
 
 
@@ -265,11 +307,16 @@ def api_world(app, world, client):
     from commandcenter.db import db
     from commandcenter.models import Person
 
-
     with app.app_context():
         grid = world.grids[0]
-        person = Person(name="测试人", person_type="empty_nest_elderly", visit_frequency="weekly", grid_id=grid.id,
-                        village_id=grid.village_id, town_id=grid.town_id)
+        person = Person(
+            name="测试人",
+            person_type="empty_nest_elderly",
+            visit_frequency="weekly",
+            grid_id=grid.id,
+            village_id=grid.village_id,
+            town_id=grid.town_id,
+        )
         db.add(person)
         db.commit()
         view = {"grid_code": grid.code, "person_id": person.id}
@@ -283,9 +330,16 @@ def api_world(app, world, client):
 def test_any_json_body_is_accepted_or_refused_naming_a_field(app, client, api_world):
     from commandcenter.api.schemas import CaseAction, CaseReport, HeartbeatIn, HotlineWorkOrder, PatrolIn, VisitIn
 
-    report = client.post("/api/v1/cases", headers=api_world["gw0"], json={
-        "client_key": uuid.uuid4().hex, "category_code": "0101", "description": "井盖缺失",
-        "grid_code": api_world["grid_code"]})
+    report = client.post(
+        "/api/v1/cases",
+        headers=api_world["gw0"],
+        json={
+            "client_key": uuid.uuid4().hex,
+            "category_code": "0101",
+            "description": "井盖缺失",
+            "grid_code": api_world["grid_code"],
+        },
+    )
     assert report.status_code == 201
     case_id = report.get_json()["id"]
     key = st.from_regex(r"\A[A-Za-z0-9]{32}\Z")
@@ -295,18 +349,43 @@ def test_any_json_body_is_accepted_or_refused_naming_a_field(app, client, api_wo
     patrol_start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
     patrol_track = [[120.02, 31.02, int(patrol_start.timestamp()) + 600 * k] for k in range(10)]
     targets = [
-        ("/api/v1/cases", CaseReport, "gw0", dict(client_key=key, category_code=st.just("0101"),
-                                                  description=st.just("井盖缺失"), grid_code=grid)),
+        (
+            "/api/v1/cases",
+            CaseReport,
+            "gw0",
+            dict(client_key=key, category_code=st.just("0101"), description=st.just("井盖缺失"), grid_code=grid),
+        ),
         ("/api/v1/visits", VisitIn, "gw0", dict(client_key=key, person_id=person, at=earlier)),
-        ("/api/v1/patrols", PatrolIn, "gw0", dict(
-            client_key=key, started_at=st.just(patrol_start.isoformat()),
-            ended_at=st.just((patrol_start + timedelta(minutes=90)).isoformat()), track=st.just(patrol_track))),
+        (
+            "/api/v1/patrols",
+            PatrolIn,
+            "gw0",
+            dict(
+                client_key=key,
+                started_at=st.just(patrol_start.isoformat()),
+                ended_at=st.just((patrol_start + timedelta(minutes=90)).isoformat()),
+                track=st.just(patrol_track),
+            ),
+        ),
         ("/api/v1/heartbeats", HeartbeatIn, "gw0", dict(lat=st.just(31.02), lon=st.just(120.02))),
-        ("/api/v1/hotline/work-orders", HotlineWorkOrder, "operator", dict(
-            work_order_no=key, category_code=st.just("0101"), description=st.just("来电反映路灯不亮"), grid_code=grid)),
+        (
+            "/api/v1/hotline/work-orders",
+            HotlineWorkOrder,
+            "operator",
+            dict(
+                work_order_no=key,
+                category_code=st.just("0101"),
+                description=st.just("来电反映路灯不亮"),
+                grid_code=grid,
+            ),
+        ),
         (f"/api/v1/cases/{case_id}/actions/register", CaseAction, "operator", {}),
-        (f"/api/v1/cases/{case_id}/actions/escalate", CaseAction, "operator",
-         dict(to_level=st.just("town"), note=st.just("网格无法处置，请镇街协调"))),
+        (
+            f"/api/v1/cases/{case_id}/actions/escalate",
+            CaseAction,
+            "operator",
+            dict(to_level=st.just("town"), note=st.just("网格无法处置，请镇街协调")),
+        ),
     ]
     for path, model, who, valid in targets:
         seen = fuzz_endpoint(client, path, api_world[who], bodies(model, api_world, valid))
@@ -343,6 +422,7 @@ def test_broken_bodies_are_refused_naming_the_body(app, client, api_world):
 
 # --- idempotency: the same client_key is one case ------------------------------------------------------
 
+
 @pytest.mark.postgres
 def test_report_case_with_one_key_makes_one_case(ctx, world):
     from sqlalchemy import func, select
@@ -355,11 +435,19 @@ def test_report_case_with_one_key_makes_one_case(ctx, world):
     other = db.get(Account, world.accounts["gw1"].id)
     category_id = world.category("0101").id
 
-    @settings(max_examples=40, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture])
-    @given(key=st.from_regex(r"\A[A-Za-z0-9_\-:.]{8,40}\Z"), retries=st.integers(min_value=2, max_value=5),
-           texts=st.lists(st.text(min_size=1, max_size=40).filter(lambda t: "\x00" not in t), min_size=5, max_size=5),
-           grid=st.integers(min_value=0, max_value=7))
+    @settings(
+        max_examples=40,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(
+        key=st.from_regex(r"\A[A-Za-z0-9_\-:.]{8,40}\Z"),
+        retries=st.integers(min_value=2, max_value=5),
+        texts=st.lists(st.text(min_size=1, max_size=40).filter(lambda t: "\x00" not in t), min_size=5, max_size=5),
+        grid=st.integers(min_value=0, max_value=7),
+    )
     def run(key, retries, texts, grid):
         key = f"{key}-{uuid.uuid4().hex[:8]}"  # every example its own key
         lat, lon = world.grid_point(grid)
@@ -377,8 +465,12 @@ def test_report_case_with_one_key_makes_one_case(ctx, world):
         assert sum(1 for p in outbox if p.get("case_id") == case_id) == 1  # counted and pushed once
         # the same key from another account is refused, naming the field, and makes no case
         with pytest.raises(loop.TransitionError) as refused:
-            loop.report_case(loop.ReportInput(category_id=category_id, description="x", lat=lat, lon=lon),
-                             actor=other, source="app", client_key=key)
+            loop.report_case(
+                loop.ReportInput(category_id=category_id, description="x", lat=lat, lon=lon),
+                actor=other,
+                source="app",
+                client_key=key,
+            )
         assert refused.value.field == "client_key"
         assert db.execute(select(func.count(Case.id)).where(Case.client_key == key)).scalar_one() == 1
 
@@ -390,13 +482,26 @@ def test_retrying_a_report_through_the_api_gives_one_case(app, client, api_world
     from commandcenter.db import db
     from commandcenter.models import Case
 
-    @settings(max_examples=15, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture])
-    @given(retries=st.integers(min_value=2, max_value=5), description=st.text(min_size=1, max_size=40).filter(
-        lambda t: t.strip() and all(ord(c) >= 32 or c in "\t\r\n" for c in t)))
+    @settings(
+        max_examples=15,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(
+        retries=st.integers(min_value=2, max_value=5),
+        description=st.text(min_size=1, max_size=40).filter(
+            lambda t: t.strip() and all(ord(c) >= 32 or c in "\t\r\n" for c in t)
+        ),
+    )
     def run(retries, description):
-        body = {"client_key": uuid.uuid4().hex, "category_code": "0101", "description": description,
-                "grid_code": api_world["grid_code"]}
+        body = {
+            "client_key": uuid.uuid4().hex,
+            "category_code": "0101",
+            "description": description,
+            "grid_code": api_world["grid_code"],
+        }
         answers = [client.post("/api/v1/cases", headers=api_world["gw0"], json=body) for _ in range(retries)]
         assert [a.status_code for a in answers] == [201] + [200] * (retries - 1)
         assert len({a.get_json()["id"] for a in answers}) == 1

@@ -60,8 +60,9 @@ def test_presence_follows_the_app_and_survives_a_second_drain(world, pg_url, red
         assert counters.online_count(r, world.towns[1].id, utcnow()) == 0
 
 
-def test_the_nightly_reconcile_runs_once_a_night_whatever_restarts_rq_cron(world, pg_url, redis_conn, tmp_path,
-                                                                            monkeypatch):
+def test_the_nightly_reconcile_runs_once_a_night_whatever_restarts_rq_cron(
+    world, pg_url, redis_conn, tmp_path, monkeypatch
+):
     """`rq cron` runs every interval job as it starts; the reconcile (which pauses the drains) must not run
     again each time it is restarted by day, only once after 03:00 local time (and again if it failed)."""
     from datetime import datetime
@@ -88,8 +89,9 @@ def test_the_nightly_reconcile_runs_once_a_night_whatever_restarts_rq_cron(world
         db.remove()
 
 
-def test_reports_made_while_a_drain_is_queued_or_running_queue_no_second_job(world, pg_url, redis_conn, tmp_path,
-                                                                            monkeypatch):
+def test_reports_made_while_a_drain_is_queued_or_running_queue_no_second_job(
+    world, pg_url, redis_conn, tmp_path, monkeypatch
+):
     """Under load one drain job takes many reports a pass instead of one job per report: the kick flag
     stays set until a pass finds nothing, and a report made after that queues the next job."""
     from rq import Queue

@@ -27,9 +27,16 @@ def test_every_route_has_an_access_rule(app):
 
 
 ROLE_ACCOUNTS = {
-    "admin": "city_admin", "security_admin": "city_security_admin", "auditor": "city_auditor",
-    "duty_officer": "city_duty_officer", "operator": "city_operator", "center_admin": "town0_admin",
-    "department": "dept0", "supervisor": "city_supervisor", "leader": "city_leader", "gridworker": "gw0",
+    "admin": "city_admin",
+    "security_admin": "city_security_admin",
+    "auditor": "city_auditor",
+    "duty_officer": "city_duty_officer",
+    "operator": "city_operator",
+    "center_admin": "town0_admin",
+    "department": "dept0",
+    "supervisor": "city_supervisor",
+    "leader": "city_leader",
+    "gridworker": "gw0",
     "volunteer": "volunteer0",
 }
 
@@ -48,8 +55,14 @@ def plain_get_routes(app) -> list[tuple[str, str, str]]:
 def test_each_role_reaches_exactly_its_pages(app, world, role):
     client = app.test_client()
     page = client.get("/login")
-    client.post("/login", data={"username": ROLE_ACCOUNTS[role], "password": PASSWORD,
-                                "csrf_token": csrf_from(page.get_data(as_text=True))})
+    client.post(
+        "/login",
+        data={
+            "username": ROLE_ACCOUNTS[role],
+            "password": PASSWORD,
+            "csrf_token": csrf_from(page.get_data(as_text=True)),
+        },
+    )
     for path, _endpoint, permission in plain_get_routes(app):
         if path in ("/logout",):
             continue

@@ -26,8 +26,9 @@ def browser(app, username: str):
 
 def change_password(client, old: str = PASSWORD, new: str = NEW_PASSWORD):
     token = csrf_from(client.get("/password").get_data(as_text=True))
-    return client.post("/password", data={"csrf_token": token, "old_password": old, "new_password": new,
-                                          "new_password_again": new})
+    return client.post(
+        "/password", data={"csrf_token": token, "old_password": old, "new_password": new, "new_password_again": new}
+    )
 
 
 def test_a_password_change_ends_the_other_sessions_and_revokes_every_token(app, world):
@@ -109,8 +110,9 @@ def test_the_administrator_revokes_an_accounts_token(app, world):
     admin = browser(app, "city_admin")
     page = admin.get(f"/admin/accounts/{world.accounts['gw3'].id}/tokens").get_data(as_text=True)
     token_id = re.search(r'name="token_id" value="(\d+)"', page).group(1)
-    response = admin.post(f"/admin/accounts/{world.accounts['gw3'].id}/tokens",
-                          data={"csrf_token": csrf_from(page), "token_id": token_id})
+    response = admin.post(
+        f"/admin/accounts/{world.accounts['gw3'].id}/tokens", data={"csrf_token": csrf_from(page), "token_id": token_id}
+    )
     assert response.status_code == 302
     assert app.test_client().get("/api/v1/me", headers=headers).status_code == 401
     # the supervisor manages no accounts
@@ -127,8 +129,9 @@ def test_a_cookie_alone_cannot_write_through_the_api(app, world):
     created = client.post("/api/v1/cases", json=report_body(world), headers={"X-CSRFToken": token})
     assert created.status_code == 201, created.get_json()
     case_id = created.get_json()["id"]
-    upload = client.post(f"/api/v1/cases/{case_id}/photos", data={"file": (io.BytesIO(PNG), "a.png")},
-                         content_type="multipart/form-data")
+    upload = client.post(
+        f"/api/v1/cases/{case_id}/photos", data={"file": (io.BytesIO(PNG), "a.png")}, content_type="multipart/form-data"
+    )
     assert upload.status_code == 403
     # reading with the cookie stays possible (no side effect, and no other site can read the answer)
     assert client.get(f"/api/v1/cases/{case_id}").status_code == 200

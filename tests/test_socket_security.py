@@ -45,8 +45,15 @@ def start_server(app, pg_url, tmp_path):
     servers: list[LiveServer] = []
 
     def start(*, redis: bool = False, **env_extra: str) -> LiveServer:
-        env = {**os.environ, "DATABASE_URL": pg_url, "INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "live-test",
-               "SECURE_COOKIES": "0", "LOGIN_RATE_LIMIT": "1000 per minute", **env_extra}
+        env = {
+            **os.environ,
+            "DATABASE_URL": pg_url,
+            "INSTANCE_PATH": str(tmp_path),
+            "SECRET_KEY": "live-test",
+            "SECURE_COOKIES": "0",
+            "LOGIN_RATE_LIMIT": "1000 per minute",
+            **env_extra,
+        }
         env.pop("REDIS_URL", None)
         if redis:
             env["REDIS_URL"] = TEST_REDIS_URL
@@ -92,8 +99,9 @@ def refused(base_url: str, cookie: str, **kwargs) -> bool:
 
 def logout(base_url: str, session: requests.Session) -> None:
     page = session.get(base_url + "/", timeout=10)
-    response = session.post(base_url + "/logout", data={"csrf_token": csrf_from(page.text)}, timeout=10,
-                            allow_redirects=False)
+    response = session.post(
+        base_url + "/logout", data={"csrf_token": csrf_from(page.text)}, timeout=10, allow_redirects=False
+    )
     assert response.status_code == 302, response.text[:300]
 
 
@@ -123,13 +131,18 @@ def got(events, number: str) -> bool:
 
 
 def web_session_of(username: str) -> WebSession:
-    rows = (db.query(WebSession).join(Account, Account.id == WebSession.account_id)
-            .filter(Account.username == username, WebSession.ended_at.is_(None)).all())
+    rows = (
+        db.query(WebSession)
+        .join(Account, Account.id == WebSession.account_id)
+        .filter(Account.username == username, WebSession.ended_at.is_(None))
+        .all()
+    )
     assert len(rows) == 1, f"{username} has {len(rows)} open web sessions"
     return rows[0]
 
 
 # --- item 2: the origin check -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 def test_foreign_origin_refused_own_and_configured_origins_accepted(world, start_server, transport):
@@ -137,8 +150,9 @@ def test_foreign_origin_refused_own_and_configured_origins_accepted(world, start
     server = start_server(SOCKET_ALLOWED_ORIGINS=f" {CONFIGURED_ORIGINS[0]}/ , {CONFIGURED_ORIGINS[1]}")
     cookie = cookie_of(login_session(server.url, "town0_duty"))
     for origin in FOREIGN_ORIGINS:
-        assert refused(server.url, cookie, transport=transport, origin=origin), \
+        assert refused(server.url, cookie, transport=transport, origin=origin), (
             f"{transport} handshake from {origin} with the duty officer's cookie was accepted"
+        )
     for origin in (server.url, *CONFIGURED_ORIGINS):
         client, _ = connect(server.url, cookie, transport=transport, origin=origin)
         try:
@@ -173,6 +187,7 @@ def test_foreign_origin_refused_at_the_handshake_on_both_transports(world, start
 
 # --- item 3: sockets end with their session ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("redis", [False, pytest.param(True, marks=pytest.mark.redis)], ids=["no-redis", "redis"])
 def test_logout_disconnects_the_sessions_socket(world, start_server, request, redis, pg_url, tmp_path):
     if redis:
@@ -197,8 +212,7 @@ def test_logout_disconnects_the_sessions_socket(world, start_server, request, re
 
 
 @pytest.mark.redis
-def test_end_sessions_disconnects_sockets_held_by_another_process(world, start_server, redis_conn, pg_url,
-                                                                  tmp_path):
+def test_end_sessions_disconnects_sockets_held_by_another_process(world, start_server, redis_conn, pg_url, tmp_path):
     """Password change and deactivation call `end_sessions`; called here, in another process than the web
     process that holds the sockets, it disconnects them through the message queue."""
     from commandcenter.auth.service import end_sessions
@@ -215,8 +229,9 @@ def test_end_sessions_disconnects_sockets_held_by_another_process(world, start_s
             assert end_sessions(account, reason="停用账号") == 1
             db.commit()
             db.remove()
-        assert wait_for(lambda: not client.connected and not second_tab.connected, 10), \
+        assert wait_for(lambda: not client.connected and not second_tab.connected, 10), (
             "end_sessions left the account's sockets connected"
+        )
         publish_from_here(pg_url, tmp_path, ["town0_duty", "city_duty_officer"], "AFTER-END")
         assert wait_for(lambda: got(bystander_events, "AFTER-END"), 10)
         assert not got(events, "AFTER-END")
@@ -234,9 +249,17 @@ def test_password_change_disconnects_the_other_sessions_sockets(world, start_ser
     desk_client, _ = connect(server.url, cookie_of(desk))
     try:
         page = desk.get(server.url + "/password", timeout=10)
-        response = desk.post(server.url + "/password", data={
-            "old_password": PASSWORD, "new_password": "Changed#2026pw", "new_password_again": "Changed#2026pw",
-            "csrf_token": csrf_from(page.text)}, timeout=10, allow_redirects=False)
+        response = desk.post(
+            server.url + "/password",
+            data={
+                "old_password": PASSWORD,
+                "new_password": "Changed#2026pw",
+                "new_password_again": "Changed#2026pw",
+                "csrf_token": csrf_from(page.text),
+            },
+            timeout=10,
+            allow_redirects=False,
+        )
         assert response.status_code == 302, response.text[:300]
         assert wait_for(lambda: not wall_client.connected, 10), "the other session's socket survived the change"
         assert still_connected(desk_client, 1.0), "the session that changed the password lost its socket"
@@ -282,8 +305,9 @@ def test_idle_or_ended_session_socket_disconnected_without_any_request(world, st
 
 @pytest.mark.redis
 @pytest.mark.slow
-def test_logout_on_one_web_process_disconnects_the_socket_held_by_another(world, start_server, redis_conn,
-                                                                          pg_url, tmp_path):
+def test_logout_on_one_web_process_disconnects_the_socket_held_by_another(
+    world, start_server, redis_conn, pg_url, tmp_path
+):
     web_a = start_server(redis=True, SOCKET_CHECK_SECONDS="3600")
     web_b = start_server(redis=True, SOCKET_CHECK_SECONDS="3600")
     duty = login_session(web_a.url, "town0_duty")  # the same cookie works on both (one database, one key)

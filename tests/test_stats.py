@@ -47,16 +47,38 @@ def at(day: date, hour: int, minute: int = 0) -> datetime:
     return from_local(datetime(day.year, day.month, day.day, hour, minute), TZ)
 
 
-def add_case(w: WorldView, grid: int, *, reporter: str | None = "gw0", code: str = "0101", state: str = "registered",
-             reported: datetime, valid: bool | None = True, source: str = "app", closed_at: datetime | None = None,
-             **extra) -> Case:
+def add_case(
+    w: WorldView,
+    grid: int,
+    *,
+    reporter: str | None = "gw0",
+    code: str = "0101",
+    state: str = "registered",
+    reported: datetime,
+    valid: bool | None = True,
+    source: str = "app",
+    closed_at: datetime | None = None,
+    **extra,
+) -> Case:
     g = db.get(Place, w.grid(grid))
     cat = w.cat(code)
-    case = Case(number=f"T{next(_numbers):08d}", source=source, category_id=cat.id, kind=cat.kind,
-                description="测试事件", grid_id=g.id, village_id=g.village_id, town_id=g.town_id,
-                reporter_id=w.id(reporter) if reporter else None, state=state, valid=valid,
-                discovered_at=reported, reported_at=reported,
-                closed_at=closed_at or (reported + timedelta(hours=1) if state == "closed" else None), **extra)
+    case = Case(
+        number=f"T{next(_numbers):08d}",
+        source=source,
+        category_id=cat.id,
+        kind=cat.kind,
+        description="测试事件",
+        grid_id=g.id,
+        village_id=g.village_id,
+        town_id=g.town_id,
+        reporter_id=w.id(reporter) if reporter else None,
+        state=state,
+        valid=valid,
+        discovered_at=reported,
+        reported_at=reported,
+        closed_at=closed_at or (reported + timedelta(hours=1) if state == "closed" else None),
+        **extra,
+    )
     db.add(case)
     db.flush()
     return case
@@ -66,28 +88,44 @@ def build_dataset(world) -> WorldView:
     """The known month: see the module docstring and the expectations in the tests."""
     w = WorldView(world)
     # --- town 0 (grids 0-3) -------------------------------------------------------------------------
-    add_case(w, 0, state="closed", reported=at(MON, 9), closed_at=at(MON, 18))                      # c1
-    add_case(w, 0, code="1001", state="closed", reported=at(MON, 10), escalated_to_town=True,
-             closed_at=at(TUE, 9))                                                                   # c2
-    c3 = add_case(w, 0, code="2001", reported=at(TUE, 23, 59), overdue=True)                        # c3
+    add_case(w, 0, state="closed", reported=at(MON, 9), closed_at=at(MON, 18))  # c1
+    add_case(
+        w, 0, code="1001", state="closed", reported=at(MON, 10), escalated_to_town=True, closed_at=at(TUE, 9)
+    )  # c2
+    c3 = add_case(w, 0, code="2001", reported=at(TUE, 23, 59), overdue=True)  # c3
     db.add(Dispute(case_id=c3.id, screening_level="grid", outcome="resolved"))
-    add_case(w, 0, state="rejected", valid=False, reported=at(MON, 11))                              # c4
-    add_case(w, 1, reporter="gw1", code="1002", state="closed", reported=at(TUE, 8), escalated_to_town=True,
-             escalated_to_city=True, closed_at=at(TUE + timedelta(days=2), 9))                      # c5
-    add_case(w, 0, state="duplicate", valid=False, reported=at(MON, 12))                             # c6
-    add_case(w, 2, reporter=None, source="hotline", state="dispatched", reported=at(TUE, 14))       # c7
-    add_case(w, 0, state="closed", reported=at(TUE + timedelta(days=1), 0, 30))                      # c8: after
-    add_case(w, 0, state="closed", reported=at(MON - timedelta(days=1), 23, 59))                     # c9: before
+    add_case(w, 0, state="rejected", valid=False, reported=at(MON, 11))  # c4
+    add_case(
+        w,
+        1,
+        reporter="gw1",
+        code="1002",
+        state="closed",
+        reported=at(TUE, 8),
+        escalated_to_town=True,
+        escalated_to_city=True,
+        closed_at=at(TUE + timedelta(days=2), 9),
+    )  # c5
+    add_case(w, 0, state="duplicate", valid=False, reported=at(MON, 12))  # c6
+    add_case(w, 2, reporter=None, source="hotline", state="dispatched", reported=at(TUE, 14))  # c7
+    add_case(w, 0, state="closed", reported=at(TUE + timedelta(days=1), 0, 30))  # c8: after
+    add_case(w, 0, state="closed", reported=at(MON - timedelta(days=1), 23, 59))  # c9: before
     c10 = add_case(w, 3, reporter="gw3", code="2002", state="reported", valid=None, reported=at(MON, 15))
     db.add(Dispute(case_id=c10.id, screening_level="village", outcome="pending"))
     # --- town 1 (grids 4-7) -------------------------------------------------------------------------
     add_case(w, 4, reporter="gw4", state="closed", reported=at(MON, 9))
     add_case(w, 4, reporter="gw4", state="closed", reported=at(TUE, 9))
     # --- patrols: gw0 and gw2 meet the hour on both days, gw1 misses a minute, gw3 never ends his --------
-    patrols = [("gw0", at(MON, 9), at(MON, 10)), ("gw0", at(TUE, 9), at(TUE, 9, 30)), ("gw0", at(TUE, 14), at(TUE, 14, 30)),
-               ("gw1", at(MON, 9), at(MON, 10)), ("gw1", at(TUE, 9), at(TUE, 9, 59)),
-               ("gw2", at(MON, 8), at(MON, 9)), ("gw2", at(TUE, 23, 30), at(TUE + timedelta(days=1), 0, 40)),
-               ("gw3", at(MON, 8), None)]
+    patrols = [
+        ("gw0", at(MON, 9), at(MON, 10)),
+        ("gw0", at(TUE, 9), at(TUE, 9, 30)),
+        ("gw0", at(TUE, 14), at(TUE, 14, 30)),
+        ("gw1", at(MON, 9), at(MON, 10)),
+        ("gw1", at(TUE, 9), at(TUE, 9, 59)),
+        ("gw2", at(MON, 8), at(MON, 9)),
+        ("gw2", at(TUE, 23, 30), at(TUE + timedelta(days=1), 0, 40)),
+        ("gw3", at(MON, 8), None),
+    ]
     for user, start, end in patrols:
         acc = w.a(user)
         db.add(Patrol(gridworker_id=acc.id, grid_id=acc.place_id, town_id=acc.town_id, started_at=start, ended_at=end))
@@ -95,43 +133,77 @@ def build_dataset(world) -> WorldView:
     for user, day in (("gw0", MON), ("gw0", TUE), ("gw1", TUE), ("gw3", TUE + timedelta(days=2))):
         db.add(SignIn(account_id=w.id(user), town_id=w.a(user).town_id, day=day, at=at(day, 8)))
     # --- admin logins: town0_admin succeeds, village0_admin fails, village1_admin only before -------
-    for user, success, when in (("town0_admin", True, at(MON, 9)), ("village0_admin", False, at(MON, 9)),
-                                ("village1_admin", True, at(MON - timedelta(days=3), 9))):
+    for user, success, when in (
+        ("town0_admin", True, at(MON, 9)),
+        ("village0_admin", False, at(MON, 9)),
+        ("village1_admin", True, at(MON - timedelta(days=3), 9)),
+    ):
         db.add(LoginRecord(account_id=w.id(user), username=user, success=success, at=when))
     # --- persons and sites of town 0, and their visits --------------------------------------------------
     g0, g1, g2 = (db.get(Place, w.grid(i)) for i in (0, 1, 2))
 
     def person(name: str, kind: str, g: Place, active: bool = True) -> Person:
-        p = Person(name=name, person_type=kind, visit_frequency="monthly", grid_id=g.id, village_id=g.village_id,
-                   town_id=g.town_id, active=active)
+        p = Person(
+            name=name,
+            person_type=kind,
+            visit_frequency="monthly",
+            grid_id=g.id,
+            village_id=g.village_id,
+            town_id=g.town_id,
+            active=active,
+        )
         db.add(p)
         return p
 
     drug_a, _drug_b = person("甲", "drug_user", g0), person("乙", "drug_user", g0)
     mental = person("丙", "mental_risk", g1)
     person("丁", "empty_nest_elderly", g0, active=False)
-    site = Site(name="网吧", site_type="key_place", visit_frequency="monthly", grid_id=g2.id, village_id=g2.village_id,
-                town_id=g2.town_id)
+    site = Site(
+        name="网吧",
+        site_type="key_place",
+        visit_frequency="monthly",
+        grid_id=g2.id,
+        village_id=g2.village_id,
+        town_id=g2.town_id,
+    )
     db.add(site)
     db.flush()
-    for target, when in ((dict(person_id=drug_a.id), at(MON, 10)), (dict(person_id=drug_a.id), at(TUE, 10)),
-                         (dict(person_id=mental.id), at(MON - timedelta(days=1), 10)),
-                         (dict(site_id=site.id), at(TUE, 16))):
+    for target, when in (
+        (dict(person_id=drug_a.id), at(MON, 10)),
+        (dict(person_id=drug_a.id), at(TUE, 10)),
+        (dict(person_id=mental.id), at(MON - timedelta(days=1), 10)),
+        (dict(site_id=site.id), at(TUE, 16)),
+    ):
         db.add(Visit(gridworker_id=w.id("gw0"), town_id=g0.town_id, at=when, **target))
     # --- information collection: village 1 prints the impossible 101.88 % -------------------------------
     v0, v1 = w.village(0), w.village(1)
-    for place_id, month, registered, linked in ((v0, "2026-10", 1000, 900), (v0, "2026-11", 1000, 950),
-                                                (v0, "2026-12", 1000, 2000), (v1, "2026-11", 2500, 2547)):
-        db.add(BaseDataCount(place_id=place_id, town_id=w.town(0), month=month, registered_population=registered,
-                             linked_persons=linked))
+    for place_id, month, registered, linked in (
+        (v0, "2026-10", 1000, 900),
+        (v0, "2026-11", 1000, 950),
+        (v0, "2026-12", 1000, 2000),
+        (v1, "2026-11", 2500, 2547),
+    ):
+        db.add(
+            BaseDataCount(
+                place_id=place_id,
+                town_id=w.town(0),
+                month=month,
+                registered_population=registered,
+                linked_persons=linked,
+            )
+        )
     # --- party building -------------------------------------------------------------------------------
     org1 = PartyOrganization(name="第一网格党支部", place_id=w.grid(0), town_id=w.town(0), members=30)
     org2 = PartyOrganization(name="北社区党委", place_id=v1, town_id=w.town(0), members=20)
     db.add_all([org1, org2])
     db.flush()
-    db.add_all([PartyActivity(organization_id=org1.id, held_on=MON, title="主题党日"),
-                PartyActivity(organization_id=org1.id, held_on=date(2026, 11, 10), title="学习会"),
-                PartyActivity(organization_id=org2.id, held_on=TUE, title="志愿服务")])
+    db.add_all(
+        [
+            PartyActivity(organization_id=org1.id, held_on=MON, title="主题党日"),
+            PartyActivity(organization_id=org1.id, held_on=date(2026, 11, 10), title="学习会"),
+            PartyActivity(organization_id=org2.id, held_on=TUE, title="志愿服务"),
+        ]
+    )
     db.commit()
     return w
 
@@ -146,6 +218,7 @@ def place(pid: int) -> Place:
 
 
 # --- every field -------------------------------------------------------------------------------------
+
 
 def test_town_figures_field_by_field(data):
     f = stats.figures(place(data.town(0)), PERIOD)
@@ -201,7 +274,9 @@ def test_city_figures_and_children_add_up(data):
     assert [v.admins for v in villages] == [1, 1]  # the town's own admin belongs to no village
     grids = stats.children(place(data.village(0)), PERIOD)
     assert [(g.place_id, g.reported, g.gridworkers, g.patrol_compliant) for g in grids] == [
-        (data.grid(0), 4, 1, 1), (data.grid(1), 1, 1, 0)]
+        (data.grid(0), 4, 1, 1),
+        (data.grid(1), 1, 1, 0),
+    ]
     assert stats.children(place(data.grid(0)), PERIOD) == []
 
 
@@ -250,15 +325,34 @@ def test_zero_denominators_are_none_never_a_crash(data):
     empty_grid = place(data.grid(7))  # gw7 only: no case, no patrol, no person, no admin
     f = stats.figures(empty_grid, PERIOD)
     assert f.reported == 0
-    for name in ("closure_rate", "valid_rate", "escalated_town_share", "escalated_town_closure_rate",
-                 "escalated_city_share", "escalated_city_closure_rate", "timeliness", "hazard_share",
-                 "dispute_share", "dispute_success_rate", "login_rate", "special_visit_rate", "linkage_rate"):
+    for name in (
+        "closure_rate",
+        "valid_rate",
+        "escalated_town_share",
+        "escalated_town_closure_rate",
+        "escalated_city_share",
+        "escalated_city_closure_rate",
+        "timeliness",
+        "hazard_share",
+        "dispute_share",
+        "dispute_success_rate",
+        "login_rate",
+        "special_visit_rate",
+        "linkage_rate",
+    ):
         assert getattr(f, name) is None, name
     assert (f.gridworkers, f.patrol_rate, f.attendance_rate, f.reports_per_gridworker) == (1, 0.0, 0.0, 0.0)
     assert f.visits["drug_user"] == (0, 0, None)
     # a grid without any gridworker: the per-gridworker figures are undefined too
-    lonely = Place(code="LONELY", name="空网格", level="grid", parent_id=data.village(0), city_id=data.city,
-                   town_id=data.town(0), village_id=data.village(0))
+    lonely = Place(
+        code="LONELY",
+        name="空网格",
+        level="grid",
+        parent_id=data.village(0),
+        city_id=data.city,
+        town_id=data.town(0),
+        village_id=data.village(0),
+    )
     db.add(lonely)
     db.commit()
     f = stats.figures(lonely, PERIOD)
@@ -271,7 +365,12 @@ def test_zero_denominators_are_none_never_a_crash(data):
 
 def test_patrol_compliance_in_sql_matches_measures(data):
     ids = [data.id(f"gw{i}") for i in range(8)]
-    for period in (PERIOD, Period(MON, MON), Period(TUE, TUE + timedelta(days=6)), Period(date(2026, 10, 1), date(2026, 10, 8))):
+    for period in (
+        PERIOD,
+        Period(MON, MON),
+        Period(TUE, TUE + timedelta(days=6)),
+        Period(date(2026, 10, 1), date(2026, 10, 8)),
+    ):
         due = period.workdays_begun(local_today(TZ))
         assert patrol_compliance(ids, period, TZ) == patrol_compliance_in_python(ids, period, TZ, due)
     assert stats.compliance_of(ids, PERIOD, TZ) == {**{i: False for i in ids}, ids[0]: True, ids[2]: True}
@@ -279,12 +378,14 @@ def test_patrol_compliance_in_sql_matches_measures(data):
 
 # --- data-quality flags --------------------------------------------------------------------------
 
+
 def test_linkage_above_100_percent_is_flagged_not_printed_as_a_fact(data):
     village = stats.figures(place(data.village(1)), PERIOD)
     assert village.linkage_rate == pytest.approx(2547 / 2500)
     assert [(f.field, f.message) for f in village.flags] == [
         ("linked_persons", "已关联人数 2547 多于登记人口 2500，数据可能有误"),
-        ("linkage_rate", "人房关联率 101.88% 超过 100%，登记数据可能有误")]
+        ("linkage_rate", "人房关联率 101.88% 超过 100%，登记数据可能有误"),
+    ]
     assert village.flag_for("linkage_rate").message.startswith("人房关联率 101.88%")
     assert "linkage_rate" in village.flagged
     town = stats.children(place(data.town(0)), PERIOD)
@@ -299,8 +400,13 @@ def test_a_gridworker_with_more_than_50_reports_in_one_hour_is_flagged(data):
     db.commit()
     town = stats.figures(place(data.town(1)), PERIOD)
     messages = [(f.field, f.message) for f in town.flags]
-    assert messages == [("reported", "网格员 gw6 在 2026-11-03 14:00 起的一小时内上报 51 件（超过 50 件），疑似批量或虚假上报，上报数不宜直接采信"),
-                        ("gridworker_reports", messages[0][1])]
+    assert messages == [
+        (
+            "reported",
+            "网格员 gw6 在 2026-11-03 14:00 起的一小时内上报 51 件（超过 50 件），疑似批量或虚假上报，上报数不宜直接采信",
+        ),
+        ("gridworker_reports", messages[0][1]),
+    ]
     villages = stats.children(place(data.town(1)), PERIOD)
     assert [bool(v.flag_for("reported")) for v in villages] == [False, True]  # gw6's grid lies in the 2nd village
     rows = {r["username"]: r for r in stats.gridworker_rows(place(data.town(1)), PERIOD)}
@@ -312,26 +418,33 @@ def test_a_gridworker_with_more_than_50_reports_in_one_hour_is_flagged(data):
 def test_bulk_duplicates_are_flagged(data):
     def reports(user: str, grid: int, total: int, dups: int) -> None:
         for i in range(total):
-            add_case(data, grid, reporter=user, state="duplicate" if i < dups else "registered",
-                     reported=at(MON, 8) + timedelta(minutes=7 * i))
+            add_case(
+                data,
+                grid,
+                reporter=user,
+                state="duplicate" if i < dups else "registered",
+                reported=at(MON, 8) + timedelta(minutes=7 * i),
+            )
 
     reports("gw5", 5, 40, 10)  # 10 of 40 = 25 %: flagged
-    reports("gw6", 6, 40, 9)   # 9 duplicates: too few
+    reports("gw6", 6, 40, 9)  # 9 duplicates: too few
     reports("gw7", 7, 60, 10)  # 10 of 60 = 16.7 %: too small a share
     db.commit()
     town = stats.figures(place(data.town(1)), PERIOD)
     assert town.duplicates == 29
     assert [(f.field, f.message) for f in town.flags] == [
         ("duplicates", "gw5 本期有 10 件被判为重复，占其上报的 25.00%，疑似批量重复上报"),
-        ("reported", "gw5 本期有 10 件被判为重复，占其上报的 25.00%，疑似批量重复上报")]
+        ("reported", "gw5 本期有 10 件被判为重复，占其上报的 25.00%，疑似批量重复上报"),
+    ]
     rows = {r["username"]: r for r in stats.gridworker_rows(place(data.town(1)), PERIOD)}
     assert [f.field for f in rows["gw5"]["flags"]] == ["duplicates"]
     assert rows["gw6"]["flags"] == rows["gw7"]["flags"] == []
 
 
 def test_more_attended_than_gridworkers_is_flagged():
-    f = stats.Figures(place_id=1, place_name="x", level="town", period=PERIOD, gridworkers=2, attended=3,
-                      patrol_compliant=3)
+    f = stats.Figures(
+        place_id=1, place_name="x", level="town", period=PERIOD, gridworkers=2, attended=3, patrol_compliant=3
+    )
     stats._derive(f)
     fields = [flag.field for flag in f.flags]
     assert fields == ["patrol_compliant", "attended", "patrol_rate", "attendance_rate"]
@@ -341,15 +454,38 @@ def test_more_attended_than_gridworkers_is_flagged():
 
 # --- the gridworker level and the trend --------------------------------------------------------------
 
+
 def test_gridworker_rows(data):
     rows = stats.gridworker_rows(place(data.town(0)), PERIOD)
     assert [r["username"] for r in rows] == ["gw0", "gw1", "gw2", "gw3"]
     gw0 = rows[0]
     assert gw0["grid_id"] == data.grid(0) and gw0["grid"] == db.get(Place, data.grid(0)).name
-    assert {k: gw0[k] for k in ("reports", "closed", "hazard", "dispute", "duplicates", "overdue", "patrol_compliant",
-                                 "sign_in_days", "visits", "visited")} == dict(
-        reports=4, closed=2, hazard=1, dispute=1, duplicates=1, overdue=1, patrol_compliant=True, sign_in_days=2,
-        visits=3, visited=2)
+    assert {
+        k: gw0[k]
+        for k in (
+            "reports",
+            "closed",
+            "hazard",
+            "dispute",
+            "duplicates",
+            "overdue",
+            "patrol_compliant",
+            "sign_in_days",
+            "visits",
+            "visited",
+        )
+    } == dict(
+        reports=4,
+        closed=2,
+        hazard=1,
+        dispute=1,
+        duplicates=1,
+        overdue=1,
+        patrol_compliant=True,
+        sign_in_days=2,
+        visits=3,
+        visited=2,
+    )
     assert gw0["closure_rate"] == 0.5
     assert [r["patrol_compliant"] for r in rows] == [True, False, True, False]
     assert rows[2]["reports"] == 0 and rows[2]["closure_rate"] is None

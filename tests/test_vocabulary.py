@@ -82,7 +82,9 @@ def test_one_category_subtree_and_one_city(app, world):
         below = categories.descendants(big.id)
         from commandcenter.db import db
 
-        assert below == {big.id} | {c.id for c in db.query(Category).all() if c.code.startswith("01") and c.id != big.id}
+        assert below == {big.id} | {
+            c.id for c in db.query(Category).all() if c.code.startswith("01") and c.id != big.id
+        }
         assert hierarchy.city_id() == jobs.city_id() == world.city.id
 
 

@@ -45,8 +45,18 @@ def account(username: str) -> Account:
 
 
 def report(world, username: str, code: str, grid: int, now=None, discovered=None):
-    return shared_report(world, username, code, now, grid=grid, key=f"wall-{uuid.uuid4().hex[:12]}",
-                         description=f"测试事件 {code}", address=f"测试路 {grid} 号", discovered_at=discovered)
+    return shared_report(
+        world,
+        username,
+        code,
+        now,
+        grid=grid,
+        key=f"wall-{uuid.uuid4().hex[:12]}",
+        description=f"测试事件 {code}",
+        address=f"测试路 {grid} 号",
+        discovered_at=discovered,
+    )
+
 
 def tile(html: str, key: str) -> str:
     match = re.search(rf'data-key="{key}">\s*<span class="v">([^<]*)</span>', html)
@@ -91,6 +101,7 @@ def day_of_cases(app, world):
 
 
 # --- the page and every panel ---------------------------------------------------------------------------
+
 
 def test_wall_page_renders_every_panel(app, world, day_of_cases, client):
     logged_in(client, "city_duty_officer")
@@ -213,11 +224,19 @@ def test_attendance_and_login_rates_by_town(app, world, client):
     today = local(now, TZ).date()
     with app.app_context():
         town0, town1 = world.towns[0].id, world.towns[1].id
-        db.add_all([Heartbeat(account_id=account("gw0").id, at=now - timedelta(minutes=1)),
-                    Heartbeat(account_id=account("gw4").id, at=now - timedelta(minutes=20))])  # gw4: offline
+        db.add_all(
+            [
+                Heartbeat(account_id=account("gw0").id, at=now - timedelta(minutes=1)),
+                Heartbeat(account_id=account("gw4").id, at=now - timedelta(minutes=20)),
+            ]
+        )  # gw4: offline
         db.add_all([SignIn(account_id=account(f"gw{i}").id, town_id=town0, day=today, at=now) for i in range(3)])
-        db.add_all([LoginRecord(account_id=account(u).id, username=u, success=True, at=now - timedelta(minutes=5))
-                    for u in ("town0_admin", "village0_admin")])
+        db.add_all(
+            [
+                LoginRecord(account_id=account(u).id, username=u, success=True, at=now - timedelta(minutes=5))
+                for u in ("town0_admin", "village0_admin")
+            ]
+        )
         db.add(LoginRecord(account_id=account("town1_admin").id, username="town1_admin", success=False, at=now))
         db.commit()
         assert town1
@@ -231,15 +250,24 @@ def test_attendance_and_login_rates_by_town(app, world, client):
     assert "在线 1 · 签到 3 / 4" in chart["label"][0]
     assert "东湖街道、西湖街道" in html
     logins = get_panel(client, "logins")
-    rows = re.findall(r'<li class="(low|ok)">\s*<span class="n">([^<]+)</span>.*?<span class="v">([^<]+)</span>', logins, re.S)
-    assert rows == [("ok", "东湖街道", "66.67%"), ("low", "西湖街道", "0.00%")]  # 2 of 3 admins; a failed login counts nothing
+    rows = re.findall(
+        r'<li class="(low|ok)">\s*<span class="n">([^<]+)</span>.*?<span class="v">([^<]+)</span>', logins, re.S
+    )
+    assert rows == [
+        ("ok", "东湖街道", "66.67%"),
+        ("low", "西湖街道", "0.00%"),
+    ]  # 2 of 3 admins; a failed login counts nothing
 
 
 def test_thresholds_are_settings(app, world, client):
     now = utcnow()
     with app.app_context():
-        db.add_all([LoginRecord(account_id=account(u).id, username=u, success=True, at=now - timedelta(minutes=5))
-                    for u in ("town0_admin", "village0_admin")])
+        db.add_all(
+            [
+                LoginRecord(account_id=account(u).id, username=u, success=True, at=now - timedelta(minutes=5))
+                for u in ("town0_admin", "village0_admin")
+            ]
+        )
         db.add(SettingValue(key="wall", value={"login_threshold": "70%"}))
         db.commit()
     logged_in(client, "city_duty_officer")
@@ -272,7 +300,9 @@ def test_city_wall_ranks_towns_by_the_assessment_and_towns_rank_villages_by_time
         db.remove()
     logged_in(client, "city_duty_officer")
     html = get_panel(client, "rankings")
-    rows = re.findall(r'<span class="rk">([^<]+)</span>\s*<span class="n">([^<]+)</span>\s*<span class="v">([^<]+)</span>', html)
+    rows = re.findall(
+        r'<span class="rk">([^<]+)</span>\s*<span class="n">([^<]+)</span>\s*<span class="v">([^<]+)</span>', html
+    )
     assert rows == [(str(r["rank"]), r["town_name"], f"{r['total']:.2f} 分") for r in table["rows"]]
     assert len(rows) == 2 and "按本月考核总分" in html
     ranks = {name: rank for rank, name, _ in rows}
@@ -282,7 +312,9 @@ def test_city_wall_ranks_towns_by_the_assessment_and_towns_rank_villages_by_time
     client.post("/logout", data={"csrf_token": csrf_from(client.get("/").get_data(as_text=True))})
     logged_in(client, "town1_duty")
     html = get_panel(client, "rankings")
-    rows = re.findall(r'<span class="rk">([^<]+)</span>\s*<span class="n">([^<]+)</span>\s*<span class="v">([^<]+)</span>', html)
+    rows = re.findall(
+        r'<span class="rk">([^<]+)</span>\s*<span class="n">([^<]+)</span>\s*<span class="v">([^<]+)</span>', html
+    )
     assert ("1", "西湖南社区", "66.67%") in rows  # 3 new, 1 overdue
     assert ("—", "西湖北社区", "—") in rows  # nothing reported: not ranked
     assert "<h3>社区</h3>" in html and "<h3>村委</h3>" in html and "处理及时率" in html
@@ -295,6 +327,7 @@ def test_shared_ranks_skip_after_a_tie():
 
 
 # --- scope and access ----------------------------------------------------------------------------------
+
 
 def test_town_duty_officer_sees_only_his_town(app, world, day_of_cases, client):
     with app.app_context():
@@ -323,7 +356,9 @@ def test_town_duty_officer_sees_only_his_town(app, world, day_of_cases, client):
     assert "<h3>社区</h3>" in pages["rankings"] and "<h3>村委</h3>" in pages["rankings"]
 
 
-@pytest.mark.parametrize("username", ["city_admin", "city_security_admin", "city_auditor", "dept0", "gw0", "volunteer0"])
+@pytest.mark.parametrize(
+    "username", ["city_admin", "city_security_admin", "city_auditor", "dept0", "gw0", "volunteer0"]
+)
 def test_roles_without_wall_view_are_refused(app, world, client, username):
     logged_in(client, username)
     for path in ("/wall", "/wall/panel/counts", "/wall/panel/map", "/wall/geojson"):
@@ -336,7 +371,9 @@ def test_anonymous_is_sent_to_the_login_page(app, world, client):
         assert response.status_code == 302 and "/login" in response.headers["Location"], path
 
 
-@pytest.mark.parametrize("username", ["city_duty_officer", "city_operator", "city_supervisor", "city_leader", "town1_admin"])
+@pytest.mark.parametrize(
+    "username", ["city_duty_officer", "city_operator", "city_supervisor", "city_leader", "town1_admin"]
+)
 def test_roles_with_wall_view_get_the_wall(app, world, client, username):
     logged_in(client, username)
     assert client.get("/wall").status_code == 200
@@ -344,6 +381,7 @@ def test_roles_with_wall_view_get_the_wall(app, world, client, username):
 
 
 # --- the grid GeoJSON -------------------------------------------------------------------------------------
+
 
 def test_geojson_is_scoped_small_and_revalidated_with_an_etag(app, world, client):
     logged_in(client, "city_duty_officer")
@@ -371,11 +409,14 @@ def test_geojson_simplifies_dense_boundaries(app, world, client):
         db.get(type(grid), grid.id).geometry = {"type": "Polygon", "coordinates": [ring]}
         db.commit()
     logged_in(client, "city_duty_officer")
-    feature = next(f for f in client.get("/wall/geojson").get_json(force=True)["features"] if f["id"] == str(world.grids[0].id))
+    feature = next(
+        f for f in client.get("/wall/geojson").get_json(force=True)["features"] if f["id"] == str(world.grids[0].id)
+    )
     assert len(feature["geometry"]["coordinates"][0]) <= 6
 
 
 # --- counters after a restart ------------------------------------------------------------------------------
+
 
 def test_empty_counters_are_rebuilt_at_the_first_request(app, world, day_of_cases, client):
     logged_in(client, "city_duty_officer")

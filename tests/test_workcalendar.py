@@ -19,6 +19,7 @@ from commandcenter import workcalendar as wc
 
 # --- is_workday -------------------------------------------------------------
 
+
 def test_national_day_week_is_holiday():
     for day in range(1, 8):
         assert wc.is_workday(date(2026, 10, day)) is False, day
@@ -51,6 +52,7 @@ def test_unsupported_year_falls_back_to_weekdays_and_warns_once(caplog):
 
 
 # --- add_limit: work_days -------------------------------------------------------
+
 
 def test_one_work_day_from_friday_afternoon_is_monday_close():
     assert wc.add_limit(datetime(2026, 3, 13, 15, 0), 1, "work_days") == datetime(2026, 3, 16, 17, 30)
@@ -91,6 +93,7 @@ def test_work_days_rejects_fraction():
 
 
 # --- add_limit: work_hours ------------------------------------------------------
+
 
 def test_five_work_hours_from_1600():
     # Tue 16:00-17:30 = 1.5 h, remaining 3.5 h = Wed 08:30-12:00 exactly -> 12:00.
@@ -144,12 +147,15 @@ def test_invalid_periods():
         wc.add_limit(datetime(2026, 3, 10, 9), 1, "work_hours", ((time(12), time(9)),))
     with pytest.raises(ValueError):
         wc.add_limit(
-            datetime(2026, 3, 10, 9), 1, "work_hours",
+            datetime(2026, 3, 10, 9),
+            1,
+            "work_hours",
             ((time(8), time(12)), (time(11), time(17))),
         )
 
 
 # --- add_limit: wall-clock units -------------------------------------------------
+
 
 def test_plain_units_ignore_calendar():
     start = datetime(2026, 10, 1, 9, 0)  # National Day, irrelevant for wall-clock units
@@ -160,6 +166,7 @@ def test_plain_units_ignore_calendar():
 
 
 # --- validation ---------------------------------------------------------------
+
 
 def test_invalid_unit_names_allowed_units():
     with pytest.raises(ValueError) as exc:
@@ -180,6 +187,7 @@ def test_aware_start_rejected():
 
 
 # --- working_time_between -----------------------------------------------------
+
 
 def test_working_time_between_matches_add_limit():
     assert wc.working_time_between(datetime(2026, 3, 10, 16, 0), datetime(2026, 3, 11, 12, 0)) == timedelta(hours=5)
@@ -204,6 +212,7 @@ def test_working_time_between_reversed_is_zero():
 
 # --- workdays_in_month --------------------------------------------------------
 
+
 def test_workdays_in_october_2026():
     expected = [date(2026, 10, d) for d in (8, 9, 10, 12, 13, 14, 15, 16, 19, 20, 21, 22, 23, 26, 27, 28, 29, 30)]
     assert wc.workdays_in_month(2026, 10) == expected
@@ -223,6 +232,7 @@ def test_workdays_in_month_2027_fallback():
 
 
 # --- time zones ---------------------------------------------------------------
+
 
 def test_to_utc_and_to_local_round_trip():
     local = datetime(2026, 10, 1, 8, 0)

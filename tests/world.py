@@ -47,30 +47,57 @@ def build_world() -> World:
     towns, villages, grids = [], [], []
     for t in range(2):
         lon0 = 120.0 + 0.1 * t
-        town = Place(code=f"320500{t + 1:03d}", name=f"{'东西'[t]}湖街道", level="town", kind="street",
-                     parent_id=city.id, city_id=city.id, population=200_000,
-                     geometry=square(lon0, 31.0, lon0 + 0.1, 31.1), center_lat=31.05, center_lon=lon0 + 0.05)
+        town = Place(
+            code=f"320500{t + 1:03d}",
+            name=f"{'东西'[t]}湖街道",
+            level="town",
+            kind="street",
+            parent_id=city.id,
+            city_id=city.id,
+            population=200_000,
+            geometry=square(lon0, 31.0, lon0 + 0.1, 31.1),
+            center_lat=31.05,
+            center_lon=lon0 + 0.05,
+        )
         db.add(town)
         db.flush()
         town.town_id = town.id
         towns.append(town)
         for v in range(2):
             lat0 = 31.0 + 0.05 * v
-            village = Place(code=f"{town.code}{v + 1:03d}", name=f"{town.name[:2]}{'南北'[v]}社区", level="village",
-                            kind="community" if v == 0 else "village", parent_id=town.id, city_id=city.id,
-                            town_id=town.id, population=100_000, geometry=square(lon0, lat0, lon0 + 0.1, lat0 + 0.05),
-                            center_lat=lat0 + 0.025, center_lon=lon0 + 0.05)
+            village = Place(
+                code=f"{town.code}{v + 1:03d}",
+                name=f"{town.name[:2]}{'南北'[v]}社区",
+                level="village",
+                kind="community" if v == 0 else "village",
+                parent_id=town.id,
+                city_id=city.id,
+                town_id=town.id,
+                population=100_000,
+                geometry=square(lon0, lat0, lon0 + 0.1, lat0 + 0.05),
+                center_lat=lat0 + 0.025,
+                center_lon=lon0 + 0.05,
+            )
             db.add(village)
             db.flush()
             village.village_id = village.id
             villages.append(village)
             for g in range(2):
                 glon0 = lon0 + 0.05 * g
-                grid = Place(code=f"{village.code}{g + 1:03d}", name=f"{village.name}第{g + 1}网格", level="grid",
-                             kind="comprehensive", parent_id=village.id, city_id=city.id, town_id=town.id,
-                             village_id=village.id, population=50_000,
-                             geometry=square(glon0, lat0, glon0 + 0.05, lat0 + 0.05),
-                             center_lat=lat0 + 0.025, center_lon=glon0 + 0.025)
+                grid = Place(
+                    code=f"{village.code}{g + 1:03d}",
+                    name=f"{village.name}第{g + 1}网格",
+                    level="grid",
+                    kind="comprehensive",
+                    parent_id=village.id,
+                    city_id=city.id,
+                    town_id=town.id,
+                    village_id=village.id,
+                    population=50_000,
+                    geometry=square(glon0, lat0, glon0 + 0.05, lat0 + 0.05),
+                    center_lat=lat0 + 0.025,
+                    center_lon=glon0 + 0.025,
+                )
                 db.add(grid)
                 grids.append(grid)
     db.flush()
@@ -81,16 +108,19 @@ def build_world() -> World:
     for i, village in enumerate(villages):
         world.centers[f"village{i}"] = Center(place_id=village.id, name=f"{village.name}综治中心", level="village")
     db.add_all(world.centers.values())
-    world.departments = [Department(code="D01", name="城管局", place_id=city.id),
-                         Department(code="D02", name="东湖派出所", place_id=towns[0].id)]
+    world.departments = [
+        Department(code="D01", name="城管局", place_id=city.id),
+        Department(code="D02", name="东湖派出所", place_id=towns[0].id),
+    ]
     db.add_all(world.departments)
     db.flush()
     install_default_categories()
     h = hash_password(PASSWORD)
 
     def add(username: str, role: str, place: Place, **extra) -> None:
-        world.accounts[username] = create_account(username=username, display_name=username, password="",
-                                                  role=role, place=place, password_hash=h, **extra)
+        world.accounts[username] = create_account(
+            username=username, display_name=username, password="", role=role, place=place, password_hash=h, **extra
+        )
 
     for role in ("admin", "security_admin", "auditor", "duty_officer", "operator", "supervisor", "leader"):
         add(f"city_{role}", role, city)

@@ -96,8 +96,7 @@ def reconcile_counters() -> dict | None:
             return None
         with jobs.recorded("reconcile_counters"):
             today = local_today()
-            report = counters.reconcile(jobs.counters_redis(), db, today - timedelta(days=31), today,
-                                        jobs.city_id())
+            report = counters.reconcile(jobs.counters_redis(), db, today - timedelta(days=31), today, jobs.city_id())
             log.info("reconcile: %s keys checked, %s fixed", report.get("keys_checked"), report.get("keys_fixed"))
             return report
 

@@ -13,4 +13,3 @@ SCHEDULE = [
     (jobs.sweep_deadlines, QUEUE_REALTIME, 60),
     (jobs.reconcile_counters, QUEUE_DEFAULT, 15 * 60),  # runs once a night: see the job
 ]
-

@@ -32,23 +32,51 @@ def ops():
             for name in ("realtime", "default", "reports"):
                 q = Queue(name, connection=r)
                 registry = FailedJobRegistry(queue=q)
-                queues.append({"name": name, "queued": q.count, "failed": registry.count,
-                               "scheduled": ScheduledJobRegistry(queue=q).count})
+                queues.append(
+                    {
+                        "name": name,
+                        "queued": q.count,
+                        "failed": registry.count,
+                        "scheduled": ScheduledJobRegistry(queue=q).count,
+                    }
+                )
                 for job_id in registry.get_job_ids(0, 19):
                     job = q.fetch_job(job_id)
                     if job is not None:
-                        failed.append({"id": job.id, "queue": name, "func": job.func_name,
-                                       "ended_at": job.ended_at, "error": (job.exc_info or "").strip().splitlines()[-1:]})
-            workers = [{"name": w.name, "state": w.get_state(), "queues": ", ".join(w.queue_names()),
-                        "current": (w.get_current_job() or None) and w.get_current_job().func_name}
-                       for w in Worker.all(connection=r)]
+                        failed.append(
+                            {
+                                "id": job.id,
+                                "queue": name,
+                                "func": job.func_name,
+                                "ended_at": job.ended_at,
+                                "error": (job.exc_info or "").strip().splitlines()[-1:],
+                            }
+                        )
+            workers = [
+                {
+                    "name": w.name,
+                    "state": w.get_state(),
+                    "queues": ", ".join(w.queue_names()),
+                    "current": (w.get_current_job() or None) and w.get_current_job().func_name,
+                }
+                for w in Worker.all(connection=r)
+            ]
         except Exception as exc:
             redis_error = f"{exc.__class__.__name__}: {exc}"
     runs = db.execute(select(JobRun).order_by(JobRun.name)).scalars().all()
     backlog = db.execute(select(func.count(Outbox.id)).where(Outbox.processed_at.is_(None))).scalar_one()
     oldest = db.execute(select(func.min(Outbox.created_at)).where(Outbox.processed_at.is_(None))).scalar_one()
-    return render_template("admin/ops.html", queues=queues, workers=workers, failed=failed, runs=runs,
-                           backlog=backlog, oldest=oldest, redis_error=redis_error, mode=settings.mode)
+    return render_template(
+        "admin/ops.html",
+        queues=queues,
+        workers=workers,
+        failed=failed,
+        runs=runs,
+        backlog=backlog,
+        oldest=oldest,
+        redis_error=redis_error,
+        mode=settings.mode,
+    )
 
 
 @bp.get("/audit")
@@ -67,8 +95,13 @@ def audit_log():
         stmt = stmt.where(AuditLog.id < before)
     rows = db.execute(stmt.limit(PAGE + 1)).scalars().all()
     audit("audit.read", detail=f"username={username or '*'} action={action or '*'}", commit=True)
-    return render_template("admin/audit.html", rows=rows[:PAGE], username=username, action=action,
-                           next_before=rows[PAGE - 1].id if len(rows) > PAGE else None)
+    return render_template(
+        "admin/audit.html",
+        rows=rows[:PAGE],
+        username=username,
+        action=action,
+        next_before=rows[PAGE - 1].id if len(rows) > PAGE else None,
+    )
 
 
 @bp.get("/accounts")
@@ -77,7 +110,9 @@ def accounts():
     q = (request.args.get("q") or "").strip()[:64]
     stmt = select(Account).order_by(Account.username).limit(200)
     if q:
-        stmt = stmt.where(Account.username.contains(q, autoescape=True) | Account.display_name.contains(q, autoescape=True))
+        stmt = stmt.where(
+            Account.username.contains(q, autoescape=True) | Account.display_name.contains(q, autoescape=True)
+        )
     rows = db.execute(stmt).scalars().all()
     places = {p.id: p for p in db.execute(select(Place).where(Place.id.in_({a.place_id for a in rows}))).scalars()}
     return render_template("admin/accounts.html", rows=rows, places=places, q=q, L=labels)
@@ -104,8 +139,14 @@ def _change_active(account_id: int, back: str):
         set_account_active(current_account(), account, active)
     except AccountError as exc:
         db.rollback()
-        audit("account.enable" if active else "account.disable", "account", account_id, success=False,
-              detail=exc.message, commit=True)
+        audit(
+            "account.enable" if active else "account.disable",
+            "account",
+            account_id,
+            success=False,
+            detail=exc.message,
+            commit=True,
+        )
         flash(exc.message, "error")
         return redirect(back)
     db.commit()
@@ -123,6 +164,7 @@ def _account_rules():
 
 # --- the security administrator: guessing alerts, login locks, the administrators' own accounts ------------
 
+
 @bp.get("/security")
 @require("account.lock")
 def security():
@@ -132,18 +174,47 @@ def security():
     from ..timeutil import utcnow
 
     now = utcnow()
-    alerts = db.execute(select(SecurityAlert).where(SecurityAlert.acknowledged_at.is_(None))
-                        .order_by(SecurityAlert.at.desc()).limit(PAGE)).scalars().all()
-    done = db.execute(select(SecurityAlert).where(SecurityAlert.acknowledged_at.is_not(None))
-                      .order_by(SecurityAlert.acknowledged_at.desc()).limit(20)).scalars().all()
-    locks = db.execute(select(LoginLock).where(LoginLock.locked_until > now)
-                       .order_by(LoginLock.locked_until.desc()).limit(PAGE)).scalars().all()
-    guarded = db.execute(select(Account).where(Account.role.in_(("security_admin", "auditor")))
-                         .order_by(Account.role, Account.username)).scalars().all()
+    alerts = (
+        db.execute(
+            select(SecurityAlert)
+            .where(SecurityAlert.acknowledged_at.is_(None))
+            .order_by(SecurityAlert.at.desc())
+            .limit(PAGE)
+        )
+        .scalars()
+        .all()
+    )
+    done = (
+        db.execute(
+            select(SecurityAlert)
+            .where(SecurityAlert.acknowledged_at.is_not(None))
+            .order_by(SecurityAlert.acknowledged_at.desc())
+            .limit(20)
+        )
+        .scalars()
+        .all()
+    )
+    locks = (
+        db.execute(
+            select(LoginLock).where(LoginLock.locked_until > now).order_by(LoginLock.locked_until.desc()).limit(PAGE)
+        )
+        .scalars()
+        .all()
+    )
+    guarded = (
+        db.execute(
+            select(Account)
+            .where(Account.role.in_(("security_admin", "auditor")))
+            .order_by(Account.role, Account.username)
+        )
+        .scalars()
+        .all()
+    )
     ids = {a.account_id for a in alerts + done} | {a.acknowledged_by_id for a in done} | {lk.account_id for lk in locks}
     names = dict(db.execute(select(Account.id, Account.username).where(Account.id.in_(ids - {None}))).all())
-    return render_template("admin/security.html", alerts=alerts, done=done, locks=locks, guarded=guarded,
-                           names=names, now=now, L=labels)
+    return render_template(
+        "admin/security.html", alerts=alerts, done=done, locks=locks, guarded=guarded, names=names, now=now, L=labels
+    )
 
 
 @bp.post("/security/alerts/<int:alert_id>/ack")
@@ -181,8 +252,12 @@ def lift_lock(account_id: int):
         return redirect(url_for("admin.security"))
     account = db.get(Account, account_id)
     db.delete(lock)
-    audit("login.unlock", "account", account_id, detail=f"解除 {account.username if account else account_id} "
-                                                         f"从 {address} 登录的锁定")
+    audit(
+        "login.unlock",
+        "account",
+        account_id,
+        detail=f"解除 {account.username if account else account_id} 从 {address} 登录的锁定",
+    )
     db.commit()
     flash(f"已解除 {account.username if account else account_id} 从 {address} 登录的锁定", "info")
     return redirect(url_for("admin.security"))

@@ -17,8 +17,13 @@ from . import bp
 @bp.get("/")
 @require("alert.ack")
 def index():
-    stmt = (select(Alert, Case).join(Case, Case.id == Alert.case_id)
-            .where(Alert.cleared_at.is_(None)).order_by(Alert.due_at).limit(300))
+    stmt = (
+        select(Alert, Case)
+        .join(Case, Case.id == Alert.case_id)
+        .where(Alert.cleared_at.is_(None))
+        .order_by(Alert.due_at)
+        .limit(300)
+    )
     rows = db.execute(scope(stmt, current_account(), Case)).all()
     return render_template("alerts/index.html", rows=rows, now=utcnow())
 
@@ -28,8 +33,9 @@ def index():
 def acknowledge(alert_id: int):
     alert = db.get(Alert, alert_id)
     case = db.get(Case, alert.case_id) if alert else None
-    if alert is None or not in_jurisdiction(current_account(), grid_id=case.grid_id, village_id=case.village_id,
-                                            town_id=case.town_id):
+    if alert is None or not in_jurisdiction(
+        current_account(), grid_id=case.grid_id, village_id=case.village_id, town_id=case.town_id
+    ):
         abort(404)
     audit("alert.ack", "alert", alert.id)
     alerts.acknowledge(alert, current_account(), utcnow())

@@ -42,12 +42,18 @@ def sign_in():
 @limiter.limit(_intake_limit, key_func=_rate_key)
 def patrol():
     body: PatrolIn = parse(PatrolIn)
-    row, created = fieldwork.record_patrol(current_account(), body.client_key, to_utc_naive(body.started_at),
-                                           to_utc_naive(body.ended_at), [list(p) for p in body.track])
+    row, created = fieldwork.record_patrol(
+        current_account(),
+        body.client_key,
+        to_utc_naive(body.started_at),
+        to_utc_naive(body.ended_at),
+        [list(p) for p in body.track],
+    )
     minutes = round((row.ended_at - row.started_at).total_seconds() / 60, 1) if row.ended_at else None
     # a row written before the track rules (or imported) may hold NaN/Infinity: never put it in JSON
-    return jsonify({"id": row.id, "minutes": finite(minutes), "distance_m": finite(row.distance_m),
-                    "created": created}), 201 if created else 200
+    return jsonify(
+        {"id": row.id, "minutes": finite(minutes), "distance_m": finite(row.distance_m), "created": created}
+    ), 201 if created else 200
 
 
 @bp.post("/visits")
@@ -55,9 +61,14 @@ def patrol():
 @limiter.limit(_intake_limit, key_func=_rate_key)
 def visit():
     body: VisitIn = parse(VisitIn)
-    row, created = fieldwork.record_visit(current_account(), body.client_key, to_utc_naive(body.at), body.person_id,
-                                          body.site_id, body.note, body.lat, body.lon)
+    row, created = fieldwork.record_visit(
+        current_account(),
+        body.client_key,
+        to_utc_naive(body.at),
+        body.person_id,
+        body.site_id,
+        body.note,
+        body.lat,
+        body.lon,
+    )
     return jsonify({"id": row.id, "created": created}), 201 if created else 200
-
-
-

@@ -10,9 +10,18 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from ..inputs import DATE_RANGE_MESSAGE, date_in_range
 
-ClientKey = Annotated[str, Field(min_length=8, max_length=80, pattern=r"^[A-Za-z0-9_\-:.]+$",
-                                 description="client-chosen idempotency key: a retry with the same key returns the same case")]
-CategoryCode = Annotated[str, Field(pattern=r"^\d{4}(\d{2})?$", description="small class (4 digits) or item (6 digits)")]
+ClientKey = Annotated[
+    str,
+    Field(
+        min_length=8,
+        max_length=80,
+        pattern=r"^[A-Za-z0-9_\-:.]+$",
+        description="client-chosen idempotency key: a retry with the same key returns the same case",
+    ),
+]
+CategoryCode = Annotated[
+    str, Field(pattern=r"^\d{4}(\d{2})?$", description="small class (4 digits) or item (6 digits)")
+]
 
 
 def _sane(value: datetime) -> datetime:
@@ -62,7 +71,6 @@ class AccountOut(BaseModel):
     place_name: str
 
 
-
 class CaseReport(Strict):
     client_key: ClientKey
     category_code: CategoryCode
@@ -75,11 +83,12 @@ class CaseReport(Strict):
     self_handled: bool = False
 
 
-
 class HotlineWorkOrder(Strict):
     work_order_no: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
     caller_name: str | None = Field(default=None, max_length=64)
-    caller_phone: str | None = Field(default=None, max_length=32, description="checked by the domain (cases.loop.clean_phone)")
+    caller_phone: str | None = Field(
+        default=None, max_length=32, description="checked by the domain (cases.loop.clean_phone)"
+    )
     category_code: CategoryCode
     description: str = Field(min_length=1, max_length=2000)
     address: str | None = Field(default=None, max_length=200)
@@ -89,9 +98,22 @@ class HotlineWorkOrder(Strict):
     received_at: SaneDatetime | None = None
 
 
-
-ActionName = Literal["register", "reject", "duplicate", "dispatch", "accept", "feedback", "close", "rework",
-                     "escalate", "self_close", "transfer", "pause", "resume", "outstanding"]
+ActionName = Literal[
+    "register",
+    "reject",
+    "duplicate",
+    "dispatch",
+    "accept",
+    "feedback",
+    "close",
+    "rework",
+    "escalate",
+    "self_close",
+    "transfer",
+    "pause",
+    "resume",
+    "outstanding",
+]
 
 
 class CaseAction(Strict):
@@ -120,8 +142,10 @@ class PatrolIn(Strict):
     started_at: SaneDatetime
     ended_at: SaneDatetime
     track: list[Annotated[list[float], Field(min_length=3, max_length=3, description="[经度, 纬度, unix 秒]")]] = Field(
-        default_factory=list, max_length=5000,
-        description="a point at least every 10 minutes of the patrol, inside [started_at, ended_at], in time order")
+        default_factory=list,
+        max_length=5000,
+        description="a point at least every 10 minutes of the patrol, inside [started_at, ended_at], in time order",
+    )
 
     @model_validator(mode="after")
     def _finite_coordinates(self):
@@ -134,7 +158,6 @@ class PatrolIn(Strict):
             if not -90 <= lat <= 90:
                 raise ValueError(f"track[{index}]: 纬度须在 -90 到 90 之间")
         return self
-
 
 
 class PatrolOut(BaseModel):
@@ -152,7 +175,6 @@ class VisitIn(Strict):
     note: str | None = Field(default=None, max_length=2000)
     lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
     lon: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
-
 
 
 class VisitOut(BaseModel):

@@ -14,8 +14,13 @@ from .errors import ApiError
 def token_out(token) -> dict:
     from .views import iso
 
-    return {"id": token.id, "name": token.name, "created_at": iso(token.created_at),
-            "last_used_at": iso(token.last_used_at), "expires_at": iso(token.expires_at)}
+    return {
+        "id": token.id,
+        "name": token.name,
+        "created_at": iso(token.created_at),
+        "last_used_at": iso(token.last_used_at),
+        "expires_at": iso(token.expires_at),
+    }
 
 
 @bp.get("/tokens")

@@ -49,8 +49,15 @@ def handle_api_error(exc: ApiError):
 
 
 # the domain names its own fields; the API's body calls some of them differently
-API_FIELD = {"reason": "note", "story": "note", "original_id": "original_number", "category_id": "category_code",
-             "grid_id": "grid_code", "self_handled": "self_handled", "discovered_at": "discovered_at"}
+API_FIELD = {
+    "reason": "note",
+    "story": "note",
+    "original_id": "original_number",
+    "category_id": "category_code",
+    "grid_id": "grid_code",
+    "self_handled": "self_handled",
+    "discovered_at": "discovered_at",
+}
 
 
 @bp.errorhandler(loop.TransitionError)
@@ -114,29 +121,60 @@ def case_out(case: Case, with_steps: bool = False) -> dict:
     grid = case.grid if case.grid_id else None  # from the session's identity map when already loaded
     duplicate_of = db.get(Case, case.duplicate_of_id).number if case.duplicate_of_id else None
     out = {
-        "id": case.id, "number": case.number, "state": case.state, "state_label": labels.STATE[case.state],
-        "kind": case.kind, "category_code": case.category.code, "category_name": case.category.name,
-        "level": case.level, "source": case.source, "description": case.description, "address": case.address,
-        "lat": case.lat, "lon": case.lon, "grid_code": grid.code if grid else None,
-        "self_handled": case.self_handled, "valid": case.valid, "overdue": case.overdue,
-        "duplicate_of": duplicate_of, "discovered_at": iso(case.discovered_at), "reported_at": iso(case.reported_at),
-        "registered_at": iso(case.registered_at), "closed_at": iso(case.closed_at),
-        "handle_due": iso(case.handle_due), "transfer_due": iso(case.transfer_due),
+        "id": case.id,
+        "number": case.number,
+        "state": case.state,
+        "state_label": labels.STATE[case.state],
+        "kind": case.kind,
+        "category_code": case.category.code,
+        "category_name": case.category.name,
+        "level": case.level,
+        "source": case.source,
+        "description": case.description,
+        "address": case.address,
+        "lat": case.lat,
+        "lon": case.lon,
+        "grid_code": grid.code if grid else None,
+        "self_handled": case.self_handled,
+        "valid": case.valid,
+        "overdue": case.overdue,
+        "duplicate_of": duplicate_of,
+        "discovered_at": iso(case.discovered_at),
+        "reported_at": iso(case.reported_at),
+        "registered_at": iso(case.registered_at),
+        "closed_at": iso(case.closed_at),
+        "handle_due": iso(case.handle_due),
+        "transfer_due": iso(case.transfer_due),
         "photos": len(case.photos),
     }
     if with_steps:
-        out["steps"] = [{
-            "at": iso(step.at), "action": step.action, "action_label": labels.ACTION.get(step.action, step.action),
-            "from_state": step.from_state, "to_state": step.to_state, "from_level": step.from_level,
-            "to_level": step.to_level, "actor": step.actor.display_name if step.actor else None, "note": step.note,
-        } for step in db.execute(select(CaseStep).where(CaseStep.case_id == case.id).order_by(CaseStep.id)).scalars()]
+        out["steps"] = [
+            {
+                "at": iso(step.at),
+                "action": step.action,
+                "action_label": labels.ACTION.get(step.action, step.action),
+                "from_state": step.from_state,
+                "to_state": step.to_state,
+                "from_level": step.from_level,
+                "to_level": step.to_level,
+                "actor": step.actor.display_name if step.actor else None,
+                "note": step.note,
+            }
+            for step in db.execute(select(CaseStep).where(CaseStep.case_id == case.id).order_by(CaseStep.id)).scalars()
+        ]
     return out
 
 
 def account_out(account: Account) -> dict:
-    return {"id": account.id, "username": account.username, "display_name": account.display_name,
-            "role": account.role, "post": account.post, "place_code": account.place.code,
-            "place_name": account.place.name}
+    return {
+        "id": account.id,
+        "username": account.username,
+        "display_name": account.display_name,
+        "role": account.role,
+        "post": account.post,
+        "place_code": account.place.code,
+        "place_name": account.place.name,
+    }
 
 
 def _category(code: str) -> Category:
@@ -173,6 +211,7 @@ def _rate_key() -> str:
 
 # --- tokens ---------------------------------------------------------------------------------------
 
+
 @bp.post("/tokens")
 @public
 @limiter.limit(lambda: current_app.config["SETTINGS"].login_rate_limit)
@@ -190,8 +229,9 @@ def create_token():
     from ..security import token_digest
 
     row = db.query(ApiToken).filter_by(token_hash=token_digest(token)).one()
-    payload = TokenOut(token=token, expires_at=row.expires_at.replace(tzinfo=UTC),
-                       account=AccountOut(**account_out(result.account)))
+    payload = TokenOut(
+        token=token, expires_at=row.expires_at.replace(tzinfo=UTC), account=AccountOut(**account_out(result.account))
+    )
     return jsonify(payload.model_dump(mode="json")), 201
 
 
@@ -203,6 +243,7 @@ def me():
 
 # --- intake ---------------------------------------------------------------------------------------
 
+
 @bp.post("/cases")
 @require("case.report")
 @limiter.limit(_intake_limit, key_func=_rate_key)
@@ -212,14 +253,25 @@ def report():
     account = current_account()
     category = _category(body.category_code)
     data = loop.ReportInput(
-        category_id=category.id, description=body.description, lat=body.lat, lon=body.lon,
-        address=body.address, grid_id=_grid_id(body.grid_code), discovered_at=to_utc_naive(body.discovered_at),
-        self_handled=body.self_handled)
+        category_id=category.id,
+        description=body.description,
+        lat=body.lat,
+        lon=body.lon,
+        address=body.address,
+        grid_id=_grid_id(body.grid_code),
+        discovered_at=to_utc_naive(body.discovered_at),
+        self_handled=body.self_handled,
+    )
     source = {"volunteer": "volunteer", "department": "department", "leader": "leader"}.get(account.role, "app")
     if account.role == "center_admin":
         source = "center"
-    case, created = loop.report_case(data, actor=account, source=source, client_key=body.client_key,
-                                     reporter_center_id=account.center_id if source == "center" else None)
+    case, created = loop.report_case(
+        data,
+        actor=account,
+        source=source,
+        client_key=body.client_key,
+        reporter_center_id=account.center_id if source == "center" else None,
+    )
     response = jsonify(case_out(case))
     response.status_code = 201 if created else 200
     response.headers["Location"] = f"/api/v1/cases/{case.id}"
@@ -234,11 +286,20 @@ def hotline_work_order():
     body: HotlineWorkOrder = parse(HotlineWorkOrder)
     category = _category(body.category_code)
     data = loop.ReportInput(
-        category_id=category.id, description=body.description, lat=body.lat, lon=body.lon, address=body.address,
-        grid_id=_grid_id(body.grid_code), discovered_at=to_utc_naive(body.received_at),
-        caller_name=body.caller_name, caller_phone=body.caller_phone, external_ref=body.work_order_no)
-    case, created = loop.report_case(data, actor=current_account(), source="hotline",
-                                     client_key=f"12345:{body.work_order_no}")
+        category_id=category.id,
+        description=body.description,
+        lat=body.lat,
+        lon=body.lon,
+        address=body.address,
+        grid_id=_grid_id(body.grid_code),
+        discovered_at=to_utc_naive(body.received_at),
+        caller_name=body.caller_name,
+        caller_phone=body.caller_phone,
+        external_ref=body.work_order_no,
+    )
+    case, created = loop.report_case(
+        data, actor=current_account(), source="hotline", client_key=f"12345:{body.work_order_no}"
+    )
     return jsonify(case_out(case)), 201 if created else 200
 
 
@@ -266,8 +327,11 @@ def upload_photo(case_id: int):
     digest = hashlib.sha256(content).hexdigest()
     existing = db.query(CasePhoto).filter_by(case_id=case.id, sha256=digest).one_or_none()
     if existing is not None:
-        return jsonify(PhotoOut(id=existing.id, content_type=existing.content_type, size=existing.size,
-                                sha256=existing.sha256).model_dump()), 200
+        return jsonify(
+            PhotoOut(
+                id=existing.id, content_type=existing.content_type, size=existing.size, sha256=existing.sha256
+            ).model_dump()
+        ), 200
     settings.upload_dir.mkdir(parents=True, exist_ok=True)
     stored_name = f"{digest}.{kind[1]}"
     path = settings.upload_dir / stored_name
@@ -278,11 +342,13 @@ def upload_photo(case_id: int):
     photo = CasePhoto(case_id=case.id, stored_name=stored_name, content_type=kind[0], size=len(content), sha256=digest)
     db.add(photo)
     db.commit()
-    return jsonify(PhotoOut(id=photo.id, content_type=photo.content_type, size=photo.size,
-                            sha256=photo.sha256).model_dump()), 201
+    return jsonify(
+        PhotoOut(id=photo.id, content_type=photo.content_type, size=photo.size, sha256=photo.sha256).model_dump()
+    ), 201
 
 
 # --- reads ----------------------------------------------------------------------------------------
+
 
 @bp.get("/cases")
 @require("case.view")
@@ -319,13 +385,26 @@ def get_case(case_id: int):
 def categories():
     rows = db.query(Category).filter_by(active=True).order_by(Category.code).all()
     codes = {c.id: c.code for c in rows}
-    return jsonify([CategoryOut(
-        code=c.code, name=c.name, depth=c.depth, kind=c.kind, parent_code=codes.get(c.parent_id),
-        handle_limit=c.handle_limit, handle_unit=c.handle_unit, must_escalate=c.must_escalate,
-        transfer_limit_minutes=c.transfer_limit_minutes).model_dump() for c in rows])
+    return jsonify(
+        [
+            CategoryOut(
+                code=c.code,
+                name=c.name,
+                depth=c.depth,
+                kind=c.kind,
+                parent_code=codes.get(c.parent_id),
+                handle_limit=c.handle_limit,
+                handle_unit=c.handle_unit,
+                must_escalate=c.must_escalate,
+                transfer_limit_minutes=c.transfer_limit_minutes,
+            ).model_dump()
+            for c in rows
+        ]
+    )
 
 
 # --- actions --------------------------------------------------------------------------------------
+
 
 @bp.post("/cases/<int:case_id>/actions/<action>")
 @require("case.view")
@@ -335,9 +414,19 @@ def act(case_id: int, action: str):
         raise ApiError(404, f"未知操作：{action}", "action")
     body: CaseAction = parse(CaseAction)
     case = _load_case(case_id)
-    actions.perform(current_account(), case, action, actions.ActionInput(
-        note=body.note, department_id=body.department_id, assignee_id=body.assignee_id, to_level=body.to_level,
-        original_number=body.original_number, public=body.public))
+    actions.perform(
+        current_account(),
+        case,
+        action,
+        actions.ActionInput(
+            note=body.note,
+            department_id=body.department_id,
+            assignee_id=body.assignee_id,
+            to_level=body.to_level,
+            original_number=body.original_number,
+            public=body.public,
+        ),
+    )
     return jsonify(case_out(case, with_steps=True))
 
 

@@ -56,26 +56,72 @@ SHARE_KEYS = ("gridworkers_meeting_quota", "hazard_reporting", "patrol", "specia
 
 DEFAULT_RULES: dict = {
     "indicators": [
-        {"key": "reports_per_10k", "name": "事项总量", "weight": 20, "standard": 100,
-         "measure": "每万人上报事件数"},
-        {"key": "reports_per_gridworker", "name": "网格员上报", "weight": 5, "standard": 20,
-         "measure": "网格员人均上报事件数"},
-        {"key": "gridworkers_meeting_quota", "name": "达标网格员", "weight": 5, "standard": 1.0, "quota": 20,
-         "measure": "上报达标（≥ 定额）网格员占比"},
-        {"key": "town_center_reports", "name": "达标综治中心", "weight": 10, "standard": 20,
-         "measure": "镇街综治中心自报事件数（多个中心时为达标中心占比）"},
-        {"key": "hazard_reporting", "name": "隐患排查", "weight": 10, "standard": 1.0, "quota": 2,
-         "measure": "上报安全隐患达标网格员占比"},
-        {"key": "village_disputes", "name": "矛盾纠纷", "weight": 5, "standard": 1,
-         "measure": "村（社区）综治中心平均上报矛盾纠纷数"},
-        {"key": "town_escalations", "name": "事项流转", "weight": 5, "standard": 5,
-         "measure": "镇街综治中心平均流转事件数"},
-        {"key": "timeliness", "name": "处理及时率", "weight": 20, "standard": 0.98,
-         "measure": "（新增事件 − 逾期事件）/ 新增事件"},
-        {"key": "patrol", "name": "网格巡查", "weight": 10, "standard": 1.0,
-         "measure": "每个工作日巡查满 1 小时的网格员占比"},
-        {"key": "special_visits", "name": "特殊人群走访", "weight": 10, "standard": 1.0,
-         "measure": "已走访人数 / 吸毒人员与易肇事肇祸精神障碍患者数"},
+        {"key": "reports_per_10k", "name": "事项总量", "weight": 20, "standard": 100, "measure": "每万人上报事件数"},
+        {
+            "key": "reports_per_gridworker",
+            "name": "网格员上报",
+            "weight": 5,
+            "standard": 20,
+            "measure": "网格员人均上报事件数",
+        },
+        {
+            "key": "gridworkers_meeting_quota",
+            "name": "达标网格员",
+            "weight": 5,
+            "standard": 1.0,
+            "quota": 20,
+            "measure": "上报达标（≥ 定额）网格员占比",
+        },
+        {
+            "key": "town_center_reports",
+            "name": "达标综治中心",
+            "weight": 10,
+            "standard": 20,
+            "measure": "镇街综治中心自报事件数（多个中心时为达标中心占比）",
+        },
+        {
+            "key": "hazard_reporting",
+            "name": "隐患排查",
+            "weight": 10,
+            "standard": 1.0,
+            "quota": 2,
+            "measure": "上报安全隐患达标网格员占比",
+        },
+        {
+            "key": "village_disputes",
+            "name": "矛盾纠纷",
+            "weight": 5,
+            "standard": 1,
+            "measure": "村（社区）综治中心平均上报矛盾纠纷数",
+        },
+        {
+            "key": "town_escalations",
+            "name": "事项流转",
+            "weight": 5,
+            "standard": 5,
+            "measure": "镇街综治中心平均流转事件数",
+        },
+        {
+            "key": "timeliness",
+            "name": "处理及时率",
+            "weight": 20,
+            "standard": 0.98,
+            "measure": "（新增事件 − 逾期事件）/ 新增事件",
+        },
+        {
+            "key": "patrol",
+            "name": "网格巡查",
+            "weight": 10,
+            "standard": 1.0,
+            "measure": "每个工作日巡查满 1 小时的网格员占比",
+        },
+        {
+            "key": "special_visits",
+            "name": "特殊人群走访",
+            "weight": 10,
+            "standard": 1.0,
+            "measure": "已走访人数 / 吸毒人员与易肇事肇祸精神障碍患者数",
+        },
     ],
     "timeliness": {"full": 0.98, "zero": 0.80},
     "weakest": 3,  # how many of the lowest indicators a row names (ties at the boundary included)
@@ -187,6 +233,7 @@ def indicator(rules: dict, key: str) -> dict:
 
 # --- the figures -----------------------------------------------------------------------------------
 
+
 @dataclass
 class TownFigures:
     """Every input of the ten indicators for one town and month (counted by service.py)."""
@@ -224,6 +271,7 @@ class TownFigures:
 
 
 # --- scoring ---------------------------------------------------------------------------------------
+
 
 def proportional(weight: float, actual: float, standard: float) -> float:
     return weight * min(1.0, actual / standard)
@@ -298,8 +346,11 @@ def score(figures: TownFigures, rules: dict = DEFAULT_RULES) -> dict[str, float]
         actual = values[key]
         if key == "timeliness":
             t = rules["timeliness"]
-            out[key] = 0.0 if not figures.reported else timeliness_score(
-                figures.reported, figures.overdue, weight, t["full"], t["zero"])
+            out[key] = (
+                0.0
+                if not figures.reported
+                else timeliness_score(figures.reported, figures.overdue, weight, t["full"], t["zero"])
+            )
         elif key == "special_visits" and actual is None:
             out[key] = float(weight)  # nobody to visit: nothing missed
         elif actual is None:
@@ -349,23 +400,27 @@ def build_table(figures_by_town: dict[int, TownFigures], names: dict[int, str], 
     for town_id, figures in figures_by_town.items():
         raw = score(figures, rules)
         values = actuals(figures, rules)
-        rows.append({
-            "town_id": town_id,
-            "town_name": names.get(town_id, str(town_id)),
-            "scores": {key: round2(value) for key, value in raw.items()},
-            "total": total(raw),
-            "weakest": weakest(raw, rules),
-            "actuals": {key: (None if v is None else round(v, 6)) for key, v in values.items()},
-            "notes": notes(figures),
-            "figures": figures.as_dict(),
-        })
+        rows.append(
+            {
+                "town_id": town_id,
+                "town_name": names.get(town_id, str(town_id)),
+                "scores": {key: round2(value) for key, value in raw.items()},
+                "total": total(raw),
+                "weakest": weakest(raw, rules),
+                "actuals": {key: (None if v is None else round(v, 6)) for key, v in values.items()},
+                "notes": notes(figures),
+                "figures": figures.as_dict(),
+            }
+        )
     ranks = rank({row["town_id"]: row["total"] for row in rows})
     for row in rows:
         row["rank"] = ranks[row["town_id"]]
     rows.sort(key=lambda row: row["rank"])  # stable: ties keep the towns' order (by code, from the service)
     return {
-        "indicators": [{k: item[k] for k in ("key", "name", "weight", "standard", "quota", "measure") if k in item}
-                       for item in rules["indicators"]],
+        "indicators": [
+            {k: item[k] for k in ("key", "name", "weight", "standard", "quota", "measure") if k in item}
+            for item in rules["indicators"]
+        ],
         "timeliness": dict(rules["timeliness"]),
         "rows": rows,
     }

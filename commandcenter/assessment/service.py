@@ -71,6 +71,7 @@ def last_month(today: date | None = None) -> str:
 
 # --- the rules in force -----------------------------------------------------------------------------
 
+
 def current_rules() -> dict:
     """DEFAULT_RULES overridden by the SettingValue "assessment_rules" (defaults if that row is invalid)."""
     row = db.get(SettingValue, RULES_KEY)
@@ -86,9 +87,13 @@ def current_rules() -> dict:
 def save_rules(data: dict, account: Account) -> dict:
     """Validate and store the rules (RulesError names the bad fields); audited."""
     rules = R.validate_rules(data)
-    stored = {"indicators": [{k: item[k] for k in ("key", "weight", "standard", "quota") if k in item}
-                             for item in rules["indicators"]],
-              "timeliness": rules["timeliness"], "weakest": rules["weakest"]}
+    stored = {
+        "indicators": [
+            {k: item[k] for k in ("key", "weight", "standard", "quota") if k in item} for item in rules["indicators"]
+        ],
+        "timeliness": rules["timeliness"],
+        "weakest": rules["weakest"],
+    }
     row = db.get(SettingValue, RULES_KEY)
     if row is None:
         db.add(SettingValue(key=RULES_KEY, value=stored, updated_by_id=account.id))
@@ -101,6 +106,7 @@ def save_rules(data: dict, account: Account) -> dict:
 
 
 # --- the figures ------------------------------------------------------------------------------------
+
 
 def towns_of(city: Place) -> list[Place]:
     return places_inside(city, "town")
@@ -122,19 +128,33 @@ def town_figures(city: Place, period: Period, today: date | None = None) -> dict
     begin, finish = period.bounds_utc(zone)
 
     # indicators 1 and 8
-    rows = db.execute(counted(select(Case.town_id, func.count(), func.sum(sql_case((Case.overdue.is_(True), 1), else_=0)))
-                              .where(Case.town_id.in_(ids)), begin, finish).group_by(Case.town_id))
+    rows = db.execute(
+        counted(
+            select(Case.town_id, func.count(), func.sum(sql_case((Case.overdue.is_(True), 1), else_=0))).where(
+                Case.town_id.in_(ids)
+            ),
+            begin,
+            finish,
+        ).group_by(Case.town_id)
+    )
     for town_id, reported, overdue in rows:
         out[town_id].reported = reported
         out[town_id].overdue = int(overdue or 0)
 
     # indicators 2, 3, 5, 9: per gridworker of the town
     workers = [w for w in gridworkers(city) if w.town_id in out]
-    per_worker = {row[0]: (row[1], int(row[2] or 0)) for row in db.execute(
-        counted(select(Case.reporter_id, func.count(), func.sum(sql_case((Case.kind == "hazard", 1), else_=0)))
+    per_worker = {
+        row[0]: (row[1], int(row[2] or 0))
+        for row in db.execute(
+            counted(
+                select(Case.reporter_id, func.count(), func.sum(sql_case((Case.kind == "hazard", 1), else_=0)))
                 .join(Account, Account.id == Case.reporter_id)
                 .where(Account.role == "gridworker", Account.active.is_(True), Account.town_id.in_(ids)),
-                begin, finish).group_by(Case.reporter_id))}
+                begin,
+                finish,
+            ).group_by(Case.reporter_id)
+        )
+    }
     compliance = patrol_compliance([w.id for w in workers], period, zone, today)
     compliant: dict[int, int | None] = defaultdict(int)
     for w in workers:
@@ -150,18 +170,35 @@ def town_figures(city: Place, period: Period, today: date | None = None) -> dict
         figures.patrol_compliant = compliant[town_id] if figures.gridworkers else 0
 
     # indicators 4, 6, 7: the centers
-    centers = db.execute(select(Center.id, Center.level, Place.id, Place.town_id).join(Place, Place.id == Center.place_id)
-                         .where(Place.town_id.in_(ids), Center.level.in_(("town", "village")))
-                         .order_by(Center.id)).all()
-    own = {cid: (n, int(d or 0)) for cid, n, d in db.execute(
-        counted(select(Case.reporter_center_id, func.count(),
-                       func.sum(sql_case((Case.kind == "dispute", 1), else_=0)))
-                .where(Case.reporter_center_id.in_([c[0] for c in centers] or [-1])), begin, finish)
-        .group_by(Case.reporter_center_id))}
-    escalated = dict(db.execute(
-        counted(select(Case.escalated_by_center_id, func.count())
-                .where(Case.escalated_by_center_id.in_([c[0] for c in centers] or [-1])), begin, finish)
-        .group_by(Case.escalated_by_center_id)).all())
+    centers = db.execute(
+        select(Center.id, Center.level, Place.id, Place.town_id)
+        .join(Place, Place.id == Center.place_id)
+        .where(Place.town_id.in_(ids), Center.level.in_(("town", "village")))
+        .order_by(Center.id)
+    ).all()
+    own = {
+        cid: (n, int(d or 0))
+        for cid, n, d in db.execute(
+            counted(
+                select(
+                    Case.reporter_center_id, func.count(), func.sum(sql_case((Case.kind == "dispute", 1), else_=0))
+                ).where(Case.reporter_center_id.in_([c[0] for c in centers] or [-1])),
+                begin,
+                finish,
+            ).group_by(Case.reporter_center_id)
+        )
+    }
+    escalated = dict(
+        db.execute(
+            counted(
+                select(Case.escalated_by_center_id, func.count()).where(
+                    Case.escalated_by_center_id.in_([c[0] for c in centers] or [-1])
+                ),
+                begin,
+                finish,
+            ).group_by(Case.escalated_by_center_id)
+        ).all()
+    )
     for center_id, level, place_id, town_id in centers:
         figures = out[town_id]
         reports, disputes = own.get(center_id, (0, 0))
@@ -176,18 +213,23 @@ def town_figures(city: Place, period: Period, today: date | None = None) -> dict
     special = (Person.active.is_(True), Person.person_type.in_(SPECIAL_TYPES), Person.town_id.in_(ids))
     for town_id, n in db.execute(select(Person.town_id, func.count()).where(*special).group_by(Person.town_id)):
         out[town_id].special_assigned = n
-    for town_id, n in db.execute(select(Person.town_id, func.count(func.distinct(Visit.person_id)))
-                                 .join(Person, Person.id == Visit.person_id)
-                                 .where(*special, Visit.at >= begin, Visit.at < finish).group_by(Person.town_id)):
+    for town_id, n in db.execute(
+        select(Person.town_id, func.count(func.distinct(Visit.person_id)))
+        .join(Person, Person.id == Visit.person_id)
+        .where(*special, Visit.at >= begin, Visit.at < finish)
+        .group_by(Person.town_id)
+    ):
         out[town_id].special_visited = n
     return out
 
 
 # --- the table --------------------------------------------------------------------------------------
 
+
 def frozen(city: Place, month: str) -> AssessmentMonth | None:
-    return db.execute(select(AssessmentMonth).where(AssessmentMonth.place_id == city.id,
-                                                    AssessmentMonth.month == month)).scalar_one_or_none()
+    return db.execute(
+        select(AssessmentMonth).where(AssessmentMonth.place_id == city.id, AssessmentMonth.month == month)
+    ).scalar_one_or_none()
 
 
 def compute(city: Place, period: Period, rules: dict | None = None) -> tuple[dict, dict[int, R.TownFigures]]:
@@ -212,13 +254,21 @@ def recompute(row: AssessmentMonth) -> dict:
     """The table of a closed month computed again from its frozen figures and rules."""
     figures = {int(k): R.TownFigures.from_dict(v) for k, v in row.figures.items()}
     names = {r["town_id"]: r["town_name"] for r in row.table["rows"]}
-    return {"month": row.month, "closed": True, "closed_at": row.closed_at.isoformat() + "Z",
-            **R.build_table(figures, names, row.rules)}
+    return {
+        "month": row.month,
+        "closed": True,
+        "closed_at": row.closed_at.isoformat() + "Z",
+        **R.build_table(figures, names, row.rules),
+    }
 
 
 def may_close(account: Account | None, city: Place) -> bool:
-    return (account is not None and has_permission(account, "assessment.close")
-            and account.place.level == "city" and account.place_id == city.id)
+    return (
+        account is not None
+        and has_permission(account, "assessment.close")
+        and account.place.level == "city"
+        and account.place_id == city.id
+    )
 
 
 def close_month(city: Place, month: str, account: Account) -> AssessmentMonth:
@@ -234,10 +284,14 @@ def close_month(city: Place, month: str, account: Account) -> AssessmentMonth:
         raise AssessmentError(f"{period.label}已关账，不能重复关账", status=409)
     rules = current_rules()
     table, figures = compute(city, period, rules)
-    row = AssessmentMonth(place_id=city.id, month=key, rules=rules,
-                          figures={str(k): v.as_dict() for k, v in figures.items()},
-                          table={k: v for k, v in table.items() if k not in ("closed", "closed_at")},
-                          closed_by_id=account.id)
+    row = AssessmentMonth(
+        place_id=city.id,
+        month=key,
+        rules=rules,
+        figures={str(k): v.as_dict() for k, v in figures.items()},
+        table={k: v for k, v in table.items() if k not in ("closed", "closed_at")},
+        closed_by_id=account.id,
+    )
     db.add(row)
     try:
         db.flush()
@@ -250,6 +304,7 @@ def close_month(city: Place, month: str, account: Account) -> AssessmentMonth:
 
 
 # --- what an account may see ------------------------------------------------------------------------
+
 
 def city_of(account: Account) -> Place:
     city = db.get(Place, account.place.city_id) if account.place.city_id else None
@@ -280,5 +335,8 @@ def visible_table(account: Account, month: str) -> dict:
     """The month's table as this account may see it (own town's row only below the city)."""
     table = month_table(city_of(account), month)
     own = own_town(account)
-    return {**table, "towns": len(table["rows"]),
-            "rows": [r for r in table["rows"] if own is None or r["town_id"] == own]}
+    return {
+        **table,
+        "towns": len(table["rows"]),
+        "rows": [r for r in table["rows"] if own is None or r["town_id"] == own],
+    }

@@ -62,9 +62,15 @@ def score_links(table: dict) -> dict[int, dict[str, str]]:
 
 def chart_data(table: dict) -> str:
     rows = table["rows"]
-    return json.dumps({"towns": [r["town_name"] for r in rows], "totals": [r["total"] for r in rows],
-                       "ranks": [r["rank"] for r in rows], "month": table["month"]},
-                      ensure_ascii=False).replace("<", "\\u003c")  # no "</script>" inside the element
+    return json.dumps(
+        {
+            "towns": [r["town_name"] for r in rows],
+            "totals": [r["total"] for r in rows],
+            "ranks": [r["rank"] for r in rows],
+            "month": table["month"],
+        },
+        ensure_ascii=False,
+    ).replace("<", "\\u003c")  # no "</script>" inside the element
 
 
 def _render(month: str | None, error: str | None, status: int = 200):
@@ -74,14 +80,22 @@ def _render(month: str | None, error: str | None, status: int = 200):
     period = service.parse_month(month) if month else None
     city = service.city_of(me)
     return render_template(
-        "assessment/index.html", me=me, table=table, month=month, period=period, error=error,
+        "assessment/index.html",
+        me=me,
+        table=table,
+        month=month,
+        period=period,
+        error=error,
         month_value=month or (request.args.get("month") or "")[:20],
-        links=score_links(table) if table else {}, chart=chart_data(table) if table else "{}",
-        may_close=(table is not None and not table["closed"] and service.may_close(me, city)
-                   and period.end < today),
-        percent_keys=R.SHARE_KEYS, link_titles=LINK_TITLES,
+        links=score_links(table) if table else {},
+        chart=chart_data(table) if table else "{}",
+        may_close=(table is not None and not table["closed"] and service.may_close(me, city) and period.end < today),
+        percent_keys=R.SHARE_KEYS,
+        link_titles=LINK_TITLES,
         closed_label=fmt(datetime.fromisoformat(table["closed_at"].rstrip("Z")), current_tz())
-        if table and table["closed_at"] else "", max_month=month_key(today),
+        if table and table["closed_at"]
+        else "",
+        max_month=month_key(today),
     ), status
 
 
@@ -128,6 +142,7 @@ def close(month: str):
 
 # --- the rules --------------------------------------------------------------------------------------
 
+
 def _form_values(rules: dict) -> dict[str, str]:
     values = {}
     for item in rules["indicators"]:
@@ -141,8 +156,13 @@ def _form_values(rules: dict) -> dict[str, str]:
 
 
 def _render_rules(values: dict[str, str], errors: dict[str, str], status: int = 200):
-    return render_template("assessment/rules.html", rules=R.DEFAULT_RULES, values=values, errors=errors,
-                           defaults=_form_values(R.validate_rules({}))), status
+    return render_template(
+        "assessment/rules.html",
+        rules=R.DEFAULT_RULES,
+        values=values,
+        errors=errors,
+        defaults=_form_values(R.validate_rules({})),
+    ), status
 
 
 @bp.get("/rules")

@@ -102,8 +102,10 @@ def change_password():
             web_session = g.get("web_session")
             ended = end_sessions(account, keep_session_id=web_session.id if web_session else None, reason="修改密码")
             db.commit()
-            flash("密码已修改" + (f"；其他 {ended} 个登录会话和全部访问令牌已失效" if ended else "；全部访问令牌已失效"),
-                  "info")
+            flash(
+                "密码已修改" + (f"；其他 {ended} 个登录会话和全部访问令牌已失效" if ended else "；全部访问令牌已失效"),
+                "info",
+            )
             return redirect(url_for("main.index"))
     return render_template("auth/password.html", errors=errors), 400 if errors else 200
 

@@ -57,10 +57,13 @@ def _lock_row_for_update(account_id: int, address: str) -> LoginLock:
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    db.execute(insert(LoginLock).values(account_id=account_id, address=address, failures=0)
-               .on_conflict_do_nothing())
-    return db.execute(select(LoginLock).filter_by(account_id=account_id, address=address).with_for_update()
-                      .execution_options(populate_existing=True)).scalar_one()
+    db.execute(insert(LoginLock).values(account_id=account_id, address=address, failures=0).on_conflict_do_nothing())
+    return db.execute(
+        select(LoginLock)
+        .filter_by(account_id=account_id, address=address)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
 
 
 def _count_failure(account: Account, address: str, now, settings) -> str:
@@ -88,21 +91,32 @@ def _watch_for_guessing(account: Account, now, settings) -> None:
     """Failures on one account from many addresses are an attack (password spraying, a botnet), not a
     reason to lock its owner out: raise one alert per account and window to the security administrator."""
     since = now - timedelta(minutes=settings.login_lock_minutes)
-    addresses = db.execute(select(func.count(distinct(LoginRecord.address))).where(
-        LoginRecord.account_id == account.id, LoginRecord.success.is_(False), LoginRecord.at >= since)).scalar_one()
+    addresses = db.execute(
+        select(func.count(distinct(LoginRecord.address))).where(
+            LoginRecord.account_id == account.id, LoginRecord.success.is_(False), LoginRecord.at >= since
+        )
+    ).scalar_one()
     if addresses < settings.login_alert_addresses:
         return
-    raised = select(SecurityAlert.id).where(SecurityAlert.account_id == account.id,
-                                            SecurityAlert.kind == ALERT_MANY_ADDRESSES,
-                                            SecurityAlert.at >= since).limit(1)
+    raised = (
+        select(SecurityAlert.id)
+        .where(
+            SecurityAlert.account_id == account.id,
+            SecurityAlert.kind == ALERT_MANY_ADDRESSES,
+            SecurityAlert.at >= since,
+        )
+        .limit(1)
+    )
     if db.execute(raised).first() is not None:
         return
     # parallel failures from different addresses: one of them raises it (they queue on the account row)
     db.execute(select(Account.id).where(Account.id == account.id).with_for_update(key_share=True))
     if db.execute(raised).first() is not None:
         return
-    detail = (f"账号 {account.username} 在 {settings.login_lock_minutes} 分钟内从 {addresses} 个不同地址登录失败，"
-              "疑似口令猜测攻击")
+    detail = (
+        f"账号 {account.username} 在 {settings.login_lock_minutes} 分钟内从 {addresses} 个不同地址登录失败，"
+        "疑似口令猜测攻击"
+    )
     db.add(SecurityAlert(at=now, kind=ALERT_MANY_ADDRESSES, account_id=account.id, detail=detail))
     audit("security.alert", "account", account.id, success=False, detail=detail)
 
@@ -125,10 +139,18 @@ def authenticate(username: str, password: str, address: str | None, channel: str
     refused = LoginResult(None, LOGIN_FAILED, "password", hint=LOGIN_FAILED_HINT)
 
     def record(success: bool, reason: str | None) -> None:
-        db.add(LoginRecord(account_id=account.id if account else None, username=username,
-                           success=success, reason=reason, at=now, address=address, channel=channel))
-        audit("login", "account", account.id if account else username, success=success,
-              detail=reason, account=account)
+        db.add(
+            LoginRecord(
+                account_id=account.id if account else None,
+                username=username,
+                success=success,
+                reason=reason,
+                at=now,
+                address=address,
+                channel=channel,
+            )
+        )
+        audit("login", "account", account.id if account else username, success=success, detail=reason, account=account)
 
     if account is None:
         record(False, "unknown_user")
@@ -152,9 +174,17 @@ def authenticate(username: str, password: str, address: str | None, channel: str
     if lock is not None:
         db.delete(lock)  # the right password from this address: its count starts again
     account.last_login_at = now
-    db.add(Outbox(topic="presence.login", payload={
-        "account_id": account.id, "town_id": account.town_id, "at": now.isoformat(),
-        "is_center_admin": account.role == "center_admin"}))
+    db.add(
+        Outbox(
+            topic="presence.login",
+            payload={
+                "account_id": account.id,
+                "town_id": account.town_id,
+                "at": now.isoformat(),
+                "is_center_admin": account.role == "center_admin",
+            },
+        )
+    )
     record(True, None)
     db.commit()
     return LoginResult(account)
@@ -187,8 +217,9 @@ def end_web_session(token: str | None) -> None:
         disconnect_web_sessions([ws.id])
 
 
-def end_sessions(account: Account, *, keep_session_id: str | None = None, revoke_tokens: bool = True,
-                 reason: str) -> int:
+def end_sessions(
+    account: Account, *, keep_session_id: str | None = None, revoke_tokens: bool = True, reason: str
+) -> int:
     """End every web session of the account except `keep_session_id` (a WebSession.id), revoke its API
     tokens, and disconnect the live sockets those sessions opened (in every web process).
 
@@ -200,17 +231,21 @@ def end_sessions(account: Account, *, keep_session_id: str | None = None, revoke
     from ..realtime import disconnect_web_sessions
 
     now = utcnow()
-    sessions = db.query(WebSession).filter(WebSession.account_id == account.id,
-                                           WebSession.ended_at.is_(None)).all()
+    sessions = db.query(WebSession).filter(WebSession.account_id == account.id, WebSession.ended_at.is_(None)).all()
     ended = [ws.id for ws in sessions if ws.id != keep_session_id]
     for ws in sessions:
         if ws.id in ended:
             ws.ended_at = now
     if revoke_tokens:
         db.query(ApiToken).filter(ApiToken.account_id == account.id, ApiToken.revoked.is_(False)).update(
-            {ApiToken.revoked: True}, synchronize_session=False)
-    audit("session.end_all", "account", account.id, detail=f"{reason}；结束会话 {len(ended)} 个"
-          + ("，吊销全部令牌" if revoke_tokens else ""))
+            {ApiToken.revoked: True}, synchronize_session=False
+        )
+    audit(
+        "session.end_all",
+        "account",
+        account.id,
+        detail=f"{reason}；结束会话 {len(ended)} 个" + ("，吊销全部令牌" if revoke_tokens else ""),
+    )
     db.commit()
     disconnect_web_sessions(ended)
     return len(ended)
@@ -218,9 +253,12 @@ def end_sessions(account: Account, *, keep_session_id: str | None = None, revoke
 
 def active_tokens(account: Account) -> list[ApiToken]:
     """The account's tokens that still open the API (not revoked, not expired), newest first."""
-    return (db.query(ApiToken).filter(ApiToken.account_id == account.id, ApiToken.revoked.is_(False),
-                                      ApiToken.expires_at > utcnow())
-            .order_by(ApiToken.created_at.desc(), ApiToken.id.desc()).all())
+    return (
+        db.query(ApiToken)
+        .filter(ApiToken.account_id == account.id, ApiToken.revoked.is_(False), ApiToken.expires_at > utcnow())
+        .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+        .all()
+    )
 
 
 def revoke_token(actor: Account, token_id: int) -> ApiToken | None:
@@ -247,8 +285,14 @@ def issue_api_token(account: Account, name: str) -> str:
         raise PasswordChangeRequired()
     token = new_token()
     days = current_app.config["SETTINGS"].api_token_days
-    db.add(ApiToken(account_id=account.id, token_hash=token_digest(token), name=name[:64],
-                    expires_at=utcnow() + timedelta(days=days)))
+    db.add(
+        ApiToken(
+            account_id=account.id,
+            token_hash=token_digest(token),
+            name=name[:64],
+            expires_at=utcnow() + timedelta(days=days),
+        )
+    )
     audit("api_token.issue", "account", account.id, account=account)
     db.commit()
     return token

@@ -53,6 +53,7 @@ Progress = Callable[[int, str], None]
 
 # --- formatting ------------------------------------------------------------------------------------
 
+
 def pct(value: float | None) -> str:
     return UNDEFINED if value is None else f"{value * 100:.2f}%"
 
@@ -103,28 +104,57 @@ def kind_count(header: str, kind: str) -> Column:
     return Column(header, "by_kind", lambda f: num(f.by_kind.get(kind, 0)))
 
 
-PARTY = [count("党组织（个）", "party_organizations"), count("党员（名）", "party_members"),
-         count("党建活动（次）", "party_activities")]
-POPULATION = [count("普查人口", "population"), count("登记人口", "registered_population"),
-              count("已关联人数", "linked_persons"), rate("人房关联率", "linkage_rate")]
-EVENTS = [count("上报总数", "reported"), kind_count("普通事件", "ordinary"), kind_count("安全隐患", "hazard"),
-          kind_count("矛盾纠纷", "dispute"), count("办结数", "closed"), rate("办结率", "closure_rate"),
-          count("逾期数", "overdue"), rate("处理及时率", "timeliness")]
-ESCALATIONS = [count("流转镇街（件）", "escalated_town"), rate("流转镇街占比", "escalated_town_share"),
-               rate("镇街办结率", "escalated_town_closure_rate"), count("流转市级（件）", "escalated_city"),
-               rate("流转市级占比", "escalated_city_share"), rate("市级办结率", "escalated_city_closure_rate")]
+PARTY = [
+    count("党组织（个）", "party_organizations"),
+    count("党员（名）", "party_members"),
+    count("党建活动（次）", "party_activities"),
+]
+POPULATION = [
+    count("普查人口", "population"),
+    count("登记人口", "registered_population"),
+    count("已关联人数", "linked_persons"),
+    rate("人房关联率", "linkage_rate"),
+]
+EVENTS = [
+    count("上报总数", "reported"),
+    kind_count("普通事件", "ordinary"),
+    kind_count("安全隐患", "hazard"),
+    kind_count("矛盾纠纷", "dispute"),
+    count("办结数", "closed"),
+    rate("办结率", "closure_rate"),
+    count("逾期数", "overdue"),
+    rate("处理及时率", "timeliness"),
+]
+ESCALATIONS = [
+    count("流转镇街（件）", "escalated_town"),
+    rate("流转镇街占比", "escalated_town_share"),
+    rate("镇街办结率", "escalated_town_closure_rate"),
+    count("流转市级（件）", "escalated_city"),
+    rate("流转市级占比", "escalated_city_share"),
+    rate("市级办结率", "escalated_city_closure_rate"),
+]
 SPECIAL_VISITS = [visit_rate(labels.PERSON_TYPE[k], k) for k in SENSITIVE_PERSON_TYPES] + [
-    count("应走访（人）", "special_assigned"), count("已走访（人）", "special_visited"),
-    rate("走访率", "special_visit_rate")]
-OTHER_VISITS = [visit_rate(labels.PERSON_TYPE[k], k) for k in ("key_youth", "key_petitioner", "key_other",
-                                                                "empty_nest_elderly")] + [
-    visit_rate(labels.SITE_TYPE[k], k) for k in ("key_place", "group_rental", "rental_house")]
-DUTY = [count("网格员（名）", "gridworkers"), count("出勤人数", "attended"), rate("出勤率", "attendance_rate"),
-        count("巡查达标人数", "patrol_compliant"), rate("巡查达标率", "patrol_rate"),
-        count("管理员账号", "admins"), count("已登录", "admins_logged_in"), rate("登录率", "login_rate")]
+    count("应走访（人）", "special_assigned"),
+    count("已走访（人）", "special_visited"),
+    rate("走访率", "special_visit_rate"),
+]
+OTHER_VISITS = [
+    visit_rate(labels.PERSON_TYPE[k], k) for k in ("key_youth", "key_petitioner", "key_other", "empty_nest_elderly")
+] + [visit_rate(labels.SITE_TYPE[k], k) for k in ("key_place", "group_rental", "rental_house")]
+DUTY = [
+    count("网格员（名）", "gridworkers"),
+    count("出勤人数", "attended"),
+    rate("出勤率", "attendance_rate"),
+    count("巡查达标人数", "patrol_compliant"),
+    rate("巡查达标率", "patrol_rate"),
+    count("管理员账号", "admins"),
+    count("已登录", "admins_logged_in"),
+    rate("登录率", "login_rate"),
+]
 
 
 # --- the accumulator ------------------------------------------------------------------------------
+
 
 class Draft:
     """Sections in order; tables numbered 表1, 表2 … as they are added; flags printed once each."""
@@ -139,15 +169,25 @@ class Draft:
         self.sections.append({"number": NUMERALS[len(self.sections)], "heading": heading, "blocks": blocks})
         return blocks
 
-    def table(self, blocks: list[dict], title: str, header: list[str], rows: list[list[str]],
-              total: list[str] | None = None) -> int:
+    def table(
+        self, blocks: list[dict], title: str, header: list[str], rows: list[list[str]], total: list[str] | None = None
+    ) -> int:
         self.tables += 1
-        blocks.append({"type": "table", "number": self.tables, "caption": f"表{self.tables} {title}",
-                       "header": header, "rows": rows, "total": total})
+        blocks.append(
+            {
+                "type": "table",
+                "number": self.tables,
+                "caption": f"表{self.tables} {title}",
+                "header": header,
+                "rows": rows,
+                "total": total,
+            }
+        )
         return self.tables
 
-    def figure_table(self, blocks: list[dict], title: str, unit_header: str, columns: list[Column],
-                     children: list, total) -> int:
+    def figure_table(
+        self, blocks: list[dict], title: str, unit_header: str, columns: list[Column], children: list, total
+    ) -> int:
         """A row per child unit and a total row; flagged cells read 数据存疑, with a note under the table."""
         rows = [[child.place_name] + [shown(child, c.field, c.render(child)) for c in columns] for child in children]
         total_row = ["合计"] + [shown(total, c.field, c.render(total)) for c in columns] if total is not None else None
@@ -187,6 +227,7 @@ def with_children_flags(total, children: list):
 
 # --- section 一: the overall situation ----------------------------------------------------------
 
+
 def _unit_header(place: Place) -> str:
     return "镇（街道）" if place.level == "city" else "村（社区）"
 
@@ -204,57 +245,95 @@ def overall(draft: Draft, place: Place, period: Period, total, children: list) -
         return text if text == UNDEFINED else text + unit
 
     blocks.append({"type": "subheading", "text": "（一）党建引领"})
-    blocks.append({"type": "paragraph", "text": (
-        f"{period.label}，{name}共有网格党组织{v('party_organizations', num(t.party_organizations), '个')}、"
-        f"党员{v('party_members', num(t.party_members), '名')}，开展党建活动{v('party_activities', num(t.party_activities), '次')}"
-        f"（见表{draft.tables + 1}）。")})
+    blocks.append(
+        {
+            "type": "paragraph",
+            "text": (
+                f"{period.label}，{name}共有网格党组织{v('party_organizations', num(t.party_organizations), '个')}、"
+                f"党员{v('party_members', num(t.party_members), '名')}，开展党建活动{v('party_activities', num(t.party_activities), '次')}"
+                f"（见表{draft.tables + 1}）。"
+            ),
+        }
+    )
     draft.figure_table(blocks, f"各{unit}党建情况", unit, PARTY, children, t)
 
     blocks.append({"type": "subheading", "text": "（二）人口与信息采集"})
-    blocks.append({"type": "paragraph", "text": (
-        f"{name}普查人口{v('population', num(t.population), '人')}，系统登记人口"
-        f"{v('registered_population', num(t.registered_population), '人')}，其中关联标准地址"
-        f"{v('linked_persons', num(t.linked_persons), '人')}，人房关联率{v('linkage_rate', pct(t.linkage_rate))}"
-        f"（见表{draft.tables + 1}）。")})
+    blocks.append(
+        {
+            "type": "paragraph",
+            "text": (
+                f"{name}普查人口{v('population', num(t.population), '人')}，系统登记人口"
+                f"{v('registered_population', num(t.registered_population), '人')}，其中关联标准地址"
+                f"{v('linked_persons', num(t.linked_persons), '人')}，人房关联率{v('linkage_rate', pct(t.linkage_rate))}"
+                f"（见表{draft.tables + 1}）。"
+            ),
+        }
+    )
     draft.figure_table(blocks, f"各{unit}人口与人房关联情况", unit, POPULATION, children, t)
 
     blocks.append({"type": "subheading", "text": "（三）事件上报与办理"})
-    blocks.append({"type": "paragraph", "text": (
-        f"本月共上报事件{v('reported', num(t.reported), '件')}，其中普通事件{v('by_kind', num(t.by_kind.get('ordinary', 0)), '件')}、"
-        f"安全隐患{v('by_kind', num(t.by_kind.get('hazard', 0)), '件')}（占{v('hazard_share', pct(t.hazard_share))}）、"
-        f"矛盾纠纷{v('by_kind', num(t.by_kind.get('dispute', 0)), '件')}（占{v('dispute_share', pct(t.dispute_share))}）；"
-        f"办结{v('closed', num(t.closed), '件')}，办结率{v('closure_rate', pct(t.closure_rate))}；"
-        f"有效事件率{v('valid_rate', pct(t.valid_rate))}，处理及时率{v('timeliness', pct(t.timeliness))}"
-        f"（见表{draft.tables + 1}）。")})
+    blocks.append(
+        {
+            "type": "paragraph",
+            "text": (
+                f"本月共上报事件{v('reported', num(t.reported), '件')}，其中普通事件{v('by_kind', num(t.by_kind.get('ordinary', 0)), '件')}、"
+                f"安全隐患{v('by_kind', num(t.by_kind.get('hazard', 0)), '件')}（占{v('hazard_share', pct(t.hazard_share))}）、"
+                f"矛盾纠纷{v('by_kind', num(t.by_kind.get('dispute', 0)), '件')}（占{v('dispute_share', pct(t.dispute_share))}）；"
+                f"办结{v('closed', num(t.closed), '件')}，办结率{v('closure_rate', pct(t.closure_rate))}；"
+                f"有效事件率{v('valid_rate', pct(t.valid_rate))}，处理及时率{v('timeliness', pct(t.timeliness))}"
+                f"（见表{draft.tables + 1}）。"
+            ),
+        }
+    )
     draft.figure_table(blocks, f"各{unit}事件上报与办理情况", unit, EVENTS, children, t)
     screened = sum((t.disputes_screened or {}).values())
     resolved = sum((t.disputes_resolved or {}).values())
-    by_level = "、".join(f"{labels.LEVEL.get(level, level)}{n}件" for level, n in (t.disputes_screened or {}).items() if n)
-    blocks.append({"type": "paragraph", "text": (
-        f"事件流转方面，流转至镇街中心{v('escalated_town', num(t.escalated_town), '件')}"
-        f"（占{v('escalated_town_share', pct(t.escalated_town_share))}），"
-        f"办结率{v('escalated_town_closure_rate', pct(t.escalated_town_closure_rate))}；"
-        f"流转至市中心{v('escalated_city', num(t.escalated_city), '件')}（占{v('escalated_city_share', pct(t.escalated_city_share))}），"
-        f"办结率{v('escalated_city_closure_rate', pct(t.escalated_city_closure_rate))}（见表{draft.tables + 1}）。"
-        f"排查矛盾纠纷{num(screened)}件{f'（{by_level}）' if by_level else ''}，化解{num(resolved)}件，"
-        f"化解成功率{v('dispute_success_rate', pct(t.dispute_success_rate))}。")})
+    by_level = "、".join(
+        f"{labels.LEVEL.get(level, level)}{n}件" for level, n in (t.disputes_screened or {}).items() if n
+    )
+    blocks.append(
+        {
+            "type": "paragraph",
+            "text": (
+                f"事件流转方面，流转至镇街中心{v('escalated_town', num(t.escalated_town), '件')}"
+                f"（占{v('escalated_town_share', pct(t.escalated_town_share))}），"
+                f"办结率{v('escalated_town_closure_rate', pct(t.escalated_town_closure_rate))}；"
+                f"流转至市中心{v('escalated_city', num(t.escalated_city), '件')}（占{v('escalated_city_share', pct(t.escalated_city_share))}），"
+                f"办结率{v('escalated_city_closure_rate', pct(t.escalated_city_closure_rate))}（见表{draft.tables + 1}）。"
+                f"排查矛盾纠纷{num(screened)}件{f'（{by_level}）' if by_level else ''}，化解{num(resolved)}件，"
+                f"化解成功率{v('dispute_success_rate', pct(t.dispute_success_rate))}。"
+            ),
+        }
+    )
     draft.figure_table(blocks, f"各{unit}事件流转情况", unit, ESCALATIONS, children, t)
 
     blocks.append({"type": "subheading", "text": "（四）走访情况"})
-    blocks.append({"type": "paragraph", "text": (
-        f"特殊人群应走访{v('special_assigned', num(t.special_assigned), '人')}，实际走访"
-        f"{v('special_visited', num(t.special_visited), '人')}，走访率{v('special_visit_rate', pct(t.special_visit_rate))}"
-        f"（见表{draft.tables + 1}）；重点人员、重点场所、群租房、空巢老人及出租屋的走访率见表{draft.tables + 2}。")})
+    blocks.append(
+        {
+            "type": "paragraph",
+            "text": (
+                f"特殊人群应走访{v('special_assigned', num(t.special_assigned), '人')}，实际走访"
+                f"{v('special_visited', num(t.special_visited), '人')}，走访率{v('special_visit_rate', pct(t.special_visit_rate))}"
+                f"（见表{draft.tables + 1}）；重点人员、重点场所、群租房、空巢老人及出租屋的走访率见表{draft.tables + 2}。"
+            ),
+        }
+    )
     draft.figure_table(blocks, f"各{unit}特殊人群走访情况（走访率）", unit, SPECIAL_VISITS, children, t)
     draft.figure_table(blocks, f"各{unit}重点人员与场所走访率", unit, OTHER_VISITS, children, t)
 
     blocks.append({"type": "subheading", "text": "（五）出勤、巡查与登录"})
-    blocks.append({"type": "paragraph", "text": (
-        f"{name}现有网格员{v('gridworkers', num(t.gridworkers), '名')}，本月出勤{v('attended', num(t.attended), '人')}，"
-        f"出勤率{v('attendance_rate', pct(t.attendance_rate))}；每个工作日巡查满1小时的"
-        f"{v('patrol_compliant', num(t.patrol_compliant), '人')}，巡查达标率{v('patrol_rate', pct(t.patrol_rate))}；"
-        f"综治中心管理员账号{v('admins', num(t.admins), '个')}，本月登录{v('admins_logged_in', num(t.admins_logged_in), '个')}，"
-        f"登录率{v('login_rate', pct(t.login_rate))}（见表{draft.tables + 1}）。")})
+    blocks.append(
+        {
+            "type": "paragraph",
+            "text": (
+                f"{name}现有网格员{v('gridworkers', num(t.gridworkers), '名')}，本月出勤{v('attended', num(t.attended), '人')}，"
+                f"出勤率{v('attendance_rate', pct(t.attendance_rate))}；每个工作日巡查满1小时的"
+                f"{v('patrol_compliant', num(t.patrol_compliant), '人')}，巡查达标率{v('patrol_rate', pct(t.patrol_rate))}；"
+                f"综治中心管理员账号{v('admins', num(t.admins), '个')}，本月登录{v('admins_logged_in', num(t.admins_logged_in), '个')}，"
+                f"登录率{v('login_rate', pct(t.login_rate))}（见表{draft.tables + 1}）。"
+            ),
+        }
+    )
     draft.figure_table(blocks, f"各{unit}出勤、巡查与账号登录情况", unit, DUTY, children, t)
 
     rest = []
@@ -296,29 +375,51 @@ def points_section(draft: Draft, place: Place, period: Period, result: dict, ass
     grand = sum(r["total"] for r in towns) if towns else sum(r["total"] for r in villages)
 
     blocks.append({"type": "subheading", "text": "（一）积分总体情况"})
-    parts = "、".join(f"{k['name']}{num(round(sum(r['points'].get(k['key'], 0.0) for r in villages), 2))}分"
-                      for k in kinds)
-    blocks.append({"type": "paragraph", "text": (
-        f"本月{place.name}网格员共获得积分{num(round(grand, 2))}分，其中{parts}（见表{draft.tables + 1}）。"
-        "社区与村委分别排名。")})
+    parts = "、".join(
+        f"{k['name']}{num(round(sum(r['points'].get(k['key'], 0.0) for r in villages), 2))}分" for k in kinds
+    )
+    blocks.append(
+        {
+            "type": "paragraph",
+            "text": (
+                f"本月{place.name}网格员共获得积分{num(round(grand, 2))}分，其中{parts}（见表{draft.tables + 1}）。"
+                "社区与村委分别排名。"
+            ),
+        }
+    )
     if city:
         ranked = points.ranked(towns)
-        rows = [[r["name"]] + [num(r["points"].get(k["key"], 0.0)) for k in kinds]
-                + [num(r["total"]), f"{r['rank']}{'（并列）' if r['tied'] else ''}"] for r in ranked]
-        draft.table(blocks, "各镇（街道）积分情况", ["镇（街道）"] + [k["name"] for k in kinds] + ["合计", "排名"], rows)
+        rows = [
+            [r["name"]]
+            + [num(r["points"].get(k["key"], 0.0)) for k in kinds]
+            + [num(r["total"]), f"{r['rank']}{'（并列）' if r['tied'] else ''}"]
+            for r in ranked
+        ]
+        draft.table(
+            blocks, "各镇（街道）积分情况", ["镇（街道）"] + [k["name"] for k in kinds] + ["合计", "排名"], rows
+        )
     rows = []
     for group, group_name in GROUPS:
         for r in points.ranked([v for v in villages if (v.get("kind") == "community") == (group == "community")]):
-            rows.append([_village_name(r, city), group_name] + [num(r["points"].get(k["key"], 0.0)) for k in kinds]
-                        + [num(r["total"]), f"{r['rank']}{'（并列）' if r['tied'] else ''}"])
-    draft.table(blocks, "各村（社区）积分情况（社区、村委分别排名）",
-                ["村（社区）", "类型"] + [k["name"] for k in kinds] + ["合计", "排名"], rows)
+            rows.append(
+                [_village_name(r, city), group_name]
+                + [num(r["points"].get(k["key"], 0.0)) for k in kinds]
+                + [num(r["total"]), f"{r['rank']}{'（并列）' if r['tied'] else ''}"]
+            )
+    draft.table(
+        blocks,
+        "各村（社区）积分情况（社区、村委分别排名）",
+        ["村（社区）", "类型"] + [k["name"] for k in kinds] + ["合计", "排名"],
+        rows,
+    )
 
     blocks.append({"type": "subheading", "text": "（二）各类积分前三名与后三名"})
-    blocks.append({"type": "paragraph", "text": (
-        f"各类积分中社区、村委的前三名与后三名见表{draft.tables + 1}，积分相同者并列。")})
+    blocks.append(
+        {"type": "paragraph", "text": (f"各类积分中社区、村委的前三名与后三名见表{draft.tables + 1}，积分相同者并列。")}
+    )
     rows = []
     for key, name in [("total", "合计积分")] + [(k["key"], k["name"]) for k in kinds]:
+
         def value(r: dict, key: str = key) -> float:
             return r["total"] if key == "total" else r["points"].get(key, 0.0)
 
@@ -336,19 +437,37 @@ def assessment_part(draft: Draft, blocks: list[dict], table: dict) -> None:
     indicators = table.get("indicators") or []
     names = {i["key"]: i["name"] for i in indicators}
     blocks.append({"type": "subheading", "text": "（三）镇街月度考核"})
-    state = "本月考核已关账，以下为关账时的结果" if table.get("closed") else "本月考核尚未关账，以下为生成时按现有数据计算的结果"
-    blocks.append({"type": "paragraph", "text": f"{state}（见表{draft.tables + 1}，满分100分，各项得分保留两位小数）。"})
-    rows = [[str(r["rank"]), r["town_name"]] + [f"{float(r['scores'].get(i['key'], 0.0)):.2f}" for i in indicators]
-            + [f"{float(r['total']):.2f}"] for r in table.get("rows") or []]
-    draft.table(blocks, "各镇（街道）月度考核得分", ["排名", "镇（街道）"]
-                + [f"{i['name']}（{num(i['weight'])}）" for i in indicators] + ["总分"], rows)
-    weak = [f"{r['town_name']}：{'、'.join(names.get(k, k) for k in r.get('weakest') or [])}"
-            for r in table.get("rows") or [] if r.get("weakest")]
+    state = (
+        "本月考核已关账，以下为关账时的结果"
+        if table.get("closed")
+        else "本月考核尚未关账，以下为生成时按现有数据计算的结果"
+    )
+    blocks.append(
+        {"type": "paragraph", "text": f"{state}（见表{draft.tables + 1}，满分100分，各项得分保留两位小数）。"}
+    )
+    rows = [
+        [str(r["rank"]), r["town_name"]]
+        + [f"{float(r['scores'].get(i['key'], 0.0)):.2f}" for i in indicators]
+        + [f"{float(r['total']):.2f}"]
+        for r in table.get("rows") or []
+    ]
+    draft.table(
+        blocks,
+        "各镇（街道）月度考核得分",
+        ["排名", "镇（街道）"] + [f"{i['name']}（{num(i['weight'])}）" for i in indicators] + ["总分"],
+        rows,
+    )
+    weak = [
+        f"{r['town_name']}：{'、'.join(names.get(k, k) for k in r.get('weakest') or [])}"
+        for r in table.get("rows") or []
+        if r.get("weakest")
+    ]
     if weak:
         blocks.append({"type": "paragraph", "text": "得分较弱的指标：" + "；".join(weak) + "。"})
 
 
 # --- section 三: the stories ----------------------------------------------------------------------
+
 
 def story_candidates(place: Place, period: Period) -> list[Case]:
     """The month's outstanding cases inside the place (reported in the month), oldest first."""
@@ -365,15 +484,25 @@ def story(case: Case, index: int, tz: str, with_town: bool = False) -> dict:
     spot = grid.name if grid else (village.name if village else case.address or "")
     where = f"{town.name}{spot}" if town else spot
     reporter: Account | None = case.reporter
-    who = (f"{labels.POST.get(reporter.post, labels.ROLE.get(reporter.role, ''))}{reporter.display_name}"
-           if reporter else labels.SOURCE.get(case.source, ""))
-    done = "；".join(f"{labels.ACTION.get(s.action, s.action)}：{s.note}" for s in case.steps
-                     if s.action in STORY_ACTIONS and s.note)
+    who = (
+        f"{labels.POST.get(reporter.post, labels.ROLE.get(reporter.role, ''))}{reporter.display_name}"
+        if reporter
+        else labels.SOURCE.get(case.source, "")
+    )
+    done = "；".join(
+        f"{labels.ACTION.get(s.action, s.action)}：{s.note}" for s in case.steps if s.action in STORY_ACTIONS and s.note
+    )
     found = case.description.rstrip("。")
     text = case.outstanding_story or f"{who}发现{found}。{done + '。' if done else ''}"
-    return {"type": "story", "index": index, "number": case.number,
-            "lead": f"{index}. {when.year}年{when.month}月{when.day}日，{where}，{who}",
-            "text": text, "found": found, "done": done}
+    return {
+        "type": "story",
+        "index": index,
+        "number": case.number,
+        "lead": f"{index}. {when.year}年{when.month}月{when.day}日，{where}，{who}",
+        "text": text,
+        "found": found,
+        "done": done,
+    }
 
 
 def stories_section(draft: Draft, place: Place, period: Period, picked: list[int]) -> None:
@@ -391,6 +520,7 @@ def stories_section(draft: Draft, place: Place, period: Period, picked: list[int
 
 # --- sections 四 and 五: the free text -----------------------------------------------------------
 
+
 def free_text(draft: Draft, heading: str, text: str | None) -> None:
     blocks = draft.section(heading)
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
@@ -400,11 +530,15 @@ def free_text(draft: Draft, heading: str, text: str | None) -> None:
 
 # --- the suggestion for 存在问题 ---------------------------------------------------------------
 
+
 def suggestion(children: list) -> str:
     lines = []
     for field, name, limit in THRESHOLDS:
-        below = [f"{c.place_name}（{pct(getattr(c, field))}）" for c in children
-                 if getattr(c, field) is not None and not _flagged(c, field) and getattr(c, field) < limit]
+        below = [
+            f"{c.place_name}（{pct(getattr(c, field))}）"
+            for c in children
+            if getattr(c, field) is not None and not _flagged(c, field) and getattr(c, field) < limit
+        ]
         if below:
             lines.append(f"{name}低于{limit * 100:.0f}%的单位：{'、'.join(below)}。")
     suspect = [f"{c.place_name}：{m}" for c in children for m in flags_of(c).values()]
@@ -416,6 +550,7 @@ def suggestion(children: list) -> str:
 
 
 # --- the whole ------------------------------------------------------------------------------------
+
 
 def default_title(place: Place, month: str) -> str:
     year, mon = month.split("-")
@@ -470,4 +605,3 @@ def build(bulletin: Bulletin, progress: Progress) -> dict:
         "tables": draft.tables,
         "suggestion": suggestion(children),
     }
-

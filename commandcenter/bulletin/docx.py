@@ -47,8 +47,11 @@ def _styles(doc) -> None:
     set_font(normal, BODY_FONT, 16)
     normal.paragraph_format.line_spacing = Pt(28)
     normal.paragraph_format.space_after = Pt(0)
-    for name, font, size in (("Title", TITLE_FONT, 22), ("Heading 1", HEADING_FONT, 16),
-                             ("Heading 2", SUBHEADING_FONT, 16)):
+    for name, font, size in (
+        ("Title", TITLE_FONT, 22),
+        ("Heading 1", HEADING_FONT, 16),
+        ("Heading 2", SUBHEADING_FONT, 16),
+    ):
         style = doc.styles[name]
         set_font(style, font, size, bold=name != "Heading 2")
         style.font.color.rgb = RGBColor(0, 0, 0)

@@ -38,10 +38,16 @@ def fail_interrupted_builds() -> int:
     gone with it. Say so at once, instead of showing 生成中 until the stale window has passed, so that
     the person can build again. (In server mode the job waits in RQ and survives a web restart.)"""
     count = db.execute(
-        update(Bulletin).where(Bulletin.status.in_(("queued", "running")))
-        .values(status="failed", progress_note="服务重启，生成已中断", updated_at=utcnow(),
-                error="生成过程中服务重启，生成已中断，请重新生成")
-        .execution_options(synchronize_session=False)).rowcount
+        update(Bulletin)
+        .where(Bulletin.status.in_(("queued", "running")))
+        .values(
+            status="failed",
+            progress_note="服务重启，生成已中断",
+            updated_at=utcnow(),
+            error="生成过程中服务重启，生成已中断，请重新生成",
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
     db.commit()
     if count:
         log.warning("%d bulletin build(s) interrupted by the restart marked failed", count)
@@ -54,10 +60,18 @@ def request_build(bulletin_id: int, account: Account | None) -> bool:
     stale = now - timedelta(minutes=STALE_MINUTES)
     claimed = db.execute(
         update(Bulletin)
-        .where(Bulletin.id == bulletin_id,
-               or_(Bulletin.status.not_in(("queued", "running")), Bulletin.updated_at < stale))
-        .values(status="queued", progress=0, progress_note="排队等待生成", error=None, job_id=None,
-                updated_at=now, updated_by_id=account.id if account else None)
+        .where(
+            Bulletin.id == bulletin_id, or_(Bulletin.status.not_in(("queued", "running")), Bulletin.updated_at < stale)
+        )
+        .values(
+            status="queued",
+            progress=0,
+            progress_note="排队等待生成",
+            error=None,
+            job_id=None,
+            updated_at=now,
+            updated_by_id=account.id if account else None,
+        )
         .execution_options(synchronize_session=False)
     ).rowcount
     if not claimed:
@@ -68,14 +82,25 @@ def request_build(bulletin_id: int, account: Account | None) -> bool:
         job_id = enqueue(bulletin_id)
     except Exception as exc:  # Redis unreachable: say so on the row; the person may try again
         log.warning("could not enqueue the build of bulletin %s: %s", bulletin_id, exc.__class__.__name__)
-        db.execute(update(Bulletin).where(Bulletin.id == bulletin_id)
-                   .values(status="failed", progress_note="未能加入任务队列", updated_at=utcnow(),
-                           error=f"任务队列不可用（{exc.__class__.__name__}），请稍后重试")
-                   .execution_options(synchronize_session=False))
+        db.execute(
+            update(Bulletin)
+            .where(Bulletin.id == bulletin_id)
+            .values(
+                status="failed",
+                progress_note="未能加入任务队列",
+                updated_at=utcnow(),
+                error=f"任务队列不可用（{exc.__class__.__name__}），请稍后重试",
+            )
+            .execution_options(synchronize_session=False)
+        )
         db.commit()
         return False
-    db.execute(update(Bulletin).where(Bulletin.id == bulletin_id).values(job_id=job_id)
-               .execution_options(synchronize_session=False))
+    db.execute(
+        update(Bulletin)
+        .where(Bulletin.id == bulletin_id)
+        .values(job_id=job_id)
+        .execution_options(synchronize_session=False)
+    )
     db.commit()
     db.expire_all()
     return True
@@ -89,12 +114,16 @@ def enqueue(bulletin_id: int) -> str:
         from ..redis_conn import redis_client
 
         job = Queue(QUEUE, connection=redis_client()).enqueue(
-            JOB, bulletin_id, job_timeout=JOB_TIMEOUT, result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
-            description=f"月度通报 #{bulletin_id}")
+            JOB,
+            bulletin_id,
+            job_timeout=JOB_TIMEOUT,
+            result_ttl=24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            description=f"月度通报 #{bulletin_id}",
+        )
         return job.id
     app = current_app._get_current_object()
-    thread = threading.Thread(target=_in_thread, args=(app, bulletin_id), name=f"bulletin-{bulletin_id}",
-                              daemon=True)
+    thread = threading.Thread(target=_in_thread, args=(app, bulletin_id), name=f"bulletin-{bulletin_id}", daemon=True)
     _threads[bulletin_id] = thread
     thread.start()
     return f"embedded-{uuid.uuid4().hex[:12]}"

@@ -38,8 +38,11 @@ def places_for(account: Account) -> list[Place]:
     """The places this account may have bulletins for: its own (a town or the city) and, for the city, its towns."""
     home = account.place
     if home.level == "city":
-        towns = db.scalars(select(Place).where(Place.level == "town", Place.city_id == home.id,
-                                               Place.active.is_(True)).order_by(Place.code))
+        towns = db.scalars(
+            select(Place)
+            .where(Place.level == "town", Place.city_id == home.id, Place.active.is_(True))
+            .order_by(Place.code)
+        )
         return [home, *towns]
     return [home] if home.level in BUILDABLE_LEVELS else []
 
@@ -98,8 +101,15 @@ def find(place_id: int, month: str) -> Bulletin | None:
 
 
 def create(place: Place, month: str, account: Account) -> Bulletin:
-    bulletin = Bulletin(place_id=place.id, month=month, title=builder.default_title(place, month),
-                        story_case_ids=[], status="draft", progress=0, updated_by_id=account.id)
+    bulletin = Bulletin(
+        place_id=place.id,
+        month=month,
+        title=builder.default_title(place, month),
+        story_case_ids=[],
+        status="draft",
+        progress=0,
+        updated_by_id=account.id,
+    )
     db.add(bulletin)
     db.flush()
     return bulletin

@@ -29,13 +29,18 @@ def _bulletin_or_404(bulletin_id: int) -> tuple[Bulletin, Place]:
 
 # --- the list --------------------------------------------------------------------------------------
 
+
 def _index(errors: dict | None = None, values: dict | None = None, status: int = 200):
     account = current_account()
     today = local_today(current_app.config["SETTINGS"].timezone)
     return render_template(
-        "bulletin/index.html", rows=service.visible_bulletins(account), places=service.places_for(account),
-        can_edit=has_permission(account, "bulletin.edit"), errors=errors or {},
-        values=values or {"month": previous_month(today)}, labels=service.STATUS_LABELS,
+        "bulletin/index.html",
+        rows=service.visible_bulletins(account),
+        places=service.places_for(account),
+        can_edit=has_permission(account, "bulletin.edit"),
+        errors=errors or {},
+        values=values or {"month": previous_month(today)},
+        labels=service.STATUS_LABELS,
     ), status
 
 
@@ -71,16 +76,29 @@ def create():
 
 # --- the bulletin page -------------------------------------------------------------------------------
 
-def _show(bulletin: Bulletin, place: Place, *, errors: dict | None = None, values: dict | None = None,
-          status: int = 200):
+
+def _show(
+    bulletin: Bulletin, place: Place, *, errors: dict | None = None, values: dict | None = None, status: int = 200
+):
     account = current_account()
     candidates = service.story_candidates(bulletin, place)
     if values is None:
-        values = {"title": bulletin.title or "", "problems": bulletin.problems or "",
-                  "requirements": bulletin.requirements or "", "story_case_ids": list(bulletin.story_case_ids or [])}
+        values = {
+            "title": bulletin.title or "",
+            "problems": bulletin.problems or "",
+            "requirements": bulletin.requirements or "",
+            "story_case_ids": list(bulletin.story_case_ids or []),
+        }
     return render_template(
-        "bulletin/show.html", b=bulletin, place=place, candidates=candidates, values=values, errors=errors or {},
-        can_edit=has_permission(account, "bulletin.edit"), labels=service.STATUS_LABELS, content=bulletin.content,
+        "bulletin/show.html",
+        b=bulletin,
+        place=place,
+        candidates=candidates,
+        values=values,
+        errors=errors or {},
+        can_edit=has_permission(account, "bulletin.edit"),
+        labels=service.STATUS_LABELS,
+        content=bulletin.content,
     ), status
 
 
@@ -110,12 +128,17 @@ def save(bulletin_id: int):
 def build(bulletin_id: int):
     bulletin, place = _bulletin_or_404(bulletin_id)
     started = jobs.request_build(bulletin.id, current_account())
-    audit("bulletin.build", "bulletin", bulletin.id, success=started,
-          detail=None if started else "已有生成任务在排队或进行中", commit=True)
+    audit(
+        "bulletin.build",
+        "bulletin",
+        bulletin.id,
+        success=started,
+        detail=None if started else "已有生成任务在排队或进行中",
+        commit=True,
+    )
     bulletin = db.get(Bulletin, bulletin_id)
     if wants_fragment():
-        return render_template("bulletin/_progress.html", b=bulletin, labels=service.STATUS_LABELS,
-                               refused=not started)
+        return render_template("bulletin/_progress.html", b=bulletin, labels=service.STATUS_LABELS, refused=not started)
     if started:
         flash("已开始生成通报", "info")
     elif bulletin.status == "failed":
@@ -130,7 +153,8 @@ def build(bulletin_id: int):
 def progress(bulletin_id: int):
     bulletin, _place = _bulletin_or_404(bulletin_id)
     response = current_app.make_response(
-        render_template("bulletin/_progress.html", b=bulletin, labels=service.STATUS_LABELS, refused=False))
+        render_template("bulletin/_progress.html", b=bulletin, labels=service.STATUS_LABELS, refused=False)
+    )
     if bulletin.status == "done":
         response.headers["HX-Trigger"] = "bulletin-built"  # the content below reloads itself
     return response
@@ -140,11 +164,16 @@ def progress(bulletin_id: int):
 @require("bulletin.view")
 def content(bulletin_id: int):
     bulletin, _place = _bulletin_or_404(bulletin_id)
-    return render_template("bulletin/_generated.html", b=bulletin, content=bulletin.content,
-                           can_edit=has_permission(current_account(), "bulletin.edit"))
+    return render_template(
+        "bulletin/_generated.html",
+        b=bulletin,
+        content=bulletin.content,
+        can_edit=has_permission(current_account(), "bulletin.edit"),
+    )
 
 
 # --- exports -----------------------------------------------------------------------------------------
+
 
 @bp.get("/<int:bulletin_id>.docx")
 @require("bulletin.view")
@@ -154,8 +183,7 @@ def download(bulletin_id: int):
         abort(404, description="通报尚未生成，请先点击“生成通报”")
     audit("bulletin.download", "bulletin", bulletin.id, detail=f"{place.name} {bulletin.month}", commit=True)
     name = f"{place.name}{bulletin.month}月度通报.docx"
-    response = send_file(BytesIO(bulletin.docx), mimetype=DOCX_MIME, as_attachment=True, download_name=name,
-                         max_age=0)
+    response = send_file(BytesIO(bulletin.docx), mimetype=DOCX_MIME, as_attachment=True, download_name=name, max_age=0)
     response.headers["Cache-Control"] = "private, no-store"
     return response
 

@@ -121,15 +121,17 @@ def perform(account: Account, case: Case, action: str, data: ActionInput) -> Cas
     if action == "reject":
         return loop.reject(case, account, reason=data.note, public=public)
     if action == "duplicate":
-        return loop.mark_duplicate(case, account, _original(account, data.original_number), note=data.note,
-                                   public=public)
+        return loop.mark_duplicate(
+            case, account, _original(account, data.original_number), note=data.note, public=public
+        )
     if action == "dispatch":
         if data.department_id is None and data.assignee_id is None:
             raise loop.TransitionError("请选择处置部门", "department_id")
         if data.department_id is not None and data.department_id not in {d.id for d in departments_serving(case)}:
             raise loop.TransitionError("处置部门不存在或不服务该案件所在地", "department_id")
-        return loop.dispatch(case, account, department_id=data.department_id, assignee_id=data.assignee_id,
-                             note=data.note, public=public)
+        return loop.dispatch(
+            case, account, department_id=data.department_id, assignee_id=data.assignee_id, note=data.note, public=public
+        )
     if action == "accept":
         return loop.accept(case, account)
     if action == "feedback":

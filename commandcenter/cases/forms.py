@@ -21,8 +21,19 @@ from . import actions, loop, queries
 
 # --- list filters ----------------------------------------------------------------------------------
 
-FILTER_KEYS = ("state", "kind", "category", "source", "level", "town", "village", "overdue", "date_from",
-               "date_to", "q")
+FILTER_KEYS = (
+    "state",
+    "kind",
+    "category",
+    "source",
+    "level",
+    "town",
+    "village",
+    "overdue",
+    "date_from",
+    "date_to",
+    "q",
+)
 
 
 @dataclass
@@ -140,9 +151,19 @@ ACTION_FIELDS: dict[str, list[tuple[str, str, str, bool]]] = {
 }
 # what the flash says after the step succeeded
 DONE = {
-    "register": "已立案", "reject": "已作废", "duplicate": "已判为重复", "dispatch": "已派遣", "accept": "已签收",
-    "feedback": "已提交处理反馈", "close": "已结案", "rework": "已退回返工", "escalate": "已流转",
-    "self_close": "已自办自结", "transfer": "已转报市平台", "pause": "已暂停计时", "resume": "已恢复计时",
+    "register": "已立案",
+    "reject": "已作废",
+    "duplicate": "已判为重复",
+    "dispatch": "已派遣",
+    "accept": "已签收",
+    "feedback": "已提交处理反馈",
+    "close": "已结案",
+    "rework": "已退回返工",
+    "escalate": "已流转",
+    "self_close": "已自办自结",
+    "transfer": "已转报市平台",
+    "pause": "已暂停计时",
+    "resume": "已恢复计时",
     "outstanding": "已标记为优秀网格事件",
 }
 # loop's field names → the form's
@@ -186,8 +207,18 @@ def run_action(action: str, case: Case, account: Account, form) -> Case:
 
 # --- 12345 work order --------------------------------------------------------------------------------
 
-HOTLINE_FIELDS = ("external_ref", "caller_name", "caller_phone", "category_id", "address", "lon", "lat",
-                  "grid_id", "description", "discovered_at")
+HOTLINE_FIELDS = (
+    "external_ref",
+    "caller_name",
+    "caller_phone",
+    "category_id",
+    "address",
+    "lon",
+    "lat",
+    "grid_id",
+    "description",
+    "discovered_at",
+)
 EXTERNAL_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-]{0,39}$")
 CALLER_NAME_MAX = 32
 ADDRESS_MAX = 200
@@ -316,9 +347,17 @@ def parse_hotline(form, account: Account, tz: str, now: datetime | None = None) 
     result = HotlineInput(external_ref=ref)
     if not errors:
         result.data = loop.ReportInput(
-            category_id=category.id, description=description, lat=lat, lon=lon, address=address,
-            grid_id=grid_id, discovered_at=discovered, caller_name=caller_name or None, caller_phone=phone,
-            external_ref=ref)
+            category_id=category.id,
+            description=description,
+            lat=lat,
+            lon=lon,
+            address=address,
+            grid_id=grid_id,
+            discovered_at=discovered,
+            caller_name=caller_name or None,
+            caller_phone=phone,
+            external_ref=ref,
+        )
     return result, errors
 
 
@@ -327,8 +366,9 @@ def hotline_client_key(external_ref: str) -> str:
 
 
 def find_hotline_case(external_ref: str) -> Case | None:
-    return db.execute(select(Case).where(Case.source == "hotline",
-                                         Case.client_key == hotline_client_key(external_ref))).scalar_one_or_none()
+    return db.execute(
+        select(Case).where(Case.source == "hotline", Case.client_key == hotline_client_key(external_ref))
+    ).scalar_one_or_none()
 
 
 def label_of(action: str) -> str:

@@ -45,11 +45,20 @@ ALLOWED_FROM: dict[str, tuple[str, ...]] = {
 }
 
 PERMISSION_OF = {
-    "register": "case.register", "reject": "case.register", "duplicate": "case.register",
-    "dispatch": "case.dispatch", "accept": "case.handle", "feedback": "case.handle",
-    "close": "case.verify", "rework": "case.verify", "escalate": "case.escalate",
-    "self_close": "case.report", "transfer": "case.register", "pause": "case.pause",
-    "resume": "case.pause", "outstanding": "case.mark_outstanding",
+    "register": "case.register",
+    "reject": "case.register",
+    "duplicate": "case.register",
+    "dispatch": "case.dispatch",
+    "accept": "case.handle",
+    "feedback": "case.handle",
+    "close": "case.verify",
+    "rework": "case.verify",
+    "escalate": "case.escalate",
+    "self_close": "case.report",
+    "transfer": "case.register",
+    "pause": "case.pause",
+    "resume": "case.pause",
+    "outstanding": "case.mark_outstanding",
 }
 
 MAX_NOTE = 2000
@@ -79,12 +88,29 @@ class ReportInput:
     external_ref: str | None = None
 
 
-def _step(case: Case, actor: Account | None, action: str, to_state: str, *, note: str | None = None,
-          to_level: str | None = None, now: datetime, public: bool = False) -> CaseStep:
-    step = CaseStep(case_id=case.id, at=now, actor_id=actor.id if actor else None, action=action,
-                    from_state=case.state, to_state=to_state, from_level=case.level,
-                    to_level=to_level or case.level, note=(note or None) and note[:MAX_NOTE],
-                    public=bool(public and note))
+def _step(
+    case: Case,
+    actor: Account | None,
+    action: str,
+    to_state: str,
+    *,
+    note: str | None = None,
+    to_level: str | None = None,
+    now: datetime,
+    public: bool = False,
+) -> CaseStep:
+    step = CaseStep(
+        case_id=case.id,
+        at=now,
+        actor_id=actor.id if actor else None,
+        action=action,
+        from_state=case.state,
+        to_state=to_state,
+        from_level=case.level,
+        to_level=to_level or case.level,
+        note=(note or None) and note[:MAX_NOTE],
+        public=bool(public and note),
+    )
     db.add(step)
     case.state = to_state
     if to_level:
@@ -92,11 +118,22 @@ def _step(case: Case, actor: Account | None, action: str, to_state: str, *, note
     if to_state in FINAL_STATES:
         case.paused_at = None
     alerts.clear_for_case(case, now)
-    db.add(Outbox(topic="case.changed", payload={
-        "case_id": case.id, "action": action, "state": to_state, "level": case.level,
-        "town_id": case.town_id, "village_id": case.village_id, "grid_id": case.grid_id,
-        "kind": case.kind, "at": now.isoformat(),
-    }))
+    db.add(
+        Outbox(
+            topic="case.changed",
+            payload={
+                "case_id": case.id,
+                "action": action,
+                "state": to_state,
+                "level": case.level,
+                "town_id": case.town_id,
+                "village_id": case.village_id,
+                "grid_id": case.grid_id,
+                "kind": case.kind,
+                "at": now.isoformat(),
+            },
+        )
+    )
     return step
 
 
@@ -120,7 +157,8 @@ def may_see(account: Account, case: Case) -> bool:
         return case.department_id is not None and case.department_id == account.department_id
     if account.role in ("gridworker", "volunteer"):
         return case.reporter_id == account.id or in_jurisdiction(
-            account, grid_id=case.grid_id, village_id=case.village_id, town_id=case.town_id)
+            account, grid_id=case.grid_id, village_id=case.village_id, town_id=case.town_id
+        )
     return in_jurisdiction(account, grid_id=case.grid_id, village_id=case.village_id, town_id=case.town_id)
 
 
@@ -172,14 +210,21 @@ def clean_phone(value: str | None) -> str | None:
     elif phone.startswith("86") and len(phone) == 13:
         phone = phone[2:]
     if not (MOBILE_RE.match(phone) or LANDLINE_RE.match(phone) or SERVICE_RE.match(phone)):
-        raise TransitionError("来电号码格式不正确：手机号为 11 位（如 13812345678），固话为区号加号码（如 0512-12345678）",
-                              "caller_phone")
+        raise TransitionError(
+            "来电号码格式不正确：手机号为 11 位（如 13812345678），固话为区号加号码（如 0512-12345678）", "caller_phone"
+        )
     return phone
 
 
-
-def report_case(data: ReportInput, *, actor: Account | None, source: str, client_key: str | None,
-                now: datetime | None = None, reporter_center_id: int | None = None) -> tuple[Case, bool]:
+def report_case(
+    data: ReportInput,
+    *,
+    actor: Account | None,
+    source: str,
+    client_key: str | None,
+    now: datetime | None = None,
+    reporter_center_id: int | None = None,
+) -> tuple[Case, bool]:
     """Create a case, or return the one this client already created with the same key.
 
     Returns (case, created). A retry after a lost response finds the committed case.
@@ -205,14 +250,29 @@ def report_case(data: ReportInput, *, actor: Account | None, source: str, client
         raise TransitionError("该类别事件须流转上级处置，不能自办自结", "self_handled")
     case_id = _next_case_id()
     case = Case(
-        id=case_id, number=_case_number(case_id, now) if case_id else _placeholder_number(),
-        source=source, client_key=client_key, category_id=category.id, kind=category.kind,
-        description=data.description, address=data.address, lat=data.lat, lon=data.lon,
-        grid_id=grid.id if grid else None, village_id=grid.village_id if grid else None,
-        town_id=grid.town_id if grid else None, reporter_id=actor.id if actor else None,
-        reporter_center_id=reporter_center_id, caller_name=data.caller_name, caller_phone=caller_phone,
-        external_ref=data.external_ref, state="reported", level="grid", self_handled=data.self_handled,
-        discovered_at=discovered, reported_at=now,
+        id=case_id,
+        number=_case_number(case_id, now) if case_id else _placeholder_number(),
+        source=source,
+        client_key=client_key,
+        category_id=category.id,
+        kind=category.kind,
+        description=data.description,
+        address=data.address,
+        lat=data.lat,
+        lon=data.lon,
+        grid_id=grid.id if grid else None,
+        village_id=grid.village_id if grid else None,
+        town_id=grid.town_id if grid else None,
+        reporter_id=actor.id if actor else None,
+        reporter_center_id=reporter_center_id,
+        caller_name=data.caller_name,
+        caller_phone=caller_phone,
+        external_ref=data.external_ref,
+        state="reported",
+        level="grid",
+        self_handled=data.self_handled,
+        discovered_at=discovered,
+        reported_at=now,
     )
     if category.transfer_limit_minutes:
         case.transfer_due = discovered + timedelta(minutes=category.transfer_limit_minutes)
@@ -225,19 +285,48 @@ def report_case(data: ReportInput, *, actor: Account | None, source: str, client
         if case_id is None:  # SQLite: the id comes with the row, the number follows it
             db.flush()
             case.number = _case_number(case.id, now)
-        db.add(CaseStep(case_id=case.id, at=now, actor_id=case.reporter_id, action="report", from_state=None,
-                        to_state="reported", from_level=None, to_level="grid",
-                        note=f"{labels.SOURCE.get(source, source)}：{category.name}"))
-        db.add(Outbox(topic="case.changed", payload={
-            "case_id": case.id, "action": "report", "state": "reported", "level": "grid", "town_id": case.town_id,
-            "village_id": case.village_id, "grid_id": case.grid_id, "kind": case.kind, "at": now.isoformat()}))
+        db.add(
+            CaseStep(
+                case_id=case.id,
+                at=now,
+                actor_id=case.reporter_id,
+                action="report",
+                from_state=None,
+                to_state="reported",
+                from_level=None,
+                to_level="grid",
+                note=f"{labels.SOURCE.get(source, source)}：{category.name}",
+            )
+        )
+        db.add(
+            Outbox(
+                topic="case.changed",
+                payload={
+                    "case_id": case.id,
+                    "action": "report",
+                    "state": "reported",
+                    "level": "grid",
+                    "town_id": case.town_id,
+                    "village_id": case.village_id,
+                    "grid_id": case.grid_id,
+                    "kind": case.kind,
+                    "at": now.isoformat(),
+                },
+            )
+        )
         if category.kind == "dispute":
             db.flush()  # Dispute has no relationship to Case: the unit of work would not order the INSERTs
             db.add(Dispute(case_id=case.id, screening_level=_screening_level(actor)))
         if case.transfer_due is not None and now > case.transfer_due:
             # 乱停车 found more than an hour ago: the city platform would reject it, so it is void at once
-            _step(case, None, "auto_reject", "rejected", now=now,
-                  note=f"乱停车事件须在发现后 {category.transfer_limit_minutes} 分钟内上报并转报市平台，已超时，自动作废")
+            _step(
+                case,
+                None,
+                "auto_reject",
+                "rejected",
+                now=now,
+                note=f"乱停车事件须在发现后 {category.transfer_limit_minutes} 分钟内上报并转报市平台，已超时，自动作废",
+            )
             case.valid = False
             case.closed_at = now
         db.commit()
@@ -307,8 +396,10 @@ def _screening_level(actor: Account | None) -> str:
 
 # --- 2. 案卷建立: register, reject, duplicate -----------------------------------------------------
 
-def register(case: Case, actor: Account | None, note: str | None = None, now: datetime | None = None,
-             public: bool = False) -> Case:
+
+def register(
+    case: Case, actor: Account | None, note: str | None = None, now: datetime | None = None, public: bool = False
+) -> Case:
     _check(case, actor, "register")
     now = now or utcnow()
     note = _clean_note(note)
@@ -332,8 +423,7 @@ def _reached(case: Case, level: str | None) -> bool:
     return level is None or LEVEL_RANK[case.level] >= LEVEL_RANK[level]
 
 
-def reject(case: Case, actor: Account | None, reason: str, now: datetime | None = None,
-           public: bool = False) -> Case:
+def reject(case: Case, actor: Account | None, reason: str, now: datetime | None = None, public: bool = False) -> Case:
     _check(case, actor, "reject")
     now = now or utcnow()
     reason = _clean_note(reason, required=True, field="reason")
@@ -344,8 +434,9 @@ def reject(case: Case, actor: Account | None, reason: str, now: datetime | None 
     return case
 
 
-def probable_duplicates(case: Case, radius_m: int = 100, window_hours: int = 24,
-                        limit: int = 10) -> list[tuple[Case, float]]:
+def probable_duplicates(
+    case: Case, radius_m: int = 100, window_hours: int = 24, limit: int = 10
+) -> list[tuple[Case, float]]:
     """Same category, near in space and time, still valid: offered to the operator when registering
     (the screens pass the settings DUPLICATE_RADIUS_M and DUPLICATE_WINDOW_HOURS)."""
     from ..geo import degrees_box, distance_m
@@ -355,12 +446,17 @@ def probable_duplicates(case: Case, radius_m: int = 100, window_hours: int = 24,
     dlat, dlon = degrees_box(case.lat, radius_m)
     window = timedelta(hours=window_hours)
     rows = db.execute(
-        select(Case).where(
-            Case.id != case.id, Case.category_id == case.category_id,
+        select(Case)
+        .where(
+            Case.id != case.id,
+            Case.category_id == case.category_id,
             Case.state.not_in(("rejected", "duplicate")),
             Case.reported_at.between(case.reported_at - window, case.reported_at + window),
-            Case.lat.between(case.lat - dlat, case.lat + dlat), Case.lon.between(case.lon - dlon, case.lon + dlon),
-        ).order_by(Case.reported_at).limit(50)
+            Case.lat.between(case.lat - dlat, case.lat + dlat),
+            Case.lon.between(case.lon - dlon, case.lon + dlon),
+        )
+        .order_by(Case.reported_at)
+        .limit(50)
     ).scalars()
     found = [(other, distance_m(case.lat, case.lon, other.lat, other.lon)) for other in rows]
     found = [(other, d) for other, d in found if d <= radius_m]
@@ -368,8 +464,14 @@ def probable_duplicates(case: Case, radius_m: int = 100, window_hours: int = 24,
     return found[:limit]
 
 
-def mark_duplicate(case: Case, actor: Account | None, original: Case, note: str | None = None,
-                   now: datetime | None = None, public: bool = False) -> Case:
+def mark_duplicate(
+    case: Case,
+    actor: Account | None,
+    original: Case,
+    note: str | None = None,
+    now: datetime | None = None,
+    public: bool = False,
+) -> Case:
     """重复: the case ends, points to the original, and the original's timeline records the merge."""
     _check(case, actor, "duplicate")
     if original.id == case.id:
@@ -383,19 +485,44 @@ def mark_duplicate(case: Case, actor: Account | None, original: Case, note: str 
     case.valid = False
     case.duplicate_of_id = original.id
     case.closed_at = now
-    _step(case, actor, "duplicate", "duplicate", now=now, public=public,
-          note=f"与 {original.number} 重复" + (f"：{note}" if note else ""))
-    db.add(CaseStep(case_id=original.id, at=now, actor_id=actor.id if actor else None, action="merge",
-                    from_state=original.state, to_state=original.state, from_level=original.level,
-                    to_level=original.level, note=f"合并重复案件 {case.number}（其处理记录一并保留）"))
+    _step(
+        case,
+        actor,
+        "duplicate",
+        "duplicate",
+        now=now,
+        public=public,
+        note=f"与 {original.number} 重复" + (f"：{note}" if note else ""),
+    )
+    db.add(
+        CaseStep(
+            case_id=original.id,
+            at=now,
+            actor_id=actor.id if actor else None,
+            action="merge",
+            from_state=original.state,
+            to_state=original.state,
+            from_level=original.level,
+            to_level=original.level,
+            note=f"合并重复案件 {case.number}（其处理记录一并保留）",
+        )
+    )
     _commit()
     return case
 
 
 # --- 3. 任务派遣 and 4. 任务处理 / 5. 处理反馈 -------------------------------------------------------
 
-def dispatch(case: Case, actor: Account | None, department_id: int | None = None, assignee_id: int | None = None,
-             note: str | None = None, now: datetime | None = None, public: bool = False) -> Case:
+
+def dispatch(
+    case: Case,
+    actor: Account | None,
+    department_id: int | None = None,
+    assignee_id: int | None = None,
+    note: str | None = None,
+    now: datetime | None = None,
+    public: bool = False,
+) -> Case:
     _check(case, actor, "dispatch")
     if department_id is None and assignee_id is None:
         raise TransitionError("请选择处置部门或处置人", "department_id")
@@ -408,8 +535,11 @@ def dispatch(case: Case, actor: Account | None, department_id: int | None = None
             raise TransitionError("处置部门不存在", "department_id")
     if assignee_id is not None:
         assignee = db.get(Account, assignee_id)
-        if assignee is None or not assignee.active or not in_jurisdiction(
-                assignee, grid_id=case.grid_id, village_id=case.village_id, town_id=case.town_id):
+        if (
+            assignee is None
+            or not assignee.active
+            or not in_jurisdiction(assignee, grid_id=case.grid_id, village_id=case.village_id, town_id=case.town_id)
+        ):
             raise TransitionError("处置人不存在或不在该案件辖区", "assignee_id")
     # checked everything: only now change the case, so a refusal leaves nothing half-done
     target = ""
@@ -420,8 +550,15 @@ def dispatch(case: Case, actor: Account | None, department_id: int | None = None
         case.assignee_id = assignee.id
         target = f"{target} {assignee.display_name}".strip()
     case.dispatched_at = now
-    _step(case, actor, "dispatch", "dispatched", now=now, public=public,
-          note=f"派遣至 {target}" + (f"：{note}" if note else ""))
+    _step(
+        case,
+        actor,
+        "dispatch",
+        "dispatched",
+        now=now,
+        public=public,
+        note=f"派遣至 {target}" + (f"：{note}" if note else ""),
+    )
     _commit()
     return case
 
@@ -456,13 +593,16 @@ def feedback(case: Case, actor: Account | None, note: str, now: datetime | None 
 
 # --- 6. 核查结案, rework ---------------------------------------------------------------------------
 
-def close(case: Case, actor: Account | None, note: str | None = None, now: datetime | None = None,
-          public: bool = False) -> Case:
+
+def close(
+    case: Case, actor: Account | None, note: str | None = None, now: datetime | None = None, public: bool = False
+) -> Case:
     _check(case, actor, "close")
     now = now or utcnow()
     case.closed_at = now
-    _step(case, actor, "close", "closed", note=_clean_note(note) or "核查属实，处置到位，予以结案", now=now,
-          public=public)
+    _step(
+        case, actor, "close", "closed", note=_clean_note(note) or "核查属实，处置到位，予以结案", now=now, public=public
+    )
     _resolve_dispute(case, now)
     _commit()
     return case
@@ -492,8 +632,7 @@ def self_close(case: Case, actor: Account | None, note: str, now: datetime | Non
     case.registered_at = case.registered_at or now
     case.closed_at = now
     on_time = self_closed_same_day(case)
-    _step(case, actor, "self_close", "closed", now=now,
-          note=note + ("" if on_time else "（超过当日办结，不计积分）"))
+    _step(case, actor, "self_close", "closed", now=now, note=note + ("" if on_time else "（超过当日办结，不计积分）"))
     _resolve_dispute(case, now)
     _commit()
     return case
@@ -508,8 +647,10 @@ def self_closed_same_day(case: Case) -> bool:
 
 # --- 流转: escalate ----------------------------------------------------------------------------
 
-def escalate(case: Case, actor: Account | None, to_level: str | None = None, note: str | None = None,
-             now: datetime | None = None) -> Case:
+
+def escalate(
+    case: Case, actor: Account | None, to_level: str | None = None, note: str | None = None, now: datetime | None = None
+) -> Case:
     """小事不出网格, 大事不出村, 难事不出镇: what a level cannot solve goes one level up (or to a named one)."""
     _check(case, actor, "escalate")
     current = LEVEL_RANK[case.level]
@@ -526,15 +667,24 @@ def escalate(case: Case, actor: Account | None, to_level: str | None = None, not
         case.escalated_to_city = True
     if actor is not None and actor.place.level == "town" and LEVEL_RANK[target] > LEVEL_RANK["town"]:
         # indicator 7 (事项流转): the town center passing a case up to the city
-        center_id = actor.center_id or db.execute(select(Center.id).where(
-            Center.place_id == actor.place_id, Center.level == "town")).scalar()
+        center_id = (
+            actor.center_id
+            or db.execute(select(Center.id).where(Center.place_id == actor.place_id, Center.level == "town")).scalar()
+        )
         case.escalated_by_center_id = center_id
     to_state = "registered" if case.state != "reported" else "reported"
     if to_state == "registered":
         case.department_id = None
         case.assignee_id = None
-    _step(case, actor, "escalate", to_state, to_level=target, now=now,
-          note=f"由{labels.LEVEL[case.level]}流转至{labels.LEVEL[target]}：{note}")
+    _step(
+        case,
+        actor,
+        "escalate",
+        to_state,
+        to_level=target,
+        now=now,
+        note=f"由{labels.LEVEL[case.level]}流转至{labels.LEVEL[target]}：{note}",
+    )
     if case.escalate_due is not None and _reached(case, case.category.escalate_to):
         case.escalate_due = None
         case.escalate_warn_at = None
@@ -544,6 +694,7 @@ def escalate(case: Case, actor: Account | None, to_level: str | None = None, not
 
 
 # --- 乱停车 transfer, pause/resume, outstanding ------------------------------------------------
+
 
 def transfer_to_city(case: Case, actor: Account | None, now: datetime | None = None) -> Case:
     """Hand a 乱停车 report to the city platform; only worth anything inside its hour."""
@@ -586,8 +737,14 @@ def resume(case: Case, actor: Account | None, now: datetime | None = None) -> Ca
         if getattr(case, attr) is not None:
             setattr(case, attr, getattr(case, attr) + paused_for)
     case.paused_at = None
-    _step(case, actor, "resume", case.state, now=now,
-          note=f"恢复计时，暂停 {int(paused_for.total_seconds() // 60)} 分钟，时限相应顺延")
+    _step(
+        case,
+        actor,
+        "resume",
+        case.state,
+        now=now,
+        note=f"恢复计时，暂停 {int(paused_for.total_seconds() // 60)} 分钟，时限相应顺延",
+    )
     _commit()
     return case
 
@@ -614,25 +771,48 @@ def _resolve_dispute(case: Case, now: datetime) -> None:
 
 # --- deadlines: the sweep ------------------------------------------------------------------------
 
+
 def sweep_deadlines(now: datetime | None = None) -> dict[str, int]:
     """Mark overdue cases and void late parking reports. Safe to run any number of times."""
     now = now or utcnow()
     counts = {"overdue": 0, "auto_rejected": 0}
-    late_parking = db.execute(select(Case).where(
-        Case.state.in_(OPEN_STATES),
-        Case.transfer_due.is_not(None), Case.transfer_due < now, Case.transferred_at.is_(None),
-    )).scalars().all()
+    late_parking = (
+        db.execute(
+            select(Case).where(
+                Case.state.in_(OPEN_STATES),
+                Case.transfer_due.is_not(None),
+                Case.transfer_due < now,
+                Case.transferred_at.is_(None),
+            )
+        )
+        .scalars()
+        .all()
+    )
     for case in late_parking:
-        _step(case, None, "auto_reject", "rejected", now=now,
-              note="乱停车事件未在发现后一小时内转报市平台，按规定自动作废")
+        _step(
+            case,
+            None,
+            "auto_reject",
+            "rejected",
+            now=now,
+            note="乱停车事件未在发现后一小时内转报市平台，按规定自动作废",
+        )
         case.valid = False
         case.closed_at = now
         counts["auto_rejected"] += 1
-    overdue = db.execute(select(Case).where(
-        Case.state.in_(("registered", "dispatched", "handling", "feedback")),
-        Case.overdue.is_(False), Case.paused_at.is_(None),
-        Case.handle_due.is_not(None), Case.handle_due < now,
-    )).scalars().all()
+    overdue = (
+        db.execute(
+            select(Case).where(
+                Case.state.in_(("registered", "dispatched", "handling", "feedback")),
+                Case.overdue.is_(False),
+                Case.paused_at.is_(None),
+                Case.handle_due.is_not(None),
+                Case.handle_due < now,
+            )
+        )
+        .scalars()
+        .all()
+    )
     for case in overdue:
         case.overdue = True
         case.overdue_at = now

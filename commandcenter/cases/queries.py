@@ -28,6 +28,7 @@ QUEUE_LIMIT = 200
 
 # --- who sees what -------------------------------------------------------------------------------
 
+
 def visible_cases(account: Account) -> Select:
     """select(Case) restricted to the account: its place, or for a department the cases sent to it."""
     stmt = select(Case)
@@ -45,8 +46,11 @@ def get_visible_case(account: Account, case_id: int, *, full: bool = False) -> C
     """The case, or None when it does not exist or lies outside the account's jurisdiction."""
     options = [joinedload(Case.category), joinedload(Case.grid)]
     if full:
-        options += [selectinload(Case.steps).joinedload(CaseStep.actor), selectinload(Case.photos),
-                    joinedload(Case.reporter)]
+        options += [
+            selectinload(Case.steps).joinedload(CaseStep.actor),
+            selectinload(Case.photos),
+            joinedload(Case.reporter),
+        ]
     case = db.execute(select(Case).options(*options).where(Case.id == case_id)).unique().scalar_one_or_none()
     if case is None or not may_see(account, case):
         return None
@@ -55,10 +59,18 @@ def get_visible_case(account: Account, case_id: int, *, full: bool = False) -> C
 
 # --- the list ------------------------------------------------------------------------------------
 
+
 def overdue_clause(now: datetime):
     """逾期: marked by the sweep, or already past the handling limit and not paused."""
-    return or_(Case.overdue.is_(True), and_(Case.state.in_(RUNNING_STATES), Case.paused_at.is_(None),
-                                            Case.handle_due.is_not(None), Case.handle_due < now))
+    return or_(
+        Case.overdue.is_(True),
+        and_(
+            Case.state.in_(RUNNING_STATES),
+            Case.paused_at.is_(None),
+            Case.handle_due.is_not(None),
+            Case.handle_due < now,
+        ),
+    )
 
 
 def _like(text: str) -> str:
@@ -91,8 +103,13 @@ def filtered_cases(account: Account, f, now: datetime | None = None) -> Select:
         stmt = stmt.where(Case.reported_at < day_bounds_utc(f.date_to, current_tz())[1])
     if f.q:
         pattern = _like(f.q)
-        stmt = stmt.where(or_(Case.number.ilike(pattern, escape="\\"), Case.address.ilike(pattern, escape="\\"),
-                              Case.external_ref.ilike(pattern, escape="\\")))
+        stmt = stmt.where(
+            or_(
+                Case.number.ilike(pattern, escape="\\"),
+                Case.address.ilike(pattern, escape="\\"),
+                Case.external_ref.ilike(pattern, escape="\\"),
+            )
+        )
     return stmt
 
 
@@ -109,11 +126,16 @@ def list_cases(account: Account, f, now: datetime | None = None) -> Page:
     total = db.execute(stmt.with_only_columns(func.count(Case.id)).order_by(None)).scalar_one()
     pages = max(1, math.ceil(total / PAGE_SIZE))
     page = min(max(1, f.page), pages)
-    rows = db.execute(
-        stmt.options(joinedload(Case.category), joinedload(Case.grid))
-        .order_by(Case.reported_at.desc(), Case.id.desc())
-        .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
-    ).scalars().all()
+    rows = (
+        db.execute(
+            stmt.options(joinedload(Case.category), joinedload(Case.grid))
+            .order_by(Case.reported_at.desc(), Case.id.desc())
+            .offset((page - 1) * PAGE_SIZE)
+            .limit(PAGE_SIZE)
+        )
+        .scalars()
+        .all()
+    )
     return Page(rows=list(rows), total=total, page=page, pages=pages)
 
 
@@ -140,8 +162,11 @@ def category_tree(active_only: bool = True) -> list[tuple[Category, list[tuple[C
     by_parent: dict[int | None, list[Category]] = {}
     for c in cats:
         by_parent.setdefault(c.parent_id, []).append(c)
-    return [(big, [(small, by_parent.get(small.id, [])) for small in by_parent.get(big.id, [])])
-            for big in by_parent.get(None, []) if big.depth == 1]
+    return [
+        (big, [(small, by_parent.get(small.id, [])) for small in by_parent.get(big.id, [])])
+        for big in by_parent.get(None, [])
+        if big.depth == 1
+    ]
 
 
 def places_within(account: Account, level: str) -> list[Place]:
@@ -154,6 +179,7 @@ def place_in_jurisdiction(account: Account, place_id: int, level: str) -> Place 
 
 
 # --- deadlines as the screens show them ------------------------------------------------------------
+
 
 def current_due(case: Case) -> datetime | None:
     """The limit that runs now: the parking hour, the dispatch limit, or the handling limit."""
@@ -168,8 +194,15 @@ def current_due(case: Case) -> datetime | None:
 
 def is_overdue(case: Case, now: datetime | None = None) -> bool:
     now = now or utcnow()
-    return bool(case.overdue or (case.state in RUNNING_STATES and case.paused_at is None
-                                 and case.handle_due is not None and case.handle_due < now))
+    return bool(
+        case.overdue
+        or (
+            case.state in RUNNING_STATES
+            and case.paused_at is None
+            and case.handle_due is not None
+            and case.handle_due < now
+        )
+    )
 
 
 def minutes_left(due: datetime | None, now: datetime | None = None) -> int | None:
@@ -179,6 +212,7 @@ def minutes_left(due: datetime | None, now: datetime | None = None) -> int | Non
 
 
 # --- the operator's queue ------------------------------------------------------------------------
+
 
 def _actionable_levels(account: Account) -> tuple[str, ...]:
     """A center works on cases at or below its own level (loop.may_act_on)."""
@@ -202,20 +236,31 @@ def register_queue(account: Account) -> Queue:
     opts = (joinedload(Case.category), joinedload(Case.grid))
     parking_first = and_(Case.transfer_due.is_not(None), Case.transferred_at.is_(None))
     reported_q = base.where(Case.state == "reported")
-    reported = db.execute(
-        reported_q.options(*opts).order_by(
-            parking_first.desc(), Case.transfer_due.asc().nulls_last(), Case.reported_at, Case.id)
-        .limit(QUEUE_LIMIT)).scalars().all()
+    reported = (
+        db.execute(
+            reported_q.options(*opts)
+            .order_by(parking_first.desc(), Case.transfer_due.asc().nulls_last(), Case.reported_at, Case.id)
+            .limit(QUEUE_LIMIT)
+        )
+        .scalars()
+        .all()
+    )
     registered_q = base.where(Case.state == "registered")
-    registered = db.execute(
-        registered_q.options(*opts).order_by(
-            parking_first.desc(), Case.transfer_due.asc().nulls_last(), Case.registered_at, Case.id)
-        .limit(QUEUE_LIMIT)).scalars().all()
+    registered = (
+        db.execute(
+            registered_q.options(*opts)
+            .order_by(parking_first.desc(), Case.transfer_due.asc().nulls_last(), Case.registered_at, Case.id)
+            .limit(QUEUE_LIMIT)
+        )
+        .scalars()
+        .all()
+    )
     count = lambda q: db.execute(q.with_only_columns(func.count(Case.id)).order_by(None)).scalar_one()  # noqa: E731
     return Queue(list(reported), count(reported_q), list(registered), count(registered_q))
 
 
 # --- the case page -------------------------------------------------------------------------------
+
 
 def departments_for(case: Case) -> list[Department]:
     """Departments that serve the case's place: city-wide ones and those of its town (or village)."""
@@ -232,9 +277,11 @@ def visible_duplicates(account: Account, case: Case) -> list[tuple[Case, float]]
     if case.state != "reported":
         return []
     settings = current_app.config["SETTINGS"]
-    return [(other, d) for other, d in probable_duplicates(case, settings.duplicate_radius_m,
-                                                           settings.duplicate_window_hours)
-            if may_see(account, other)]
+    return [
+        (other, d)
+        for other, d in probable_duplicates(case, settings.duplicate_radius_m, settings.duplicate_window_hours)
+        if may_see(account, other)
+    ]
 
 
 def find_case_by_number(number: str) -> Case | None:
@@ -246,8 +293,9 @@ def case_places(case: Case) -> dict[str, str | None]:
     return {"town": names.get(case.town_id), "village": names.get(case.village_id), "grid": names.get(case.grid_id)}
 
 
-def map_figure(grid: Place | None, lat: float | None, lon: float | None,
-               width: int = 360, height: int = 260, pad: int = 16) -> dict | None:
+def map_figure(
+    grid: Place | None, lat: float | None, lon: float | None, width: int = 360, height: int = 260, pad: int = 16
+) -> dict | None:
     """An SVG drawing of the grid polygon (GeoJSON, WGS-84 lon/lat) and the case point: no tiles."""
     rings: list[list[tuple[float, float]]] = []
     geometry = grid.geometry if grid is not None else None
@@ -283,5 +331,10 @@ def map_figure(grid: Place | None, lat: float | None, lon: float | None,
         paths.append("M" + " L".join(f"{x},{y}" for x, y in xy) + " Z")
     # a scale bar: the width of the drawing in metres, rounded
     metres = (lon1 - lon0) * kx * 111_320
-    return {"width": width, "height": height, "path": " ".join(paths),
-            "point": project(point) if point else None, "span_m": int(round(metres, -1)) if metres else None}
+    return {
+        "width": width,
+        "height": height,
+        "path": " ".join(paths),
+        "point": project(point) if point else None,
+        "span_m": int(round(metres, -1)) if metres else None,
+    }

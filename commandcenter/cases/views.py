@@ -43,6 +43,7 @@ def _case_or_404(case_id: int, *, full: bool = False) -> Case:
 
 # --- 1. the list ---------------------------------------------------------------------------------------
 
+
 @bp.get("/")
 @require("case.view")
 def index():
@@ -50,14 +51,27 @@ def index():
     f = forms.parse_filters(request.args, account)
     now = utcnow()
     page = queries.list_cases(account, f, now)
-    context = dict(f=f, result=page, paths=queries.category_paths(), now=now, current_due=queries.current_due,
-                   is_overdue=queries.is_overdue)
+    context = dict(
+        f=f,
+        result=page,
+        paths=queries.category_paths(),
+        now=now,
+        current_due=queries.current_due,
+        is_overdue=queries.is_overdue,
+    )
     if not wants_fragment():
         towns = queries.places_within(account, "town") if account.place.level == "city" else []
         villages = queries.places_within(account, "village") if account.place.level in ("city", "town") else []
-        context.update(states=CASE_STATES, kinds=CASE_KINDS, sources=CASE_SOURCES, levels=CASE_LEVELS,
-                       tree=queries.category_tree(active_only=False), towns=towns, villages=villages,
-                       town_names=place_names(v.town_id for v in villages))
+        context.update(
+            states=CASE_STATES,
+            kinds=CASE_KINDS,
+            sources=CASE_SOURCES,
+            levels=CASE_LEVELS,
+            tree=queries.category_tree(active_only=False),
+            towns=towns,
+            villages=villages,
+            town_names=place_names(v.town_id for v in villages),
+        )
     response = _fragment_or_page("cases/_table.html", "cases/index.html", **context)
     if f.errors and not wants_fragment():
         # a wrong filter is the client's error (400); htmx swaps only a 2xx, so its fragment keeps 200
@@ -67,35 +81,57 @@ def index():
 
 # --- 4. the register / dispatch queue ------------------------------------------------------------------
 
+
 @bp.get("/queue")
 @require("case.register")
 def queue():
     account = current_account()
     now = utcnow()
-    return _fragment_or_page("cases/_queue.html", "cases/queue.html", q=queries.register_queue(account), now=now,
-                             paths=queries.category_paths(), minutes_left=queries.minutes_left,
-                             current_due=queries.current_due, is_overdue=queries.is_overdue)
+    return _fragment_or_page(
+        "cases/_queue.html",
+        "cases/queue.html",
+        q=queries.register_queue(account),
+        now=now,
+        paths=queries.category_paths(),
+        minutes_left=queries.minutes_left,
+        current_due=queries.current_due,
+        is_overdue=queries.is_overdue,
+    )
 
 
 # --- 2. the case page ------------------------------------------------------------------------------------
 
-def render_case(case: Case, *, status: int = 200, error: dict | None = None, values: dict | None = None,
-                conflict: str | None = None):
+
+def render_case(
+    case: Case, *, status: int = 200, error: dict | None = None, values: dict | None = None, conflict: str | None = None
+):
     account = current_account()
     actions = case_actions.available(account, case)
     duplicate_of = db.get(Case, case.duplicate_of_id) if case.duplicate_of_id else None
     if duplicate_of is not None and not may_see(account, duplicate_of):
         duplicate_of = None
     context = dict(
-        case=case, actions=actions, action_fields=forms.ACTION_FIELDS, label_of=forms.label_of,
+        case=case,
+        actions=actions,
+        action_fields=forms.ACTION_FIELDS,
+        label_of=forms.label_of,
         departments=queries.departments_for(case) if "dispatch" in actions else [],
-        levels_above=case_actions.levels_above(case), public_actions=case_actions.PUBLIC_NOTE_ACTIONS, duplicates=queries.visible_duplicates(account, case),
-        places=queries.case_places(case), path=queries.category_paths().get(case.category_id, case.category.name),
+        levels_above=case_actions.levels_above(case),
+        public_actions=case_actions.PUBLIC_NOTE_ACTIONS,
+        duplicates=queries.visible_duplicates(account, case),
+        places=queries.case_places(case),
+        path=queries.category_paths().get(case.category_id, case.category.name),
         figure=queries.map_figure(case.grid, case.lat, case.lon),
         department=db.get(Department, case.department_id) if case.department_id else None,
         assignee=db.get(Account, case.assignee_id) if case.assignee_id else None,
-        duplicate_of=duplicate_of, current_due=queries.current_due(case), overdue=queries.is_overdue(case),
-        minutes_left=queries.minutes_left, now=utcnow(), error=error or {}, values=values or {}, conflict=conflict,
+        duplicate_of=duplicate_of,
+        current_due=queries.current_due(case),
+        overdue=queries.is_overdue(case),
+        minutes_left=queries.minutes_left,
+        now=utcnow(),
+        error=error or {},
+        values=values or {},
+        conflict=conflict,
     )
     return render_template("cases/show.html", **context), status
 
@@ -117,8 +153,14 @@ def photo(case_id: int, photo_id: int):
     if path is None or not Path(path).is_file():
         abort(404)
     inline = item.content_type in INLINE_IMAGE_TYPES
-    response = send_file(path, mimetype=item.content_type, conditional=True, max_age=0,
-                         as_attachment=not inline, download_name=f"{case.number}-{item.id}")
+    response = send_file(
+        path,
+        mimetype=item.content_type,
+        conditional=True,
+        max_age=0,
+        as_attachment=not inline,
+        download_name=f"{case.number}-{item.id}",
+    )
     response.headers["X-Content-Type-Options"] = "nosniff"
     # a photo is never a document: even a mislabelled upload cannot run script
     response.headers["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; sandbox"
@@ -127,6 +169,7 @@ def photo(case_id: int, photo_id: int):
 
 
 # --- 3. the steps ------------------------------------------------------------------------------------------
+
 
 def _conflict(case_id: int):
     db.rollback()
@@ -158,8 +201,12 @@ def act(case_id: int, action: str):
         field = forms.form_field(action, exc.field)
         keep = {name: request.form.get(name, "")[:2000] for name, *_ in forms.ACTION_FIELDS[action]}
         keep["public"] = request.form.get("public", "")[:10]
-        return render_case(_case_or_404(case_id, full=True), status=400, values=keep,
-                           error={"action": action, "field": field, "message": exc.message})
+        return render_case(
+            _case_or_404(case_id, full=True),
+            status=400,
+            values=keep,
+            error={"action": action, "field": field, "message": exc.message},
+        )
     except Forbidden as exc:
         db.rollback()
         audit(f"case.{action}", "case", case_id, success=False, detail=exc.message, commit=True)

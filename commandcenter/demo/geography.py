@@ -78,7 +78,10 @@ class Area:
     def geojson(self) -> dict:
         """GeoJSON Polygon, WGS-84 [lon, lat], 6 decimals."""
         geo = mapping(self.polygon)
-        return {"type": "Polygon", "coordinates": [[[round(x, 6), round(y, 6)] for x, y, *_ in ring] for ring in geo["coordinates"]]}
+        return {
+            "type": "Polygon",
+            "coordinates": [[[round(x, 6), round(y, 6)] for x, y, *_ in ring] for ring in geo["coordinates"]],
+        }
 
 
 @dataclass
@@ -340,12 +343,24 @@ def build_geography(seed: int, scale: float = 1.0) -> Geography:
     keep = [i for i, p in enumerate(grid_polys) if not p.is_empty and p.area > 0]
     grid_polys = [grid_polys[i] for i in keep]
     grid_village = [grid_village[i] for i in keep]
-    village_polys = [_union([g for g, v in zip(grid_polys, grid_village, strict=False) if v == vi]) for vi in range(len(village_cells))]
-    town_polys = [_union([v for v, t in zip(village_polys, village_town, strict=False) if t == ti]) for ti in range(n_towns)]
+    village_polys = [
+        _union([g for g, v in zip(grid_polys, grid_village, strict=False) if v == vi])
+        for vi in range(len(village_cells))
+    ]
+    town_polys = [
+        _union([v for v, t in zip(village_polys, village_town, strict=False) if t == ti]) for ti in range(n_towns)
+    ]
     district_poly = _union(town_polys)
 
-    district = Area(index=0, level="city", code=DISTRICT_CODE, name=DISTRICT_NAME, kind=None,
-                    polygon=district_poly, population=population)
+    district = Area(
+        index=0,
+        level="city",
+        code=DISTRICT_CODE,
+        name=DISTRICT_NAME,
+        kind=None,
+        polygon=district_poly,
+        population=population,
+    )
 
     # towns: codes by kind, each range in reading order -------------------------------------------------
     used_names: set[str] = set()
@@ -358,8 +373,14 @@ def build_geography(seed: int, scale: float = 1.0) -> Geography:
         counters[kind] += 1
         root = names.unique(rng, names.town_root, used_names)
         suffix = {"street": "街道", "town": "镇", "township": "乡"}[kind]
-        town_areas[ti] = Area(index=-1, level="town", code=f"{DISTRICT_CODE}{counters[kind]:03d}",
-                              name=root + suffix, kind=kind, polygon=town_polys[ti])
+        town_areas[ti] = Area(
+            index=-1,
+            level="town",
+            code=f"{DISTRICT_CODE}{counters[kind]:03d}",
+            name=root + suffix,
+            kind=kind,
+            polygon=town_polys[ti],
+        )
     towns = sorted(town_areas.values(), key=lambda a: a.code)
     old_to_new_town = {}
     for new, area in enumerate(towns):
@@ -370,7 +391,7 @@ def build_geography(seed: int, scale: float = 1.0) -> Geography:
                 old_to_new_town[old] = new
 
     # town populations (census figures): streets denser
-    tw = [rng.lognormvariate(0, 0.35) * (1.6 if t.kind == "street" else 1.0) * t.polygon.area ** 0.3 for t in towns]
+    tw = [rng.lognormvariate(0, 0.35) * (1.6 if t.kind == "street" else 1.0) * t.polygon.area**0.3 for t in towns]
     for t, pop in zip(towns, _split(population, tw), strict=False):
         t.population = pop
         t.households = round(pop / rng.uniform(2.5, 2.8))
@@ -398,15 +419,28 @@ def build_geography(seed: int, scale: float = 1.0) -> Geography:
                 n_vill += 1
                 num = n_vill
                 name = names.unique(rng, names.village_root, used_names) + "村"
-            area = Area(index=len(villages), level="village", code=f"{t.code}{num:03d}", name=name, kind=kind,
-                        polygon=village_polys[vi], town=t.index)
+            area = Area(
+                index=len(villages),
+                level="village",
+                code=f"{t.code}{num:03d}",
+                name=name,
+                kind=kind,
+                polygon=village_polys[vi],
+                town=t.index,
+            )
             area.village = area.index
             area.roads = list(dict.fromkeys(names.road(rng) for _ in range(4)))
-            area.compounds = [names.compound(rng) for _ in range(3)] if kind == "community" else [
-                f"{names.VILLAGE_GROUP[i]}组" for i in range(rng.randint(3, 8))]
+            area.compounds = (
+                [names.compound(rng) for _ in range(3)]
+                if kind == "community"
+                else [f"{names.VILLAGE_GROUP[i]}组" for i in range(rng.randint(3, 8))]
+            )
             village_new_index[vi] = area.index
             villages.append(area)
-        vw = [rng.lognormvariate(0, 0.35) * (1.5 if villages[village_new_index[vi]].kind == "community" else 1.0) for vi in ordered]
+        vw = [
+            rng.lognormvariate(0, 0.35) * (1.5 if villages[village_new_index[vi]].kind == "community" else 1.0)
+            for vi in ordered
+        ]
         for vi, pop in zip(ordered, _split(t.population, vw), strict=False):
             v = villages[village_new_index[vi]]
             v.population = pop
@@ -429,15 +463,31 @@ def build_geography(seed: int, scale: float = 1.0) -> Geography:
             code = f"{v.code}{serial:03d}"
             if gi in dedicated:
                 subject_kind, subject = names.dedicated_subject(rng, v.short)
-                area = Area(index=len(grids), level="grid", code=code, name=f"{subject}专属网格", kind="dedicated",
-                            polygon=grid_polys[gi], town=v.town, village=v.index, subject=subject,
-                            subject_kind=subject_kind)
+                area = Area(
+                    index=len(grids),
+                    level="grid",
+                    code=code,
+                    name=f"{subject}专属网格",
+                    kind="dedicated",
+                    polygon=grid_polys[gi],
+                    town=v.town,
+                    village=v.index,
+                    subject=subject,
+                    subject_kind=subject_kind,
+                )
                 weights.append(0.04 if subject_kind in ("school", "park", "site") else 0.08)
             else:
                 comprehensive_no += 1
-                area = Area(index=len(grids), level="grid", code=code,
-                            name=f"{v.name}第{names.cn_number(comprehensive_no)}网格", kind="comprehensive",
-                            polygon=grid_polys[gi], town=v.town, village=v.index)
+                area = Area(
+                    index=len(grids),
+                    level="grid",
+                    code=code,
+                    name=f"{v.name}第{names.cn_number(comprehensive_no)}网格",
+                    kind="comprehensive",
+                    polygon=grid_polys[gi],
+                    town=v.town,
+                    village=v.index,
+                )
                 weights.append(rng.uniform(0.7, 1.3))
             area.roads = v.roads
             area.compounds = v.compounds
@@ -453,8 +503,14 @@ def build_geography(seed: int, scale: float = 1.0) -> Geography:
         n_beats = max(1, math.ceil(len(tg) / BEAT_SIZE))
         first = len(beats)
         for k in range(n_beats):
-            beats.append(Beat(index=len(beats), code=f"{t.code}JG{k + 1:03d}",
-                              name=f"{t.short}派出所第{names.cn_number(k + 1) if k < 99 else k + 1}警格", town=t.index))
+            beats.append(
+                Beat(
+                    index=len(beats),
+                    code=f"{t.code}JG{k + 1:03d}",
+                    name=f"{t.short}派出所第{names.cn_number(k + 1) if k < 99 else k + 1}警格",
+                    town=t.index,
+                )
+            )
         # beats cover neighbouring grids four at a time; ~10% of grids are not linked to theirs yet
         for j, g in enumerate(tg):
             b = beats[first + j // BEAT_SIZE]
@@ -462,7 +518,9 @@ def build_geography(seed: int, scale: float = 1.0) -> Geography:
                 g.beat = b.index
                 b.grids.append(g.index)
 
-    return Geography(seed=seed, scale=scale, district=district, towns=towns, villages=villages, grids=grids, beats=beats)
+    return Geography(
+        seed=seed, scale=scale, district=district, towns=towns, villages=villages, grids=grids, beats=beats
+    )
 
 
 def point_in(poly: Polygon, rng: random.Random, inner: Polygon | None = None) -> tuple[float, float]:

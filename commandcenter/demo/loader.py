@@ -70,20 +70,58 @@ CHUNK = 5_000
 
 # city departments: key → name (the district's prefix is added); each town also has a 派出所
 DEPARTMENTS = (
-    ("urban", "城市管理局"), ("water", "水务局"), ("market", "市场监督管理局"), ("housing", "住房和城乡建设局"),
-    ("environment", "生态环境局"), ("traffic", "公安交警大队"), ("emergency", "应急管理局"),
-    ("fire", "消防救援大队"), ("greening", "园林和绿化管理局"), ("civil", "民政局"),
-    ("hr", "人力资源和社会保障局"), ("justice", "司法局"),
+    ("urban", "城市管理局"),
+    ("water", "水务局"),
+    ("market", "市场监督管理局"),
+    ("housing", "住房和城乡建设局"),
+    ("environment", "生态环境局"),
+    ("traffic", "公安交警大队"),
+    ("emergency", "应急管理局"),
+    ("fire", "消防救援大队"),
+    ("greening", "园林和绿化管理局"),
+    ("civil", "民政局"),
+    ("hr", "人力资源和社会保障局"),
+    ("justice", "司法局"),
 )
 
 # local hour of day → relative report volume (peaks 9–11 and 14–17, few at night)
-HOUR_WEIGHTS = (0.15, 0.08, 0.05, 0.05, 0.06, 0.15, 0.5, 1.4, 3.2, 5.2, 5.6, 4.6, 2.0, 2.6, 4.8,
-                5.2, 4.9, 3.2, 1.6, 1.2, 1.0, 0.7, 0.4, 0.25)
+HOUR_WEIGHTS = (
+    0.15,
+    0.08,
+    0.05,
+    0.05,
+    0.06,
+    0.15,
+    0.5,
+    1.4,
+    3.2,
+    5.2,
+    5.6,
+    4.6,
+    2.0,
+    2.6,
+    4.8,
+    5.2,
+    4.9,
+    3.2,
+    1.6,
+    1.2,
+    1.0,
+    0.7,
+    0.4,
+    0.25,
+)
 KIND_SHARES = {"ordinary": 0.75, "hazard": 0.17, "dispute": 0.08}
 SCREENING_WEIGHTS = {"grid": 220, "village": 273, "town": 78}
 PERSON_COUNTS = {  # per village: (min, max)
-    "community_correction": (0, 2), "released_prisoner": (1, 3), "mental_risk": (0, 2), "drug_user": (0, 2),
-    "key_youth": (0, 2), "key_petitioner": (0, 1), "key_other": (0, 2), "empty_nest_elderly": (4, 10),
+    "community_correction": (0, 2),
+    "released_prisoner": (1, 3),
+    "mental_risk": (0, 2),
+    "drug_user": (0, 2),
+    "key_youth": (0, 2),
+    "key_petitioner": (0, 1),
+    "key_other": (0, 2),
+    "empty_nest_elderly": (4, 10),
 }
 SITE_COUNTS = {"key_place": (1, 3), "group_rental": (0, 3), "rental_house": (5, 14)}
 SITE_FREQUENCY = {"key_place": "monthly", "group_rental": "monthly", "rental_house": "quarterly"}
@@ -91,8 +129,17 @@ SWEEP_STATES = ("registered", "dispatched", "handling", "feedback")
 LEVEL_RANK = {"grid": 0, "village": 1, "town": 2, "city": 3}
 
 STAGES = (
-    "准备数据库", "镇街、村社、网格与警格", "综治中心与职能部门", "事件类别", "账号",
-    "一个月的事件与处理步骤", "巡查与签到", "在线心跳与登录记录", "重点人员、场所与走访", "基础数据与党建", "收尾",
+    "准备数据库",
+    "镇街、村社、网格与警格",
+    "综治中心与职能部门",
+    "事件类别",
+    "账号",
+    "一个月的事件与处理步骤",
+    "巡查与签到",
+    "在线心跳与登录记录",
+    "重点人员、场所与走访",
+    "基础数据与党建",
+    "收尾",
 )
 
 
@@ -257,7 +304,7 @@ class _Loader:
     def insert(self, model, rows: list[dict]) -> None:
         table = model.__table__
         for i in range(0, len(rows), CHUNK):
-            db.execute(insert(table), rows[i:i + CHUNK])
+            db.execute(insert(table), rows[i : i + CHUNK])
         db.commit()
 
     def workday(self, d: date) -> bool:
@@ -341,54 +388,118 @@ class _Loader:
         self.village_ids = self.ids(Place, len(geo.villages))
         self.grid_ids = self.ids(Place, len(geo.grids))
         self.beat_ids = beat_ids
-        self.insert(PoliceBeat, [
-            {"id": beat_ids[b.index], "code": b.code, "name": b.name, "town_id": self.town_ids[b.town]}
-            for b in geo.beats])
+        self.insert(
+            PoliceBeat,
+            [
+                {"id": beat_ids[b.index], "code": b.code, "name": b.name, "town_id": self.town_ids[b.town]}
+                for b in geo.beats
+            ],
+        )
 
         def row(area: Area, pid: int, parent: int | None, town: int | None, village: int | None, beat: int | None):
             lat, lon = area.center
-            return {"id": pid, "code": area.code, "name": area.name, "level": area.level, "kind": area.kind,
-                    "parent_id": parent, "city_id": self.city_id, "town_id": town, "village_id": village,
-                    "population": area.population, "households": area.households or None,
-                    "geometry": area.geojson(), "center_lat": lat, "center_lon": lon,
-                    "police_beat_id": beat, "active": True}
+            return {
+                "id": pid,
+                "code": area.code,
+                "name": area.name,
+                "level": area.level,
+                "kind": area.kind,
+                "parent_id": parent,
+                "city_id": self.city_id,
+                "town_id": town,
+                "village_id": village,
+                "population": area.population,
+                "households": area.households or None,
+                "geometry": area.geojson(),
+                "center_lat": lat,
+                "center_lon": lon,
+                "police_beat_id": beat,
+                "active": True,
+            }
 
         rows = [row(geo.district, self.city_id, None, None, None, None)]
         rows += [row(t, self.town_ids[t.index], self.city_id, self.town_ids[t.index], None, None) for t in geo.towns]
-        rows += [row(v, self.village_ids[v.index], self.town_ids[v.town], self.town_ids[v.town],
-                     self.village_ids[v.index], None) for v in geo.villages]
-        rows += [row(g, self.grid_ids[g.index], self.village_ids[g.village], self.town_ids[g.town],
-                     self.village_ids[g.village], beat_ids[g.beat] if g.beat is not None else None) for g in geo.grids]
+        rows += [
+            row(
+                v,
+                self.village_ids[v.index],
+                self.town_ids[v.town],
+                self.town_ids[v.town],
+                self.village_ids[v.index],
+                None,
+            )
+            for v in geo.villages
+        ]
+        rows += [
+            row(
+                g,
+                self.grid_ids[g.index],
+                self.village_ids[g.village],
+                self.town_ids[g.town],
+                self.village_ids[g.village],
+                beat_ids[g.beat] if g.beat is not None else None,
+            )
+            for g in geo.grids
+        ]
         self.insert(Place, rows)
-        self.summary.update({"镇街": len(geo.towns), "村社": len(geo.villages),
-                             "其中社区": sum(v.kind == "community" for v in geo.villages), "网格": len(geo.grids),
-                             "其中专属网格": sum(g.kind == "dedicated" for g in geo.grids), "警格": len(geo.beats),
-                             "警网关联网格": sum(g.beat is not None for g in geo.grids)})
+        self.summary.update(
+            {
+                "镇街": len(geo.towns),
+                "村社": len(geo.villages),
+                "其中社区": sum(v.kind == "community" for v in geo.villages),
+                "网格": len(geo.grids),
+                "其中专属网格": sum(g.kind == "dedicated" for g in geo.grids),
+                "警格": len(geo.beats),
+                "警网关联网格": sum(g.beat is not None for g in geo.grids),
+            }
+        )
 
     # 3. centers and departments ----------------------------------------------------------------------
     def centers(self) -> None:
         geo = self.geo
         ids = self.ids(Center, 1 + len(geo.towns) + len(geo.villages))
         self.city_center = ids[0]
-        self.town_centers = ids[1:1 + len(geo.towns)]
-        self.village_centers = ids[1 + len(geo.towns):]
+        self.town_centers = ids[1 : 1 + len(geo.towns)]
+        self.village_centers = ids[1 + len(geo.towns) :]
         rows = [{"id": self.city_center, "place_id": self.city_id, "name": "市网格化服务管理中心", "level": "city"}]
-        rows += [{"id": self.town_centers[t.index], "place_id": self.town_ids[t.index], "name": f"{t.name}综治中心",
-                  "level": "town"} for t in geo.towns]
+        rows += [
+            {
+                "id": self.town_centers[t.index],
+                "place_id": self.town_ids[t.index],
+                "name": f"{t.name}综治中心",
+                "level": "town",
+            }
+            for t in geo.towns
+        ]
         for v in geo.villages:
             suffix = "综治中心" if v.kind == "community" or self.rng.random() < 0.5 else "联动站"
-            rows.append({"id": self.village_centers[v.index], "place_id": self.village_ids[v.index],
-                         "name": f"{v.name}{suffix}", "level": "village"})
+            rows.append(
+                {
+                    "id": self.village_centers[v.index],
+                    "place_id": self.village_ids[v.index],
+                    "name": f"{v.name}{suffix}",
+                    "level": "village",
+                }
+            )
         self.insert(Center, rows)
 
         city_dept_ids = self.ids(Department, len(DEPARTMENTS))
         self.dept = {key: did for (key, _), did in zip(DEPARTMENTS, city_dept_ids, strict=False)}
-        rows = [{"id": did, "code": f"D{i + 1:02d}", "name": f"{geo.district.name}{name}", "place_id": self.city_id}
-                for i, ((key, name), did) in enumerate(zip(DEPARTMENTS, city_dept_ids, strict=False))]
+        rows = [
+            {"id": did, "code": f"D{i + 1:02d}", "name": f"{geo.district.name}{name}", "place_id": self.city_id}
+            for i, ((key, name), did) in enumerate(zip(DEPARTMENTS, city_dept_ids, strict=False))
+        ]
         ps_ids = self.ids(Department, len(geo.towns))
         self.police_station = ps_ids
-        rows += [{"id": ps_ids[t.index], "code": f"PS{t.code}", "name": f"{t.short}派出所",
-                  "place_id": self.town_ids[t.index]} for t in geo.towns]
+        rows += [
+            {
+                "id": ps_ids[t.index],
+                "code": f"PS{t.code}",
+                "name": f"{t.short}派出所",
+                "place_id": self.town_ids[t.index],
+            }
+            for t in geo.towns
+        ]
         self.insert(Department, rows)
         self.dept_names = {r["id"]: r["name"] for r in rows}
         self.summary.update({"综治中心": len(ids), "职能部门": len(rows)})
@@ -421,19 +532,46 @@ class _Loader:
         rows: list[dict] = []
         self.account_role: dict[int, str] = {}
 
-        def add(username: str, role: str, place_id: int, town: int | None, village: int | None, *,
-                post: str | None = None, center: int | None = None, dept: int | None = None,
-                name: str | None = None, unmask: bool = False) -> int:
+        def add(
+            username: str,
+            role: str,
+            place_id: int,
+            town: int | None,
+            village: int | None,
+            *,
+            post: str | None = None,
+            center: int | None = None,
+            dept: int | None = None,
+            name: str | None = None,
+            unmask: bool = False,
+        ) -> int:
             aid = self.ids(Account, 1)[0]
-            rows.append({
-                "id": aid, "username": username, "display_name": name or names.person_name(rng),
-                "password_hash": pw, "role": role, "post": post, "place_id": place_id, "town_id": town,
-                "village_id": village, "center_id": center, "department_id": dept,
-                "phone": names.mobile_phone(rng), "can_unmask": unmask, "active": True, "failed_logins": 0,
-                "locked_until": None, "password_changed_at": self.now - timedelta(days=rng.randint(1, 40)),
-                "must_change_password": False, "totp_secret": None, "last_login_at": None,
-                "last_seen_at": None, "created_at": created,
-            })
+            rows.append(
+                {
+                    "id": aid,
+                    "username": username,
+                    "display_name": name or names.person_name(rng),
+                    "password_hash": pw,
+                    "role": role,
+                    "post": post,
+                    "place_id": place_id,
+                    "town_id": town,
+                    "village_id": village,
+                    "center_id": center,
+                    "department_id": dept,
+                    "phone": names.mobile_phone(rng),
+                    "can_unmask": unmask,
+                    "active": True,
+                    "failed_logins": 0,
+                    "locked_until": None,
+                    "password_changed_at": self.now - timedelta(days=rng.randint(1, 40)),
+                    "must_change_password": False,
+                    "totp_secret": None,
+                    "last_login_at": None,
+                    "last_seen_at": None,
+                    "created_at": created,
+                }
+            )
             self.account_role[aid] = role
             return aid
 
@@ -449,16 +587,28 @@ class _Loader:
         for t in geo.towns:
             tid = self.town_ids[t.index]
             n = t.index + 1
-            self.town_admin.append(add(f"town{n:02d}_admin", "center_admin", tid, tid, None,
-                                       center=self.town_centers[t.index]))
-            self.town_sup.append(add(f"town{n:02d}_sup", "supervisor", tid, tid, None, center=self.town_centers[t.index]))
-            self.town_duty.append(add(f"town{n:02d}_duty", "duty_officer", tid, tid, None,
-                                      center=self.town_centers[t.index]))
+            self.town_admin.append(
+                add(f"town{n:02d}_admin", "center_admin", tid, tid, None, center=self.town_centers[t.index])
+            )
+            self.town_sup.append(
+                add(f"town{n:02d}_sup", "supervisor", tid, tid, None, center=self.town_centers[t.index])
+            )
+            self.town_duty.append(
+                add(f"town{n:02d}_duty", "duty_officer", tid, tid, None, center=self.town_centers[t.index])
+            )
         self.village_admin = []
         for v in geo.villages:
             vid = self.village_ids[v.index]
-            self.village_admin.append(add(f"v{v.index + 1:03d}_admin", "center_admin", vid, self.town_ids[v.town], vid,
-                                          center=self.village_centers[v.index]))
+            self.village_admin.append(
+                add(
+                    f"v{v.index + 1:03d}_admin",
+                    "center_admin",
+                    vid,
+                    self.town_ids[v.town],
+                    vid,
+                    center=self.village_centers[v.index],
+                )
+            )
         self.dept_handler: dict[int, int] = {}
         dept_ids = list(self.dept.values()) + list(self.police_station)
         for i, did in enumerate(dept_ids, start=1):
@@ -489,8 +639,15 @@ class _Loader:
             else:
                 post = "full_time" if rng.random() < 0.8 else "part_time"
             name = names.person_name(rng)
-            aid = add(f"gw{n:04d}", "gridworker", self.grid_ids[gi], self.town_ids[g.town], self.village_ids[g.village],
-                      post=post, name=name)
+            aid = add(
+                f"gw{n:04d}",
+                "gridworker",
+                self.grid_ids[gi],
+                self.town_ids[g.town],
+                self.village_ids[g.village],
+                post=post,
+                name=name,
+            )
             act = rng.lognormvariate(0, 0.45) * town_activity[g.town]
             if post == "part_time":
                 act *= 0.6
@@ -521,8 +678,11 @@ class _Loader:
         for t in geo.towns:
             accounts = [self.town_admin[t.index]] + [self.village_admin[v.index] for v in geo.villages_of(t.index)]
             k = max(1, round(rates[t.index] * len(accounts)))
-            chosen = [accounts[0]] + rng.sample(accounts[1:], min(len(accounts) - 1, k - 1)) if rng.random() < 0.9 \
+            chosen = (
+                [accounts[0]] + rng.sample(accounts[1:], min(len(accounts) - 1, k - 1))
+                if rng.random() < 0.9
                 else rng.sample(accounts, k)
+            )
             self.active_admins.update(chosen[:k])
         self.summary.update({"账号": len(rows), "网格员": len(self.workers), "志愿者": len(self.volunteers)})
 
@@ -624,9 +784,20 @@ class _Loader:
             lon, lat = self.pool.take(gi)
             addr = self.address(gi)
             discovered = t - timedelta(minutes=rng.uniform(1, 25) if leaf.parking else rng.uniform(2, 240))
-            p = Plan(idx=i, source=source, leaf=leaf, grid=gi, reported_at=t, discovered_at=discovered.replace(microsecond=0),
-                     reporter_id=reporter, reporter_center_id=center, address=addr, lon=lon, lat=lat,
-                     description=texts.describe(rng, leaf.templates, leaf.name, addr))
+            p = Plan(
+                idx=i,
+                source=source,
+                leaf=leaf,
+                grid=gi,
+                reported_at=t,
+                discovered_at=discovered.replace(microsecond=0),
+                reporter_id=reporter,
+                reporter_center_id=center,
+                address=addr,
+                lon=lon,
+                lat=lat,
+                description=texts.describe(rng, leaf.templates, leaf.name, addr),
+            )
             if source == "hotline":
                 lt = self.loc(t)
                 hotline_seq[lt.date()] += 1
@@ -682,7 +853,9 @@ class _Loader:
                 steps.append((at, "self_close", p.reporter_id, rng.choice(texts.SELF_CLOSE_NOTES), None))
                 continue
             # who registers
-            if p.source in ("hotline", "department", "leader") or (leaf.parking and self.loc(t0).hour not in range(7, 22)):
+            if p.source in ("hotline", "department", "leader") or (
+                leaf.parking and self.loc(t0).hour not in range(7, 22)
+            ):
                 registrar = rng.choice(self.operators)
             elif p.source == "center" and p.reporter_center_id in self.town_centers:
                 registrar = self.town_admin[ti]
@@ -698,8 +871,12 @@ class _Loader:
             if r < 0.014:
                 steps.append((reg_at, "reject", registrar, rng.choice(texts.REJECT_REASONS), None))
                 continue
-            if (r < 0.024 and previous is not None and previous.reported_at > t0 - timedelta(days=3)
-                    and not any(s[1] in ("reject", "duplicate", "auto_reject") for s in previous.steps)):
+            if (
+                r < 0.024
+                and previous is not None
+                and previous.reported_at > t0 - timedelta(days=3)
+                and not any(s[1] in ("reject", "duplicate", "auto_reject") for s in previous.steps)
+            ):
                 steps.append((reg_at, "duplicate", registrar, None, {"original": previous}))
                 continue
             steps.append((reg_at, "register", registrar, None, None))
@@ -720,8 +897,15 @@ class _Loader:
                 transfer_due = p.discovered_at + timedelta(minutes=cat.transfer_limit_minutes)
                 at = cursor + timedelta(minutes=rng.uniform(1, 8))
                 if at >= transfer_due or rng.random() < 0.02:
-                    steps.append((transfer_due + timedelta(seconds=rng.randint(20, 90)), "auto_reject", None,
-                                  "乱停车事件未在发现后一小时内转报市平台，按规定自动作废", None))
+                    steps.append(
+                        (
+                            transfer_due + timedelta(seconds=rng.randint(20, 90)),
+                            "auto_reject",
+                            None,
+                            "乱停车事件未在发现后一小时内转报市平台，按规定自动作废",
+                            None,
+                        )
+                    )
                     continue
                 steps.append((at, "transfer", registrar, "已转报市平台", None))
                 cursor = at
@@ -758,12 +942,21 @@ class _Loader:
             dispatcher, closer = self.handlers_for(p, level, registrar)
             department, assignee = self.dispatch_target(p, level)
             handler = self.dept_handler[department] if department else assignee
-            t_dispatch = self.daytime(cursor + min(span * rng.uniform(0.02, 0.08), timedelta(hours=rng.uniform(0.2, 6))),
-                                      dispatcher)
-            steps.append((t_dispatch, "dispatch", dispatcher, rng.choice(texts.DISPATCH_NOTES),
-                          {"department_id": department, "assignee_id": assignee}))
-            t_accept = self.daytime(t_dispatch + min(span * rng.uniform(0.02, 0.1), timedelta(hours=rng.uniform(0.2, 8))),
-                                    handler)
+            t_dispatch = self.daytime(
+                cursor + min(span * rng.uniform(0.02, 0.08), timedelta(hours=rng.uniform(0.2, 6))), dispatcher
+            )
+            steps.append(
+                (
+                    t_dispatch,
+                    "dispatch",
+                    dispatcher,
+                    rng.choice(texts.DISPATCH_NOTES),
+                    {"department_id": department, "assignee_id": assignee},
+                )
+            )
+            t_accept = self.daytime(
+                t_dispatch + min(span * rng.uniform(0.02, 0.1), timedelta(hours=rng.uniform(0.2, 8))), handler
+            )
             steps.append((t_accept, "accept", handler, None, None))
             close_at = max(close_at, t_accept + timedelta(minutes=20))
             t_feedback = self.daytime(close_at - (close_at - t_accept) * rng.uniform(0.05, 0.35), handler)
@@ -849,8 +1042,13 @@ class _Loader:
         if di is None:
             return
         rng = self.rng
-        esc = (steps[di][0], "escalate", self.town_admin[ti], rng.choice(texts.ESCALATE_NOTES["city"]),
-               {"to_level": "city"})
+        esc = (
+            steps[di][0],
+            "escalate",
+            self.town_admin[ti],
+            rng.choice(texts.ESCALATE_NOTES["city"]),
+            {"to_level": "city"},
+        )
         op = rng.choice(self.operators)
         key = p.leaf.dept
         dept = self.police_station[ti] if key == "police" else self.dept.get(key, self.dept["urban"])
@@ -880,23 +1078,59 @@ class _Loader:
             cat = p.leaf.row
             g = self.geo.grids[p.grid]
             c = {
-                "id": p.id, "number": f"SJ{self.loc(p.reported_at):%Y%m%d}{p.id:07d}", "source": p.source,
-                "client_key": None, "category_id": p.leaf.id, "kind": p.leaf.kind, "description": p.description,
-                "address": p.address, "lat": p.lat, "lon": p.lon, "grid_id": self.grid_ids[p.grid],
-                "village_id": self.village_ids[g.village], "town_id": self.town_ids[g.town],
-                "reporter_id": p.reporter_id, "reporter_center_id": p.reporter_center_id,
-                "caller_name": p.caller_name, "caller_phone": p.caller_phone, "external_ref": p.external_ref,
-                "state": "reported", "level": "grid", "valid": None, "duplicate_of_id": None, "self_handled": False,
-                "department_id": None, "assignee_id": None, "discovered_at": p.discovered_at,
-                "reported_at": p.reported_at, "registered_at": None, "dispatched_at": None, "transferred_at": None,
-                "closed_at": None, "dispatch_due": None, "handle_due": None, "escalate_due": None,
-                "transfer_due": (p.discovered_at + timedelta(minutes=cat.transfer_limit_minutes)
-                                 if cat.transfer_limit_minutes else None),
-                "transfer_warn_at": None, "escalate_warn_at": None,
-                "overdue": False, "overdue_at": None, "paused_at": None, "pause_reason": None,
-                "escalated_to_town": False, "escalated_to_city": False, "escalated_by_center_id": None,
-                "rework_count": 0, "outstanding": False, "outstanding_story": None,
-                "updated_at": p.reported_at, "version": 1,
+                "id": p.id,
+                "number": f"SJ{self.loc(p.reported_at):%Y%m%d}{p.id:07d}",
+                "source": p.source,
+                "client_key": None,
+                "category_id": p.leaf.id,
+                "kind": p.leaf.kind,
+                "description": p.description,
+                "address": p.address,
+                "lat": p.lat,
+                "lon": p.lon,
+                "grid_id": self.grid_ids[p.grid],
+                "village_id": self.village_ids[g.village],
+                "town_id": self.town_ids[g.town],
+                "reporter_id": p.reporter_id,
+                "reporter_center_id": p.reporter_center_id,
+                "caller_name": p.caller_name,
+                "caller_phone": p.caller_phone,
+                "external_ref": p.external_ref,
+                "state": "reported",
+                "level": "grid",
+                "valid": None,
+                "duplicate_of_id": None,
+                "self_handled": False,
+                "department_id": None,
+                "assignee_id": None,
+                "discovered_at": p.discovered_at,
+                "reported_at": p.reported_at,
+                "registered_at": None,
+                "dispatched_at": None,
+                "transferred_at": None,
+                "closed_at": None,
+                "dispatch_due": None,
+                "handle_due": None,
+                "escalate_due": None,
+                "transfer_due": (
+                    p.discovered_at + timedelta(minutes=cat.transfer_limit_minutes)
+                    if cat.transfer_limit_minutes
+                    else None
+                ),
+                "transfer_warn_at": None,
+                "escalate_warn_at": None,
+                "overdue": False,
+                "overdue_at": None,
+                "paused_at": None,
+                "pause_reason": None,
+                "escalated_to_town": False,
+                "escalated_to_city": False,
+                "escalated_by_center_id": None,
+                "rework_count": 0,
+                "outstanding": False,
+                "outstanding_story": None,
+                "updated_at": p.reported_at,
+                "version": 1,
             }
             timeline = timelines[p.id] = []
             last = None
@@ -904,15 +1138,23 @@ class _Loader:
                 if at > now:
                     break
                 # the sweep marks a case overdue a little after its handling limit passes
-                if (not c["overdue"] and c["handle_due"] is not None and c["state"] in SWEEP_STATES
-                        and c["handle_due"] + timedelta(seconds=45) < at):
+                if (
+                    not c["overdue"]
+                    and c["handle_due"] is not None
+                    and c["state"] in SWEEP_STATES
+                    and c["handle_due"] + timedelta(seconds=45) < at
+                ):
                     self.mark_overdue(c, steps_out, timeline)
                 step = self.apply(c, at, action, actor, note, extra, p, merges)
                 steps_out.append(step)
                 timeline.append((at, c["state"]))
                 last = at
-            if (not c["overdue"] and c["handle_due"] is not None and c["state"] in SWEEP_STATES
-                    and c["handle_due"] + timedelta(seconds=45) < now):
+            if (
+                not c["overdue"]
+                and c["handle_due"] is not None
+                and c["state"] in SWEEP_STATES
+                and c["handle_due"] + timedelta(seconds=45) < now
+            ):
                 self.mark_overdue(c, steps_out, timeline)
             c["updated_at"] = max(last or p.reported_at, c["overdue_at"] or p.reported_at)
             if p.leaf.kind == "dispute":
@@ -923,15 +1165,32 @@ class _Loader:
                     mlevel = c["level"] if c["level"] != "city" else "town"
                     if c["self_handled"]:
                         mlevel = "grid"
-                disputes.append({"case_id": p.id, "screening_level": p.screening or "grid",
-                                 "mediation_level": mlevel, "outcome": outcome, "mediated_at": mediated})
+                disputes.append(
+                    {
+                        "case_id": p.id,
+                        "screening_level": p.screening or "grid",
+                        "mediation_level": mlevel,
+                        "outcome": outcome,
+                        "mediated_at": mediated,
+                    }
+                )
             case_rows.append(c)
         # the original of each duplicate records the merge in its own timeline
         for at, original, dup_row, actor in merges:
             state = _state_at(timelines.get(original.id, []), at)
-            steps_out.append({"case_id": original.id, "at": at, "actor_id": actor, "action": "merge",
-                              "from_state": state, "to_state": state, "from_level": None, "to_level": None,
-                              "note": f"合并重复案件 {dup_row['number']}（其处理记录一并保留）"})
+            steps_out.append(
+                {
+                    "case_id": original.id,
+                    "at": at,
+                    "actor_id": actor,
+                    "action": "merge",
+                    "from_state": state,
+                    "to_state": state,
+                    "from_level": None,
+                    "to_level": None,
+                    "note": f"合并重复案件 {dup_row['number']}（其处理记录一并保留）",
+                }
+            )
         self.outstanding(plans, case_rows, steps_out)
         steps_out.sort(key=lambda s: (s["at"], s["case_id"]))
         for s, sid in zip(steps_out, self.ids(CaseStep, len(steps_out)), strict=False):
@@ -940,27 +1199,41 @@ class _Loader:
         self.insert(CaseStep, steps_out)
         self.insert(Dispute, disputes)
         self.case_rows = case_rows
-        self.summary.update({
-            "事件": len(case_rows), "处理步骤": len(steps_out), "矛盾纠纷": len(disputes),
-            "已结案": sum(c["state"] == "closed" for c in case_rows),
-            "逾期": sum(c["overdue"] for c in case_rows),
-            "流转至镇街": sum(c["escalated_to_town"] for c in case_rows),
-            "流转至市": sum(c["escalated_to_city"] for c in case_rows),
-            "优秀事件": sum(c["outstanding"] for c in case_rows),
-        })
+        self.summary.update(
+            {
+                "事件": len(case_rows),
+                "处理步骤": len(steps_out),
+                "矛盾纠纷": len(disputes),
+                "已结案": sum(c["state"] == "closed" for c in case_rows),
+                "逾期": sum(c["overdue"] for c in case_rows),
+                "流转至镇街": sum(c["escalated_to_town"] for c in case_rows),
+                "流转至市": sum(c["escalated_to_city"] for c in case_rows),
+                "优秀事件": sum(c["outstanding"] for c in case_rows),
+            }
+        )
 
     def mark_overdue(self, c: dict, steps_out: list, timeline: list) -> None:
         at = c["handle_due"] + timedelta(seconds=self.rng.randint(5, 45))
         c["overdue"] = True
         c["overdue_at"] = at
-        steps_out.append({"case_id": c["id"], "at": at, "actor_id": None, "action": "overdue",
-                          "from_state": c["state"], "to_state": c["state"], "from_level": c["level"],
-                          "to_level": c["level"],
-                          "note": f"超过办理时限（{self.loc(c['handle_due']):%Y-%m-%d %H:%M}）"})
+        steps_out.append(
+            {
+                "case_id": c["id"],
+                "at": at,
+                "actor_id": None,
+                "action": "overdue",
+                "from_state": c["state"],
+                "to_state": c["state"],
+                "from_level": c["level"],
+                "to_level": c["level"],
+                "note": f"超过办理时限（{self.loc(c['handle_due']):%Y-%m-%d %H:%M}）",
+            }
+        )
         timeline.append((at, c["state"]))
 
-    def apply(self, c: dict, at: datetime, action: str, actor: int | None, note: str | None, extra,
-              p: Plan, merges: list) -> dict:
+    def apply(
+        self, c: dict, at: datetime, action: str, actor: int | None, note: str | None, extra, p: Plan, merges: list
+    ) -> dict:
         """One step, with the rules of commandcenter.cases.loop; returns the CaseStep row."""
         cat = p.leaf.row
         from_state, from_level = c["state"], c["level"]
@@ -1018,8 +1291,11 @@ class _Loader:
             c["department_id"] = extra["department_id"]
             c["assignee_id"] = extra["assignee_id"]
             c["dispatched_at"] = at
-            target = self.dept_names.get(extra["department_id"]) if extra["department_id"] else \
-                self.worker_names.get(extra["assignee_id"], "")
+            target = (
+                self.dept_names.get(extra["department_id"])
+                if extra["department_id"]
+                else self.worker_names.get(extra["assignee_id"], "")
+            )
             note = f"派遣至 {target}" + (f"：{note}" if note else "")
         elif action == "accept":
             to_state = "handling"
@@ -1034,8 +1310,17 @@ class _Loader:
         else:  # pragma: no cover
             raise ValueError(action)
         c["state"] = to_state
-        return {"case_id": c["id"], "at": at, "actor_id": actor, "action": action, "from_state": from_state,
-                "to_state": to_state, "from_level": from_level, "to_level": c["level"], "note": note}
+        return {
+            "case_id": c["id"],
+            "at": at,
+            "actor_id": actor,
+            "action": action,
+            "from_state": from_state,
+            "to_state": to_state,
+            "from_level": from_level,
+            "to_level": c["level"],
+            "note": note,
+        }
 
     def outstanding(self, plans: list[Plan], rows: list[dict], steps_out: list) -> None:
         """A couple of 优秀网格事件 per town this month, each with a short story."""
@@ -1043,8 +1328,13 @@ class _Loader:
         by_town: dict[int, list[int]] = defaultdict(list)
         since = self.month_start if self.now - self.month_start > timedelta(days=5) else self.start
         for i, (p, c) in enumerate(zip(plans, rows, strict=False)):
-            if (c["state"] == "closed" and p.source == "app" and c["reported_at"] >= since and not c["self_handled"]
-                    and c["closed_at"] + timedelta(hours=30) < self.now):
+            if (
+                c["state"] == "closed"
+                and p.source == "app"
+                and c["reported_at"] >= since
+                and not c["self_handled"]
+                and c["closed_at"] + timedelta(hours=30) < self.now
+            ):
                 by_town[self.geo.grids[p.grid].town].append(i)
         for mine in by_town.values():
             for i in rng.sample(mine, min(len(mine), rng.randint(1, 3))):
@@ -1055,12 +1345,23 @@ class _Loader:
                 place = f"{self.geo.towns[g.town].name}{self.geo.villages[g.village].name}"
                 found = p.description.split("。")[0].replace("市民来电反映：", "")
                 c["outstanding"] = True
-                c["outstanding_story"] = texts.outstanding_story(rng, day=f"{lt.month}月{lt.day}日", place=place,
-                                                                  worker=worker, found=found, kind=p.leaf.kind)
+                c["outstanding_story"] = texts.outstanding_story(
+                    rng, day=f"{lt.month}月{lt.day}日", place=place, worker=worker, found=found, kind=p.leaf.kind
+                )
                 at = c["closed_at"] + timedelta(hours=rng.uniform(2, 28))
-                steps_out.append({"case_id": c["id"], "at": at, "actor_id": self.town_sup[g.town],
-                                  "action": "outstanding", "from_state": "closed", "to_state": "closed",
-                                  "from_level": c["level"], "to_level": c["level"], "note": "标记为优秀网格事件"})
+                steps_out.append(
+                    {
+                        "case_id": c["id"],
+                        "at": at,
+                        "actor_id": self.town_sup[g.town],
+                        "action": "outstanding",
+                        "from_state": "closed",
+                        "to_state": "closed",
+                        "from_level": c["level"],
+                        "to_level": c["level"],
+                        "note": "标记为优秀网格事件",
+                    }
+                )
                 c["updated_at"] = max(c["updated_at"], at)
 
     # 7. patrols and sign-ins --------------------------------------------------------------------------------
@@ -1081,8 +1382,16 @@ class _Loader:
                 signed = (compliant and rng.random() < 0.985) or rng.random() < 0.93
                 if signed and s_at < self.now:
                     lon, lat = self.pool.take(w.grid)
-                    sign_rows.append({"account_id": w.id, "town_id": self.town_ids[w.town], "day": d, "at": s_at,
-                                      "lat": lat, "lon": lon})
+                    sign_rows.append(
+                        {
+                            "account_id": w.id,
+                            "town_id": self.town_ids[w.town],
+                            "day": d,
+                            "at": s_at,
+                            "lat": lat,
+                            "lon": lon,
+                        }
+                    )
                     self.last_activity[w.id] = max(self.last_activity.get(w.id, s_at), s_at)
                 if d in missed:
                     continue
@@ -1094,10 +1403,18 @@ class _Loader:
                     continue
                 track, dist = self.track(w.grid, start, min(end, self.now))
                 ongoing = end > self.now
-                patrol_rows.append({"gridworker_id": w.id, "grid_id": self.grid_ids[w.grid],
-                                    "town_id": self.town_ids[w.town], "started_at": start,
-                                    "ended_at": None if ongoing else end, "track": track, "distance_m": round(dist, 1),
-                                    "client_key": None})
+                patrol_rows.append(
+                    {
+                        "gridworker_id": w.id,
+                        "grid_id": self.grid_ids[w.grid],
+                        "town_id": self.town_ids[w.town],
+                        "started_at": start,
+                        "ended_at": None if ongoing else end,
+                        "track": track,
+                        "distance_m": round(dist, 1),
+                        "client_key": None,
+                    }
+                )
                 self.last_activity[w.id] = max(self.last_activity.get(w.id, start), min(end, self.now))
         for row, pid in zip(patrol_rows, self.ids(Patrol, len(patrol_rows)), strict=False):
             row["id"] = pid
@@ -1164,11 +1481,28 @@ class _Loader:
             if at >= self.month_start:
                 month_login.add(aid)
             if rng.random() < 0.015:
-                login_rows.append({"account_id": aid, "username": username, "success": False, "reason": "bad_password",
-                                   "at": at - timedelta(seconds=rng.randint(10, 60)), "address": _ip(rng),
-                                   "channel": channel})
-            login_rows.append({"account_id": aid, "username": username, "success": True, "reason": None, "at": at,
-                               "address": _ip(rng), "channel": channel})
+                login_rows.append(
+                    {
+                        "account_id": aid,
+                        "username": username,
+                        "success": False,
+                        "reason": "bad_password",
+                        "at": at - timedelta(seconds=rng.randint(10, 60)),
+                        "address": _ip(rng),
+                        "channel": channel,
+                    }
+                )
+            login_rows.append(
+                {
+                    "account_id": aid,
+                    "username": username,
+                    "success": True,
+                    "reason": None,
+                    "at": at,
+                    "address": _ip(rng),
+                    "channel": channel,
+                }
+            )
             last_login[aid] = max(last_login.get(aid, at), at)
 
         def at_on(d: date, h0: float, h1: float) -> datetime:
@@ -1189,8 +1523,18 @@ class _Loader:
                     login(aid, usernames[aid], self.month_start + timedelta(seconds=rng.uniform(30, span)))
             for d in rng.sample(before_days, min(len(before_days), rng.randint(0, 3))):
                 login(aid, usernames[aid], at_on(d, 8.2, 11))
-        staff = [self.duty, self.supervisor, self.leader, *self.operators, self.admin, self.secadmin, self.auditor,
-                 *self.town_sup, *self.town_duty, *self.dept_handler.values()]
+        staff = [
+            self.duty,
+            self.supervisor,
+            self.leader,
+            *self.operators,
+            self.admin,
+            self.secadmin,
+            self.auditor,
+            *self.town_sup,
+            *self.town_duty,
+            *self.dept_handler.values(),
+        ]
         for aid in staff:
             for d in days:
                 if rng.random() < (0.85 if self.workday(d) else 0.2):
@@ -1209,15 +1553,25 @@ class _Loader:
         for aid, at in self.last_activity.items():
             seen[aid] = max(seen.get(aid, at), at)
         table = Account.__table__
-        params = [{"b_id": aid, "b_login": last_login.get(aid), "b_seen": seen.get(aid)}
-                  for aid in set(last_login) | set(seen)]
+        params = [
+            {"b_id": aid, "b_login": last_login.get(aid), "b_seen": seen.get(aid)}
+            for aid in set(last_login) | set(seen)
+        ]
         if params:
-            stmt = update(table).where(table.c.id == bindparam("b_id")).values(
-                last_login_at=bindparam("b_login"), last_seen_at=bindparam("b_seen"))
+            stmt = (
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values(last_login_at=bindparam("b_login"), last_seen_at=bindparam("b_seen"))
+            )
             db.execute(stmt, params)
             db.commit()
-        self.summary.update({"在线网格员": sum(1 for s in seen.values() if now - s < timedelta(minutes=5)),
-                             "心跳": len(hb_rows), "登录记录": len(login_rows)})
+        self.summary.update(
+            {
+                "在线网格员": sum(1 for s in seen.values() if now - s < timedelta(minutes=5)),
+                "心跳": len(hb_rows),
+                "登录记录": len(login_rows),
+            }
+        )
 
     # 9. persons, sites, visits ------------------------------------------------------------------------------
     def people(self) -> None:
@@ -1236,14 +1590,22 @@ class _Loader:
                         born = names.birth_date(rng, 2006, 2012)
                     else:
                         born = names.birth_date(rng, 1960, 2000)
-                    person_rows.append({
-                        "name": names.person_name(rng, female), "id_number": names.id_number(rng, geo.district_code, born, female),
-                        "phone": names.mobile_phone(rng) if rng.random() < 0.9 else None, "person_type": ptype,
-                        "visit_frequency": "weekly" if ptype == "empty_nest_elderly" else "monthly",
-                        "address": self.address(g.index), "grid_id": self.grid_ids[g.index],
-                        "village_id": self.village_ids[v.index], "town_id": self.town_ids[v.town],
-                        "assigned_to_id": self.grid_workers[g.index][0].id, "active": True, "_grid": g.index,
-                    })
+                    person_rows.append(
+                        {
+                            "name": names.person_name(rng, female),
+                            "id_number": names.id_number(rng, geo.district_code, born, female),
+                            "phone": names.mobile_phone(rng) if rng.random() < 0.9 else None,
+                            "person_type": ptype,
+                            "visit_frequency": "weekly" if ptype == "empty_nest_elderly" else "monthly",
+                            "address": self.address(g.index),
+                            "grid_id": self.grid_ids[g.index],
+                            "village_id": self.village_ids[v.index],
+                            "town_id": self.town_ids[v.town],
+                            "assigned_to_id": self.grid_workers[g.index][0].id,
+                            "active": True,
+                            "_grid": g.index,
+                        }
+                    )
             for stype, (lo, hi) in SITE_COUNTS.items():
                 for _ in range(rng.randint(lo, hi)):
                     g = rng.choice(grids)
@@ -1253,12 +1615,20 @@ class _Loader:
                         name = f"{rng.choice(g.compounds)}{rng.randint(1, 30)}幢{rng.randint(1, 6)}0{rng.randint(1, 4)}室（群租）"
                     else:
                         name = f"{rng.choice(g.compounds)}{rng.randint(1, 60)}号出租屋"
-                    site_rows.append({
-                        "name": name, "site_type": stype, "visit_frequency": SITE_FREQUENCY[stype],
-                        "address": self.address(g.index), "grid_id": self.grid_ids[g.index],
-                        "village_id": self.village_ids[v.index], "town_id": self.town_ids[v.town],
-                        "assigned_to_id": self.grid_workers[g.index][0].id, "active": True, "_grid": g.index,
-                    })
+                    site_rows.append(
+                        {
+                            "name": name,
+                            "site_type": stype,
+                            "visit_frequency": SITE_FREQUENCY[stype],
+                            "address": self.address(g.index),
+                            "grid_id": self.grid_ids[g.index],
+                            "village_id": self.village_ids[v.index],
+                            "town_id": self.town_ids[v.town],
+                            "assigned_to_id": self.grid_workers[g.index][0].id,
+                            "active": True,
+                            "_grid": g.index,
+                        }
+                    )
         for row, pid in zip(person_rows, self.ids(Person, len(person_rows)), strict=False):
             row["id"] = pid
         for row, sid in zip(site_rows, self.ids(Site, len(site_rows)), strict=False):
@@ -1284,10 +1654,19 @@ class _Loader:
             if at is None:
                 return
             lon, lat = self.pool.take(row["_grid"])
-            visit_rows.append({"gridworker_id": row["assigned_to_id"], "person_id": row["id"] if person else None,
-                               "site_id": None if person else row["id"], "town_id": row["town_id"], "at": at,
-                               "note": rng.choice(texts.VISIT_NOTES[kind_key]), "lat": lat, "lon": lon,
-                               "client_key": None})
+            visit_rows.append(
+                {
+                    "gridworker_id": row["assigned_to_id"],
+                    "person_id": row["id"] if person else None,
+                    "site_id": None if person else row["id"],
+                    "town_id": row["town_id"],
+                    "at": at,
+                    "note": rng.choice(texts.VISIT_NOTES[kind_key]),
+                    "lat": lat,
+                    "lon": lon,
+                    "client_key": None,
+                }
+            )
 
         weeks = []
         d = self.loc(self.start).date()
@@ -1323,7 +1702,9 @@ class _Loader:
         self.insert(Person, person_rows)
         self.insert(Site, site_rows)
         self.insert(Visit, visit_rows)
-        self.summary.update({"重点人员与关爱对象": len(person_rows), "走访场所": len(site_rows), "走访记录": len(visit_rows)})
+        self.summary.update(
+            {"重点人员与关爱对象": len(person_rows), "走访场所": len(site_rows), "走访记录": len(visit_rows)}
+        )
 
     # 10. base data and party building ----------------------------------------------------------------------
     def base_and_party(self) -> None:
@@ -1336,14 +1717,20 @@ class _Loader:
             linked = round(reg * 1.0188) if v.index == odd else round(reg * rng.uniform(0.90, 0.995))
             hh = v.households
             community = v.kind == "community"
-            rows.append({
-                "place_id": self.village_ids[v.index], "town_id": self.town_ids[v.town], "month": month,
-                "registered_population": reg, "linked_persons": linked, "households": hh,
-                "buildings": max(1, round(hh / (rng.uniform(30, 60) if community else rng.uniform(1.1, 1.6)))),
-                "houses": round(hh * rng.uniform(1.0, 1.15)),
-                "shops": round(reg / (rng.uniform(60, 120) if community else rng.uniform(150, 300))),
-                "enterprises": rng.randint(2, 30) if community else rng.randint(5, 60),
-            })
+            rows.append(
+                {
+                    "place_id": self.village_ids[v.index],
+                    "town_id": self.town_ids[v.town],
+                    "month": month,
+                    "registered_population": reg,
+                    "linked_persons": linked,
+                    "households": hh,
+                    "buildings": max(1, round(hh / (rng.uniform(30, 60) if community else rng.uniform(1.1, 1.6)))),
+                    "houses": round(hh * rng.uniform(1.0, 1.15)),
+                    "shops": round(reg / (rng.uniform(60, 120) if community else rng.uniform(150, 300))),
+                    "enterprises": rng.randint(2, 30) if community else rng.randint(5, 60),
+                }
+            )
         for row, bid in zip(rows, self.ids(BaseDataCount, len(rows)), strict=False):
             row["id"] = bid
         self.insert(BaseDataCount, rows)
@@ -1351,14 +1738,25 @@ class _Loader:
 
         orgs = []
         for v in geo.villages:
-            orgs.append({"name": f"中共{v.name}委员会" if v.population > 3000 else f"中共{v.name}总支部委员会",
-                         "place_id": self.village_ids[v.index], "town_id": self.town_ids[v.town],
-                         "members": max(15, round(v.population * rng.uniform(0.012, 0.022)))})
+            orgs.append(
+                {
+                    "name": f"中共{v.name}委员会" if v.population > 3000 else f"中共{v.name}总支部委员会",
+                    "place_id": self.village_ids[v.index],
+                    "town_id": self.town_ids[v.town],
+                    "members": max(15, round(v.population * rng.uniform(0.012, 0.022))),
+                }
+            )
             for g in geo.grids_of(v.index):
                 if g.kind == "comprehensive" and rng.random() < 0.65:
                     m = rng.randint(5, 32)
-                    orgs.append({"name": f"{g.name}{'党支部' if m >= 7 else '党小组'}", "place_id": self.grid_ids[g.index],
-                                 "town_id": self.town_ids[g.town], "members": m})
+                    orgs.append(
+                        {
+                            "name": f"{g.name}{'党支部' if m >= 7 else '党小组'}",
+                            "place_id": self.grid_ids[g.index],
+                            "town_id": self.town_ids[g.town],
+                            "members": m,
+                        }
+                    )
         org_ids = self.ids(PartyOrganization, len(orgs))
         for row, oid in zip(orgs, org_ids, strict=False):
             row["id"] = oid
@@ -1370,13 +1768,24 @@ class _Loader:
         for row in orgs:
             village_level = row["name"].startswith("中共")
             for _ in range(rng.randint(1, 3) if village_level else rng.randint(0, 1)):
-                acts.append({"organization_id": row["id"], "held_on": first + timedelta(days=rng.randint(0, span)),
-                             "title": rng.choice(texts.PARTY_ACTIVITIES)})
+                acts.append(
+                    {
+                        "organization_id": row["id"],
+                        "held_on": first + timedelta(days=rng.randint(0, span)),
+                        "title": rng.choice(texts.PARTY_ACTIVITIES),
+                    }
+                )
         for row, aid in zip(acts, self.ids(PartyActivity, len(acts)), strict=False):
             row["id"] = aid
         self.insert(PartyActivity, acts)
-        self.summary.update({"人房关联超100%的村社": geo.villages[odd].name, "党组织": len(orgs),
-                             "党员": sum(o["members"] for o in orgs), "党组织活动": len(acts)})
+        self.summary.update(
+            {
+                "人房关联超100%的村社": geo.villages[odd].name,
+                "党组织": len(orgs),
+                "党员": sum(o["members"] for o in orgs),
+                "党组织活动": len(acts),
+            }
+        )
 
     # 11. finish -----------------------------------------------------------------------------------------
     def finish(self) -> None:
@@ -1389,8 +1798,12 @@ class _Loader:
             db.commit()
             return
         for table in self.next_id:
-            db.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                            f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"))
+            db.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                    f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"
+                )
+            )
         db.commit()
         db.execute(text("ANALYZE"))
         db.commit()
@@ -1432,8 +1845,9 @@ def _state_at(timeline: list[tuple[datetime, str]], at: datetime) -> str:
 # --- the entry point ------------------------------------------------------------------------------
 
 
-def load_demo(seed: int = 20261123, scale: float = 1.0, force: bool = False, progress: bool = False,
-              now: datetime | None = None) -> dict[str, int | str]:
+def load_demo(
+    seed: int = 20261123, scale: float = 1.0, force: bool = False, progress: bool = False, now: datetime | None = None
+) -> dict[str, int | str]:
     """Fill an empty database with the demo district and a month of history; return a summary.
 
     Raises DemoError if the database already holds places or accounts and ``force`` is False;
@@ -1446,8 +1860,17 @@ def load_demo(seed: int = 20261123, scale: float = 1.0, force: bool = False, pro
     started = time.monotonic()
     loader = _Loader(seed, scale, now or utcnow(), current_tz())
     steps = (
-        lambda: loader.prepare(force), loader.places, loader.centers, loader.categories, loader.accounts,
-        loader.cases, loader.patrols, loader.presence, loader.people, loader.base_and_party, loader.finish,
+        lambda: loader.prepare(force),
+        loader.places,
+        loader.centers,
+        loader.categories,
+        loader.accounts,
+        loader.cases,
+        loader.patrols,
+        loader.presence,
+        loader.people,
+        loader.base_and_party,
+        loader.finish,
     )
     bar = tqdm(total=len(STAGES), disable=not progress, unit="步", desc="演示数据", leave=True)
     try:
@@ -1463,7 +1886,9 @@ def load_demo(seed: int = 20261123, scale: float = 1.0, force: bool = False, pro
     finally:
         bar.close()
     loader.summary["耗时（秒）"] = round(time.monotonic() - started, 1)
-    loader.summary["演示登录"] = (f"口令均为 {DEMO_PASSWORD}：admin（系统管理员）、duty（值班员）、operator1（坐席员）、"
-                              f"supervisor（督导）、leader（领导）、town01_admin / town01_sup / town01_duty（镇街）、"
-                              f"v001_admin（村社）、dept01（职能部门）、gw0001（网格员）、vol001（志愿者）")
+    loader.summary["演示登录"] = (
+        f"口令均为 {DEMO_PASSWORD}：admin（系统管理员）、duty（值班员）、operator1（坐席员）、"
+        f"supervisor（督导）、leader（领导）、town01_admin / town01_sup / town01_duty（镇街）、"
+        f"v001_admin（村社）、dept01（职能部门）、gw0001（网格员）、vol001（志愿者）"
+    )
     return loader.summary

@@ -103,8 +103,11 @@ class Simulator:
     def load(self) -> bool:
         """Read gridworkers, grids, categories and staff; False when the database has no district yet."""
         self.tz = current_tz()
-        rows = db.execute(select(Account.id, Account.place_id, Account.town_id, Account.village_id).where(
-            Account.role == "gridworker", Account.active.is_(True))).all()
+        rows = db.execute(
+            select(Account.id, Account.place_id, Account.town_id, Account.village_id).where(
+                Account.role == "gridworker", Account.active.is_(True)
+            )
+        ).all()
         if not rows:
             return False
         self.workers = {r.id: SimWorker(r.id, r.place_id, r.town_id, r.village_id) for r in rows}
@@ -113,25 +116,48 @@ class Simulator:
         for w in self.workers.values():
             self.grid_worker.setdefault(w.grid_id, w.id)
         self.grids = {}
-        for pid, geom in db.execute(select(Place.id, Place.geometry).where(Place.level == "grid", Place.active.is_(True))):
+        for pid, geom in db.execute(
+            select(Place.id, Place.geometry).where(Place.level == "grid", Place.active.is_(True))
+        ):
             if geom:
                 poly = shape(geom)
                 inner = poly.buffer(-0.00003)
                 self.grids[pid] = inner if inner.geom_type == "Polygon" and not inner.is_empty else poly
-        self.grid_names = {r.id: (r.name, r.village_id, r.town_id) for r in db.execute(
-            select(Place.id, Place.name, Place.village_id, Place.town_id).where(Place.level.in_(("grid", "village"))))}
+        self.grid_names = {
+            r.id: (r.name, r.village_id, r.town_id)
+            for r in db.execute(
+                select(Place.id, Place.name, Place.village_id, Place.town_id).where(
+                    Place.level.in_(("grid", "village"))
+                )
+            )
+        }
         cats = db.execute(select(Category)).scalars().all()
         _, self.leaves = category_leaves(cats)
         self.leaf_by_id = {lf.id: lf for kind in self.leaves.values() for lf in kind[0]}
-        staff = db.execute(select(Account.id, Account.role, Account.place_id, Account.town_id, Account.village_id,
-                                  Account.center_id, Account.department_id).where(Account.active.is_(True))).all()
+        staff = db.execute(
+            select(
+                Account.id,
+                Account.role,
+                Account.place_id,
+                Account.town_id,
+                Account.village_id,
+                Account.center_id,
+                Account.department_id,
+            ).where(Account.active.is_(True))
+        ).all()
         levels = dict(db.execute(select(Place.id, Place.level)).all())
         self.operators = [a.id for a in staff if a.role == "operator"]
         self.volunteers = [(a.id, a.place_id) for a in staff if a.role == "volunteer"]
-        self.village_admin = {a.village_id: (a.id, a.center_id) for a in staff
-                              if a.role == "center_admin" and levels.get(a.place_id) == "village"}
-        self.town_admin = {a.town_id: (a.id, a.center_id) for a in staff
-                           if a.role == "center_admin" and levels.get(a.place_id) == "town"}
+        self.village_admin = {
+            a.village_id: (a.id, a.center_id)
+            for a in staff
+            if a.role == "center_admin" and levels.get(a.place_id) == "village"
+        }
+        self.town_admin = {
+            a.town_id: (a.id, a.center_id)
+            for a in staff
+            if a.role == "center_admin" and levels.get(a.place_id) == "town"
+        }
         self.dept_handler = {a.department_id: a.id for a in staff if a.role == "department" and a.department_id}
         depts = db.execute(select(Department.id, Department.code, Department.name, Department.place_id)).all()
         self.departments = {d.id: (d.code, d.place_id) for d in depts}
@@ -142,10 +168,13 @@ class Simulator:
         self.rate_factor = len(self.workers) / FULL_GRIDWORKERS
         # who is online right now, and today's sign-ins and patrols
         recent = utcnow() - timedelta(minutes=10)
-        self.online = {r[0] for r in db.execute(select(Account.id).where(
-            Account.role == "gridworker", Account.last_seen_at >= recent))}
-        for pid, wid, started in db.execute(select(Patrol.id, Patrol.gridworker_id, Patrol.started_at).where(
-                Patrol.ended_at.is_(None))):
+        self.online = {
+            r[0]
+            for r in db.execute(select(Account.id).where(Account.role == "gridworker", Account.last_seen_at >= recent))
+        }
+        for pid, wid, started in db.execute(
+            select(Patrol.id, Patrol.gridworker_id, Patrol.started_at).where(Patrol.ended_at.is_(None))
+        ):
             self.ongoing[pid] = (wid, started, started + timedelta(minutes=self.rng.uniform(62, 120)))
         self.loaded = True
         return True
@@ -238,11 +267,19 @@ class Simulator:
             addr = self.address(grid_id)
             description = texts.describe(rng, leaf.templates, leaf.name, addr)
             cat = leaf.row
-            self_handled = (source == "app" and not cat.must_escalate and not cat.transfer_limit_minutes
-                            and rng.random() < 0.15)
-            data = ReportInput(category_id=leaf.id, description=description, lat=lat, lon=lon, address=addr,
-                               grid_id=grid_id, discovered_at=now - timedelta(minutes=rng.uniform(1, 30)),
-                               self_handled=self_handled)
+            self_handled = (
+                source == "app" and not cat.must_escalate and not cat.transfer_limit_minutes and rng.random() < 0.15
+            )
+            data = ReportInput(
+                category_id=leaf.id,
+                description=description,
+                lat=lat,
+                lon=lon,
+                address=addr,
+                grid_id=grid_id,
+                discovered_at=now - timedelta(minutes=rng.uniform(1, 30)),
+                self_handled=self_handled,
+            )
             if source == "hotline":
                 self.hotline_seq += 1
                 data.caller_name = names.person_name(rng)
@@ -251,8 +288,14 @@ class Simulator:
                 data.description = "市民来电反映：" + description
             actor = db.get(Account, actor_id) if actor_id else None
             try:
-                case, created = report_case(data, actor=actor, source=source, client_key=f"sim-{uuid.uuid4().hex}",
-                                            now=now, reporter_center_id=center_id)
+                case, created = report_case(
+                    data,
+                    actor=actor,
+                    source=source,
+                    client_key=f"sim-{uuid.uuid4().hex}",
+                    now=now,
+                    reporter_center_id=center_id,
+                )
             except (TransitionError, PermissionError, ValueError, IntegrityError) as exc:
                 db.rollback()
                 log.debug("simulator: report skipped: %s", exc)
@@ -265,8 +308,9 @@ class Simulator:
                 continue
             counts.reports += int(created)
             if self_handled and created:
-                self.pending_self_close.append((now + timedelta(minutes=rng.uniform(10, 60) / max(self.speed, 1e-6)),
-                                                case.id, actor_id))
+                self.pending_self_close.append(
+                    (now + timedelta(minutes=rng.uniform(10, 60) / max(self.speed, 1e-6)), case.id, actor_id)
+                )
             if actor_id in self.workers:
                 self.online.add(actor_id)
         return counts
@@ -289,8 +333,9 @@ class Simulator:
         if n == 0:
             return counts
         # the centers work on what just came in and on their backlog alike
-        ready = select(Case.id).where(Case.state.in_(OPEN_STATES),
-                                      Case.updated_at <= now - timedelta(minutes=3 / max(self.speed, 1.0)))
+        ready = select(Case.id).where(
+            Case.state.in_(OPEN_STATES), Case.updated_at <= now - timedelta(minutes=3 / max(self.speed, 1.0))
+        )
         limit = max(20, n * 2)
         newest = db.execute(ready.order_by(Case.updated_at.desc()).limit(limit)).scalars().all()
         oldest = db.execute(ready.order_by(Case.updated_at).limit(limit)).scalars().all()
@@ -311,8 +356,9 @@ class Simulator:
         center_actor = {"grid": village_actor, "village": village_actor, "town": town_actor}.get(case.level)
         if center_actor is None or case.level == "city" or case.source == "hotline":
             center_actor = rng.choice(self.operators) if self.operators else town_actor
-        handler = (self.dept_handler.get(case.department_id) if case.department_id else case.assignee_id) \
-            or self.grid_worker.get(case.grid_id)
+        handler = (
+            self.dept_handler.get(case.department_id) if case.department_id else case.assignee_id
+        ) or self.grid_worker.get(case.grid_id)
         leaf = self.leaf_by_id.get(case.category_id)
         cat = case.category
         state = case.state
@@ -323,17 +369,28 @@ class Simulator:
                 return self._step(lambda c, a: loop.transfer_to_city(c, a, now=now), case_id, center_actor)
             if cat.must_escalate and cat.escalate_to and case.escalate_due is not None and hasattr(loop, "escalate"):
                 note = rng.choice(texts.ESCALATE_NOTES.get(cat.escalate_to, texts.ESCALATE_NOTES["town"]))
-                return self._step(lambda c, a: loop.escalate(c, a, to_level=cat.escalate_to, note=note, now=now),
-                                  case_id, center_actor)
+                return self._step(
+                    lambda c, a: loop.escalate(c, a, to_level=cat.escalate_to, note=note, now=now),
+                    case_id,
+                    center_actor,
+                )
             department_id = assignee_id = None
             if case.level in ("town", "city") or (leaf and leaf.kind != "dispute" and rng.random() < 0.4):
                 key = leaf.dept if leaf else "urban"
-                department_id = (self.police_by_town.get(case.town_id) if key == "police" else None) \
-                    or self.dept_by_key.get(key) or self.dept_by_key.get("urban")
+                department_id = (
+                    (self.police_by_town.get(case.town_id) if key == "police" else None)
+                    or self.dept_by_key.get(key)
+                    or self.dept_by_key.get("urban")
+                )
             if department_id is None:
                 assignee_id = self.grid_worker.get(case.grid_id)
-            return self._step(lambda c, a: loop.dispatch(c, a, department_id=department_id, assignee_id=assignee_id,
-                                                         note=None, now=now), case_id, center_actor)
+            return self._step(
+                lambda c, a: loop.dispatch(
+                    c, a, department_id=department_id, assignee_id=assignee_id, note=None, now=now
+                ),
+                case_id,
+                center_actor,
+            )
         if state == "dispatched":
             return self._step(lambda c, a: loop.accept(c, a, now=now), case_id, handler)
         if state == "handling":
@@ -394,8 +451,10 @@ class Simulator:
             lon, lat = self.point_in(self.workers[wid].grid_id)
             rows.append({"account_id": wid, "at": now, "lat": lat, "lon": lon})
         db.execute(Heartbeat.__table__.insert(), rows)
-        db.execute(update(Account).where(Account.id.in_(chosen)).values(last_seen_at=now),
-                   execution_options={"synchronize_session": False})
+        db.execute(
+            update(Account).where(Account.id.in_(chosen)).values(last_seen_at=now),
+            execution_options={"synchronize_session": False},
+        )
         db.commit()
         counts.heartbeats = len(rows)
         return counts
@@ -414,7 +473,9 @@ class Simulator:
                 continue
             lon, lat = self.point_in(self.workers[wid].grid_id)
             try:
-                db.add(SignIn(account_id=wid, town_id=self.workers[wid].town_id, day=lt.date(), at=now, lat=lat, lon=lon))
+                db.add(
+                    SignIn(account_id=wid, town_id=self.workers[wid].town_id, day=lt.date(), at=now, lat=lat, lon=lon)
+                )
                 db.commit()
                 counts.sign_ins += 1
             except IntegrityError:
@@ -452,9 +513,14 @@ class Simulator:
                 continue
             w = self.workers[wid]
             lon, lat = self.point_in(w.grid_id)
-            patrol = Patrol(gridworker_id=wid, grid_id=w.grid_id, town_id=w.town_id, started_at=now,
-                            track=[[lon, lat, int((now - datetime(1970, 1, 1)).total_seconds())]],
-                            client_key=f"sim-{uuid.uuid4().hex}")
+            patrol = Patrol(
+                gridworker_id=wid,
+                grid_id=w.grid_id,
+                town_id=w.town_id,
+                started_at=now,
+                track=[[lon, lat, int((now - datetime(1970, 1, 1)).total_seconds())]],
+                client_key=f"sim-{uuid.uuid4().hex}",
+            )
             db.add(patrol)
             db.commit()
             self.patrolled.add(wid)
@@ -489,11 +555,21 @@ class Simulator:
                 aid, channel = self.rng.choice(self.staff_ids), "web"
             else:
                 aid, channel = self.rng.choice(self.worker_ids), "app"
-            db.add(LoginRecord(account_id=aid, username=self.usernames.get(aid, "?"), success=True, reason=None, at=now,
-                               address=f"10.{self.rng.randint(16, 31)}.{self.rng.randint(0, 255)}.{self.rng.randint(2, 254)}",
-                               channel=channel))
-            db.execute(update(Account).where(Account.id == aid).values(last_login_at=now),
-                       execution_options={"synchronize_session": False})
+            db.add(
+                LoginRecord(
+                    account_id=aid,
+                    username=self.usernames.get(aid, "?"),
+                    success=True,
+                    reason=None,
+                    at=now,
+                    address=f"10.{self.rng.randint(16, 31)}.{self.rng.randint(0, 255)}.{self.rng.randint(2, 254)}",
+                    channel=channel,
+                )
+            )
+            db.execute(
+                update(Account).where(Account.id == aid).values(last_login_at=now),
+                execution_options={"synchronize_session": False},
+            )
             db.commit()
             counts.logins += 1
         return counts
@@ -501,8 +577,14 @@ class Simulator:
     def tick(self, now: datetime, dt: float) -> Counts:
         """One tick of every activity; each runs on its own so that one failure does not stop the rest."""
         total = Counts()
-        for activity in (self.tick_reports, self.tick_advance, self.tick_heartbeats, self.tick_sign_ins,
-                         self.tick_patrols, self.tick_logins):
+        for activity in (
+            self.tick_reports,
+            self.tick_advance,
+            self.tick_heartbeats,
+            self.tick_sign_ins,
+            self.tick_patrols,
+            self.tick_logins,
+        ):
             try:
                 total.add(activity(now, dt))
             except Exception:
@@ -511,9 +593,14 @@ class Simulator:
         return total
 
 
-def run_simulator(app, speed: float = 1.0, duration: float | None = None,
-                  stop_event: threading.Event | None = None, tick_seconds: float = 1.0,
-                  seed: int | None = None) -> Counts:
+def run_simulator(
+    app,
+    speed: float = 1.0,
+    duration: float | None = None,
+    stop_event: threading.Event | None = None,
+    tick_seconds: float = 1.0,
+    seed: int | None = None,
+) -> Counts:
     """Run until ``stop_event`` is set or ``duration`` real seconds have passed; return the totals."""
     if speed <= 0:
         raise ValueError("speed must be positive")
@@ -545,10 +632,20 @@ def run_simulator(app, speed: float = 1.0, duration: float | None = None,
             finally:
                 db.remove()
         if time.monotonic() - last_log >= LOG_EVERY_S:
-            log.info("模拟器：新事件 %d，推进步骤 %d（跳过 %d），心跳 %d，签到 %d，巡查开始 %d / 结束 %d，登录 %d；"
-                     "在线网格员 %d，巡查中 %d", window.reports, window.steps, window.skipped, window.heartbeats,
-                     window.sign_ins, window.patrols_started, window.patrols_ended, window.logins, len(sim.online),
-                     len(sim.ongoing))
+            log.info(
+                "模拟器：新事件 %d，推进步骤 %d（跳过 %d），心跳 %d，签到 %d，巡查开始 %d / 结束 %d，登录 %d；"
+                "在线网格员 %d，巡查中 %d",
+                window.reports,
+                window.steps,
+                window.skipped,
+                window.heartbeats,
+                window.sign_ins,
+                window.patrols_started,
+                window.patrols_ended,
+                window.logins,
+                len(sim.online),
+                len(sim.ongoing),
+            )
             window = Counts()
             last_log = time.monotonic()
         stop_event.wait(tick_seconds)

@@ -46,25 +46,33 @@ def workbook(place: Place, q: Query, title: str, columns: tuple[Column, ...], ro
     ws.freeze_panes = "B2"
     about = wb.create_sheet("说明")
     f = q.filters
-    for line in (("单位", place.name), ("表格", title), ("统计时段", q.period.label),
-                 ("开始日期", q.period.start.isoformat()), ("结束日期", q.period.end.isoformat()),
-                 ("事件类型", f.kind or "全部"), ("事件类别", f.category_id or "全部"), ("事件状态", f.state or "全部"),
-                 ("事件来源", f.source or "全部"),
-                 ("说明", "空白表示分母为 0、比率无定义；带批注的单元格为数据质量存疑的数字。")):
+    for line in (
+        ("单位", place.name),
+        ("表格", title),
+        ("统计时段", q.period.label),
+        ("开始日期", q.period.start.isoformat()),
+        ("结束日期", q.period.end.isoformat()),
+        ("事件类型", f.kind or "全部"),
+        ("事件类别", f.category_id or "全部"),
+        ("事件状态", f.state or "全部"),
+        ("事件来源", f.source or "全部"),
+        ("说明", "空白表示分母为 0、比率无定义；带批注的单元格为数据质量存疑的数字。"),
+    ):
         xlsx_append(about, line)
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()
 
 
-
-
 def export_what(place: Place, q: Query, title: str) -> str:
     """What an export holds, for its audit row: the place, the table, the period and the filters."""
     f = q.filters
-    filters = "，".join(f"{k}={v}" for k, v in (("类型", f.kind), ("类别", f.category_id), ("状态", f.state),
-                                                ("来源", f.source)) if v) or "无筛选"
-    return (f"{place.name}（{place.code}）{title}；{q.period.start.isoformat()} 至 {q.period.end.isoformat()}；"
-            f"{filters}")
-
-
+    filters = (
+        "，".join(
+            f"{k}={v}"
+            for k, v in (("类型", f.kind), ("类别", f.category_id), ("状态", f.state), ("来源", f.source))
+            if v
+        )
+        or "无筛选"
+    )
+    return f"{place.name}（{place.code}）{title}；{q.period.start.isoformat()} 至 {q.period.end.isoformat()}；{filters}"

@@ -32,6 +32,7 @@ class BadInput(Exception):
 
 # --- the query string --------------------------------------------------------------------------------
 
+
 @dataclass
 class Query:
     period: Period
@@ -127,6 +128,7 @@ def parse_query(args, *, sort_keys: set[str] | None = None) -> Query:
 
 # --- the table columns ---------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Column:
     key: str
@@ -154,11 +156,21 @@ CHILD_COLUMNS = (
     Column("dispute", "矛盾纠纷", "int", lambda f: f.by_kind["dispute"]),
     Column("closure_rate", "办结率", "rate", _f("closure_rate"), ("closure_rate", "closed")),
     Column("escalated_town", "流转镇街", "int", _f("escalated_town")),
-    Column("escalated_town_closure_rate", "流转镇街办结率", "rate", _f("escalated_town_closure_rate"),
-           ("escalated_town_closure_rate",)),
+    Column(
+        "escalated_town_closure_rate",
+        "流转镇街办结率",
+        "rate",
+        _f("escalated_town_closure_rate"),
+        ("escalated_town_closure_rate",),
+    ),
     Column("escalated_city", "流转市中心", "int", _f("escalated_city")),
-    Column("escalated_city_closure_rate", "流转市中心办结率", "rate", _f("escalated_city_closure_rate"),
-           ("escalated_city_closure_rate",)),
+    Column(
+        "escalated_city_closure_rate",
+        "流转市中心办结率",
+        "rate",
+        _f("escalated_city_closure_rate"),
+        ("escalated_city_closure_rate",),
+    ),
     Column("overdue", "逾期", "int", _f("overdue")),
     Column("timeliness", "处理及时率", "rate", _f("timeliness"), ("timeliness",)),
     Column("valid_rate", "有效率", "rate", _f("valid_rate"), ("valid_rate",)),
@@ -224,6 +236,7 @@ def cell_text(column: Column, value) -> str:
 
 # --- navigation ---------------------------------------------------------------------------------------
 
+
 def breadcrumb(place: Place) -> list[Place]:
     """The place's ancestors from the viewer's own place down to it (nothing above his place)."""
     home = current_account().place
@@ -237,7 +250,6 @@ def breadcrumb(place: Place) -> list[Place]:
         if p is not None and place_contains(home, p):
             out.append(p)
     return out
-
 
 
 EXPORT_MAX_CASES = 20_000
@@ -257,5 +269,3 @@ def case_columns(paths: dict[int, str]) -> tuple[Column, ...]:
         Column("overdue", "逾期", "text", lambda c: "是" if c.overdue else "否"),
         Column("address", "地址", "text", lambda c: c.address),
     )
-
-

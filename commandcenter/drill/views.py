@@ -44,31 +44,56 @@ from .service import (
 
 # --- shared by the pages ------------------------------------------------------------------------------------
 
+
 def _bad(exc: BadInput, place: Place | None = None):
-    context = dict(error=exc, place=place, form=request.args, kinds=CASE_KINDS, states=CASE_STATES,
-                   sources=CASE_SOURCES, tree=case_queries.category_tree(active_only=False),
-                   period_kinds=PERIOD_KINDS)
+    context = dict(
+        error=exc,
+        place=place,
+        form=request.args,
+        kinds=CASE_KINDS,
+        states=CASE_STATES,
+        sources=CASE_SOURCES,
+        tree=case_queries.category_tree(active_only=False),
+        period_kinds=PERIOD_KINDS,
+    )
     return render_template("drill/invalid.html", **context), 400
 
 
 def _table_context(place: Place, q: Query) -> dict:
     if place.level == "grid" or q.table == "gridworkers":
         rows = sort_rows(stats.gridworker_rows(place, q.period, q.filters), WORKER_COLUMNS, q.sort)
-        return dict(table="gridworkers", columns=WORKER_COLUMNS, rows=rows,
-                    link=lambda r: url_for("drill.worker", account_id=r["account_id"], **q.args(sort=None, table=None)),
-                    title="网格员明细")
+        return dict(
+            table="gridworkers",
+            columns=WORKER_COLUMNS,
+            rows=rows,
+            link=lambda r: url_for("drill.worker", account_id=r["account_id"], **q.args(sort=None, table=None)),
+            title="网格员明细",
+        )
     rows = sort_rows(stats.children(place, q.period, q.filters), CHILD_COLUMNS, q.sort)
-    return dict(table="children", columns=CHILD_COLUMNS, rows=rows,
-                link=lambda r: url_for("drill.place", place_id=r.place_id, **q.args(sort=None, table=None)),
-                title=f"下级{CHILD_NAME[place.level]}")
+    return dict(
+        table="children",
+        columns=CHILD_COLUMNS,
+        rows=rows,
+        link=lambda r: url_for("drill.place", place_id=r.place_id, **q.args(sort=None, table=None)),
+        title=f"下级{CHILD_NAME[place.level]}",
+    )
 
 
 def _common(q: Query) -> dict:
-    return dict(q=q, cell_text=cell_text, pct=stats.pct_text, period_kinds=PERIOD_KINDS, kinds=CASE_KINDS,
-                states=CASE_STATES, sources=CASE_SOURCES, visit_labels=stats.VISIT_LABELS)
+    return dict(
+        q=q,
+        cell_text=cell_text,
+        pct=stats.pct_text,
+        period_kinds=PERIOD_KINDS,
+        kinds=CASE_KINDS,
+        states=CASE_STATES,
+        sources=CASE_SOURCES,
+        visit_labels=stats.VISIT_LABELS,
+    )
 
 
 # --- the pages -----------------------------------------------------------------------------------------------
+
 
 @bp.get("/")
 @require("drill.view")
@@ -98,9 +123,18 @@ def place(place_id: int):
     else:
         fig = stats.figures(target, q.period, q.filters)
         trend = stats.trend(target, q.period, q.filters)
-        html = render_template("drill/place.html", place=target, fig=fig, trend=trend, crumbs=breadcrumb(target),
-                               level_name=labels.PLACE_LEVEL, child_name=CHILD_NAME,
-                               tree=case_queries.category_tree(active_only=False), **table, **_common(q))
+        html = render_template(
+            "drill/place.html",
+            place=target,
+            fig=fig,
+            trend=trend,
+            crumbs=breadcrumb(target),
+            level_name=labels.PLACE_LEVEL,
+            child_name=CHILD_NAME,
+            tree=case_queries.category_tree(active_only=False),
+            **table,
+            **_common(q),
+        )
     response = current_app.make_response(html)
     response.headers["Vary"] = "HX-Request, HX-Target"
     return response
@@ -128,10 +162,16 @@ def export(place_id: int):
         return _bad(exc, target)
     table = _table_context(target, q)
     data = workbook(target, q, table["title"], table["columns"], table["rows"])
-    audit_export("drill.export", "place", target.id, what=export_what(target, q, table["title"]), rows=len(table["rows"]))
+    audit_export(
+        "drill.export", "place", target.id, what=export_what(target, q, table["title"]), rows=len(table["rows"])
+    )
     name = f"{target.name}-{table['title']}-{q.period.start.isoformat()}-{q.period.end.isoformat()}.xlsx"
-    return send_file(io.BytesIO(data), as_attachment=True, download_name=name,
-                     mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    return send_file(
+        io.BytesIO(data),
+        as_attachment=True,
+        download_name=name,
+        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    )
 
 
 def _worker_or_404(account_id: int) -> Account:
@@ -172,11 +212,25 @@ def worker(account_id: int):
     total = db.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     pages = max(1, math.ceil(total / PAGE_SIZE))
     page = min(page, pages)
-    cases = list(db.scalars(stmt.order_by(Case.reported_at.desc(), Case.id.desc())
-                            .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)))
-    return render_template("drill/worker.html", person=person, grid=grid, row=row, cases=cases, total=total,
-                           page=page, pages=pages, crumbs=breadcrumb(grid), paths=case_queries.category_paths(),
-                           columns=WORKER_COLUMNS, **_common(q))
+    cases = list(
+        db.scalars(
+            stmt.order_by(Case.reported_at.desc(), Case.id.desc()).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
+        )
+    )
+    return render_template(
+        "drill/worker.html",
+        person=person,
+        grid=grid,
+        row=row,
+        cases=cases,
+        total=total,
+        page=page,
+        pages=pages,
+        crumbs=breadcrumb(grid),
+        paths=case_queries.category_paths(),
+        columns=WORKER_COLUMNS,
+        **_common(q),
+    )
 
 
 @bp.get("/worker/<int:account_id>/export.xlsx")
@@ -188,11 +242,16 @@ def worker_export(account_id: int):
         q = parse_query(request.args)
     except BadInput as exc:
         return _bad(exc, person.place)
-    cases = list(db.scalars(_worker_cases(person, q).order_by(Case.reported_at.desc(), Case.id.desc())
-                            .limit(EXPORT_MAX_CASES)))
+    cases = list(
+        db.scalars(_worker_cases(person, q).order_by(Case.reported_at.desc(), Case.id.desc()).limit(EXPORT_MAX_CASES))
+    )
     title = f"{person.display_name}上报事件"
     data = workbook(person.place, q, title, case_columns(case_queries.category_paths()), cases)
     audit_export("drill.worker_export", "account", person.id, what=export_what(person.place, q, title), rows=len(cases))
     name = f"{person.display_name}-上报事件-{q.period.start.isoformat()}-{q.period.end.isoformat()}.xlsx"
-    return send_file(io.BytesIO(data), as_attachment=True, download_name=name,
-                     mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    return send_file(
+        io.BytesIO(data),
+        as_attachment=True,
+        download_name=name,
+        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    )

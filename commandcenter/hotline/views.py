@@ -26,8 +26,14 @@ def _hotline_form(values: dict, errors: dict, status: int = 200):
     for grid in grids:
         label = " · ".join(n for n in (names.get(grid.town_id), names.get(grid.village_id)) if n) or "网格"
         groups.setdefault(label, []).append(grid)
-    return render_template("hotline/new.html", values=values, errors=errors, tree=queries.category_tree(),
-                           grid_groups=groups, max_description=forms.DESCRIPTION_MAX), status
+    return render_template(
+        "hotline/new.html",
+        values=values,
+        errors=errors,
+        tree=queries.category_tree(),
+        grid_groups=groups,
+        max_description=forms.DESCRIPTION_MAX,
+    ), status
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -37,7 +43,7 @@ def new():
     account = current_account()
     if request.method == "GET":
         return _hotline_form({}, {})
-    values = {k: (request.form.get(k) or "")[:forms.DESCRIPTION_MAX + 100] for k in forms.HOTLINE_FIELDS}
+    values = {k: (request.form.get(k) or "")[: forms.DESCRIPTION_MAX + 100] for k in forms.HOTLINE_FIELDS}
     parsed, errors = forms.parse_hotline(request.form, account, current_app.config["SETTINGS"].timezone)
     if "external_ref" not in errors:
         existing = forms.find_hotline_case(parsed.external_ref)
@@ -49,8 +55,9 @@ def new():
     if errors:
         return _hotline_form(values, errors, 400)
     try:
-        case, created = report_case(parsed.data, actor=account, source="hotline",
-                                    client_key=forms.hotline_client_key(parsed.external_ref))
+        case, created = report_case(
+            parsed.data, actor=account, source="hotline", client_key=forms.hotline_client_key(parsed.external_ref)
+        )
     except TransitionError as exc:
         db.rollback()
         field = {"client_key": "external_ref", "self_handled": "category_id"}.get(exc.field, exc.field)

@@ -24,8 +24,17 @@ from .validation import RowError, count_records, read_text, records
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FORMATS", "ORDER", "FileResult", "RowError", "Run", "files_in", "import_dir", "import_file",
-           "rebuild_live_counters"]
+__all__ = [
+    "FORMATS",
+    "ORDER",
+    "FileResult",
+    "RowError",
+    "Run",
+    "files_in",
+    "import_dir",
+    "import_file",
+    "rebuild_live_counters",
+]
 
 PROGRESS_MIN_ROWS = 2_000
 
@@ -48,8 +57,10 @@ class FileResult:
 
     def summary(self) -> str:
         if not self.imported:
-            return (f"{self.file}：共 {self.rows} 行，{self.bad} 行有错误（{len(self.errors)} 处），未导入任何数据"
-                    "（修正后重新运行，或加 --skip-bad-rows 只导入正确的行）")
+            return (
+                f"{self.file}：共 {self.rows} 行，{self.bad} 行有错误（{len(self.errors)} 处），未导入任何数据"
+                "（修正后重新运行，或加 --skip-bad-rows 只导入正确的行）"
+            )
         text = f"{self.file}：共 {self.rows} 行，新增 {self.new}，已存在 {self.existing}（未改动）"
         if self.bad:
             text += f"，跳过有错误的行 {self.bad}"
@@ -64,8 +75,9 @@ def _bar(total: int, desc: str, progress: bool):
     return tqdm(total=total, desc=desc, unit="行", disable=not progress or total < PROGRESS_MIN_ROWS, leave=False)
 
 
-def import_file(kind: str, path: Path, *, tz: str, skip_bad_rows: bool = False, progress: bool = False,
-                run: Run | None = None) -> FileResult:
+def import_file(
+    kind: str, path: Path, *, tz: str, skip_bad_rows: bool = False, progress: bool = False, run: Run | None = None
+) -> FileResult:
     """Validate and import one file of the given kind; needs an app context (or an initialised engine)."""
     fmt: Format = FORMATS[kind]
     path = Path(path)
@@ -127,12 +139,14 @@ def import_file(kind: str, path: Path, *, tz: str, skip_bad_rows: bool = False, 
 
 def files_in(directory: Path) -> list[tuple[str, Path]]:
     """(kind, path) of the known files present in a directory, in dependency order."""
-    return [(kind, directory / FORMATS[kind].filename) for kind in ORDER
-            if (directory / FORMATS[kind].filename).is_file()]
+    return [
+        (kind, directory / FORMATS[kind].filename) for kind in ORDER if (directory / FORMATS[kind].filename).is_file()
+    ]
 
 
-def import_dir(directory: Path, *, tz: str, skip_bad_rows: bool = False, progress: bool = False,
-               on_result=None) -> list[FileResult]:
+def import_dir(
+    directory: Path, *, tz: str, skip_bad_rows: bool = False, progress: bool = False, on_result=None
+) -> list[FileResult]:
     """Import every known file of a directory in dependency order; stop at the first refused file
     (the files after it may refer to its rows)."""
     run = Run(tz)

@@ -85,8 +85,19 @@ class Run:
 
     def forget(self) -> None:
         """Drop every lookup (after a file was refused: it may have noted rows that were never written)."""
-        for name in ("places", "place_codes", "grid_tree", "centers", "accounts", "categories", "warn_rules",
-                     "departments", "persons", "sites", "cases"):
+        for name in (
+            "places",
+            "place_codes",
+            "grid_tree",
+            "centers",
+            "accounts",
+            "categories",
+            "warn_rules",
+            "departments",
+            "persons",
+            "sites",
+            "cases",
+        ):
             self.__dict__.pop(name, None)
 
     @cached_property
@@ -133,15 +144,22 @@ class Run:
     @cached_property
     def accounts(self) -> dict[str, AccountRef]:
         grids = {ref.id for ref in self.places.values() if ref.level == "grid"}
-        rows = db.execute(select(Account.username, Account.id, Account.role, Account.place_id, Account.town_id,
-                                 Account.village_id))
-        return {r.username: AccountRef(r.id, r.role, r.place_id, r.town_id, r.village_id,
-                                       r.place_id if r.place_id in grids else None) for r in rows}
+        rows = db.execute(
+            select(Account.username, Account.id, Account.role, Account.place_id, Account.town_id, Account.village_id)
+        )
+        return {
+            r.username: AccountRef(
+                r.id, r.role, r.place_id, r.town_id, r.village_id, r.place_id if r.place_id in grids else None
+            )
+            for r in rows
+        }
 
     @cached_property
     def categories(self) -> dict[str, tuple[int, str, int]]:
-        return {r.code: (r.id, r.kind, r.depth) for r in db.execute(select(Category.code, Category.id, Category.kind,
-                                                                           Category.depth))}
+        return {
+            r.code: (r.id, r.kind, r.depth)
+            for r in db.execute(select(Category.code, Category.id, Category.kind, Category.depth))
+        }
 
     @cached_property
     def warn_rules(self) -> dict[int, SimpleNamespace]:
@@ -155,13 +173,17 @@ class Run:
 
     @cached_property
     def persons(self) -> dict[str, tuple[int, int | None]]:
-        return {r.code: (r.id, r.town_id) for r in db.execute(
-            select(Person.code, Person.id, Person.town_id).where(Person.code.is_not(None)))}
+        return {
+            r.code: (r.id, r.town_id)
+            for r in db.execute(select(Person.code, Person.id, Person.town_id).where(Person.code.is_not(None)))
+        }
 
     @cached_property
     def sites(self) -> dict[str, tuple[int, int | None]]:
-        return {r.code: (r.id, r.town_id) for r in db.execute(
-            select(Site.code, Site.id, Site.town_id).where(Site.code.is_not(None)))}
+        return {
+            r.code: (r.id, r.town_id)
+            for r in db.execute(select(Site.code, Site.id, Site.town_id).where(Site.code.is_not(None)))
+        }
 
     @cached_property
     def cases(self) -> dict[str, tuple[int, datetime]]:
@@ -216,7 +238,9 @@ class Loader:
             self.err(rec.line, column, f"区划代码“{code}”不存在（须已在系统中或在 places.csv 中）")
             return None
         if level and ref.level != level:
-            self.err(rec.line, column, f"“{code}”是{labels.PLACE_LEVEL[ref.level]}，此处须填{labels.PLACE_LEVEL[level]}代码")
+            self.err(
+                rec.line, column, f"“{code}”是{labels.PLACE_LEVEL[ref.level]}，此处须填{labels.PLACE_LEVEL[level]}代码"
+            )
             return None
         return ref
 
@@ -252,7 +276,7 @@ class Loader:
         else:
             stmt = insert(table)
             for i in range(0, len(rows), BATCH):
-                chunk = rows[i:i + BATCH]
+                chunk = rows[i : i + BATCH]
                 db.execute(stmt, _trim(table, chunk))
                 if bar is not None:
                     bar.update(len(chunk))
@@ -261,7 +285,7 @@ class Loader:
         cols = [table.c[k] for k in key]
         found: dict[tuple, int] = {}
         for i in range(0, len(rows), BATCH):
-            first = sorted({r[key[0]] for r in rows[i:i + BATCH]})
+            first = sorted({r[key[0]] for r in rows[i : i + BATCH]})
             for r in db.execute(select(table.c.id, *cols).where(cols[0].in_(first))):
                 found[tuple(r[1:])] = r[0]
         return [found[tuple(r[k] for k in key)] for r in rows]
@@ -300,14 +324,13 @@ def _copy(table, rows: list[dict], bar) -> None:
     the same transaction. Every row carries every column (the loaders build them so), None is NULL."""
     names = list(rows[0])
     cells = [_copy_cell(_copy_kind(table.c[n])) for n in names]
-    sql = (f"COPY {table.name} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')")
+    sql = f"COPY {table.name} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
     cursor = db.connection().connection.dbapi_connection.cursor()
     try:
         for i in range(0, len(rows), COPY_BATCH):
-            chunk = rows[i:i + COPY_BATCH]
+            chunk = rows[i : i + COPY_BATCH]
             buf = io.StringIO()
-            buf.writelines(",".join([cell(r[n]) for cell, n in zip(cells, names, strict=True)]) + "\n"
-                           for r in chunk)
+            buf.writelines(",".join([cell(r[n]) for cell, n in zip(cells, names, strict=True)]) + "\n" for r in chunk)
             buf.seek(0)
             cursor.copy_expert(sql, buf)
             if bar is not None:
@@ -325,8 +348,11 @@ def _trim(table, rows: list[dict]) -> list[dict]:
     every column less is less work per row for SQLAlchemy and the driver."""
     if not rows:
         return rows
-    empty = [k for k in rows[0] if table.c[k].default is None and table.c[k].server_default is None
-             and all(r[k] is None for r in rows)]
+    empty = [
+        k
+        for k in rows[0]
+        if table.c[k].default is None and table.c[k].server_default is None and all(r[k] is None for r in rows)
+    ]
     if not empty:
         return rows
     # the first row's keys decide the columns of an executemany; the other rows' extra keys are ignored
@@ -370,13 +396,29 @@ class PlacesLoader(Loader):
         if not ok:
             return None
         geometry, clat, clon = v["geometry"] or (None, None, None)
-        ref = PlaceRef(None, level, parent.city_id if parent else None, parent.town_id if parent else None,
-                       parent.village_id if parent else None, geometry)
+        ref = PlaceRef(
+            None,
+            level,
+            parent.city_id if parent else None,
+            parent.town_id if parent else None,
+            parent.village_id if parent else None,
+            geometry,
+        )
         self.run.places[code] = ref  # later lines may name it as their parent
-        return {"code": code, "name": v["name"], "level": level, "kind": kind, "_parent": v["parent_code"],
-                "population": v["population"], "households": v["households"], "geometry": geometry,
-                "center_lat": clat, "center_lon": clon, "active": True if v["active"] is None else v["active"],
-                "police_beat_id": None}
+        return {
+            "code": code,
+            "name": v["name"],
+            "level": level,
+            "kind": kind,
+            "_parent": v["parent_code"],
+            "population": v["population"],
+            "households": v["households"],
+            "geometry": geometry,
+            "center_lat": clat,
+            "center_lon": clon,
+            "active": True if v["active"] is None else v["active"],
+            "police_beat_id": None,
+        }
 
     def write(self, rows: list[dict], bar) -> None:
         places, table = self.run.places, Place.__table__
@@ -386,11 +428,15 @@ class PlacesLoader(Loader):
                 if r["level"] != level:
                     continue
                 parent = places[r["_parent"]] if r["_parent"] else None
-                batch.append({k: val for k, val in r.items() if k != "_parent"} | {
-                    "parent_id": parent.id if parent else None,
-                    "city_id": parent.city_id if parent else None,
-                    "town_id": parent.town_id if parent else None,
-                    "village_id": parent.village_id if parent else None})
+                batch.append(
+                    {k: val for k, val in r.items() if k != "_parent"}
+                    | {
+                        "parent_id": parent.id if parent else None,
+                        "city_id": parent.city_id if parent else None,
+                        "town_id": parent.town_id if parent else None,
+                        "village_id": parent.village_id if parent else None,
+                    }
+                )
             if not batch:
                 continue
             ids = self._insert(table, batch, bar, key=("code",))
@@ -404,8 +450,7 @@ class PlacesLoader(Loader):
                 ref.city_id, ref.town_id, ref.village_id = r["city_id"], r["town_id"], r["village_id"]
                 self.run.place_codes[pid] = code
             if selfcol:
-                stmt = update(table).where(table.c.id == bindparam("_id")).values(
-                    {selfcol: bindparam("_self")})
+                stmt = update(table).where(table.c.id == bindparam("_id")).values({selfcol: bindparam("_self")})
                 db.execute(stmt, [{"_id": pid, "_self": pid} for pid in ids])
         if any(r["level"] == "grid" for r in rows):
             self.run.__dict__.pop("grid_tree", None)
@@ -435,8 +480,9 @@ class CentersLoader(Loader):
 
     def write(self, rows: list[dict], bar) -> None:
         table = Center.__table__
-        ids = self._insert(table, [{k: r[k] for k in ("place_id", "name", "level")} for r in rows], bar,
-                           key=("place_id", "name"))
+        ids = self._insert(
+            table, [{k: r[k] for k in ("place_id", "name", "level")} for r in rows], bar, key=("place_id", "name")
+        )
         for cid, r in zip(ids, rows, strict=True):
             self.run.centers.setdefault(r["_code"], []).append((cid, r["name"]))
 
@@ -466,22 +512,44 @@ class AccountsLoader(Loader):
         if place is None or (v["center_place_code"] is not None and center_id is None) or not ok:
             return None
         now = self.run.now
-        return {"username": username, "display_name": v["display_name"], "password_hash": None,
-                "role": v["role"], "post": v["post"], "place_id": place.id, "town_id": place.town_id,
-                "village_id": place.village_id, "center_id": center_id, "department_id": dept_id,
-                "phone": v["phone"], "can_unmask": False, "active": True if v["active"] is None else v["active"],
-                "failed_logins": 0, "locked_until": None, "password_changed_at": now,
-                "must_change_password": True, "totp_secret": None, "last_login_at": None, "last_seen_at": None,
-                "created_at": v["created_at"] or now, "_grid": place.id if place.level == "grid" else None}
+        return {
+            "username": username,
+            "display_name": v["display_name"],
+            "password_hash": None,
+            "role": v["role"],
+            "post": v["post"],
+            "place_id": place.id,
+            "town_id": place.town_id,
+            "village_id": place.village_id,
+            "center_id": center_id,
+            "department_id": dept_id,
+            "phone": v["phone"],
+            "can_unmask": False,
+            "active": True if v["active"] is None else v["active"],
+            "failed_logins": 0,
+            "locked_until": None,
+            "password_changed_at": now,
+            "must_change_password": True,
+            "totp_secret": None,
+            "last_login_at": None,
+            "last_seen_at": None,
+            "created_at": v["created_at"] or now,
+            "_grid": place.id if place.level == "grid" else None,
+        }
 
     def write(self, rows: list[dict], bar) -> None:
         table = Account.__table__
         secret = self.run.unusable_hash
-        ids = self._insert(table, [{k: val for k, val in r.items() if k != "_grid"} | {"password_hash": secret}
-                                   for r in rows], bar, key=("username",))
+        ids = self._insert(
+            table,
+            [{k: val for k, val in r.items() if k != "_grid"} | {"password_hash": secret} for r in rows],
+            bar,
+            key=("username",),
+        )
         for aid, r in zip(ids, rows, strict=True):
-            self.run.accounts[r["username"]] = AccountRef(aid, r["role"], r["place_id"], r["town_id"],
-                                                          r["village_id"], r["_grid"])
+            self.run.accounts[r["username"]] = AccountRef(
+                aid, r["role"], r["place_id"], r["town_id"], r["village_id"], r["_grid"]
+            )
 
 
 class _PeopleLoader(Loader):
@@ -502,10 +570,18 @@ class _PeopleLoader(Loader):
         extra = self.more(rec)
         if grid is None or (v["assigned_to"] is not None and worker is None) or extra is None:
             return None
-        row = extra | {"code": code, "name": v["name"], self.type_column: v[self.type_column],
-               "visit_frequency": v["visit_frequency"] or self.defaults.get(v[self.type_column], "monthly"),
-               "address": v["address"], "grid_id": grid.id, "village_id": grid.village_id, "town_id": grid.town_id,
-               "assigned_to_id": worker.id if worker else None, "active": True if v["active"] is None else v["active"]}
+        row = extra | {
+            "code": code,
+            "name": v["name"],
+            self.type_column: v[self.type_column],
+            "visit_frequency": v["visit_frequency"] or self.defaults.get(v[self.type_column], "monthly"),
+            "address": v["address"],
+            "grid_id": grid.id,
+            "village_id": grid.village_id,
+            "town_id": grid.town_id,
+            "assigned_to_id": worker.id if worker else None,
+            "active": True if v["active"] is None else v["active"],
+        }
         return row
 
     def more(self, rec: Record) -> dict | None:
@@ -652,30 +728,70 @@ class CasesLoader(Loader):
                     ok = False
         if not ok:
             return None
-        times = [t for t in (reported, v["registered_at"], v["dispatched_at"], v["transferred_at"], closed,
-                             v["overdue_at"]) if t is not None]
+        times = [
+            t
+            for t in (reported, v["registered_at"], v["dispatched_at"], v["transferred_at"], closed, v["overdue_at"])
+            if t is not None
+        ]
         # the warning moments, planned as the case loop plans them, so open imported cases are warned about
         rules = run.warn_rules[cat_id]
-        transfer_warn = (alerts.parking_warn_time(discovered, v["transfer_due"], rules)
-                         if v["transfer_due"] is not None else None)
-        escalate_warn = (alerts.warn_time(v["registered_at"], v["escalate_due"], rules)
-                         if v["escalate_due"] is not None and v["registered_at"] is not None else None)
+        transfer_warn = (
+            alerts.parking_warn_time(discovered, v["transfer_due"], rules) if v["transfer_due"] is not None else None
+        )
+        escalate_warn = (
+            alerts.warn_time(v["registered_at"], v["escalate_due"], rules)
+            if v["escalate_due"] is not None and v["registered_at"] is not None
+            else None
+        )
         row = {
-            "number": number, "source": v["source"], "client_key": None, "category_id": cat_id, "kind": kind,
-            "description": v["description"], "address": v["address"], "lat": lat, "lon": lon, "grid_id": grid_id,
-            "village_id": village_id, "town_id": town_id, "reporter_id": reporter.id if reporter else None,
-            "reporter_center_id": reporter_center, "caller_name": v["caller_name"], "caller_phone": v["caller_phone"],
-            "external_ref": v["external_ref"], "state": state, "level": level, "valid": valid,
-            "duplicate_of_id": None, "self_handled": bool(v["self_handled"]), "department_id": dept,
-            "assignee_id": assignee.id if assignee else None, "discovered_at": discovered, "reported_at": reported,
-            "registered_at": v["registered_at"], "dispatched_at": v["dispatched_at"],
-            "transferred_at": v["transferred_at"], "closed_at": closed, "dispatch_due": v["dispatch_due"],
-            "handle_due": v["handle_due"], "escalate_due": v["escalate_due"], "transfer_due": v["transfer_due"],
-            "transfer_warn_at": transfer_warn, "escalate_warn_at": escalate_warn, "overdue": overdue, "overdue_at": v["overdue_at"],
-            "paused_at": None, "pause_reason": None, "escalated_to_town": to_town, "escalated_to_city": to_city,
-            "escalated_by_center_id": by_center, "rework_count": v["rework_count"] or 0,
-            "outstanding": bool(v["outstanding"]), "outstanding_story": v["outstanding_story"],
-            "updated_at": max(times), "version": 1,
+            "number": number,
+            "source": v["source"],
+            "client_key": None,
+            "category_id": cat_id,
+            "kind": kind,
+            "description": v["description"],
+            "address": v["address"],
+            "lat": lat,
+            "lon": lon,
+            "grid_id": grid_id,
+            "village_id": village_id,
+            "town_id": town_id,
+            "reporter_id": reporter.id if reporter else None,
+            "reporter_center_id": reporter_center,
+            "caller_name": v["caller_name"],
+            "caller_phone": v["caller_phone"],
+            "external_ref": v["external_ref"],
+            "state": state,
+            "level": level,
+            "valid": valid,
+            "duplicate_of_id": None,
+            "self_handled": bool(v["self_handled"]),
+            "department_id": dept,
+            "assignee_id": assignee.id if assignee else None,
+            "discovered_at": discovered,
+            "reported_at": reported,
+            "registered_at": v["registered_at"],
+            "dispatched_at": v["dispatched_at"],
+            "transferred_at": v["transferred_at"],
+            "closed_at": closed,
+            "dispatch_due": v["dispatch_due"],
+            "handle_due": v["handle_due"],
+            "escalate_due": v["escalate_due"],
+            "transfer_due": v["transfer_due"],
+            "transfer_warn_at": transfer_warn,
+            "escalate_warn_at": escalate_warn,
+            "overdue": overdue,
+            "overdue_at": v["overdue_at"],
+            "paused_at": None,
+            "pause_reason": None,
+            "escalated_to_town": to_town,
+            "escalated_to_city": to_city,
+            "escalated_by_center_id": by_center,
+            "rework_count": v["rework_count"] or 0,
+            "outstanding": bool(v["outstanding"]),
+            "outstanding_story": v["outstanding_story"],
+            "updated_at": max(times),
+            "version": 1,
         }
         if v["duplicate_of"] is not None:
             self.duplicates.append((number, v["duplicate_of"]))
@@ -683,10 +799,11 @@ class CasesLoader(Loader):
             outcome = v["dispute_outcome"] or ("resolved" if state == "closed" else "pending")
             self.disputes[number] = {
                 "screening_level": v["dispute_screening_level"] or "grid",
-                "mediation_level": v["dispute_mediation_level"] or (
-                    (level if level != "city" else "town") if outcome != "pending" else None),
+                "mediation_level": v["dispute_mediation_level"]
+                or ((level if level != "city" else "town") if outcome != "pending" else None),
                 "outcome": outcome,
-                "mediated_at": v["dispute_mediated_at"] or (closed if outcome != "pending" else None)}
+                "mediated_at": v["dispute_mediated_at"] or (closed if outcome != "pending" else None),
+            }
         return row
 
     def write(self, rows: list[dict], bar) -> None:
@@ -699,8 +816,9 @@ class CasesLoader(Loader):
             written.add(r["number"])
         dups = [{"_id": cases[n][0], "_dup": cases[d][0]} for n, d in self.duplicates if n in written]
         if dups:
-            db.execute(update(table).where(table.c.id == bindparam("_id")).values(duplicate_of_id=bindparam("_dup")),
-                       dups)
+            db.execute(
+                update(table).where(table.c.id == bindparam("_id")).values(duplicate_of_id=bindparam("_dup")), dups
+            )
         disputes = [d | {"case_id": cases[n][0]} for n, d in self.disputes.items() if n in written]
         self._insert(Dispute.__table__, disputes, None)
         self.run.touched.add("cases")
@@ -727,19 +845,30 @@ class HistoryLoader(Loader):
             return None
         if not self.once((case_id, v["at"], v["action"]), line, "action", "同一事件同一时间的同一动作"):
             return None
-        return {"case_id": case_id, "at": v["at"], "actor_id": actor.id if actor else None, "action": v["action"],
-                "from_state": v["from_state"], "to_state": v["to_state"], "from_level": v["from_level"],
-                "to_level": v["to_level"] or v["from_level"], "note": v["note"]}
+        return {
+            "case_id": case_id,
+            "at": v["at"],
+            "actor_id": actor.id if actor else None,
+            "action": v["action"],
+            "from_state": v["from_state"],
+            "to_state": v["to_state"],
+            "from_level": v["from_level"],
+            "to_level": v["to_level"] or v["from_level"],
+            "note": v["note"],
+        }
 
     def finalize(self, rows: list[dict]) -> tuple[list[dict], int]:
         """Drop the steps already in the database (same case, time and action)."""
         case_ids = sorted({r["case_id"] for r in rows})
         existing = set()
         for i in range(0, len(case_ids), BATCH):
-            chunk = case_ids[i:i + BATCH]
+            chunk = case_ids[i : i + BATCH]
             # the time as the driver gives it: SQLAlchemy's own parsing of SQLite's strings is slow
-            rows_at = db.execute(select(CaseStep.case_id, type_coerce(CaseStep.at, String), CaseStep.action).where(
-                CaseStep.case_id.between(chunk[0], chunk[-1])))
+            rows_at = db.execute(
+                select(CaseStep.case_id, type_coerce(CaseStep.at, String), CaseStep.action).where(
+                    CaseStep.case_id.between(chunk[0], chunk[-1])
+                )
+            )
             existing.update((cid, _as_datetime(at), action) for cid, at, action in rows_at)
         if not existing:
             return rows, 0
@@ -792,14 +921,24 @@ class PatrolsLoader(_KeyedLoader):
             self.err(line, "ended_at", "一次巡查不能超过 24 小时")
             return None
         track = v["track"]
-        if track is not None and not (isinstance(track, list) and all(
-                isinstance(p, list) and len(p) >= 2 and all(isinstance(x, int | float) for x in p) for p in track)):
+        if track is not None and not (
+            isinstance(track, list)
+            and all(isinstance(p, list) and len(p) >= 2 and all(isinstance(x, int | float) for x in p) for p in track)
+        ):
             self.err(line, "track", "轨迹应为 [[经度, 纬度, unix 秒], …]")
             return None
         grid_id = grid.id if grid else worker.grid_id
         town_id = grid.town_id if grid else worker.town_id
-        return {"gridworker_id": worker.id, "grid_id": grid_id, "town_id": town_id, "started_at": start,
-                "ended_at": end, "track": track, "distance_m": v["distance_m"], "client_key": key}
+        return {
+            "gridworker_id": worker.id,
+            "grid_id": grid_id,
+            "town_id": town_id,
+            "started_at": start,
+            "ended_at": end,
+            "track": track,
+            "distance_m": v["distance_m"],
+            "client_key": key,
+        }
 
     def write(self, rows: list[dict], bar) -> None:
         self._insert(Patrol.__table__, rows, bar)
@@ -835,9 +974,17 @@ class VisitsLoader(_KeyedLoader):
         if (v["lat"] is None) != (v["lon"] is None):
             self.err(line, "lat", "经纬度须同时填写或同时不填")
             return None
-        return {"gridworker_id": worker.id, "person_id": person[0] if person else None,
-                "site_id": site[0] if site else None, "town_id": (person or site)[1], "at": v["at"],
-                "note": v["note"], "lat": v["lat"], "lon": v["lon"], "client_key": key}
+        return {
+            "gridworker_id": worker.id,
+            "person_id": person[0] if person else None,
+            "site_id": site[0] if site else None,
+            "town_id": (person or site)[1],
+            "at": v["at"],
+            "note": v["note"],
+            "lat": v["lat"],
+            "lon": v["lon"],
+            "client_key": key,
+        }
 
     def write(self, rows: list[dict], bar) -> None:
         self._insert(Visit.__table__, rows, bar)
@@ -858,9 +1005,16 @@ class LoginsLoader(_KeyedLoader):
         if ref is None and success:
             self.err(line, "username", f"账号“{v['username']}”不存在；成功的登录必须属于已有账号")
             return None
-        return {"account_id": ref.id if ref else None, "username": v["username"], "success": success,
-                "reason": v["reason"], "at": v["at"], "address": v["address"], "channel": v["channel"] or "web",
-                "import_key": key}
+        return {
+            "account_id": ref.id if ref else None,
+            "username": v["username"],
+            "success": success,
+            "reason": v["reason"],
+            "at": v["at"],
+            "address": v["address"],
+            "channel": v["channel"] or "web",
+            "import_key": key,
+        }
 
     def write(self, rows: list[dict], bar) -> None:
         self._insert(LoginRecord.__table__, rows, bar)
@@ -889,13 +1043,32 @@ class SignInsLoader(Loader):
         if (v["lat"] is None) != (v["lon"] is None):
             self.err(line, "lat", "经纬度须同时填写或同时不填")
             return None
-        return {"account_id": worker.id, "town_id": worker.town_id, "day": day, "at": v["at"], "lat": v["lat"],
-                "lon": v["lon"]}
+        return {
+            "account_id": worker.id,
+            "town_id": worker.town_id,
+            "day": day,
+            "at": v["at"],
+            "lat": v["lat"],
+            "lon": v["lon"],
+        }
 
     def write(self, rows: list[dict], bar) -> None:
         self._insert(SignIn.__table__, rows, bar)
 
 
-LOADERS: dict[str, type[Loader]] = {cls.kind: cls for cls in (
-    PlacesLoader, CentersLoader, AccountsLoader, PersonsLoader, SitesLoader, CasesLoader, HistoryLoader,
-    PatrolsLoader, SignInsLoader, VisitsLoader, LoginsLoader)}
+LOADERS: dict[str, type[Loader]] = {
+    cls.kind: cls
+    for cls in (
+        PlacesLoader,
+        CentersLoader,
+        AccountsLoader,
+        PersonsLoader,
+        SitesLoader,
+        CasesLoader,
+        HistoryLoader,
+        PatrolsLoader,
+        SignInsLoader,
+        VisitsLoader,
+        LoginsLoader,
+    )
+}

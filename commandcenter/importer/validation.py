@@ -141,6 +141,7 @@ def parser(col: Column, clock: LocalClock):  # noqa: C901 - one small function p
             if limit and len(text) > limit:
                 raise CellError(f"超过 {limit} 个字符（{len(text)} 个）")
             return text
+
         return text_
     if t == CHOICE:
         allowed = frozenset(col.choices)
@@ -149,6 +150,7 @@ def parser(col: Column, clock: LocalClock):  # noqa: C901 - one small function p
             if text not in allowed:
                 raise CellError(f"取值“{_short(text)}”无效，应为 {'、'.join(col.choices)} 之一")
             return text
+
         return choice
     if t == DATETIME:
         fixed = clock.fixed
@@ -165,8 +167,10 @@ def parser(col: Column, clock: LocalClock):  # noqa: C901 - one small function p
                     if 1990 <= value.year <= 2100:
                         return value - fixed
             return parse_datetime(text, clock)
+
         return datetime_
     if t == INT:
+
         def int_(text: str) -> int:
             try:
                 value = int(text)
@@ -175,8 +179,10 @@ def parser(col: Column, clock: LocalClock):  # noqa: C901 - one small function p
             if value < 0:
                 raise CellError("不能为负数")
             return value
+
         return int_
     if t in (FLOAT, LAT, LON):
+
         def float_(text: str) -> float:
             try:
                 value = float(text)
@@ -191,8 +197,10 @@ def parser(col: Column, clock: LocalClock):  # noqa: C901 - one small function p
             if t == FLOAT and value < 0:
                 raise CellError("不能为负数")
             return value
+
         return float_
     if t == BOOL:
+
         def bool_(text: str) -> bool:
             low = text.lower()
             if low in TRUE:
@@ -200,17 +208,20 @@ def parser(col: Column, clock: LocalClock):  # noqa: C901 - one small function p
             if low in FALSE:
                 return False
             raise CellError(f"应为 是/否（或 1/0、true/false），而不是“{_short(text)}”")
+
         return bool_
     if t == DATE:
         return parse_date
     if t == GEOJSON:
         return parse_geojson
     if t == JSON:
+
         def json_(text: str):
             try:
                 return json.loads(text)
             except ValueError as exc:
                 raise CellError(f"不是有效的 JSON：{exc.msg}") from None
+
         return json_
     raise AssertionError(t)  # pragma: no cover
 
@@ -232,9 +243,10 @@ def read_text(path: Path, errors: list[RowError]) -> str | None:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        errors.append(RowError(name, line, None, "文件不是 UTF-8 编码（从 Excel 或 GBK 系统导出的文件请另存为"
-                                                 "“CSV UTF-8”）"))
+        line = raw[: exc.start].count(b"\n") + 1
+        errors.append(
+            RowError(name, line, None, "文件不是 UTF-8 编码（从 Excel 或 GBK 系统导出的文件请另存为“CSV UTF-8”）")
+        )
         return None
 
 

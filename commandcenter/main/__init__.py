@@ -33,8 +33,7 @@ NAV = (
 def nav_items(account) -> list[tuple[str, str, str]]:
     if account is None:
         return []
-    return [item for item in NAV
-            if item[0] in current_app.view_functions and has_permission(account, item[2])]
+    return [item for item in NAV if item[0] in current_app.view_functions and has_permission(account, item[2])]
 
 
 @bp.app_context_processor

@@ -20,8 +20,10 @@ TREND_DAYS = 30
 def trend_svg(trend: dict, width: int = 340, height: int = 120) -> dict:
     """Geometry of a bar chart (reports per day) with a line (closures per day) from `stats.trend`, for the
     template to draw as SVG."""
-    rows = [{"day": date.fromisoformat(d), "reported": r, "closed": c}
-            for d, r, c in zip(trend["days"], trend["reported"], trend["closed"], strict=True)]
+    rows = [
+        {"day": date.fromisoformat(d), "reported": r, "closed": c}
+        for d, r, c in zip(trend["days"], trend["reported"], trend["closed"], strict=True)
+    ]
     top = max([r["reported"] for r in rows] + [r["closed"] for r in rows] + [1])
     pad_left, pad_bottom, pad_top = 4, 16, 18
     inner_w, inner_h = width - pad_left * 2, height - pad_bottom - pad_top
@@ -30,15 +32,32 @@ def trend_svg(trend: dict, width: int = 340, height: int = 120) -> dict:
     for i, row in enumerate(rows):
         h = inner_h * row["reported"] / top
         x = pad_left + i * step
-        bars.append({"x": round(x + step * 0.1, 1), "y": round(pad_top + inner_h - h, 1), "w": round(step * 0.8, 1),
-                     "h": round(h, 1), "title": f"{row['day'].month}月{row['day'].day}日 上报 {row['reported']} 件，结案 {row['closed']} 件"})
+        bars.append(
+            {
+                "x": round(x + step * 0.1, 1),
+                "y": round(pad_top + inner_h - h, 1),
+                "w": round(step * 0.8, 1),
+                "h": round(h, 1),
+                "title": f"{row['day'].month}月{row['day'].day}日 上报 {row['reported']} 件，结案 {row['closed']} 件",
+            }
+        )
         points.append(f"{x + step / 2:.1f},{pad_top + inner_h - inner_h * row['closed'] / top:.1f}")
     labels = []
     if rows:
         for i in (0, len(rows) // 2, len(rows) - 1):
-            labels.append({"x": round(pad_left + i * step + step / 2, 1), "text": f"{rows[i]['day'].month}/{rows[i]['day'].day}"})
-    return {"width": width, "height": height, "bars": bars, "line": " ".join(points), "labels": labels,
-            "top": top, "baseline": pad_top + inner_h, "label_y": height - 3}
+            labels.append(
+                {"x": round(pad_left + i * step + step / 2, 1), "text": f"{rows[i]['day'].month}/{rows[i]['day'].day}"}
+            )
+    return {
+        "width": width,
+        "height": height,
+        "bars": bars,
+        "line": " ".join(points),
+        "labels": labels,
+        "top": top,
+        "baseline": pad_top + inner_h,
+        "label_y": height - 3,
+    }
 
 
 def open_alert_count(place: Place) -> int:
@@ -81,10 +100,15 @@ def index():
     month = Period(today.replace(day=1), today, "month")
     trend_period = Period(today - timedelta(days=TREND_DAYS - 1), today, "custom")
     return render_template(
-        "mobile/index.html", me=me, place=place, today=today,
+        "mobile/index.html",
+        me=me,
+        place=place,
+        today=today,
         now_local=local(utcnow(), tz),
-        day=stats.figures(place, day), month=stats.figures(place, month),
-        alerts=open_alert_count(place), ranking=town_ranking(place),
+        day=stats.figures(place, day),
+        month=stats.figures(place, month),
+        alerts=open_alert_count(place),
+        ranking=town_ranking(place),
         alerts_url=url_for("alerts.index") if has_permission(me, "alert.ack") else None,
         trend=trend_svg(stats.trend(place, trend_period)),
     )

@@ -90,5 +90,8 @@ def refuse(message: str, *, audited: bool) -> Open311Error:
         audit("open311.bad_key", "open311_client", None, success=False, detail=detail(count), commit=True)
     if count.allowed:
         return Open311Error(403, message)
-    return Open311Error(429, f"无效 api_key 的请求过于频繁，请 {count.retry_after} 秒后再试",
-                        headers={"Retry-After": str(count.retry_after)})
+    return Open311Error(
+        429,
+        f"无效 api_key 的请求过于频繁，请 {count.retry_after} 秒后再试",
+        headers={"Retry-After": str(count.retry_after)},
+    )

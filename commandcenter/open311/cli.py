@@ -1,8 +1,8 @@
 """`flask open311 …`: manage the API keys of Open311 clients.
 
-    flask open311 add-client "市民随手拍"     prints the new api_key once; only its sha256 is kept
-    flask open311 list-clients
-    flask open311 disable-client 3           the key stops working at once (enable-client undoes it)
+flask open311 add-client "市民随手拍"     prints the new api_key once; only its sha256 is kept
+flask open311 list-clients
+flask open311 disable-client 3           the key stops working at once (enable-client undoes it)
 """
 
 from __future__ import annotations
@@ -61,8 +61,7 @@ def register_open311_cli(app: Flask) -> None:
     @group.command("list-clients")
     def list_clients() -> None:
         """Every client: id, state, creation time, requests filed, name (never a key)."""
-        counts = dict(db.execute(select(Open311Token.client_id, func.count())
-                                 .group_by(Open311Token.client_id)).all())
+        counts = dict(db.execute(select(Open311Token.client_id, func.count()).group_by(Open311Token.client_id)).all())
         clients = db.execute(select(Open311Client).order_by(Open311Client.id)).scalars().all()
         if not clients:
             click.echo("尚无 Open311 客户端；用 flask open311 add-client 名称 创建")
@@ -78,8 +77,12 @@ def register_open311_cli(app: Flask) -> None:
         if client is None:
             raise click.ClickException(f"没有编号为 {client_id} 的 Open311 客户端")
         client.active = active
-        audit("open311.client_enable" if active else "open311.client_disable", "open311_client", client.id,
-              detail=client.name)
+        audit(
+            "open311.client_enable" if active else "open311.client_disable",
+            "open311_client",
+            client.id,
+            detail=client.name,
+        )
         db.commit()
         return client
 

@@ -48,6 +48,7 @@ class Open311Error(Exception):
 
 # --- output -----------------------------------------------------------------------------------------
 
+
 def xml_text(value: object) -> str | None:
     if value is None:
         return None
@@ -106,6 +107,7 @@ def error_response(status: int, *descriptions: str) -> Response:
 
 # --- W3C date-times ---------------------------------------------------------------------------------
 
+
 def w3c(value: datetime | None, tz: str) -> str | None:
     """Naive UTC from the database → local time with its offset: 2026-11-23T18:00:00+08:00."""
     if value is None:
@@ -132,7 +134,8 @@ def parse_w3c(value: str, name: str, tz: str, *, end: bool = False) -> datetime:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise Open311Error(
-            400, f"{name} 不是合法的 W3C 日期时间（例如 2026-01-01T00:00:00+08:00 或 2026-01-01T00:00:00Z）") from None
+            400, f"{name} 不是合法的 W3C 日期时间（例如 2026-01-01T00:00:00+08:00 或 2026-01-01T00:00:00Z）"
+        ) from None
     if not date_in_range(parsed):  # year 1 or 9999 overflows the conversion to UTC
         raise Open311Error(400, f"{name} {DATE_RANGE_MESSAGE}")
     if end and _DATE_ONLY.fullmatch(text):

@@ -79,6 +79,7 @@ MEDIA_URL = re.compile(r"https?://\S+")
 
 # --- services -------------------------------------------------------------------------------------
 
+
 class Catalog:
     """The category tree, read once per request."""
 
@@ -142,12 +143,14 @@ def definition(code: str) -> dict:
 
 # --- POST requests --------------------------------------------------------------------------------
 
+
 def authenticate(form: MultiDict) -> Open311Client:
     api_key = (form.get("api_key") or "").strip()
     if not api_key:
         raise badkeys.refuse("缺少 api_key，无法提交服务请求", audited=False)
-    client = db.execute(select(Open311Client).where(
-        Open311Client.api_key_hash == token_digest(api_key))).scalar_one_or_none()
+    client = db.execute(
+        select(Open311Client).where(Open311Client.api_key_hash == token_digest(api_key))
+    ).scalar_one_or_none()
     if client is None or not client.active:  # limited per address and folded in the audit: see badkeys
         raise badkeys.refuse("api_key 无效或已停用，无法提交服务请求", audited=True)
     return client
@@ -183,19 +186,35 @@ def caller_name(first: str | None, last: str | None) -> str | None:
     return first or last
 
 
-def client_key(client: Open311Client, device_id: str, service_code: str, lat: float | None, lon: float | None,
-               address_id: str | None, address: str | None, description: str | None) -> str:
-    parts = [client.api_key_hash, device_id, service_code,
-             "" if lat is None else f"{lat:.7f}", "" if lon is None else f"{lon:.7f}",
-             address_id or "", address or "", description or ""]
+def client_key(
+    client: Open311Client,
+    device_id: str,
+    service_code: str,
+    lat: float | None,
+    lon: float | None,
+    address_id: str | None,
+    address: str | None,
+    description: str | None,
+) -> str:
+    parts = [
+        client.api_key_hash,
+        device_id,
+        service_code,
+        "" if lat is None else f"{lat:.7f}",
+        "" if lon is None else f"{lon:.7f}",
+        address_id or "",
+        address or "",
+        description or "",
+    ]
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
 def create_request(form: MultiDict) -> tuple[Case, bool, dict]:
     """POST requests: returns (case, created, the response's request element)."""
     if request.mimetype not in FORM_TYPES:
-        raise Open311Error(400, "请求体须为 application/x-www-form-urlencoded（当前 Content-Type 为 "
-                                f"{request.mimetype or '空'}）")
+        raise Open311Error(
+            400, f"请求体须为 application/x-www-form-urlencoded（当前 Content-Type 为 {request.mimetype or '空'}）"
+        )
     client = authenticate(form)
     errors: list[str] = []
     service_code = (form.get("service_code") or "").strip()
@@ -220,15 +239,18 @@ def create_request(form: MultiDict) -> tuple[Case, bool, dict]:
     grid_id = None
     if not (sent["lat"] or sent["long"]):  # no point: route by the grid code, or refuse
         if address_id:
-            grid = db.execute(select(Place).where(Place.code == address_id, Place.level == "grid",
-                                                  Place.active.is_(True))).scalar_one_or_none()
+            grid = db.execute(
+                select(Place).where(Place.code == address_id, Place.level == "grid", Place.active.is_(True))
+            ).scalar_one_or_none()
             if grid is None:
                 errors.append(f"address_id {address_id} 不是本市的网格编码")
             else:
                 grid_id = grid.id
         elif address:
-            errors.append("本市按网格受理事件，须提供 lat 与 long（WGS-84 经纬度）或以 address_id 提供网格编码；"
-                          "仅凭 address_string 无法确定所在网格")
+            errors.append(
+                "本市按网格受理事件，须提供 lat 与 long（WGS-84 经纬度）或以 address_id 提供网格编码；"
+                "仅凭 address_string 无法确定所在网格"
+            )
         else:
             errors.append("缺少位置：须提供 lat 与 long，或 address_string，或 address_id 之一")
     if errors:
@@ -237,18 +259,31 @@ def create_request(form: MultiDict) -> tuple[Case, bool, dict]:
     if category is None:
         raise Open311Error(404, f"service_code {service_code} 不存在或已停用，请先调用 services 查询")
     key = client_key(client, device_id, service_code, lat, lon, address_id, address, description) if device_id else None
-    data = ReportInput(category_id=category.id, description=description or "", lat=lat, lon=lon, address=address,
-                       grid_id=grid_id, caller_name=caller_name(first, last), caller_phone=phone)
+    data = ReportInput(
+        category_id=category.id,
+        description=description or "",
+        lat=lat,
+        lon=lon,
+        address=address,
+        grid_id=grid_id,
+        caller_name=caller_name(first, last),
+        caller_phone=phone,
+    )
     try:
         case, created = report_case(data, actor=None, source=SOURCE, client_key=key)
     except TransitionError as exc:
         field = FIELD.get(exc.field or "", exc.field)
         if exc.field == "lat":
-            raise Open311Error(400, f"lat/long（{lat}, {lon}）不在本市任何网格内，无法受理；请核对经纬度（WGS-84）") from exc
+            raise Open311Error(
+                400, f"lat/long（{lat}, {lon}）不在本市任何网格内，无法受理；请核对经纬度（WGS-84）"
+            ) from exc
         raise Open311Error(400, f"{exc.message}（{field}）" if field else exc.message) from exc
     _record(case, client, created, media_url)
-    return case, created, {"service_request_id": case.number, "service_notice": service_notice(category),
-                           "account_id": account_id}
+    return (
+        case,
+        created,
+        {"service_request_id": case.number, "service_notice": service_notice(category), "account_id": account_id},
+    )
 
 
 def _record(case: Case, client: Open311Client, created: bool, media_url: str | None) -> None:
@@ -257,8 +292,13 @@ def _record(case: Case, client: Open311Client, created: bool, media_url: str | N
     if has_token is None:
         db.add(Open311Token(token=uuid.uuid4().hex, case_id=case.id, client_id=client.id))
     if created and media_url:
-        step = db.execute(select(CaseStep).where(CaseStep.case_id == case.id, CaseStep.action == "report")
-                          .order_by(CaseStep.id)).scalars().first()
+        step = (
+            db.execute(
+                select(CaseStep).where(CaseStep.case_id == case.id, CaseStep.action == "report").order_by(CaseStep.id)
+            )
+            .scalars()
+            .first()
+        )
         if step is not None:
             step.note = (step.note or "") + MEDIA_MARK + media_url
     if created:
@@ -271,6 +311,7 @@ def _record(case: Case, client: Open311Client, created: bool, media_url: str | N
 
 
 # --- GET requests ---------------------------------------------------------------------------------
+
 
 def _values(args: MultiDict, name: str) -> list[str]:
     """A comma list that may also be declared several times: status=open,closed or status=open&status=closed."""
@@ -329,8 +370,11 @@ def find_request(number: str) -> Case:
 
 
 def find_token(token: str) -> dict:
-    row = db.execute(select(Open311Token.token, Case.number).join(Case, Case.id == Open311Token.case_id)
-                     .where(Open311Token.token == token)).first()
+    row = db.execute(
+        select(Open311Token.token, Case.number)
+        .join(Case, Case.id == Open311Token.case_id)
+        .where(Open311Token.token == token)
+    ).first()
     if row is None:
         raise Open311Error(404, f"token {token} 不存在")
     return {"service_request_id": row.number, "token": row.token}
@@ -375,8 +419,11 @@ def serialize(cases: Iterable[Case]) -> list[dict]:
     place_ids = {i for c in cases for i in (c.grid_id, c.village_id, c.town_id) if i}
     places = {p.id: p for p in db.execute(select(Place).where(Place.id.in_(place_ids))).scalars()} if place_ids else {}
     dept_ids = {c.department_id for c in cases if c.department_id}
-    departments = {d.id: d.name for d in db.execute(
-        select(Department).where(Department.id.in_(dept_ids))).scalars()} if dept_ids else {}
+    departments = (
+        {d.id: d.name for d in db.execute(select(Department).where(Department.id.in_(dept_ids))).scalars()}
+        if dept_ids
+        else {}
+    )
     tz = current_tz()
     out = []
     for case in cases:
@@ -394,25 +441,27 @@ def serialize(cases: Iterable[Case]) -> list[dict]:
         address = case.address
         if not address and grid is not None:  # most specific first, as the spec asks
             address = "，".join(p.name for p in (grid, places.get(case.village_id), places.get(case.town_id)) if p)
-        out.append({
-            "service_request_id": case.number,
-            "status": "closed" if closed else "open",
-            "status_notes": status_note(case, history),
-            "service_name": category.name,
-            "service_code": category.code,
-            "description": None if private else (case.description or None),
-            "agency_responsible": agency,
-            "service_notice": service_notice(category),
-            "requested_datetime": w3c(case.reported_at, tz),
-            "updated_datetime": w3c(case.closed_at if closed and case.closed_at else case.updated_at, tz),
-            "expected_datetime": w3c(case.handle_due, tz),
-            "address": None if private else address,
-            "address_id": None if private or grid is None else grid.code,
-            "zipcode": None,
-            "lat": None if private else case.lat,
-            "long": None if private else case.lon,
-            "media_url": None if private else media_url,
-        })
+        out.append(
+            {
+                "service_request_id": case.number,
+                "status": "closed" if closed else "open",
+                "status_notes": status_note(case, history),
+                "service_name": category.name,
+                "service_code": category.code,
+                "description": None if private else (case.description or None),
+                "agency_responsible": agency,
+                "service_notice": service_notice(category),
+                "requested_datetime": w3c(case.reported_at, tz),
+                "updated_datetime": w3c(case.closed_at if closed and case.closed_at else case.updated_at, tz),
+                "expected_datetime": w3c(case.handle_due, tz),
+                "address": None if private else address,
+                "address_id": None if private or grid is None else grid.code,
+                "zipcode": None,
+                "lat": None if private else case.lat,
+                "long": None if private else case.lon,
+                "media_url": None if private else media_url,
+            }
+        )
     return out
 
 
@@ -421,12 +470,13 @@ def discovery(base_url: str) -> dict:
         "changeset": CHANGESET,
         "contact": f"{CENTER_NAME}：请通过本市 12345 热线或网格化服务管理中心联系接口维护人员",
         "key_service": "api_key 由系统管理员签发（flask open311 add-client 名称），只保存其摘要",
-        "endpoints": [{
-            "specification": SPEC_URL,
-            "url": base_url,
-            "changeset": CHANGESET,
-            "type": "production",
-            "formats": ["text/xml", "application/json"],
-        }],
+        "endpoints": [
+            {
+                "specification": SPEC_URL,
+                "url": base_url,
+                "changeset": CHANGESET,
+                "type": "production",
+                "formats": ["text/xml", "application/json"],
+            }
+        ],
     }
-

@@ -39,6 +39,7 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 # --- errors: always the spec's list ---------------------------------------------------------------
 
+
 @bp.errorhandler(Open311Error)
 def handle_open311_error(exc: Open311Error):
     response = error_response(exc.status, *exc.descriptions)
@@ -88,6 +89,7 @@ def handle_unexpected(exc: Exception):
 
 # --- rate limit: per client key when there is one -------------------------------------------------
 
+
 def _intake_limit() -> str:
     return current_app.config["SETTINGS"].intake_rate_limit
 
@@ -100,6 +102,7 @@ def _rate_key() -> str:
 
 
 # --- the endpoints --------------------------------------------------------------------------------
+
 
 @bp.get("/")
 @public
@@ -168,4 +171,3 @@ def not_found(anything: str):
     if request.path.rsplit(".", 1)[-1].lower() not in ("json", "xml"):
         raise Open311Error(404, f"{request.path} 不存在；资源须以 .json 或 .xml 结尾")
     raise Open311Error(404, f"{request.path} 不存在")
-

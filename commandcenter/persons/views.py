@@ -39,11 +39,18 @@ def log_refused_unmask() -> None:
     is still an audit row (the app's own before_request has identified the account by now)."""
     account = current_account()
     if request.endpoint == "persons.unmask" and account is not None and not has_permission(account, "person.view"):
-        audit("person.unmask", "person", (request.view_args or {}).get("person_id"), success=False,
-              detail="拒绝：角色无查看人员权限", commit=True)
+        audit(
+            "person.unmask",
+            "person",
+            (request.view_args or {}).get("person_id"),
+            success=False,
+            detail="拒绝：角色无查看人员权限",
+            commit=True,
+        )
 
 
 # --- the list --------------------------------------------------------------------------------------
+
 
 @dataclass
 class PersonFilters:
@@ -106,18 +113,40 @@ def index():
     total = db.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
     pages = max(1, -(-total // PAGE_SIZE))
     f.page = min(f.page, pages)
-    rows = list(db.execute(stmt.order_by(Person.grid_id, Person.id)
-                           .offset((f.page - 1) * PAGE_SIZE).limit(PAGE_SIZE)).scalars())
+    rows = list(
+        db.execute(stmt.order_by(Person.grid_id, Person.id).offset((f.page - 1) * PAGE_SIZE).limit(PAGE_SIZE)).scalars()
+    )
     ids = [p.id for p in rows]
-    last_visit = dict(db.execute(select(Visit.person_id, func.max(Visit.at)).where(Visit.person_id.in_(ids))
-                                 .group_by(Visit.person_id)).all()) if ids else {}
+    last_visit = (
+        dict(
+            db.execute(
+                select(Visit.person_id, func.max(Visit.at)).where(Visit.person_id.in_(ids)).group_by(Visit.person_id)
+            ).all()
+        )
+        if ids
+        else {}
+    )
     assignees = _names_of(p.assigned_to_id for p in rows)
-    audit("person.list", "person", None, detail=f"类别={f.person_type or '全部'} 网格={f.grid_id or '全部'} "
-                                                 f"第{f.page}页 显示{len(rows)}人（已脱敏）", commit=True)
-    context = dict(f=f, rows=rows, total=total, pages=pages, types=types, last_visit=last_visit,
-                   assignees=assignees, grid_names=place_names(p.grid_id for p in rows),
-                   grids=places_within(account, "grid"), hidden=hidden_sensitive_count(account),
-                   sensitive=SENSITIVE_PERSON_TYPES)
+    audit(
+        "person.list",
+        "person",
+        None,
+        detail=f"类别={f.person_type or '全部'} 网格={f.grid_id or '全部'} 第{f.page}页 显示{len(rows)}人（已脱敏）",
+        commit=True,
+    )
+    context = dict(
+        f=f,
+        rows=rows,
+        total=total,
+        pages=pages,
+        types=types,
+        last_visit=last_visit,
+        assignees=assignees,
+        grid_names=place_names(p.grid_id for p in rows),
+        grids=places_within(account, "grid"),
+        hidden=hidden_sensitive_count(account),
+        sensitive=SENSITIVE_PERSON_TYPES,
+    )
     return render_template("persons/index.html", **context), 400 if f.errors else 200
 
 
@@ -129,6 +158,7 @@ def _names_of(ids) -> dict[int, str]:
 
 
 # --- one person --------------------------------------------------------------------------------------
+
 
 def _person_or_404(person_id: int, action: str) -> Person:
     """404 for a missing person, one outside the jurisdiction and a special population hidden from the role.
@@ -144,18 +174,29 @@ def _person_or_404(person_id: int, action: str) -> Person:
     return person
 
 
-def _render(person: Person, *, unmasked: bool = False, reason: str | None = None, error: dict | None = None,
-            status: int = 200):
+def _render(
+    person: Person, *, unmasked: bool = False, reason: str | None = None, error: dict | None = None, status: int = 200
+):
     account = current_account()
-    visits = list(db.execute(select(Visit).where(Visit.person_id == person.id)
-                             .order_by(Visit.at.desc()).limit(VISITS_SHOWN)).scalars())
+    visits = list(
+        db.execute(
+            select(Visit).where(Visit.person_id == person.id).order_by(Visit.at.desc()).limit(VISITS_SHOWN)
+        ).scalars()
+    )
     visit_count = db.execute(select(func.count(Visit.id)).where(Visit.person_id == person.id)).scalar_one()
     context = dict(
-        person=person, visits=visits, visit_count=visit_count, unmasked=unmasked, reason=reason, error=error or {},
+        person=person,
+        visits=visits,
+        visit_count=visit_count,
+        unmasked=unmasked,
+        reason=reason,
+        error=error or {},
         gridworkers=_names_of([v.gridworker_id for v in visits] + [person.assigned_to_id]),
         places=place_names([person.town_id, person.village_id, person.grid_id]),
-        can_unmask=may_unmask(account), unmask_role=has_permission(account, "person.unmask"),
-        sensitive=person.person_type in SENSITIVE_PERSON_TYPES, reason_max=REASON_MAX,
+        can_unmask=may_unmask(account),
+        unmask_role=has_permission(account, "person.unmask"),
+        sensitive=person.person_type in SENSITIVE_PERSON_TYPES,
+        reason_max=REASON_MAX,
     )
     response = render_template("persons/show.html", **context)
     return response, status, {"Cache-Control": "no-store"}
@@ -182,6 +223,7 @@ def unmask(person_id: int):
     if not REASON_MIN <= len(reason) <= REASON_MAX:
         audit("person.unmask", "person", person.id, success=False, detail="拒绝：未填写查看事由", commit=True)
         return _render(person, error={"reason": f"请填写查看事由（{REASON_MIN}–{REASON_MAX} 字）"}, status=400)
-    audit("person.unmask", "person", person.id, detail=f"显示完整姓名、身份证号、电话和住址；事由：{reason}",
-          commit=True)
+    audit(
+        "person.unmask", "person", person.id, detail=f"显示完整姓名、身份证号、电话和住址；事由：{reason}", commit=True
+    )
     return _render(person, unmasked=True, reason=reason)

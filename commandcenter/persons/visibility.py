@@ -45,5 +45,6 @@ def hidden_sensitive_count(account: Account) -> int:
     if sees_sensitive(account):
         return 0
     stmt = scope(select(func.count(Person.id)), account, Person).where(
-        Person.active.is_(True), Person.person_type.in_(SENSITIVE_PERSON_TYPES))
+        Person.active.is_(True), Person.person_type.in_(SENSITIVE_PERSON_TYPES)
+    )
     return db.execute(stmt).scalar_one()

@@ -174,8 +174,10 @@ def ranked(rows: list[dict], key: str = "total") -> list[dict]:
     ordered = sorted(rows, key=lambda r: -value_of(r, key))
     values = [value_of(row, key) for row in ordered]
     counts = Counter(values)
-    return [{**row, "rank": rank, "tied": counts[value] > 1}
-            for row, value, rank in zip(ordered, values, competition_ranks(values), strict=True)]
+    return [
+        {**row, "rank": rank, "tied": counts[value] > 1}
+        for row, value, rank in zip(ordered, values, competition_ranks(values), strict=True)
+    ]
 
 
 def top_bottom(rows: list[dict], key: str = "total", n: int = 3) -> tuple[list[dict], list[dict]]:
@@ -188,6 +190,7 @@ def top_bottom(rows: list[dict], key: str = "total", n: int = 3) -> tuple[list[d
     top = [row for row in ranking if row["rank"] <= n]
     top_ids = {id(row) for row in top}
     ascending = sorted(value_of(row, key) for row in ranking)
-    bottom = [row for row in ranking
-              if id(row) not in top_ids and bisect_left(ascending, value_of(row, key)) < n]  # rows below it < n
+    bottom = [
+        row for row in ranking if id(row) not in top_ids and bisect_left(ascending, value_of(row, key)) < n
+    ]  # rows below it < n
     return top, bottom

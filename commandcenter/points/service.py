@@ -42,14 +42,28 @@ from .rules import (
     validate_rules,
 )
 
-__all__ = ["DEFAULT_RULES", "KIND_KEYS", "SETTING_KEY", "collection_added", "compute", "places_inside", "rankings", "ranked", "rulebook",
-           "save_rulebook", "stored_rulebook", "tallies", "top_bottom"]
+__all__ = [
+    "DEFAULT_RULES",
+    "KIND_KEYS",
+    "SETTING_KEY",
+    "collection_added",
+    "compute",
+    "places_inside",
+    "rankings",
+    "ranked",
+    "rulebook",
+    "save_rulebook",
+    "stored_rulebook",
+    "tallies",
+    "top_bottom",
+]
 
 log = logging.getLogger(__name__)
 SETTING_KEY = "points_rules"
 
 
 # --- the rulebook ----------------------------------------------------------------------------------
+
 
 def stored_rulebook() -> SettingValue | None:
     return db.get(SettingValue, SETTING_KEY)
@@ -81,6 +95,7 @@ def save_rulebook(data: dict, account: Account | None) -> tuple[dict[str, float]
 
 # --- the places inside a place -------------------------------------------------------------------
 
+
 def _gridworker_query(stmt, place: Place):
     stmt = stmt.where(Account.role == "gridworker", Account.active.is_(True))
     return in_place(stmt, Account, place)
@@ -100,18 +115,21 @@ def tallies(place: Place, period: Period, worker_ids: list[int] | None = None) -
     signins = _gridworker_query(
         select(SignIn.account_id, func.count(func.distinct(SignIn.day)))
         .join(Account, Account.id == SignIn.account_id)
-        .where(SignIn.day >= period.start, SignIn.day <= period.end), place).group_by(SignIn.account_id)
+        .where(SignIn.day >= period.start, SignIn.day <= period.end),
+        place,
+    ).group_by(SignIn.account_id)
     for worker_id, days in db.execute(signins):
         if (t := known(worker_id)) is not None:
             t.signin_days = int(days)
 
-    valid = and_(Case.valid.is_(True), Case.state != "duplicate",
-                 Case.reported_at >= begin, Case.reported_at < finish)
+    valid = and_(Case.valid.is_(True), Case.state != "duplicate", Case.reported_at >= begin, Case.reported_at < finish)
     # ordinary reports: counted in SQL by reporter and kind
     reports = _gridworker_query(
         select(Case.reporter_id, Case.kind, func.count())
         .join(Account, Account.id == Case.reporter_id)
-        .where(valid, Case.self_handled.is_(False)), place).group_by(Case.reporter_id, Case.kind)
+        .where(valid, Case.self_handled.is_(False)),
+        place,
+    ).group_by(Case.reporter_id, Case.kind)
     counts: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for worker_id, kind, n in db.execute(reports):
         counts[worker_id][kind] += int(n)
@@ -119,7 +137,9 @@ def tallies(place: Place, period: Period, worker_ids: list[int] | None = None) -
     self_handled = _gridworker_query(
         select(Case.reporter_id, Case.kind, Case.reported_at, Case.closed_at)
         .join(Account, Account.id == Case.reporter_id)
-        .where(valid, Case.self_handled.is_(True), Case.state == "closed", Case.closed_at.is_not(None)), place)
+        .where(valid, Case.self_handled.is_(True), Case.state == "closed", Case.closed_at.is_not(None)),
+        place,
+    )
     for worker_id, kind, reported_at, closed_at in db.execute(self_handled):
         if local(reported_at, tz).date() == local(closed_at, tz).date():
             counts[worker_id][kind] += 1
@@ -132,9 +152,15 @@ def tallies(place: Place, period: Period, worker_ids: list[int] | None = None) -
     escalated = _gridworker_query(
         select(Case.reporter_id, func.count())
         .join(Account, Account.id == Case.reporter_id)
-        .where(Case.state == "closed", Case.closed_at >= begin, Case.closed_at < finish,
-               or_(Case.escalated_to_town.is_(True), Case.escalated_to_city.is_(True)),
-               Case.level.in_(("town", "city"))), place).group_by(Case.reporter_id)
+        .where(
+            Case.state == "closed",
+            Case.closed_at >= begin,
+            Case.closed_at < finish,
+            or_(Case.escalated_to_town.is_(True), Case.escalated_to_city.is_(True)),
+            Case.level.in_(("town", "city")),
+        ),
+        place,
+    ).group_by(Case.reporter_id)
     for worker_id, n in db.execute(escalated):
         if (t := known(worker_id)) is not None:
             t.escalated_closed = int(n)
@@ -142,8 +168,9 @@ def tallies(place: Place, period: Period, worker_ids: list[int] | None = None) -
     visits = _gridworker_query(
         select(Visit.gridworker_id, func.count())
         .join(Account, Account.id == Visit.gridworker_id)
-        .where(Visit.at >= begin, Visit.at < finish,
-               or_(Visit.person_id.is_not(None), Visit.site_id.is_not(None))), place).group_by(Visit.gridworker_id)
+        .where(Visit.at >= begin, Visit.at < finish, or_(Visit.person_id.is_not(None), Visit.site_id.is_not(None))),
+        place,
+    ).group_by(Visit.gridworker_id)
     for worker_id, n in db.execute(visits):
         if (t := known(worker_id)) is not None:
             t.visits = int(n)
@@ -161,24 +188,27 @@ def collection_added(villages: list[Place], period: Period) -> dict[int, int]:
     newest_in = {}
     newest_before = {}
     for i in range(0, len(ids), 900):
-        chunk = ids[i:i + 900]
-        rows = db.execute(select(BaseDataCount.place_id, BaseDataCount.month, size)
-                          .where(BaseDataCount.place_id.in_(chunk), BaseDataCount.month <= last)
-                          .order_by(BaseDataCount.place_id, BaseDataCount.month))
+        chunk = ids[i : i + 900]
+        rows = db.execute(
+            select(BaseDataCount.place_id, BaseDataCount.month, size)
+            .where(BaseDataCount.place_id.in_(chunk), BaseDataCount.month <= last)
+            .order_by(BaseDataCount.place_id, BaseDataCount.month)
+        )
         for place_id, month, records in rows:  # ascending months: the last one seen wins
             if month >= first:
                 newest_in[place_id] = int(records or 0)
             else:
                 newest_before[place_id] = int(records or 0)
-    return {vid: max(0, newest_in[vid] - newest_before[vid])
-            for vid in ids if vid in newest_in and vid in newest_before}
+    return {
+        vid: max(0, newest_in[vid] - newest_before[vid]) for vid in ids if vid in newest_in and vid in newest_before
+    }
 
 
 # --- the points -----------------------------------------------------------------------------------
 
+
 def _row(place: Place, points: dict[str, float], **extra) -> dict:
-    return {"id": place.id, "name": place.name, "kind": place.kind, "points": points, "total": total(points),
-            **extra}
+    return {"id": place.id, "name": place.name, "kind": place.kind, "points": points, "total": total(points), **extra}
 
 
 def compute(place: Place, period: Period, rules: dict[str, float] | None = None) -> dict:
@@ -202,12 +232,21 @@ def compute(place: Place, period: Period, rules: dict[str, float] | None = None)
     for worker_id, worker in workers.items():
         points = gridworker_points(counted.get(worker_id, Tally()), rules)
         grid_id = worker.place_id if worker.place_id in grid_ids else None
-        worker_rows.append({
-            "id": worker_id, "name": worker.display_name, "kind": worker.post, "points": points,
-            "total": total(points), "grid_id": grid_id, "grid_name": names.get(grid_id, ""),
-            "village_id": worker.village_id, "village_name": names.get(worker.village_id, ""),
-            "town_id": worker.town_id, "town_name": names.get(worker.town_id, ""),
-        })
+        worker_rows.append(
+            {
+                "id": worker_id,
+                "name": worker.display_name,
+                "kind": worker.post,
+                "points": points,
+                "total": total(points),
+                "grid_id": grid_id,
+                "grid_name": names.get(grid_id, ""),
+                "village_id": worker.village_id,
+                "village_name": names.get(worker.village_id, ""),
+                "town_id": worker.town_id,
+                "town_name": names.get(worker.town_id, ""),
+            }
+        )
 
     by_grid: dict[int, dict[str, float]] = defaultdict(empty_points)
     by_village: dict[int, dict[str, float]] = defaultdict(empty_points)
@@ -229,8 +268,9 @@ def compute(place: Place, period: Period, rules: dict[str, float] | None = None)
                 by_town[village.town_id]["collection"] = round(by_town[village.town_id]["collection"] + extra, 2)
 
     grid_rows = [_row(g, dict(by_grid[g.id]), village_id=g.village_id, town_id=g.town_id) for g in grids]
-    village_rows = [_row(v, dict(by_village[v.id]), town_id=v.town_id, town_name=names.get(v.town_id, ""))
-                    for v in villages]
+    village_rows = [
+        _row(v, dict(by_village[v.id]), town_id=v.town_id, town_name=names.get(v.town_id, "")) for v in villages
+    ]
     town_rows = [_row(t, dict(by_town[t.id])) for t in towns]
     return {
         "kinds": [{"key": key, "name": name} for key, name in POINT_KINDS],
@@ -250,13 +290,14 @@ def rankings(result: dict, key: str = "total", n: int = 3) -> dict:
     groups = {
         "community": [r for r in result["villages"] if r["kind"] == "community"],
         "village": [r for r in result["villages"] if r["kind"] != "community"],
-        "towns": result["towns"], "grids": result["grids"], "gridworkers": result["gridworkers"],
+        "towns": result["towns"],
+        "grids": result["grids"],
+        "gridworkers": result["gridworkers"],
     }
     for name, rows in groups.items():
         top, bottom = top_bottom(rows, key, n)
         out[name] = {"rows": ranked(rows, key), "top": {r["id"] for r in top}, "bottom": {r["id"] for r in bottom}}
     return out
-
 
 
 def ends(group: dict, limit: int = 10) -> list[dict | int]:

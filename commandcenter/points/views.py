@@ -15,10 +15,20 @@ from ..timeutil import current_tz, local_today
 from . import bp, service
 from .rules import DEFAULT_RULES, KIND_KEYS, KIND_NAMES, POINT_KINDS, RULE_HELP, RULE_UNITS
 
-GROUP_TITLES = {"community": "社区排名", "village": "村委排名", "towns": "镇（街道）排名", "grids": "网格排名",
-                "gridworkers": "网格员排名"}
-POST_NAMES = {"grid_chief": "网格长", "liaison": "网格联络员", "full_time": "专职网格员", "part_time": "兼职网格员",
-              "grid_supervisor": "网格监督员"}
+GROUP_TITLES = {
+    "community": "社区排名",
+    "village": "村委排名",
+    "towns": "镇（街道）排名",
+    "grids": "网格排名",
+    "gridworkers": "网格员排名",
+}
+POST_NAMES = {
+    "grid_chief": "网格长",
+    "liaison": "网格联络员",
+    "full_time": "专职网格员",
+    "part_time": "兼职网格员",
+    "grid_supervisor": "网格监督员",
+}
 
 
 def _bad_query(field: str, label: str, message: str) -> NoReturn:
@@ -75,10 +85,23 @@ def index():
         "totals": [r["total"] for r in chart_rows],
     }
     return render_template(
-        "points/index.html", place=place, home=account.place, month=month, period=period, key=key,
-        key_name="总积分" if key == "total" else KIND_NAMES[key], kinds=POINT_KINDS, rules=result["rules"],
-        tables=tables, titles=GROUP_TITLES, full_workers=full_workers, chart=chart, choices=choices,
-        posts=POST_NAMES, units=RULE_UNITS)
+        "points/index.html",
+        place=place,
+        home=account.place,
+        month=month,
+        period=period,
+        key=key,
+        key_name="总积分" if key == "total" else KIND_NAMES[key],
+        kinds=POINT_KINDS,
+        rules=result["rules"],
+        tables=tables,
+        titles=GROUP_TITLES,
+        full_workers=full_workers,
+        chart=chart,
+        choices=choices,
+        posts=POST_NAMES,
+        units=RULE_UNITS,
+    )
 
 
 @bp.route("/rules", methods=["GET", "POST"])
@@ -94,8 +117,9 @@ def rules():
             submitted = {key: str(value) for key, value in DEFAULT_RULES.items()}
         saved, errors = service.save_rulebook(submitted, current_account())
         if not errors:
-            audit("points.rules", "setting", service.SETTING_KEY,
-                  detail=", ".join(f"{k}={saved[k]:g}" for k in KIND_KEYS))
+            audit(
+                "points.rules", "setting", service.SETTING_KEY, detail=", ".join(f"{k}={saved[k]:g}" for k in KIND_KEYS)
+            )
             db.commit()
             flash("积分规则已保存", "success")
             return redirect(url_for("points.rules"))
@@ -103,6 +127,14 @@ def rules():
         db.commit()
         status = 400
     row = service.stored_rulebook()
-    return render_template("points/rules.html", kinds=POINT_KINDS, values=values, submitted=submitted,
-                           errors=errors, defaults=DEFAULT_RULES, units=RULE_UNITS, help=RULE_HELP,
-                           stored=row), status
+    return render_template(
+        "points/rules.html",
+        kinds=POINT_KINDS,
+        values=values,
+        submitted=submitted,
+        errors=errors,
+        defaults=DEFAULT_RULES,
+        units=RULE_UNITS,
+        help=RULE_HELP,
+        stored=row,
+    ), status

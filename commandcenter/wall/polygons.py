@@ -39,8 +39,9 @@ def grid_geojson(scope: Scope) -> tuple[bytes, str]:
         if hit and hit[1] == fingerprint and hit[0] > time.monotonic():
             return hit[2], hit[3]
     features, bounds = [], None
-    for pid, name, kind, geometry in db.execute(scope.grids(select(Place.id, Place.name, Place.kind, Place.geometry))
-                                                .order_by(Place.id)):
+    for pid, name, kind, geometry in db.execute(
+        scope.grids(select(Place.id, Place.name, Place.kind, Place.geometry)).order_by(Place.id)
+    ):
         if not geometry:
             continue
         geom = shape(geometry)
@@ -48,12 +49,20 @@ def grid_geojson(scope: Scope) -> tuple[bytes, str]:
         if not simple.is_empty:
             geom = simple
         b = geom.bounds
-        bounds = b if bounds is None else (min(bounds[0], b[0]), min(bounds[1], b[1]),
-                                           max(bounds[2], b[2]), max(bounds[3], b[3]))
+        bounds = (
+            b
+            if bounds is None
+            else (min(bounds[0], b[0]), min(bounds[1], b[1]), max(bounds[2], b[2]), max(bounds[3], b[3]))
+        )
         gj = mapping(geom)
-        features.append({"type": "Feature", "id": str(pid),
-                         "properties": {"name": name, "kind": kind},
-                         "geometry": {"type": gj["type"], "coordinates": _rounded(gj["coordinates"], GEO_DECIMALS)}})
+        features.append(
+            {
+                "type": "Feature",
+                "id": str(pid),
+                "properties": {"name": name, "kind": kind},
+                "geometry": {"type": gj["type"], "coordinates": _rounded(gj["coordinates"], GEO_DECIMALS)},
+            }
+        )
     collection = {"type": "FeatureCollection", "features": features}
     if bounds is not None:
         collection["bbox"] = [round(x, GEO_DECIMALS) for x in bounds]

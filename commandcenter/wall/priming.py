@@ -77,8 +77,12 @@ def _prime(r, city_id: int, tz: str, now: datetime, today: date, wait_s: float, 
             cases = counters.reconcile(r, db, today.replace(day=1), today, city_id, tz)
             presence = counters.reconcile_presence(r, db, today, today, now, tz)
             r.set(PRIMED_KEY, now.isoformat())
-            log.info("wall: counters primed in %.2fs (%s case keys fixed, %s presence keys fixed)",
-                     time.monotonic() - started, cases.get("keys_fixed"), presence.get("keys_fixed"))
+            log.info(
+                "wall: counters primed in %.2fs (%s case keys fixed, %s presence keys fixed)",
+                time.monotonic() - started,
+                cases.get("keys_fixed"),
+                presence.get("keys_fixed"),
+            )
             return {"cases": cases, "presence": presence}
         except Exception:
             log.exception("wall: priming the counters failed; the panels show what Redis holds")
@@ -86,5 +90,3 @@ def _prime(r, city_id: int, tz: str, now: datetime, today: date, wait_s: float, 
         finally:
             if r.get(PRIMING_KEY) is not None and as_text(r.get(PRIMING_KEY)) == token:
                 r.delete(PRIMING_KEY)
-
-

@@ -91,14 +91,17 @@ class Scope:
 
 
 def scope_of_place(place: Place) -> Scope:
-    scope = Scope(place_id=place.id, level=place.level, name=place.name, city_id=place.city_id,
-                  town_id=place.town_id)
+    scope = Scope(place_id=place.id, level=place.level, name=place.name, city_id=place.city_id, town_id=place.town_id)
     if place.level == "grid":
         scope.units = [Unit(place.id, place.name, place.kind)]
         return scope
-    rows = db.execute(in_place(select(Place.id, Place.name, Place.kind)
-                               .where(Place.level == scope.unit_level, Place.active.is_(True)), Place, place)
-                      .order_by(Place.code)).all()
+    rows = db.execute(
+        in_place(
+            select(Place.id, Place.name, Place.kind).where(Place.level == scope.unit_level, Place.active.is_(True)),
+            Place,
+            place,
+        ).order_by(Place.code)
+    ).all()
     scope.units = [Unit(pid, name, kind) for pid, name, kind in rows]
     return scope
 
@@ -129,9 +132,13 @@ def today_counts(r, scope: Scope, now: datetime, tz: str) -> dict:
     raw = counters.case_counts(r, scope.place_id, day=today, tz=tz)
     out = {key: raw[fld] for key, _label, fld in COUNT_TILES if fld}
     start, end = day_bounds_utc(today, tz)
-    reported, closed = db.execute(scope.cases(
-        select(func.count(Case.id), func.count(Case.id).filter(Case.state == "closed"))
-        .where(Case.reported_at >= start, Case.reported_at < end))).one()
+    reported, closed = db.execute(
+        scope.cases(
+            select(func.count(Case.id), func.count(Case.id).filter(Case.state == "closed")).where(
+                Case.reported_at >= start, Case.reported_at < end
+            )
+        )
+    ).one()
     out["closure_rate"] = closed / reported if reported else None
     return out
 
@@ -141,8 +148,10 @@ def _hour_bucket():
     parameter, so that GROUP BY repeats exactly the selected expression."""
     if get_engine().dialect.name == "postgresql":
         return func.date_trunc(literal_column("'hour'"), Case.reported_at), lambda v: v
-    return (func.strftime(literal_column("'%Y-%m-%d %H'"), Case.reported_at),
-            lambda v: datetime.strptime(v, "%Y-%m-%d %H"))
+    return (
+        func.strftime(literal_column("'%Y-%m-%d %H'"), Case.reported_at),
+        lambda v: datetime.strptime(v, "%Y-%m-%d %H"),
+    )
 
 
 def _reports_by_local_hour(scope: Scope, start: datetime, end: datetime, tz: str) -> list[int]:
@@ -160,12 +169,17 @@ def hourly_reports(scope: Scope, now: datetime, tz: str) -> dict:
     start, _ = day_bounds_utc(today, tz)
     week_start, week_end = day_bounds_utc(today - timedelta(days=7), tz)
     current_hour = local(now, tz).hour
-    today_hours = _reports_by_local_hour(scope, start, now + timedelta(seconds=1), tz)[:current_hour + 1]
-    return {"today": today_hours, "last_week": _reports_by_local_hour(scope, week_start, week_end, tz),
-            "hour": current_hour, "last_week_day": (today - timedelta(days=7)).isoformat()}
+    today_hours = _reports_by_local_hour(scope, start, now + timedelta(seconds=1), tz)[: current_hour + 1]
+    return {
+        "today": today_hours,
+        "last_week": _reports_by_local_hour(scope, week_start, week_end, tz),
+        "hour": current_hour,
+        "last_week_day": (today - timedelta(days=7)).isoformat(),
+    }
 
 
 # --- panels 2 and 3: attendance and admin logins -----------------------------------------------------------
+
 
 @dataclass
 class Presence:
@@ -206,9 +220,16 @@ def presence(r, scope: Scope, now: datetime, tz: str, window_s: int = 300) -> tu
         admins = _role_counts("center_admin", Account.town_id, ())
         rows = []
         for unit in scope.units:
-            rows.append(Presence(unit, workers=workers.get(unit.id, 0), online=live[unit.id]["online"],
-                                 attended=live[unit.id]["attended"], admins=admins.get(unit.id, 0),
-                                 logged_in=live[unit.id]["logged_in"]))
+            rows.append(
+                Presence(
+                    unit,
+                    workers=workers.get(unit.id, 0),
+                    online=live[unit.id]["online"],
+                    attended=live[unit.id]["attended"],
+                    admins=admins.get(unit.id, 0),
+                    logged_in=live[unit.id]["logged_in"],
+                )
+            )
         total.workers, total.admins = sum(workers.values()), sum(admins.values())
         total.online, total.attended, total.logged_in = (live[None][k] for k in ("online", "attended", "logged_in"))
         return rows, total
@@ -277,9 +298,15 @@ def rankings(r, scope: Scope, now: datetime, tz: str) -> list[dict]:
         table = assessment_so_far(r, scope.place_id, now, tz)
         names = {ind["key"]: ind["name"] for ind in table.get("indicators", [])}
         units = {u.id: u for u in scope.units}
-        rows = [{"unit": units.get(row["town_id"]) or Unit(row["town_id"], row["town_name"]),
-                 "rank": row["rank"], "total": row["total"],
-                 "weakest": [names.get(k, k) for k in row.get("weakest", [])]} for row in table.get("rows", [])]
+        rows = [
+            {
+                "unit": units.get(row["town_id"]) or Unit(row["town_id"], row["town_name"]),
+                "rank": row["rank"],
+                "total": row["total"],
+                "weakest": [names.get(k, k) for k in row.get("weakest", [])],
+            }
+            for row in table.get("rows", [])
+        ]
         rows.sort(key=lambda row: (row["rank"], row["unit"].name))
         return [{"group": "", "measure": "assessment", "rows": rows}]
     month = local(now, tz).date()
@@ -290,10 +317,13 @@ def rankings(r, scope: Scope, now: datetime, tz: str) -> list[dict]:
         on_time = max(0, c["reported"] - c["overdue"])
         rate = round(100 * on_time / c["reported"], 2) if c["reported"] else None
         group = unit.kind if scope.unit_level == "village" and unit.kind in ("community", "village") else ""
-        groups.setdefault(group, []).append({"unit": unit, "reported": c["reported"], "closed": c["closed"],
-                                             "rate": rate})
+        groups.setdefault(group, []).append(
+            {"unit": unit, "reported": c["reported"], "closed": c["closed"], "rate": rate}
+        )
     out = []
-    for group in sorted(groups, key=lambda g: ("", "community", "village").index(g) if g in ("", "community", "village") else 9):
+    for group in sorted(
+        groups, key=lambda g: ("", "community", "village").index(g) if g in ("", "community", "village") else 9
+    ):
         rows = groups[group]
         for row, rank in zip(rows, competition_ranks([row["rate"] for row in rows]), strict=True):
             row["rank"] = rank
@@ -304,26 +334,49 @@ def rankings(r, scope: Scope, now: datetime, tz: str) -> list[dict]:
 
 # --- panel 5: the alert ticker -------------------------------------------------------------------------------
 
+
 def alert_ticker(scope: Scope, now: datetime, rows: int = 10) -> dict:
     """Open alerts of the scope: those still before their limit first (least time left first), then those
     past it (most recently past first). Also the newest raised, and the counts by kind."""
     base = scope.cases(
-        select(Alert.id, Alert.kind, Alert.due_at, Alert.raised_at, Alert.case_id, Case.number, Case.address,
-               Case.town_id, Case.grid_id, Category.name)
-        .join(Case, Case.id == Alert.case_id).join(Category, Category.id == Case.category_id)
-        .where(Alert.cleared_at.is_(None)))
+        select(
+            Alert.id,
+            Alert.kind,
+            Alert.due_at,
+            Alert.raised_at,
+            Alert.case_id,
+            Case.number,
+            Case.address,
+            Case.town_id,
+            Case.grid_id,
+            Category.name,
+        )
+        .join(Case, Case.id == Alert.case_id)
+        .join(Category, Category.id == Case.category_id)
+        .where(Alert.cleared_at.is_(None))
+    )
     keys = ("id", "kind", "due_at", "raised_at", "case_id", "number", "address", "town_id", "grid_id", "category")
     upcoming = db.execute(base.where(Alert.due_at >= now).order_by(Alert.due_at, Alert.id).limit(rows)).all()
     past = db.execute(base.where(Alert.due_at < now).order_by(Alert.due_at.desc(), Alert.id).limit(rows)).all()
     items = [dict(zip(keys, row, strict=True)) for row in [*upcoming, *past][:rows]]
     newest = db.execute(base.order_by(Alert.raised_at.desc(), Alert.id.desc()).limit(1)).first()
-    by_kind = dict(db.execute(scope.cases(select(Alert.kind, func.count()).join(Case, Case.id == Alert.case_id)
-                                          .where(Alert.cleared_at.is_(None))).group_by(Alert.kind)).all())
-    return {"items": items, "newest": dict(zip(keys, newest, strict=True)) if newest else None,
-            "by_kind": by_kind, "total": sum(by_kind.values())}
+    by_kind = dict(
+        db.execute(
+            scope.cases(
+                select(Alert.kind, func.count()).join(Case, Case.id == Alert.case_id).where(Alert.cleared_at.is_(None))
+            ).group_by(Alert.kind)
+        ).all()
+    )
+    return {
+        "items": items,
+        "newest": dict(zip(keys, newest, strict=True)) if newest else None,
+        "by_kind": by_kind,
+        "total": sum(by_kind.values()),
+    }
 
 
 # --- panel 1: the map ----------------------------------------------------------------------------------------
+
 
 def map_data(r, scope: Scope, now: datetime, tz: str, max_points: int = 5000) -> dict:
     """Grid loads (today's reports per grid, from the counters), grids with an open alert, and the points:
@@ -335,27 +388,53 @@ def map_data(r, scope: Scope, now: datetime, tz: str, max_points: int = 5000) ->
         for gid in grid_ids:
             pipe.hget(counters.day_key(today, gid), "reported")
         loads = [int(as_text(v)) if v is not None else 0 for v in pipe.execute()]
-    alert_rows = db.execute(scope.cases(select(Alert.case_id, Case.grid_id).join(Case, Case.id == Alert.case_id)
-                                        .where(Alert.cleared_at.is_(None)))).all()
+    alert_rows = db.execute(
+        scope.cases(
+            select(Alert.case_id, Case.grid_id).join(Case, Case.id == Alert.case_id).where(Alert.cleared_at.is_(None))
+        )
+    ).all()
     alert_cases = {case_id for case_id, _ in alert_rows}
     alert_grids = sorted({grid_id for _, grid_id in alert_rows if grid_id is not None})
     columns = (Case.id, Case.lat, Case.lon, Case.kind, Case.overdue, Case.number, Category.name, Case.grid_id)
     start, end = day_bounds_utc(today, tz)
-    today_open = db.execute(scope.cases(
-        select(*columns).join(Category, Category.id == Case.category_id)
-        .where(Case.reported_at >= start, Case.reported_at < end, Case.state.in_(OPEN_STATES),
-               Case.lat.is_not(None), Case.lon.is_not(None)))
-        .order_by(Case.reported_at.desc(), Case.id.desc()).limit(max_points)).all()
+    today_open = db.execute(
+        scope.cases(
+            select(*columns)
+            .join(Category, Category.id == Case.category_id)
+            .where(
+                Case.reported_at >= start,
+                Case.reported_at < end,
+                Case.state.in_(OPEN_STATES),
+                Case.lat.is_not(None),
+                Case.lon.is_not(None),
+            )
+        )
+        .order_by(Case.reported_at.desc(), Case.id.desc())
+        .limit(max_points)
+    ).all()
     seen = {row[0] for row in today_open}
     missing = sorted(alert_cases - seen)[:max_points]
-    alerting = db.execute(select(*columns).join(Category, Category.id == Case.category_id)
-                          .where(Case.id.in_(missing), Case.lat.is_not(None))).all() if missing else []
+    alerting = (
+        db.execute(
+            select(*columns)
+            .join(Category, Category.id == Case.category_id)
+            .where(Case.id.in_(missing), Case.lat.is_not(None))
+        ).all()
+        if missing
+        else []
+    )
     points = []
     for cid, lat, lon, kind, overdue, number, category, grid_id in [*reversed(today_open), *alerting]:
         flag = 2 if cid in alert_cases else 1 if overdue else 0
         points.append([cid, round(lat, 6), round(lon, 6), kind, flag, number, category, grid_id])
-    return {"grids": [str(g) for g in grid_ids], "load": loads, "alert_grids": [str(g) for g in alert_grids],
-            "points": points[-max_points:], "day": today.isoformat(), "max_points": max_points,
-            "reported_today": sum(loads), "open_today": len(today_open), "alerting": len(alert_cases)}
-
-
+    return {
+        "grids": [str(g) for g in grid_ids],
+        "load": loads,
+        "alert_grids": [str(g) for g in alert_grids],
+        "points": points[-max_points:],
+        "day": today.isoformat(),
+        "max_points": max_points,
+        "reported_today": sum(loads),
+        "open_today": len(today_open),
+        "alerting": len(alert_cases),
+    }

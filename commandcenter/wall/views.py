@@ -33,8 +33,9 @@ class Wall:
 
     def presence(self):
         if "presence" not in self.memo:
-            self.memo["presence"] = queries.presence(self.r, self.scope, self.now, self.tz,
-                                                     int(self.settings["online_window_s"]))
+            self.memo["presence"] = queries.presence(
+                self.r, self.scope, self.now, self.tz, int(self.settings["online_window_s"])
+            )
         return self.memo["presence"]
 
     @property
@@ -63,6 +64,7 @@ def _wall() -> Wall:
 
 # --- what each panel computes --------------------------------------------------------------------------
 
+
 def _map(w: Wall) -> dict:
     return {"data": queries.map_data(w.r, w.scope, w.now, w.tz, int(w.settings["max_points"]))}
 
@@ -86,8 +88,12 @@ def _attendance(w: Wall) -> dict:
 def _logins(w: Wall) -> dict:
     rows, total = w.presence()
     rows = [row for row in rows if row.admins]
-    return {"rows": rows, "total": total, "threshold": w.settings["login_threshold"],
-            "below": sum(1 for row in rows if row.login_rate < w.settings["login_threshold"])}
+    return {
+        "rows": rows,
+        "total": total,
+        "threshold": w.settings["login_threshold"],
+        "below": sum(1 for row in rows if row.login_rate < w.settings["login_threshold"]),
+    }
 
 
 def _counts(w: Wall) -> dict:
@@ -135,11 +141,19 @@ def render_panel(name: str, w: Wall) -> str:
     except RedisError as exc:
         log.warning("wall panel %s: counters unavailable (%s)", name, exc.__class__.__name__)
         return render_template("wall/_unavailable.html", name=name, title=title, w=w)
-    return render_template(f"wall/_{name}.html", name=name, title=title, w=w, L=labels,
-                           left=lambda due: fmt_left((due - w.now).total_seconds()), **context)
+    return render_template(
+        f"wall/_{name}.html",
+        name=name,
+        title=title,
+        w=w,
+        L=labels,
+        left=lambda due: fmt_left((due - w.now).total_seconds()),
+        **context,
+    )
 
 
 # --- routes ---------------------------------------------------------------------------------------------
+
 
 @bp.get("/", strict_slashes=False)
 @require("wall.view")
