@@ -17,6 +17,7 @@ from commandcenter.access import PERMISSIONS
 from commandcenter.db import db
 from commandcenter.models import AuditLog, Place
 from tests.conftest import csrf_from, logged_in, make_settings, token_for
+from tests.test_api import report_body
 
 pytestmark = [pytest.mark.security]
 
@@ -41,17 +42,7 @@ def _many_logins(request):
 
 
 def report(client, headers, world, grid: int = 0, **overrides):
-    lat, lon = world.grid_point(grid)
-    body = {
-        "client_key": uuid.uuid4().hex,
-        "category_code": "0101",
-        "description": "路边暴露垃圾一堆",
-        "lat": lat,
-        "lon": lon,
-        "address": "东湖路 1 号",
-    }
-    body.update(overrides)
-    return client.post("/api/v1/cases", json=body, headers=headers)
+    return client.post("/api/v1/cases", json=report_body(world, grid, **overrides), headers=headers)
 
 
 def sheet_rows(data: bytes, sheet: int = 0):

@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from pydantic import BaseModel
 
+from ..cases.loop import ALLOWED_FROM
 from .schemas import (
     AccountOut,
     CaseAction,
@@ -46,22 +47,7 @@ MODELS: list[type[BaseModel]] = [
     VisitIn,
     VisitOut,
 ]
-ACTIONS = [
-    "register",
-    "reject",
-    "duplicate",
-    "dispatch",
-    "accept",
-    "feedback",
-    "close",
-    "rework",
-    "escalate",
-    "self_close",
-    "transfer",
-    "pause",
-    "resume",
-    "outstanding",
-]
+ACTIONS = list(ALLOWED_FROM)  # the steps of the loop, as cases.actions.perform takes them
 
 
 def _ref(model: type[BaseModel]) -> dict:

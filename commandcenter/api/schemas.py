@@ -98,24 +98,6 @@ class HotlineWorkOrder(Strict):
     received_at: SaneDatetime | None = None
 
 
-ActionName = Literal[
-    "register",
-    "reject",
-    "duplicate",
-    "dispatch",
-    "accept",
-    "feedback",
-    "close",
-    "rework",
-    "escalate",
-    "self_close",
-    "transfer",
-    "pause",
-    "resume",
-    "outstanding",
-]
-
-
 class CaseAction(Strict):
     # lengths and required-ness are the domain's (cases.actions.perform), the same for every door
     note: str | None = None

@@ -319,16 +319,11 @@ def report_case(
             db.add(Dispute(case_id=case.id, screening_level=_screening_level(actor)))
         if case.transfer_due is not None and now > case.transfer_due:
             # 乱停车 found more than an hour ago: the city platform would reject it, so it is void at once
-            _step(
+            _void_late_parking(
                 case,
-                None,
-                "auto_reject",
-                "rejected",
-                now=now,
-                note=f"乱停车事件须在发现后 {category.transfer_limit_minutes} 分钟内上报并转报市平台，已超时，自动作废",
+                now,
+                f"乱停车事件须在发现后 {category.transfer_limit_minutes} 分钟内上报并转报市平台，已超时，自动作废",
             )
-            case.valid = False
-            case.closed_at = now
         db.commit()
     except IntegrityError:
         # the same key committed by a concurrent request (a retry racing its original): that case
@@ -342,6 +337,13 @@ def report_case(
         db.rollback()
         raise
     return case, True
+
+
+def _void_late_parking(case: Case, now: datetime, note: str) -> None:
+    """乱停车 not transferred within its hour: the city platform would reject it, so the system voids it."""
+    _step(case, None, "auto_reject", "rejected", now=now, note=note)
+    case.valid = False
+    case.closed_at = now
 
 
 def _next_case_id() -> int | None:
@@ -789,16 +791,7 @@ def sweep_deadlines(now: datetime | None = None) -> dict[str, int]:
         .all()
     )
     for case in late_parking:
-        _step(
-            case,
-            None,
-            "auto_reject",
-            "rejected",
-            now=now,
-            note="乱停车事件未在发现后一小时内转报市平台，按规定自动作废",
-        )
-        case.valid = False
-        case.closed_at = now
+        _void_late_parking(case, now, "乱停车事件未在发现后一小时内转报市平台，按规定自动作废")
         counts["auto_rejected"] += 1
     overdue = (
         db.execute(
