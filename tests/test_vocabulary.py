@@ -31,6 +31,13 @@ def test_queue_names_are_defined_once():
 
     assert {queue for _job, queue, _interval in SCHEDULE} <= set(vocabulary.QUEUES)
     assert bulletin_jobs.QUEUE == vocabulary.QUEUE_REPORTS
+    import inspect
+
+    from commandcenter import jobs as follow_up
+    from commandcenter.admin import views as admin_views
+
+    for module in (follow_up, admin_views):  # no queue named by a literal
+        assert not any(f'"{name}"' in inspect.getsource(module) for name in vocabulary.QUEUES), module.__name__
 
 
 def test_one_competition_ranking_serves_every_table():

@@ -10,6 +10,7 @@ from ..access import current_account, require
 from ..audit import audit
 from ..db import db
 from ..models import Account, AuditLog, JobRun, Outbox, Place
+from ..vocabulary import QUEUES
 from . import bp
 
 PAGE = 100
@@ -29,7 +30,7 @@ def ops():
             from ..redis_conn import redis_client
 
             r = redis_client()
-            for name in ("realtime", "default", "reports"):
+            for name in QUEUES:
                 q = Queue(name, connection=r)
                 registry = FailedJobRegistry(queue=q)
                 queues.append(
