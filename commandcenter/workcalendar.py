@@ -30,8 +30,6 @@ from .timeutil import from_local, local
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TZ = "Asia/Shanghai"
-
 #: Units a time limit may be expressed in.  minutes/hours/days are wall-clock
 #: durations; work_hours only counts time inside working periods on workdays;
 #: work_days counts whole workdays (see :func:`add_limit`).
@@ -240,9 +238,10 @@ def deadline_utc(
     start_utc: datetime,
     amount: int | float,
     unit: str,
-    tz: str = DEFAULT_TZ,
+    tz: str | None = None,
     periods: Periods = DEFAULT_PERIODS,
 ) -> datetime:
     """Deadline as naive UTC for a start stored as naive UTC: the calendar
-    rules apply to local time, so convert, add the limit, convert back."""
+    rules apply to local time (the city's, timeutil.current_tz, unless `tz` is given), so convert, add the
+    limit, convert back."""
     return to_utc(add_limit(to_local(start_utc, tz), amount, unit, periods), tz)
