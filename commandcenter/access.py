@@ -46,6 +46,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "account.lock": frozenset({"security_admin"}),
     "audit.read": frozenset({"auditor"}),
     "category.edit": frozenset({"admin"}),
+    "calendar.edit": frozenset({"admin"}),  # the working calendar: holidays and make-up workdays
     "ops.view": frozenset({"admin"}),
     "account.self": frozenset(ROLES),  # one's own password and tokens
 }

@@ -26,6 +26,45 @@ def register_cli(app: Flask) -> None:
 
     app.cli.add_command(db_group)
 
+    calendar_group = AppGroup("calendar", help="工作日历：法定节假日与调休（国务院通知）。")
+
+    @calendar_group.command("import")
+    @click.argument("path", type=click.Path(exists=True, dir_okay=False))
+    @click.option("--note", default=None, help="文号或说明，如 国办发明电〔2026〕X号")
+    def calendar_import(path: str, note: str | None) -> None:
+        """Load a year of the State Council's notice (CSV or JSON) and recompute the assumed deadlines."""
+        from pathlib import Path
+
+        from .calendar_notice import NoticeError, load_year, parse
+
+        try:
+            days, file_note = parse(path, Path(path).read_bytes())
+            done = load_year(None, days, note or file_note)
+        except NoticeError as exc:
+            db.rollback()
+            for problem in exc.problems:
+                click.echo(f"{path}: {problem}", err=True)
+            sys.exit(1)
+        click.echo(
+            f"已导入 {done['year']} 年：放假 {done['holidays']} 天，调休上班 {done['workdays']} 天；"
+            f"重新计算时限 {done['recomputed']} 件"
+        )
+
+    @calendar_group.command("show")
+    @click.argument("year", type=int)
+    def calendar_show(year: int) -> None:
+        """The holidays (休) and make-up workdays (班) the city holds for YEAR."""
+        from .calendar_notice import year_rows
+        from .workcalendar import year_known
+
+        rows = year_rows(year)
+        for row in rows:
+            click.echo(f"{row.day.isoformat()}  {'班' if row.workday else '休'}  {row.name or ''}")
+        if not rows:
+            click.echo(f"{year} 年：{'按内置数据计算' if year_known(year) else '尚未导入，按周一至周五计算'}")
+
+    app.cli.add_command(calendar_group)
+
     @app.cli.command("create-admin")
     @click.option("--username", prompt="用户名")
     @click.option("--name", "display_name", default="系统管理员")

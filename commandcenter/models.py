@@ -320,6 +320,9 @@ class Case(Base):
     escalate_warn_at: Mapped[datetime | None] = mapped_column(DateTime)
     overdue: Mapped[bool] = mapped_column(Boolean, default=False)  # 逾期
     overdue_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # a limit of this case was counted over a year whose holidays were not known (Monday–Friday assumed);
+    # recomputed when the year's calendar is imported (workcalendar.recompute_assumed_deadlines)
+    deadline_assumed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     paused_at: Mapped[datetime | None] = mapped_column(DateTime)
     pause_reason: Mapped[str | None] = mapped_column(String(200))
     escalated_to_town: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -617,6 +620,29 @@ class Open311Token(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     client_id: Mapped[int | None] = mapped_column(ForeignKey("open311_clients.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class CalendarYear(Base):
+    """A year of the official working calendar that the city holds: from the State Council's notice
+    (imported) or from the chinesecalendar library (seeded). A year absent here and from the library is
+    assumed to be Monday–Friday, and the deadlines counted over it are marked so."""
+
+    __tablename__ = "calendar_years"
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    source: Mapped[str] = mapped_column(String(20))  # library / notice
+    note: Mapped[str | None] = mapped_column(String(200))  # e.g. 国办发明电〔2026〕N号
+    loaded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    loaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+
+
+class CalendarDay(Base):
+    """A day that differs from Monday–Friday: a holiday (休) on a weekday or weekend, or a make-up workday (班)."""
+
+    __tablename__ = "calendar_days"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    year: Mapped[int] = mapped_column(ForeignKey("calendar_years.year"), index=True)
+    workday: Mapped[bool] = mapped_column(Boolean)
+    name: Mapped[str | None] = mapped_column(String(40))
 
 
 class JobRun(Base):

@@ -121,6 +121,19 @@ def load_account_from_session(app: Flask) -> Account | None:
     return account
 
 
+CALENDAR_WARNED_ROLES = ("admin", "duty_officer")
+
+
+def calendar_warning() -> str | None:
+    """The missing-year warning of the working calendar, for the administrator and the duty officers."""
+    account = g.get("account")
+    if account is None or account.role not in CALENDAR_WARNED_ROLES:
+        return None
+    from .calendar_notice import missing_year_warning
+
+    return missing_year_warning()
+
+
 def init_app(app: Flask) -> None:
     @app.before_request
     def refuse_nul() -> None:
@@ -221,3 +234,4 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["pct"] = lambda v: "—" if v is None else f"{v * 100:.2f}%"
     app.jinja_env.globals["L"] = labels
     app.jinja_env.globals["current_account"] = lambda: g.get("account")
+    app.jinja_env.globals["calendar_warning"] = calendar_warning

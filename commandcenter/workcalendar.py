@@ -23,6 +23,7 @@ import threading
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from numbers import Real
+from time import monotonic as time_now
 
 import chinese_calendar
 
@@ -61,11 +62,81 @@ def _warn_unsupported_year(year: int) -> None:
 
 
 def is_workday(d: date) -> bool:
-    """True if ``d`` is an official workday (holidays and 调休 make-up days
-    included); Mon–Fri fallback for years chinese_calendar does not cover."""
+    """True if ``d`` is an official workday (holidays and 调休 make-up days included).
+
+    The year's calendar comes from the database (the State Council's notice imported by the administrator,
+    or the library's years seeded by migration 0006) when an application is running, else from the
+    chinesecalendar library; a year neither holds is assumed Monday–Friday (see `year_known`)."""
     if isinstance(d, datetime):
         d = d.date()
+    held = _held_years().get(d.year)
+    if held is not None:
+        workday = held.get(d)
+        return d.weekday() < 5 if workday is None else workday
     return _is_workday(d)
+
+
+# --- the years the city holds in its database -----------------------------------------------------------
+
+HELD_REFRESH_S = 30.0  # a process re-reads the calendar tables at most this often (an import resets it at once)
+_held: dict[int, dict[date, bool]] = {}
+_held_checked = -HELD_REFRESH_S
+_held_stamp: object = None
+_held_lock = threading.Lock()
+
+
+def _held_years() -> dict[int, dict[date, bool]]:
+    """{year: {day: workday}} of the calendar tables, read once per HELD_REFRESH_S and again only when a
+    year was loaded since. Outside an application (pure arithmetic, tests of the rules): nothing."""
+    global _held, _held_checked, _held_stamp
+    from flask import has_app_context
+
+    if not has_app_context() or time_now() - _held_checked < HELD_REFRESH_S:
+        return _held
+    with _held_lock:
+        if time_now() - _held_checked < HELD_REFRESH_S:
+            return _held
+        from sqlalchemy import func, select
+
+        from .db import db
+        from .models import CalendarDay, CalendarYear
+
+        try:
+            stamp = tuple(db.execute(select(func.count(CalendarYear.year), func.max(CalendarYear.loaded_at))).one())
+            if stamp != _held_stamp:
+                held: dict[int, dict[date, bool]] = {y: {} for y in db.scalars(select(CalendarYear.year))}
+                for day, year, workday in db.execute(select(CalendarDay.day, CalendarDay.year, CalendarDay.workday)):
+                    held.setdefault(year, {})[day] = workday
+                _held, _held_stamp = held, stamp
+        except Exception:  # no tables yet (a migration running), or the database is down: keep what we had
+            logger.warning("working calendar: could not read the calendar tables; using what this process holds")
+        _held_checked = time_now()
+        return _held
+
+
+def reset_held_years() -> None:
+    """Forget the calendar tables read so far (after an import, or when a test empties the tables)."""
+    global _held, _held_checked, _held_stamp
+    with _held_lock:
+        _held, _held_checked, _held_stamp = {}, -HELD_REFRESH_S, None
+
+
+def library_years() -> range:
+    """The years the chinesecalendar library knows."""
+    from chinese_calendar import constants
+
+    return range(min(constants.holidays).year, max(constants.holidays).year + 1)
+
+
+def year_known(year: int) -> bool:
+    """Does the city hold this year's holidays (in its database or from the library)? Deadlines that run
+    through a year it does not are counted Monday–Friday and marked as assumed (Case.deadline_assumed)."""
+    return year in _held_years() or year in library_years()
+
+
+def assumed_between(start: date, end: date) -> bool:
+    """Was a deadline from `start` to `end` counted over a year whose calendar is unknown?"""
+    return not all(year_known(y) for y in range(start.year, end.year + 1))
 
 
 @lru_cache(maxsize=4096)

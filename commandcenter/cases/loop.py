@@ -22,7 +22,7 @@ from ..db import db
 from ..models import CASE_LEVELS, Account, Case, CaseStep, Category, Center, Department, Dispute, Outbox, Place
 from ..timeutil import current_tz, fmt, local, utcnow
 from ..vocabulary import FINAL_STATES, OPEN_STATES
-from ..workcalendar import deadline_utc
+from ..workcalendar import assumed_between, deadline_utc
 
 LEVEL_RANK = {level: i for i, level in enumerate(CASE_LEVELS)}
 
@@ -415,6 +415,8 @@ def register(
         case.handle_due = deadline_utc(now, category.handle_limit, category.handle_unit, tz)
     if category.must_escalate and category.escalate_limit and not _reached(case, category.escalate_to):
         case.escalate_due = deadline_utc(now, category.escalate_limit, category.escalate_unit, tz)
+    dues = [due for due in (case.dispatch_due, case.handle_due, case.escalate_due) if due is not None]
+    case.deadline_assumed = bool(dues) and assumed_between(local(now, tz).date(), local(max(dues), tz).date())
     alerts.plan_on_register(case, category)
     _step(case, actor, "register", "registered", note=note, now=now, public=public)
     _commit()

@@ -25,6 +25,7 @@ NAV = (
     ("mobile.index", "领导移动端", "mobile.view"),
     ("admin.accounts", "账号管理", "account.manage"),
     ("admin.ops", "任务队列", "ops.view"),
+    ("admin.calendar", "工作日历", "calendar.edit"),
     ("admin.security", "安全管理", "account.lock"),
     ("admin.audit_log", "审计日志", "audit.read"),
 )
