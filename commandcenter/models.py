@@ -143,6 +143,14 @@ class Department(Base):
     place_id: Mapped[int | None] = mapped_column(ForeignKey("places.id"))  # the city or town it serves
 
 
+class DepartmentPlace(Base):
+    """The places a department serves (a town, a village, or the whole city): dispatch offers it there only."""
+
+    __tablename__ = "department_places"
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"), primary_key=True)
+    place_id: Mapped[int] = mapped_column(ForeignKey("places.id"), primary_key=True)
+
+
 class Account(Base):
     __tablename__ = "accounts"
     __table_args__ = (Index("ix_accounts_role_place", "role", "place_id"),)
@@ -323,6 +331,9 @@ class Case(Base):
     # a limit of this case was counted over a year whose holidays were not known (Monday–Friday assumed);
     # recomputed when the year's calendar is imported (workcalendar.recompute_assumed_deadlines)
     deadline_assumed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # the limits of its category when it was reported (a later edit of the category applies to new cases only):
+    # {"dispatch": [n, unit], "handle": [n, unit], "escalate": [n, unit, level], "transfer_minutes": n, ...}
+    limits: Mapped[dict | None] = mapped_column(JSON)
     paused_at: Mapped[datetime | None] = mapped_column(DateTime)
     pause_reason: Mapped[str | None] = mapped_column(String(200))
     escalated_to_town: Mapped[bool] = mapped_column(Boolean, default=False)
