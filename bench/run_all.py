@@ -39,6 +39,7 @@ def main() -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="full", action="store_false", help="small sizes (default)")
     mode.add_argument("--full", dest="full", action="store_true", help="the sizes of the docs")
+    parser.set_defaults(full=False)
     parser.add_argument("--only", default="", help="comma-separated script names, e.g. bench_floor.py,bench_wall.py")
     args, extra = parser.parse_known_args()
     chosen = [name for name in BENCHES if not args.only or name in args.only.split(",")]
