@@ -47,6 +47,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "audit.read": frozenset({"auditor"}),
     "category.edit": frozenset({"admin"}),
     "calendar.edit": frozenset({"admin"}),  # the working calendar: holidays and make-up workdays
+    "org.edit": frozenset({"admin"}),  # departments and the places they serve, centers, police beats, 12345 link
     "ops.view": frozenset({"admin"}),
     "account.self": frozenset(ROLES),  # one's own password and tokens
 }

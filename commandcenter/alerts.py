@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from .categories import Limits, limits_of
 from .db import db
 from .models import Alert, Case, Category
 from .vocabulary import OPEN_STATES
@@ -23,32 +24,33 @@ DEFAULT_PARKING_WARN_MINUTES = 15
 LEVEL_RANK = {"grid": 0, "village": 1, "town": 2, "city": 3}
 
 
-def warn_time(start: datetime, due: datetime, category: Category) -> datetime:
+def warn_time(start: datetime, due: datetime, category: Category | Limits) -> datetime:
     """`warn_before_minutes` before the limit when the category sets it, else when `warn_ratio` of it is used."""
     if category.warn_before_minutes:
         return max(start, due - timedelta(minutes=category.warn_before_minutes))
     return start + (due - start) * (category.warn_ratio or 0.8)
 
 
-def parking_warn_time(discovered_at: datetime, transfer_due: datetime, category: Category) -> datetime:
+def parking_warn_time(discovered_at: datetime, transfer_due: datetime, category: Category | Limits) -> datetime:
     """`warn_before_minutes` (default 15) before the one-hour limit of a 乱停车 report."""
     minutes = category.warn_before_minutes or DEFAULT_PARKING_WARN_MINUTES
     return max(discovered_at, transfer_due - timedelta(minutes=minutes))
 
 
-def plan_on_report(case: Case, category: Category) -> None:
+def plan_on_report(case: Case, category: Category | Limits) -> None:
     if case.transfer_due is not None:
         case.transfer_warn_at = parking_warn_time(case.discovered_at, case.transfer_due, category)
 
 
-def plan_on_register(case: Case, category: Category) -> None:
+def plan_on_register(case: Case, category: Category | Limits) -> None:
     if case.escalate_due is not None and case.registered_at is not None:
         case.escalate_warn_at = warn_time(case.registered_at, case.escalate_due, category)
 
 
 def needs_escalation(case: Case) -> bool:
-    target = case.category.escalate_to
-    return bool(case.category.must_escalate and target and LEVEL_RANK[case.level] < LEVEL_RANK[target])
+    limits = limits_of(case)  # recorded on the case at its report (else its category's)
+    target = limits.escalate_to
+    return bool(limits.must_escalate and target and LEVEL_RANK[case.level] < LEVEL_RANK[target])
 
 
 def due_alerts(case: Case, now: datetime) -> list[tuple[str, datetime]]:

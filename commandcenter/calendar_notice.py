@@ -197,7 +197,7 @@ def _assumed_bases() -> dict[int, dict[str, object]]:
 
 def _bases(case: Case) -> dict[str, object]:
     tz = current_tz()
-    category = case.category
+    category = alerts.limits_of(case)  # the limits the case was given at its report
     out = {}
     for due_attr, limit_attr, unit_attr in _LIMITS:
         if getattr(case, due_attr) is not None and getattr(category, limit_attr) and case.registered_at:
@@ -222,7 +222,7 @@ def _recompute(assumed: dict[int, dict[str, object]]) -> int:
             local(case.registered_at, tz).date(), local(max(dues), tz).date()
         )
         if case.escalate_due is not None:
-            case.escalate_warn_at = alerts.warn_time(case.registered_at, case.escalate_due, case.category)
+            case.escalate_warn_at = alerts.warn_time(case.registered_at, case.escalate_due, alerts.limits_of(case))
     return len(assumed)
 
 

@@ -304,6 +304,53 @@ def descendants(category_id: int) -> set[int]:
     return found
 
 
+# the limits a case is given at its report and keeps (Case.limits): later edits of the category apply to new cases
+LIMIT_FIELDS = (
+    "dispatch_limit",
+    "dispatch_unit",
+    "handle_limit",
+    "handle_unit",
+    "must_escalate",
+    "escalate_to",
+    "escalate_limit",
+    "escalate_unit",
+    "transfer_limit_minutes",
+    "warn_ratio",
+    "warn_before_minutes",
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A case's limits, with the attribute names of Category (what alerts and the loop read)."""
+
+    dispatch_limit: int | None = None
+    dispatch_unit: str | None = None
+    handle_limit: int | None = None
+    handle_unit: str | None = None
+    must_escalate: bool = False
+    escalate_to: str | None = None
+    escalate_limit: int | None = None
+    escalate_unit: str | None = None
+    transfer_limit_minutes: int | None = None
+    warn_ratio: float | None = 0.8
+    warn_before_minutes: int | None = None
+
+
+def limits_record(category: Category) -> dict:
+    """What report_case writes to Case.limits."""
+    return {name: getattr(category, name) for name in LIMIT_FIELDS}
+
+
+def limits_of(case) -> Limits:
+    """The limits recorded on the case at its report; for a case reported before they were recorded (or
+    imported), its category's as they are now."""
+    recorded = case.limits
+    if recorded:
+        return Limits(**{name: recorded[name] for name in LIMIT_FIELDS if name in recorded})
+    return Limits(**limits_record(case.category))
+
+
 def is_parking(category: Category) -> bool:
     """乱停车 and its items carry the one-hour transfer rule."""
     return category.transfer_limit_minutes is not None

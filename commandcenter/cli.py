@@ -65,6 +65,59 @@ def register_cli(app: Flask) -> None:
 
     app.cli.add_command(calendar_group)
 
+    categories_group = AppGroup("categories", help="事件类别：安装国家默认类别树、导出、导入（JSON）。")
+
+    @categories_group.command("install-default")
+    def categories_install_default() -> None:
+        """Install the national default tree when the category table is empty (safe to run again)."""
+        from .category_admin import install_default, is_empty
+
+        had = not is_empty()
+        added = install_default(None)
+        if had:
+            click.echo("类别表已有数据，未安装默认类别树（已添加 0 个类别）")
+        else:
+            click.echo(f"已安装国家默认类别树：已添加 {added} 个类别")
+
+    @categories_group.command("export")
+    @click.argument("path", type=click.Path(dir_okay=False, writable=True))
+    def categories_export(path: str) -> None:
+        """Write the whole category tree (every field) to PATH as JSON."""
+        from pathlib import Path
+
+        from .audit import audit
+        from .category_admin import export_items, export_json
+
+        Path(path).write_text(export_json(), encoding="utf-8")
+        count = len(export_items())
+        audit("category.export", "category", None, detail=f"导出 {count} 个类别到 {path}", commit=True)
+        click.echo(f"已导出 {count} 个类别到 {path}")
+
+    @categories_group.command("import")
+    @click.argument("path", type=click.Path(exists=True, dir_okay=False))
+    def categories_import(path: str) -> None:
+        """Upsert categories by code from a JSON export; any fault refuses the whole file."""
+        from pathlib import Path
+
+        from .category_admin import CategoryError, import_items, parse_import
+
+        try:
+            items, text = parse_import(Path(path).read_bytes())
+            done = import_items(None, items, text)
+        except CategoryError as exc:
+            db.rollback()
+            if not exc.audited:
+                from .audit import audit
+
+                audit("category.import", "category", None, success=False, detail=exc.message[:500], commit=True)
+            for problem in exc.problems:
+                click.echo(f"{path}: {problem}", err=True)
+            click.echo(f"{path}: 未导入（共 {len(exc.problems)} 处错误）", err=True)
+            sys.exit(1)
+        click.echo(f"已导入：新增 {done['added']} 个，修改 {done['updated']} 个，未变 {done['unchanged']} 个")
+
+    app.cli.add_command(categories_group)
+
     @app.cli.command("create-admin")
     @click.option("--username", prompt="用户名")
     @click.option("--name", "display_name", default="系统管理员")
@@ -154,6 +207,83 @@ def register_cli(app: Flask) -> None:
         click.echo(f"检查 {report.get('keys_checked')} 个计数键，修正 {report.get('keys_fixed')} 个")
 
     app.cli.add_command(counters_group)
+
+    accounts_group = AppGroup("accounts", help="账号：重置密码、建立账号（部署初期，页面见 /admin/accounts）。")
+
+    @accounts_group.command("reset-password")
+    @click.argument("username")
+    def accounts_reset_password(username: str) -> None:
+        """Give USERNAME a one-time password (printed once, never stored): it must be changed at the next login;
+        the account's sessions and tokens end."""
+        from .accounts import reset_password
+        from .models import Account
+
+        account = db.query(Account).filter_by(username=username.strip()).one_or_none()
+        if account is None:
+            click.echo(f"没有用户名为 {username} 的账号", err=True)
+            sys.exit(1)
+        password = reset_password(None, account)  # commits
+        click.echo(f"{account.username} 的一次性密码（只显示这一次，下次登录时须修改）：{password}")
+
+    @accounts_group.command("create")
+    @click.option("--username", required=True)
+    @click.option("--name", "display_name", required=True, help="姓名")
+    @click.option("--role", required=True, help="角色代码，如 operator、gridworker、center_admin")
+    @click.option("--place-code", required=True, help="所属区划或网格的代码")
+    @click.option("--post", default=None, help="网格员岗位代码，如 full_time")
+    @click.option("--center-place-code", default=None, help="综治中心所在区划的代码（综治中心管理员）")
+    @click.option("--department-code", default=None, help="职能部门代码（职能部门账号）")
+    @click.option("--phone", default=None)
+    def accounts_create(
+        username: str,
+        display_name: str,
+        role: str,
+        place_code: str,
+        post: str | None,
+        center_place_code: str | None,
+        department_code: str | None,
+        phone: str | None,
+    ) -> None:
+        """Create an account with a one-time password (printed once; to be changed at the first login)."""
+        from .accounts import AccountError, add_account
+        from .models import Center, Department, Place
+
+        def refuse(field: str, message: str) -> None:
+            db.rollback()
+            click.echo(f"{field}: {message}", err=True)
+            sys.exit(1)
+
+        place = db.query(Place).filter_by(code=place_code).one_or_none()
+        if place is None:
+            refuse("place-code", f"区划代码 {place_code} 不存在")
+        center = department = None
+        if center_place_code:
+            where = db.query(Place).filter_by(code=center_place_code).one_or_none()
+            center = db.query(Center).filter_by(place_id=where.id).first() if where else None
+            if center is None:
+                refuse("center-place-code", f"区划 {center_place_code} 没有综治中心")
+        if department_code:
+            department = db.query(Department).filter_by(code=department_code).one_or_none()
+            if department is None:
+                refuse("department-code", f"职能部门代码 {department_code} 不存在")
+        try:
+            account, password = add_account(
+                None,
+                username=username.strip(),
+                display_name=display_name.strip(),
+                role=role,
+                place=place,
+                post=post,
+                phone=phone,
+                center=center,
+                department=department,
+            )
+        except AccountError as exc:
+            refuse(exc.field, exc.message)
+        db.commit()
+        click.echo(f"已建立账号 {account.username}；一次性密码（只显示这一次，首次登录时须修改）：{password}")
+
+    app.cli.add_command(accounts_group)
 
     from .open311.cli import register_open311_cli
 

@@ -332,7 +332,7 @@ class Case(Base):
     # recomputed when the year's calendar is imported (workcalendar.recompute_assumed_deadlines)
     deadline_assumed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # the limits of its category when it was reported (a later edit of the category applies to new cases only):
-    # {"dispatch": [n, unit], "handle": [n, unit], "escalate": [n, unit, level], "transfer_minutes": n, ...}
+    # {"dispatch_limit": n, "dispatch_unit": u, "handle_limit": …, "escalate_to": level, …}: categories.LIMIT_FIELDS
     limits: Mapped[dict | None] = mapped_column(JSON)
     paused_at: Mapped[datetime | None] = mapped_column(DateTime)
     pause_reason: Mapped[str | None] = mapped_column(String(200))

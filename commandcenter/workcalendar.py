@@ -91,7 +91,9 @@ def _held_years() -> dict[int, dict[date, bool]]:
     global _held, _held_checked, _held_stamp
     from flask import has_app_context
 
-    if not has_app_context() or time_now() - _held_checked < HELD_REFRESH_S:
+    if not has_app_context():
+        return {}  # outside an application: the library only (never what an earlier application held)
+    if time_now() - _held_checked < HELD_REFRESH_S:
         return _held
     with _held_lock:
         if time_now() - _held_checked < HELD_REFRESH_S:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from commandcenter.accounts import create_account
 from commandcenter.categories import install_default_categories
 from commandcenter.db import db
-from commandcenter.models import Account, Category, Center, Department, Place
+from commandcenter.models import Account, Category, Center, Department, DepartmentPlace, Place
 from commandcenter.security import hash_password
 
 PASSWORD = "Test@2026pw"
@@ -114,6 +114,8 @@ def build_world() -> World:
     ]
     db.add_all(world.departments)
     db.flush()
+    # the places each serves (dispatch offers a department only there): its home, as migration 0007 copied it
+    db.add_all(DepartmentPlace(department_id=d.id, place_id=d.place_id) for d in world.departments)
     install_default_categories()
     h = hash_password(PASSWORD)
 

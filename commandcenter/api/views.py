@@ -18,6 +18,7 @@ from ..access import Forbidden, current_account, public, require
 from ..auth.service import PasswordChangeRequired, authenticate, issue_api_token
 from ..cases import actions, loop
 from ..cases.queries import visible_cases
+from ..category_admin import missing
 from ..db import db
 from ..extensions import limiter
 from ..models import Account, Case, CasePhoto, CaseStep, Category, Place
@@ -180,7 +181,7 @@ def account_out(account: Account) -> dict:
 def _category(code: str) -> Category:
     category = db.query(Category).filter_by(code=code, active=True).one_or_none()
     if category is None:
-        raise ApiError(422, f"category_code: 事件类别 {code} 不存在或已停用", "category_code")
+        raise ApiError(422, f"category_code: {missing(f'事件类别 {code} 不存在或已停用')}", "category_code")
     return category
 
 

@@ -69,7 +69,7 @@ def can_take(account: Account, case: Case, action: str) -> bool:
     if action == "transfer":
         return case.transfer_due is not None and case.transferred_at is None and utcnow() <= case.transfer_due
     if action == "self_close":
-        return case.reporter_id == account.id and not case.category.must_escalate
+        return case.reporter_id == account.id and not loop.limits_of(case).must_escalate
     if action == "escalate":
         return case.level != CASE_LEVELS[-1]
     if action == "outstanding":

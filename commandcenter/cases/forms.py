@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 
 from .. import labels
+from ..category_admin import missing
 from ..db import db
 from ..inputs import DATE_RANGE_MESSAGE, date_in_range, parse_id
 from ..models import CASE_KINDS, CASE_LEVELS, CASE_SOURCES, CASE_STATES, Account, Case, Category
@@ -263,11 +264,11 @@ def parse_hotline(form, account: Account, tz: str, now: datetime | None = None) 
     category = None
     category_id = _int(values["category_id"])
     if not values["category_id"]:
-        errors["category_id"] = "请选择事件类别"
+        errors["category_id"] = missing("请选择事件类别")
     else:
         category = db.get(Category, category_id) if category_id else None
         if category is None or not category.active:
-            errors["category_id"] = "事件类别不存在或已停用"
+            errors["category_id"] = missing("事件类别不存在或已停用")
         elif category.depth == 1:
             errors["category_id"] = "事件类别请选择具体的小类或细项，而不是大类"
 

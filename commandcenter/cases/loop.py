@@ -18,6 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import alerts, labels
 from ..access import Forbidden, has_permission, in_jurisdiction
+from ..categories import limits_of, limits_record
 from ..db import db
 from ..models import CASE_LEVELS, Account, Case, CaseStep, Category, Center, Department, Dispute, Outbox, Place
 from ..timeutil import current_tz, fmt, local, utcnow
@@ -62,6 +63,7 @@ PERMISSION_OF = {
 }
 
 MAX_NOTE = 2000
+EMPTY_CATEGORIES = "事件类别表为空：请运行 flask categories install-default 或在「事件类别」页面添加"
 PAUSE_REASON_MAX = 200
 
 
@@ -238,6 +240,8 @@ def report_case(
             return existing, False
     category = db.get(Category, data.category_id)
     if category is None or not category.active:
+        if db.execute(select(Category.id).limit(1)).first() is None:
+            raise TransitionError(EMPTY_CATEGORIES, "category_id")
         raise TransitionError("事件类别不存在或已停用", "category_id")
     if category.depth == 1:
         raise TransitionError("请选择具体的小类或细项，而不是大类", "category_id")
@@ -273,6 +277,7 @@ def report_case(
         self_handled=data.self_handled,
         discovered_at=discovered,
         reported_at=now,
+        limits=limits_record(category),  # the case keeps them: a later edit of the category applies to new cases
     )
     if category.transfer_limit_minutes:
         case.transfer_due = discovered + timedelta(minutes=category.transfer_limit_minutes)
@@ -405,7 +410,7 @@ def register(
     _check(case, actor, "register")
     now = now or utcnow()
     note = _clean_note(note)
-    category = case.category
+    category = limits_of(case)  # recorded at its report (else, for an old case, its category's)
     tz = current_tz()
     case.registered_at = now
     case.valid = True
@@ -627,7 +632,7 @@ def self_close(case: Case, actor: Account | None, note: str, now: datetime | Non
     _check(case, actor, "self_close")
     if actor is not None and case.reporter_id != actor.id:
         raise Forbidden("只有上报人本人可以自办自结")
-    if case.category.must_escalate:
+    if limits_of(case).must_escalate:
         raise TransitionError("该类别事件须流转上级处置，不能自办自结", "self_handled")
     note = _clean_note(note, required=True)
     now = now or utcnow()
@@ -689,7 +694,7 @@ def escalate(
         now=now,
         note=f"由{labels.LEVEL[case.level]}流转至{labels.LEVEL[target]}：{note}",
     )
-    if case.escalate_due is not None and _reached(case, case.category.escalate_to):
+    if case.escalate_due is not None and _reached(case, limits_of(case).escalate_to):
         case.escalate_due = None
         case.escalate_warn_at = None
         alerts.clear_for_case(case, now)

@@ -263,13 +263,11 @@ def register_queue(account: Account) -> Queue:
 
 
 def departments_for(case: Case) -> list[Department]:
-    """Departments that serve the case's place: city-wide ones and those of its town (or village)."""
-    grid = case.grid
-    places = {p for p in ((grid.city_id, grid.town_id, grid.village_id) if grid else ()) if p}
-    stmt = select(Department).order_by(Department.code)
-    if places:
-        stmt = stmt.where(or_(Department.place_id.is_(None), Department.place_id.in_(places)))
-    return list(db.execute(stmt).scalars())
+    """Departments offered for dispatch: those serving the case's grid, village, town or city through
+    department_places (a department without rows serves nothing); the rule is org_admin.departments_serving."""
+    from ..org_admin import departments_serving
+
+    return departments_serving(case)
 
 
 def visible_duplicates(account: Account, case: Case) -> list[tuple[Case, float]]:

@@ -39,6 +39,7 @@ from ..models import (
     Category,
     Center,
     Department,
+    DepartmentPlace,
     Dispute,
     Heartbeat,
     LoginRecord,
@@ -501,6 +502,8 @@ class _Loader:
             for t in geo.towns
         ]
         self.insert(Department, rows)
+        # the places each serves: dispatch offers a department there only (city-wide ones: the city)
+        self.insert(DepartmentPlace, [{"department_id": r["id"], "place_id": r["place_id"]} for r in rows])
         self.dept_names = {r["id"]: r["name"] for r in rows}
         self.summary.update({"综治中心": len(ids), "职能部门": len(rows)})
 

@@ -48,6 +48,7 @@ class FileResult:
     existing: int = 0  # rows already in the database (left unchanged)
     bad: int = 0  # rows with errors
     errors: list[RowError] = field(default_factory=list)
+    warnings: list[RowError] = field(default_factory=list)  # not refusing the file (unknown columns, ignored)
     imported: bool = False  # False: the file was refused (nothing written)
     seconds: float = 0.0
 
@@ -56,6 +57,9 @@ class FileResult:
         return not self.errors
 
     def summary(self) -> str:
+        return self._summary() + "".join(f"\n  提示 {w}" for w in self.warnings)
+
+    def _summary(self) -> str:
         if not self.imported:
             return (
                 f"{self.file}：共 {self.rows} 行，{self.bad} 行有错误（{len(self.errors)} 处），未导入任何数据"
@@ -93,7 +97,7 @@ def import_file(
     good: list[dict] = []
     bar = _bar(count_records(text), f"校验 {path.name}", progress)
     try:
-        for rec in records(fmt, path.name, text, run.clock, errors):
+        for rec in records(fmt, path.name, text, run.clock, errors, result.warnings):
             result.rows += 1
             bar.update(1)
             if rec is None:

@@ -60,6 +60,112 @@ DISPUTE_LEVELS = ("grid", "village", "town")
 LOGIN_CHANNELS = ("web", "app", "api")
 CENTER_LEVELS = ("city", "town", "village")
 
+# --- what old platforms write instead of the codes -----------------------------------------------------
+# The Chinese labels that platforms export (and that this system shows), each mapped to its code. A CHOICE
+# cell is taken as it is when it is a code, else looked up here (spaces removed); anything else is an error.
+# docs/import.md prints these tables (`aliases_markdown()`); a test keeps the two in step.
+
+STATE_LABELS = {
+    "待立案": "reported",
+    "已上报": "reported",
+    "待受理": "reported",
+    "已立案": "registered",
+    "待派遣": "registered",
+    "已派遣": "dispatched",
+    "待签收": "dispatched",
+    "处理中": "handling",
+    "办理中": "handling",
+    "处置中": "handling",
+    "待核查": "feedback",
+    "已反馈": "feedback",
+    "已处置": "feedback",
+    "已结案": "closed",
+    "已办结": "closed",
+    "已完结": "closed",
+    "结案": "closed",
+    "无效": "rejected",
+    "已作废": "rejected",
+    "作废": "rejected",
+    "不予立案": "rejected",
+    "重复": "duplicate",
+    "重复件": "duplicate",
+}
+SOURCE_LABELS = {
+    "网格员上报": "app",
+    "网格员": "app",
+    "巡查上报": "app",
+    "12345": "hotline",
+    "12345热线": "hotline",
+    "市民热线": "hotline",
+    "热线工单": "hotline",
+    "志愿者上报": "volunteer",
+    "志愿者": "volunteer",
+    "中心受理": "center",
+    "中心上报": "center",
+    "综治中心上报": "center",
+    "部门上报": "department",
+    "领导交办": "leader",
+    "上级交办": "leader",
+    "市民上报": "open311",
+}
+LEVEL_LABELS = {
+    "网格": "grid",
+    "村社": "village",
+    "村": "village",
+    "社区": "village",
+    "村（社区）": "village",
+    "镇街": "town",
+    "镇": "town",
+    "街道": "town",
+    "乡": "town",
+    "镇街中心": "town",
+    "镇级": "town",
+    "市": "city",
+    "区": "city",
+    "市级": "city",
+    "市中心": "city",
+}
+BOOL_LABELS = {
+    "是": True,
+    "1": True,
+    "true": True,
+    "t": True,
+    "yes": True,
+    "y": True,
+    "对": True,
+    "真": True,
+    "有": True,
+    "√": True,
+    "否": False,
+    "0": False,
+    "false": False,
+    "f": False,
+    "no": False,
+    "n": False,
+    "错": False,
+    "假": False,
+    "无": False,
+    "×": False,
+}
+KIND_LABELS = {  # places.kind
+    "镇": "town",
+    "街道": "street",
+    "乡": "township",
+    "社区": "community",
+    "村": "village",
+    "村委": "village",
+    "村委会": "village",
+    "综合网格": "comprehensive",
+    "专属网格": "dedicated",
+}
+ALIAS_TABLES = (
+    ("状态（cases.csv 的 state，cases_history.csv 的 from_state、to_state）", STATE_LABELS),
+    ("来源（cases.csv 的 source）", SOURCE_LABELS),
+    ("层级（places.csv、cases.csv、cases_history.csv 的 level、from_level、to_level）", LEVEL_LABELS),
+    ("类型（places.csv 的 kind）", KIND_LABELS),
+    ("是/否（所有“是/否”类型的列；英文不分大小写）", BOOL_LABELS),
+)
+
 
 @dataclass(frozen=True)
 class Column:
@@ -70,6 +176,7 @@ class Column:
     choices: tuple[str, ...] = ()
     max_len: int | None = None
     example: str = ""
+    aliases: dict[str, str] = field(default_factory=dict, hash=False, compare=False)  # label → code (CHOICE)
 
 
 @dataclass(frozen=True)
@@ -97,7 +204,7 @@ PLACES = Format(
     (
         Column("code", required=True, max_len=32, help="区划/网格代码，全市唯一", example="320500001"),
         Column("name", required=True, max_len=100, example="东湖街道"),
-        Column("level", CHOICE, True, "层级", PLACE_LEVELS, example="town"),
+        Column("level", CHOICE, True, "层级", PLACE_LEVELS, example="town", aliases=LEVEL_LABELS),
         Column(
             "kind",
             CHOICE,
@@ -105,6 +212,7 @@ PLACES = Format(
             f"类型：镇街 {'/'.join(TOWN_KINDS)}，村社 {'/'.join(VILLAGE_KINDS)}，网格 {'/'.join(GRID_KINDS)}；市不填",
             TOWN_KINDS + VILLAGE_KINDS + GRID_KINDS,
             example="street",
+            aliases=KIND_LABELS,
         ),
         Column(
             "parent_code",
@@ -134,7 +242,7 @@ CENTERS = Format(
     (
         Column("place_code", required=True, max_len=32, help="中心所在的市、镇街或村社代码", example="320500001"),
         Column("name", required=True, max_len=100, example="东湖街道综治中心"),
-        Column("level", CHOICE, False, "默认取所在区划的层级", CENTER_LEVELS, example="town"),
+        Column("level", CHOICE, False, "默认取所在区划的层级", CENTER_LEVELS, example="town", aliases=LEVEL_LABELS),
     ),
 )
 
@@ -164,7 +272,8 @@ ACCOUNTS = Format(
     notes=(
         "不导入任何口令：既不接受明文口令，也不接受原平台的口令散列。每个导入的账号得到一个随机、无人知道的口令散列"
         "（argon2，经 commandcenter.security.hash_password），并被标记为“须修改口令”（must_change_password）。"
-        "管理员随后在“账号管理”中为其重置口令，或由本人通过重置流程设置。",
+        "管理员随后在“账号管理”（/admin/accounts，账号页面的“重置密码”）中为其发放一次性口令，"
+        "或在服务器上执行 `flask accounts reset-password 用户名`；本人首次登录时修改。",
     ),
 )
 
@@ -227,7 +336,7 @@ CASES = Format(
     "number（案卷号，唯一）",
     (
         Column("number", required=True, max_len=24, help="案卷号，全市唯一", example="SJ202611030000001"),
-        Column("source", CHOICE, True, "来源", CASE_SOURCES, example="app"),
+        Column("source", CHOICE, True, "来源", CASE_SOURCES, example="app", aliases=SOURCE_LABELS),
         Column(
             "category_code",
             required=True,
@@ -247,8 +356,8 @@ CASES = Format(
         Column("caller_name", max_len=64, example=""),
         Column("caller_phone", max_len=20, example=""),
         Column("external_ref", max_len=64, help="12345 工单号等", example=""),
-        Column("state", CHOICE, True, "当前状态", CASE_STATES, example="closed"),
-        Column("level", CHOICE, False, "当前所在层级，默认 grid", CASE_LEVELS, example="grid"),
+        Column("state", CHOICE, True, "当前状态", CASE_STATES, example="closed", aliases=STATE_LABELS),
+        Column("level", CHOICE, False, "当前所在层级，默认 grid", CASE_LEVELS, example="grid", aliases=LEVEL_LABELS),
         Column("valid", BOOL, help="是否有效；默认：rejected/duplicate 为否，reported 为空，其余为是", example="是"),
         Column("duplicate_of", max_len=24, help="重复事件的原案卷号（数据库中或本文件更靠前的行）", example=""),
         Column("self_handled", BOOL, help="自办自结，默认 否", example="否"),
@@ -320,10 +429,12 @@ HISTORY = Format(
         Column("at", DATETIME, True, "发生时间；不得早于事件的上报时间", example="2026-11-03 09:40"),
         Column("actor", max_len=64, help="操作人账号 username；不填表示系统自动", example="town0_admin"),
         Column("action", CHOICE, True, "动作", ACTIONS, example="register"),
-        Column("from_state", CHOICE, False, "原状态（上报时不填）", CASE_STATES, example="reported"),
-        Column("to_state", CHOICE, True, "新状态", CASE_STATES, example="registered"),
-        Column("from_level", CHOICE, False, "原层级", CASE_LEVELS, example="grid"),
-        Column("to_level", CHOICE, False, "新层级", CASE_LEVELS, example="grid"),
+        Column(
+            "from_state", CHOICE, False, "原状态（上报时不填）", CASE_STATES, example="reported", aliases=STATE_LABELS
+        ),
+        Column("to_state", CHOICE, True, "新状态", CASE_STATES, example="registered", aliases=STATE_LABELS),
+        Column("from_level", CHOICE, False, "原层级", CASE_LEVELS, example="grid", aliases=LEVEL_LABELS),
+        Column("to_level", CHOICE, False, "新层级", CASE_LEVELS, example="grid", aliases=LEVEL_LABELS),
         Column("note", help="说明", example="符合立案条件"),
     ),
 )
@@ -418,3 +529,16 @@ def markdown(fmt: Format) -> str:
             f"{allowed.replace('|', '/')} | {example.replace('|', '/')} |"
         )
     return "\n".join(out)
+
+
+def aliases_markdown() -> str:
+    """The tables of Chinese labels accepted in place of the codes, as they appear in docs/import.md."""
+    out = []
+    for title, table in ALIAS_TABLES:
+        out += [f"**{title}**", "", "| 文件中的写法 | 代码 |", "| --- | --- |"]
+        by_code: dict[str, list[str]] = {}
+        for label, code in table.items():
+            by_code.setdefault("是" if code is True else "否" if code is False else f"`{code}`", []).append(label)
+        out += [f"| {'、'.join(labels_)} | {code} |" for code, labels_ in by_code.items()]
+        out.append("")
+    return "\n".join(out).rstrip()

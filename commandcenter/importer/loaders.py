@@ -53,6 +53,26 @@ DEFAULT_PERSON_FREQUENCY = {"empty_nest_elderly": "weekly"}
 DEFAULT_SITE_FREQUENCY = {"rental_house": "quarterly"}
 
 
+NO_CATEGORIES = (
+    "系统中还没有任何事件类别，无法导入事件：请先运行 flask categories install-default 安装默认类别树"
+    "（或由系统管理员在“事件类别”页面建立），再重新导入"
+)
+
+
+def by_code(mapping: dict, code: str):
+    """(value, code as stored) of a code in a lookup; a number whose leading zeros Excel dropped ("101" for
+    "0101") matches the shortest zero-padded code of the lookup. (None, code) when nothing matches."""
+    found = mapping.get(code)
+    if found is not None or not code.isdigit():
+        return found, code
+    for width in range(len(code) + 1, 33):
+        padded = code.zfill(width)
+        found = mapping.get(padded)
+        if found is not None:
+            return found, padded
+    return None, code
+
+
 @dataclass
 class PlaceRef:
     id: int | None  # None until written (a row earlier in the same file)
@@ -233,7 +253,7 @@ class Loader:
         code = rec.values[column]
         if code is None:
             return None
-        ref = self.run.places.get(code)
+        ref, rec.values[column] = by_code(self.run.places, code)
         if ref is None:
             self.err(rec.line, column, f"区划代码“{code}”不存在（须已在系统中或在 places.csv 中）")
             return None
@@ -248,7 +268,8 @@ class Loader:
         code = rec.values[column]
         if code is None:
             return None
-        found = self.run.centers.get(code, [])
+        found, rec.values[column] = by_code(self.run.centers, code)
+        found = found or []
         if not found:
             self.err(rec.line, column, f"区划“{code}”没有综治中心（须已在系统中或在 centers.csv 中）")
             return None
@@ -462,9 +483,9 @@ class CentersLoader(Loader):
 
     def check(self, rec: Record):
         v, line = rec.values, rec.line
+        place = self.place(rec, "place_code")
         if not self.once((v["place_code"], v["name"]), line, "name", "同一区划的同名中心"):
             return None
-        place = self.place(rec, "place_code")
         if place is None:
             return None
         if any(name == v["name"] for _, name in self.run.centers.get(v["place_code"], [])):
@@ -505,7 +526,7 @@ class AccountsLoader(Loader):
         center_id = self.center(rec, "center_place_code")
         dept_id = None
         if v["department_code"] is not None:
-            dept_id = self.run.departments.get(v["department_code"])
+            dept_id, v["department_code"] = by_code(self.run.departments, v["department_code"])
             if dept_id is None:
                 self.err(line, "department_code", f"职能部门代码“{v['department_code']}”不存在")
                 ok = False
@@ -620,6 +641,7 @@ class CasesLoader(Loader):
         super().__init__(run, name)
         self.duplicates: list[tuple[str, str]] = []  # (number, number of the original)
         self.disputes: dict[str, dict] = {}  # number → the Dispute row without its case_id
+        self.told_no_categories = False
 
     def check(self, rec: Record):  # noqa: C901 - one rule after the other, in the order of the columns
         v, line, run = rec.values, rec.line, self.run
@@ -629,7 +651,12 @@ class CasesLoader(Loader):
         if number in run.cases:
             return EXISTING
         ok = True
-        cat = run.categories.get(v["category_code"])
+        if not run.categories:
+            if not self.told_no_categories:  # once for the file, not once per row
+                self.told_no_categories = True
+                self.errors.append(RowError(self.name, None, "category_code", NO_CATEGORIES))
+            return None
+        cat, v["category_code"] = by_code(run.categories, v["category_code"])
         if cat is None:
             self.err(line, "category_code", f"事件类别“{v['category_code']}”不存在")
             return None
@@ -662,7 +689,7 @@ class CasesLoader(Loader):
             ok = False
         dept = None
         if v["department_code"] is not None:
-            dept = run.departments.get(v["department_code"])
+            dept, v["department_code"] = by_code(run.departments, v["department_code"])
             if dept is None:
                 self.err(line, "department_code", f"职能部门代码“{v['department_code']}”不存在")
                 ok = False

@@ -21,6 +21,7 @@ from shapely.validation import explain_validity
 
 from .formats import (
     BOOL,
+    BOOL_LABELS,
     CHOICE,
     DATE,
     DATETIME,
@@ -35,8 +36,6 @@ from .formats import (
     Format,
 )
 
-TRUE = {"是", "1", "true", "t", "yes", "y", "对", "真"}
-FALSE = {"否", "0", "false", "f", "no", "n", "错", "假"}
 ID_NUMBER = re.compile(r"^(\d{17}[\dX]|\d{15})$")
 
 
@@ -85,11 +84,33 @@ class LocalClock:
         return value_utc.replace(tzinfo=UTC).astimezone(self.zone).replace(tzinfo=None)
 
 
+# what Excel writes: year first, "/" "-" or "." between, no zero padding ("2025/11/3 9:05", "2025-11-03 9:05:00")
+LOOSE_DATETIME = re.compile(
+    r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[ T]+(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.\d+)?)?)?$"
+)
+
+
+def _loose(text: str) -> datetime | None:
+    """A year-first date (and time) without zero padding, or None when the text is not one."""
+    m = LOOSE_DATETIME.match(text)
+    if m is None:
+        return None
+    y, mo, d, h, mi, sec = (int(x) if x else 0 for x in m.groups())
+    try:
+        return datetime(y, mo, d, h, mi, sec)
+    except ValueError:
+        return None
+
+
 def parse_datetime(text: str, clock: LocalClock) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("/", "-") if "/" in text[:8] else text)
     except ValueError:
-        raise CellError(f"日期时间格式应为 YYYY-MM-DD HH:MM[:SS]，而不是“{_short(text)}”") from None
+        value = _loose(text)
+        if value is None:
+            raise CellError(f"日期时间格式应为 YYYY-MM-DD HH:MM[:SS]，而不是“{_short(text)}”") from None
+        if LOOSE_DATETIME.match(text).group(4) is None:
+            raise CellError(f"缺少时刻：应为 YYYY-MM-DD HH:MM[:SS]，而不是“{_short(text)}”") from None
     if len(text) <= 10:  # a bare date is not a time
         raise CellError(f"缺少时刻：应为 YYYY-MM-DD HH:MM[:SS]，而不是“{_short(text)}”")
     if not 1990 <= value.year <= 2100:
@@ -101,7 +122,11 @@ def parse_date(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise CellError(f"日期格式应为 YYYY-MM-DD，而不是“{_short(text)}”") from None
+        m = LOOSE_DATETIME.match(text)
+        value = _loose(text) if m is not None and m.group(4) is None else None
+        if value is None:
+            raise CellError(f"日期格式应为 YYYY-MM-DD，而不是“{_short(text)}”") from None
+        return value.date()
 
 
 def parse_geojson(text: str) -> tuple[dict, float, float]:
@@ -145,11 +170,16 @@ def parser(col: Column, clock: LocalClock):  # noqa: C901 - one small function p
         return text_
     if t == CHOICE:
         allowed = frozenset(col.choices)
+        aliases = {label: code for label, code in col.aliases.items() if code in allowed}
+        hint = f"，或其中文写法（如 {'、'.join(list(aliases)[:3])}，见 docs/import.md）" if aliases else ""
 
         def choice(text: str) -> str:
-            if text not in allowed:
-                raise CellError(f"取值“{_short(text)}”无效，应为 {'、'.join(col.choices)} 之一")
-            return text
+            if text in allowed:
+                return text
+            code = aliases.get("".join(text.split())) or (text.lower() if text.lower() in allowed else None)
+            if code is None:
+                raise CellError(f"取值“{_short(text)}”无效，应为 {'、'.join(col.choices)} 之一{hint}")
+            return code
 
         return choice
     if t == DATETIME:
@@ -202,11 +232,9 @@ def parser(col: Column, clock: LocalClock):  # noqa: C901 - one small function p
     if t == BOOL:
 
         def bool_(text: str) -> bool:
-            low = text.lower()
-            if low in TRUE:
-                return True
-            if low in FALSE:
-                return False
+            value = BOOL_LABELS.get(text.lower())
+            if value is not None:
+                return value
             raise CellError(f"应为 是/否（或 1/0、true/false），而不是“{_short(text)}”")
 
         return bool_
@@ -255,10 +283,19 @@ def count_records(text: str) -> int:
     return max(0, text.count("\n") - 1)
 
 
-def records(fmt: Format, name: str, text: str, clock: LocalClock, errors: list[RowError]) -> Iterator[Record | None]:
+def records(
+    fmt: Format,
+    name: str,
+    text: str,
+    clock: LocalClock,
+    errors: list[RowError],
+    warnings: list[RowError] | None = None,
+) -> Iterator[Record | None]:
     """Typed records of a file; a record with a bad cell is yielded as None after its errors are noted.
 
-    Header problems (missing required columns, unknown columns) are noted on line 1 and nothing is yielded.
+    Unknown columns (an old platform's extra fields) are ignored, with a warning on line 1. Header problems
+    (a missing required column, a repeated one) are errors on line 1 and nothing is yielded; the unknown
+    columns are then errors too, since one of them is likely the misspelled missing column.
     """
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
@@ -271,14 +308,11 @@ def records(fmt: Format, name: str, text: str, clock: LocalClock, errors: list[R
         return
     header = [h.strip() for h in header]
     known = set(fmt.names)
+    unknown = [h for h in header if h not in known]
     problems = False
-    for h in header:
-        if h not in known:
-            errors.append(RowError(name, 1, h or "（空）", f"未知的列；{fmt.filename} 的列为：{', '.join(fmt.names)}"))
-            problems = True
     seen = set()
     for h in header:
-        if h in seen:
+        if h in seen and h in known:
             errors.append(RowError(name, 1, h, "列名重复"))
             problems = True
         seen.add(h)
@@ -287,10 +321,15 @@ def records(fmt: Format, name: str, text: str, clock: LocalClock, errors: list[R
             errors.append(RowError(name, 1, c.name, "缺少必填列"))
             problems = True
     if problems:
+        for h in dict.fromkeys(unknown):
+            errors.append(RowError(name, 1, h or "（空）", f"未知的列；{fmt.filename} 的列为：{', '.join(fmt.names)}"))
         return
-    cols = [fmt.column(h) for h in header]
-    parsers = [(c.name, parser(c, clock)) for c in cols]
-    width = len(cols)
+    if unknown and warnings is not None:
+        for h in dict.fromkeys(unknown):
+            warnings.append(RowError(name, 1, h or "（空）", "未知的列，已忽略（不导入）"))
+    # (index in the row, column name, parser) of the known columns; the unknown ones are skipped
+    parsers = [(i, h, parser(fmt.column(h), clock)) for i, h in enumerate(header) if h in known]
+    width = len(header)
     empty = {c.name: None for c in fmt.columns}
     required = [c for c in fmt.columns if c.required]
     line = 1  # line where the previous record ended
@@ -311,7 +350,8 @@ def records(fmt: Format, name: str, text: str, clock: LocalClock, errors: list[R
             continue
         values = dict(empty)
         bad: set[str] = set()
-        for (col_name, parse), cell in zip(parsers, cells, strict=True):
+        for i, col_name, parse in parsers:
+            cell = cells[i]
             if not cell or not (cell := cell.strip()):
                 continue
             try:

@@ -26,6 +26,10 @@ NAV = (
     ("admin.accounts", "账号管理", "account.manage"),
     ("admin.ops", "任务队列", "ops.view"),
     ("admin.calendar", "工作日历", "calendar.edit"),
+    ("admin.departments", "部门与中心", "org.edit"),
+    ("admin.police_beats", "警网关联", "org.edit"),
+    ("admin.hotline_link", "12345 对接", "org.edit"),
+    ("admin.categories", "事件类别", "category.edit"),
     ("admin.security", "安全管理", "account.lock"),
     ("admin.audit_log", "审计日志", "audit.read"),
 )

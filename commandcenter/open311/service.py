@@ -36,6 +36,7 @@ from werkzeug.datastructures import MultiDict
 from .. import labels
 from ..audit import audit
 from ..cases.loop import ReportInput, TransitionError, report_case
+from ..category_admin import missing
 from ..db import db
 from ..models import Case, CaseStep, Category, Department, Open311Client, Open311Token, Place
 from ..security import token_digest
@@ -257,7 +258,7 @@ def create_request(form: MultiDict) -> tuple[Case, bool, dict]:
         raise Open311Error(400, *errors)
     category = Catalog().service(service_code)
     if category is None:
-        raise Open311Error(404, f"service_code {service_code} 不存在或已停用，请先调用 services 查询")
+        raise Open311Error(404, missing(f"service_code {service_code} 不存在或已停用，请先调用 services 查询"))
     key = client_key(client, device_id, service_code, lat, lon, address_id, address, description) if device_id else None
     data = ReportInput(
         category_id=category.id,
