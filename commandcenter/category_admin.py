@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 
 from . import labels
 from .audit import audit
-from .categories import install_default_categories
+from .categories import LIMIT_FIELDS, install_default_categories
 from .db import db
 from .models import CASE_KINDS, CASE_LEVELS, Account, Case, Category
 from .timeutil import current_tz, local, utcnow
@@ -48,23 +48,7 @@ WARN_BEFORE_MAX = 10080
 STAGES = ("dispatch", "handle", "escalate")
 
 # every field of a category as exported, in order (code and parent identify it; depth follows the code)
-VALUE_FIELDS = (
-    "name",
-    "kind",
-    "dispatch_limit",
-    "dispatch_unit",
-    "handle_limit",
-    "handle_unit",
-    "must_escalate",
-    "escalate_to",
-    "escalate_limit",
-    "escalate_unit",
-    "transfer_limit_minutes",
-    "warn_ratio",
-    "warn_before_minutes",
-    "filing_condition",
-    "closing_condition",
-)
+VALUE_FIELDS = ("name", "kind", *LIMIT_FIELDS, "filing_condition", "closing_condition")
 EXPORT_FIELDS = ("code", "parent", "depth", *VALUE_FIELDS, "active")
 
 LABEL = {
