@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Date, and_, cast, func, select
+from sqlalchemy import Date, and_, case, cast, func, literal, select
 
 from .db import db
 from .hierarchy import in_place
@@ -118,32 +118,53 @@ def patrol_minutes_by_day(worker_ids: list[int], period: Period, tz: str) -> dic
 def patrol_compliance(
     worker_ids: list[int], period: Period, tz: str, today: date | None = None
 ) -> dict[int, bool | None]:
-    """For each gridworker: patrolled ≥ PATROL_MINUTES on every workday of the period begun so far.
-    None for everyone when no workday of the period has begun.
+    """For each gridworker: patrolled ≥ PATROL_MINUTES on every workday of the period that is over. Today is
+    not over: it counts only for whoever already reached the hour, so at 06:00 nobody fails the month for a
+    day that has not been worked yet. None while nothing can be judged: no workday over, and not reached today.
 
-    On PostgreSQL the minutes are summed per gridworker and local day in SQL and only the count of due
-    workdays met comes back (a few thousand rows for a district's month instead of every patrol: about 0.1 s
-    instead of 1 s for the demo's 1,370 gridworkers); elsewhere (SQLite, embedded mode) the patrols are read
-    and summed here. tests/test_stats.py checks that both paths agree."""
+    On PostgreSQL the minutes are summed per gridworker and local day in SQL and only the count of workdays
+    met comes back (a few thousand rows for a district's month instead of every patrol: about 0.1 s instead of
+    1 s for the demo's 1,370 gridworkers); elsewhere (SQLite, embedded mode) the patrols are read and summed
+    here. tests/test_stats.py checks that both paths agree."""
     today = today or local_today(tz)
-    due = period.workdays_begun(today)
-    if not due:
+    begun = period.workdays_begun(today)
+    if not begun:
         return {wid: None for wid in worker_ids}
+    over = [d for d in begun if d < today]
+    running = today if today in begun else None
     if worker_ids and db.get_bind().dialect.name == "postgresql":
-        return _compliance_in_sql(list(worker_ids), period, tz, due)
-    return patrol_compliance_in_python(worker_ids, period, tz, due)
+        return _compliance_in_sql(list(worker_ids), period, tz, over, running)
+    return patrol_compliance_in_python(worker_ids, period, tz, over, running)
 
 
-def patrol_compliance_in_python(worker_ids: list[int], period: Period, tz: str, due: list[date]) -> dict[int, bool]:
+def _judged(over_met: bool, any_over: bool, today_met: bool) -> bool | None:
+    if any_over:
+        return over_met
+    return True if today_met else None
+
+
+def patrol_compliance_in_python(
+    worker_ids: list[int], period: Period, tz: str, over: list[date], today: date | None = None
+) -> dict[int, bool | None]:
     minutes = patrol_minutes_by_day(worker_ids, period, tz)
-    return {wid: all(minutes.get(wid, {}).get(d, 0.0) >= PATROL_MINUTES for d in due) for wid in worker_ids}
+
+    def met(wid: int, d: date) -> bool:
+        return minutes.get(wid, {}).get(d, 0.0) >= PATROL_MINUTES
+
+    return {
+        wid: _judged(all(met(wid, d) for d in over), bool(over), today is not None and met(wid, today))
+        for wid in worker_ids
+    }
 
 
-def _compliance_in_sql(worker_ids: list[int], period: Period, tz: str, due: list[date]) -> dict[int, bool]:
+def _compliance_in_sql(
+    worker_ids: list[int], period: Period, tz: str, over: list[date], today: date | None
+) -> dict[int, bool | None]:
     begin, finish = period.bounds_utc(tz)
     day = cast(func.timezone(tz, func.timezone("UTC", Patrol.started_at)), Date)
     seconds = func.sum(func.greatest(0, func.extract("epoch", Patrol.ended_at - Patrol.started_at)))
-    met: dict[int, int] = {}
+    judged = [*over, today] if today is not None else over
+    met: dict[int, tuple[int, int]] = {}
     for i in range(0, len(worker_ids), 5000):
         per_day = (
             select(Patrol.gridworker_id.label("worker"), day.label("day"))
@@ -154,9 +175,16 @@ def _compliance_in_sql(worker_ids: list[int], period: Period, tz: str, due: list
                 Patrol.ended_at.is_not(None),
             )
             .group_by(Patrol.gridworker_id, day)
-            .having(and_(seconds >= PATROL_MINUTES * 60, day.in_(due)))
+            .having(and_(seconds >= PATROL_MINUTES * 60, day.in_(judged)))
             .subquery()
         )
-        for worker, n in db.execute(select(per_day.c.worker, func.count()).group_by(per_day.c.worker)):
-            met[worker] = int(n)
-    return {wid: met.get(wid, 0) == len(due) for wid in worker_ids}
+        is_today = case((per_day.c.day == today, 1), else_=0) if today is not None else literal(0)
+        rows = db.execute(
+            select(per_day.c.worker, func.count() - func.sum(is_today), func.max(is_today)).group_by(per_day.c.worker)
+        )
+        for worker, over_met, today_met in rows:
+            met[worker] = (int(over_met), int(today_met or 0))
+    return {
+        wid: _judged(met.get(wid, (0, 0))[0] == len(over), bool(over), met.get(wid, (0, 0))[1] == 1)
+        for wid in worker_ids
+    }

@@ -32,6 +32,8 @@ from commandcenter.models import (
     Visit,
 )
 from commandcenter.timeutil import from_local, local_today
+from commandcenter.workcalendar import is_workday
+from tests.conftest import shanghai
 from tests.world import WorldView
 
 pytestmark = [pytest.mark.postgres]
@@ -372,8 +374,11 @@ def test_patrol_compliance_in_sql_matches_measures(data):
         Period(TUE, TUE + timedelta(days=6)),
         Period(date(2026, 10, 1), date(2026, 10, 8)),
     ):
-        due = period.workdays_begun(local_today(TZ))
-        assert patrol_compliance(ids, period, TZ) == patrol_compliance_in_python(ids, period, TZ, due)
+        today = local_today(TZ)
+        begun = period.workdays_begun(today)
+        over, running = [d for d in begun if d < today], today if today in begun else None
+        if begun:
+            assert patrol_compliance(ids, period, TZ) == patrol_compliance_in_python(ids, period, TZ, over, running)
     assert stats.compliance_of(ids, PERIOD, TZ) == {**{i: False for i in ids}, ids[0]: True, ids[2]: True}
 
 
@@ -515,3 +520,38 @@ def test_accounts_outside_the_role_are_not_gridworkers(data):
     f = stats.figures(place(data.town(0)), PERIOD)
     assert f.gridworkers == 3 and f.attended == 1  # gw1's sign-in no longer counts
     assert db.query(Account).filter_by(role="gridworker", active=True).count() == 7
+
+
+def test_patrol_compliance_judges_only_the_workdays_that_are_over(w):
+    """Issue 12 §2g: at 06:00 nobody fails the month for the day that has not been worked yet; an hour already
+    patrolled today counts; a missed day that is over fails. Both paths (SQL on PostgreSQL, Python) agree."""
+    from commandcenter.models import Patrol
+
+    # 2026-11-02 and 03 are a Monday and a Tuesday, both workdays
+    mon, tue = date(2026, 11, 2), date(2026, 11, 3)
+    assert is_workday(mon) and is_workday(tue)
+    gw = {name: w.id(name) for name in ("gw0", "gw1", "gw2", "gw3")}
+
+    def patrol(name: str, day: date, hour: int, minutes: int) -> None:
+        start = shanghai(day.year, day.month, day.day, hour)
+        db.add(Patrol(gridworker_id=gw[name], started_at=start, ended_at=start + timedelta(minutes=minutes)))
+
+    patrol("gw0", mon, 9, 70)  # Monday done
+    patrol("gw1", mon, 9, 70)  # Monday done, and already an hour on Tuesday morning
+    patrol("gw1", tue, 5, 65)
+    patrol("gw2", mon, 9, 30)  # Monday short
+    db.commit()  # gw3: nothing
+    ids = list(gw.values())
+    month = Period(date(2026, 11, 1), date(2026, 11, 30), "month")
+
+    def both(today: date) -> dict:
+        result = patrol_compliance(ids, month, TZ, today)
+        begun = month.workdays_begun(today)
+        over = [d for d in begun if d < today]
+        assert result == patrol_compliance_in_python(ids, month, TZ, over, today if today in begun else None)
+        return {name: result[gw[name]] for name in gw}
+
+    # Tuesday 06:00: Monday is over and judged; Tuesday is not over
+    assert both(tue) == {"gw0": True, "gw1": True, "gw2": False, "gw3": False}
+    # Monday 06:00, the month's first workday: nothing is over; only an hour already patrolled counts
+    assert both(mon) == {"gw0": True, "gw1": True, "gw2": None, "gw3": None}
