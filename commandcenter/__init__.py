@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .bulletin import bp as bulletin_bp
     from .cases import bp as cases_bp
     from .drill import bp as drill_bp
+    from .figures import bp as figures_bp
     from .health import bp as health_bp
     from .hotline import bp as hotline_bp
     from .main import bp as main_bp
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .open311 import bp as open311_bp
     from .persons import bp as persons_bp
     from .points import bp as points_bp
+    from .tiles import bp as tiles_bp
     from .wall import bp as wall_bp
 
     for blueprint in (
@@ -105,6 +107,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         points_bp,
         bulletin_bp,
         persons_bp,
+        figures_bp,
+        tiles_bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(api_bp)  # token-authenticated, no cookies: CSRF does not apply

@@ -48,6 +48,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "category.edit": frozenset({"admin"}),
     "calendar.edit": frozenset({"admin"}),  # the working calendar: holidays and make-up workdays
     "org.edit": frozenset({"admin"}),  # departments and the places they serve, centers, police beats, 12345 link
+    "place.edit": frozenset({"admin"}),  # places and grids: boundaries, merge/split, 一长五员 positions
+    "map.edit": frozenset({"admin"}),  # the basemap of every map (blank by default)
+    "notify.edit": frozenset({"admin"}),  # notification channels and the delivery log
     "ops.view": frozenset({"admin"}),
     "account.self": frozenset(ROLES),  # one's own password and tokens
 }

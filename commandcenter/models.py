@@ -709,3 +709,9 @@ class Bulletin(Base):
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+
+
+# --- notifications (issue 13 §7) ------------------------------------------------------------------
+
+
+# --- places administration (issue 13 §2) ----------------------------------------------------------

@@ -5,4 +5,4 @@ from flask import Blueprint
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-from . import accounts, calendar, categories, organisation, security, views  # noqa: E402,F401  (routes on bp)
+from . import accounts, basemap, calendar, categories, notifications, organisation, places, security, views  # noqa: E402,F401  (routes on bp)

@@ -30,6 +30,9 @@ NAV = (
     ("admin.police_beats", "警网关联", "org.edit"),
     ("admin.hotline_link", "12345 对接", "org.edit"),
     ("admin.categories", "事件类别", "category.edit"),
+    ("admin.places", "区划网格", "place.edit"),
+    ("admin.map", "地图底图", "map.edit"),
+    ("admin.notifications", "消息通知", "notify.edit"),
     ("admin.security", "安全管理", "account.lock"),
     ("admin.audit_log", "审计日志", "audit.read"),
 )
