@@ -250,6 +250,15 @@ def test_hotline_link_settings(app, world, client):
         assert json.loads(row.detail)["before"]["platform_name"] == ""
         assert json.loads(row.detail)["after"]["api_intake"] is True
 
+    # the case page of a hotline case links its work order on the platform; an app report has no link
+    hotline_case = new_case(app, world, source="hotline", reporter=None, external_ref="GD2026/77")
+    app_case = new_case(app, world)
+    logged_in(client, "city_operator")
+    page = html(client.get(f"/cases/{hotline_case.id}"))
+    assert 'href="https://12345.example.gov.cn/o/GD2026%2F77"' in page
+    assert "在测湖市12345平台查看此工单" in page
+    assert "12345.example.gov.cn" not in html(client.get(f"/cases/{app_case.id}"))
+
 
 def test_only_the_system_administrator_edits_the_organisation(app, world, client):
     logged_in(client, "city_operator")

@@ -102,6 +102,16 @@ def queue():
 # --- 2. the case page ------------------------------------------------------------------------------------
 
 
+def _work_order(case: Case) -> tuple[str, str] | None:
+    """(platform name, address) of the case's 12345 work order, when the city configured the link."""
+    if case.source != "hotline" or not case.external_ref:
+        return None
+    from .. import org_admin
+
+    url = org_admin.work_order_link(case.external_ref)
+    return (org_admin.hotline_settings()["platform_name"] or "12345 平台", url) if url else None
+
+
 def render_case(
     case: Case, *, status: int = 200, error: dict | None = None, values: dict | None = None, conflict: str | None = None
 ):
@@ -125,6 +135,7 @@ def render_case(
         department=db.get(Department, case.department_id) if case.department_id else None,
         assignee=db.get(Account, case.assignee_id) if case.assignee_id else None,
         duplicate_of=duplicate_of,
+        work_order=_work_order(case),
         current_due=queries.current_due(case),
         overdue=queries.is_overdue(case),
         minutes_left=queries.minutes_left,
