@@ -711,6 +711,21 @@ class Bulletin(Base):
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
 
 
+class StandardAddress(Base):
+    """标准地址: one entry of the city's standard address list (imported), placed in its grid."""
+
+    __tablename__ = "standard_addresses"
+    __table_args__ = (Index("ix_standard_addresses_grid", "grid_id"), Index("ix_standard_addresses_town", "town_id"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)  # the address id in the list it came from
+    address: Mapped[str] = mapped_column(String(200))
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("places.id"))
+    village_id: Mapped[int | None] = mapped_column(Integer)
+    town_id: Mapped[int | None] = mapped_column(Integer)
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
 # --- notifications (issue 13 §7) ------------------------------------------------------------------
 
 

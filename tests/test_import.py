@@ -19,6 +19,7 @@ from commandcenter.importer import FORMATS, ORDER, import_dir, import_file
 from commandcenter.importer.formats import markdown
 from commandcenter.models import (
     Account,
+    BaseDataCount,
     Case,
     CaseStep,
     Center,
@@ -29,6 +30,7 @@ from commandcenter.models import (
     Place,
     SignIn,
     Site,
+    StandardAddress,
     Visit,
 )
 from commandcenter.security import verify_password
@@ -40,6 +42,8 @@ TABLES = {
     "places": Place,
     "centers": Center,
     "accounts": Account,
+    "base_data": BaseDataCount,
+    "addresses": StandardAddress,
     "persons": Person,
     "sites": Site,
     "cases": Case,

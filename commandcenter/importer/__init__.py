@@ -45,6 +45,7 @@ class FileResult:
     file: str
     rows: int = 0  # data rows read
     new: int = 0  # rows written
+    updated: int = 0  # rows already there whose values changed, updated (base data, standard addresses)
     existing: int = 0  # rows already in the database (left unchanged)
     bad: int = 0  # rows with errors
     errors: list[RowError] = field(default_factory=list)
@@ -66,9 +67,11 @@ class FileResult:
                 "（修正后重新运行，或加 --skip-bad-rows 只导入正确的行）"
             )
         text = f"{self.file}：共 {self.rows} 行，新增 {self.new}，已存在 {self.existing}（未改动）"
+        if self.updated:
+            text += f"，更新 {self.updated}"
         if self.bad:
             text += f"，跳过有错误的行 {self.bad}"
-        if self.new == 0 and not self.bad:
+        if self.new == 0 and not self.updated and not self.bad:
             text += " —— 没有新数据，数据库未改动"
         return text + f"（{self.seconds:.1f} 秒）"
 
@@ -134,7 +137,8 @@ def import_file(
         db.rollback()
         run.forget()
         raise
-    result.new = len(good)
+    result.updated = sum(1 for r in good if r.get("_id"))
+    result.new = len(good) - result.updated
     result.imported = True
     result.seconds = time.monotonic() - started
     log.info("import %s: %s", kind, result.summary())

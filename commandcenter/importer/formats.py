@@ -507,8 +507,64 @@ LOGINS = Format(
     ),
 )
 
+BASE_DATA = Format(
+    "base_data",
+    "base_data.csv",
+    "基础数据（村社月度：登记人口、人房关联、户、房）",
+    "place_code + month（同一村社同一月份再次导入时更新）",
+    (
+        Column("place_code", required=True, max_len=32, help="村社代码", example="320500001001"),
+        Column("month", required=True, max_len=7, help="统计月份 YYYY-MM（截至该月底的存量）", example="2026-11"),
+        Column("registered_population", INT, True, "登记人口（实有人口登记数），≥ 0", example="3200"),
+        Column(
+            "linked_persons",
+            INT,
+            True,
+            "已关联标准地址的人口，≥ 0；超过登记人口时照常导入，人房关联率超过 100% 会在各页面标出",
+            example="3010",
+        ),
+        Column("households", INT, help="户数，≥ 0", example="1150"),
+        Column("buildings", INT, help="楼栋数，≥ 0", example="86"),
+        Column("houses", INT, help="房屋（套）数，≥ 0", example="1240"),
+        Column("shops", INT, help="沿街商铺数，≥ 0", example="35"),
+        Column("enterprises", INT, help="企业数，≥ 0", example="12"),
+    ),
+    notes=("人房关联率 = 已关联标准地址的人口 ÷ 登记人口，取每个村社截至所选月份的最新一行；各层级为其下村社之和。",),
+)
+
+ADDRESSES = Format(
+    "addresses",
+    "addresses.csv",
+    "标准地址",
+    "code（标准地址编码，唯一；再次导入时更新）",
+    (
+        Column("code", required=True, max_len=40, help="标准地址编码", example="A3205000010010001"),
+        Column("address", required=True, max_len=200, help="标准地址全称", example="东湖街道南社区人民路18号3幢"),
+        Column("grid_code", max_len=32, help="所在网格代码；不填时由经纬度落入的网格确定", example="320500001001001"),
+        Column("lat", LAT, example="31.0213"),
+        Column("lon", LON, example="120.0187"),
+        Column("active", BOOL, help="是否启用，默认 是", example="是"),
+    ),
+    notes=("网格与经纬度至少填一项；两者都填时，经纬度须落在该网格内（边界已知时）。",),
+)
+
 FORMATS: dict[str, Format] = {
-    f.kind: f for f in (PLACES, CENTERS, ACCOUNTS, PERSONS, SITES, CASES, HISTORY, PATROLS, SIGNINS, VISITS, LOGINS)
+    f.kind: f
+    for f in (
+        PLACES,
+        CENTERS,
+        ACCOUNTS,
+        BASE_DATA,
+        ADDRESSES,
+        PERSONS,
+        SITES,
+        CASES,
+        HISTORY,
+        PATROLS,
+        SIGNINS,
+        VISITS,
+        LOGINS,
+    )
 }
 # the order of `flask import all`: every file after the files it refers to
 ORDER: tuple[str, ...] = tuple(FORMATS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from ..db import db
 from ..models import (
     PLACE_LEVELS,
     Account,
+    BaseDataCount,
     Case,
     CaseStep,
     Category,
@@ -36,6 +38,7 @@ from ..models import (
     Place,
     SignIn,
     Site,
+    StandardAddress,
     Visit,
 )
 from ..security import hash_password
@@ -1083,12 +1086,129 @@ class SignInsLoader(Loader):
         self._insert(SignIn.__table__, rows, bar)
 
 
+MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+BASE_FIGURES = ("registered_population", "linked_persons", "households", "buildings", "houses", "shops", "enterprises")
+
+
+class _UpsertLoader(Loader):
+    """Rows keyed by a natural key that a second run updates (figures and lists that are corrected over
+    time): an identical row is left alone (EXISTING); a changed one is updated in place (its `_id`)."""
+
+    model: type
+    fields: tuple[str, ...]
+
+    def existing(self) -> dict:  # natural key → {"id": …, field: value}
+        raise NotImplementedError
+
+    @cached_property
+    def current(self) -> dict:
+        return self.existing()
+
+    def settle(self, key, row: dict):
+        """EXISTING when the stored row holds the same values, else the row (with `_id` when it is an update)."""
+        old = self.current.get(key)
+        if old is None:
+            return row
+        if all(old.get(f) == row[f] for f in self.fields):
+            return EXISTING
+        return row | {"_id": old["id"]}
+
+    def write(self, rows: list[dict], bar) -> None:
+        new = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows if not r.get("_id")]
+        changed = [{"id": r["_id"], **{f: r[f] for f in self.fields}} for r in rows if r.get("_id")]
+        if new:
+            self._insert(self.model.__table__, new, bar)
+        if changed:
+            db.execute(update(self.model), changed)
+            if bar is not None:
+                bar.update(len(changed))
+
+
+class BaseDataLoader(_UpsertLoader):
+    kind, model = "base_data", BaseDataCount
+    fields = BASE_FIGURES + ("town_id",)
+
+    def existing(self) -> dict:
+        cols = [getattr(BaseDataCount, f) for f in self.fields]
+        return {
+            (r.place_id, r.month): {"id": r.id, **{f: getattr(r, f) for f in self.fields}}
+            for r in db.execute(select(BaseDataCount.id, BaseDataCount.place_id, BaseDataCount.month, *cols))
+        }
+
+    def check(self, rec: Record):
+        v, line = rec.values, rec.line
+        month = MONTH.match(v["month"])
+        if month is None or not (2000 <= int(month[1]) <= 2100 and 1 <= int(month[2]) <= 12):
+            self.err(line, "month", f"统计月份应写作 YYYY-MM（如 2026-11），而不是“{v['month'][:20]}”")
+            return None
+        place = self.place(rec, "place_code", "village")
+        if place is None or not self.once((v["place_code"], v["month"]), line, "month", "同一村社同一月份"):
+            return None
+        if place.id is None:  # cannot happen: places come from the database or an earlier file of the run
+            self.err(line, "place_code", "村社尚未写入数据库")
+            return None
+        row = {"place_id": place.id, "month": v["month"], "town_id": place.town_id}
+        row |= {f: v[f] or 0 for f in BASE_FIGURES}
+        return self.settle((place.id, v["month"]), row)
+
+
+class AddressesLoader(_UpsertLoader):
+    kind, model = "addresses", StandardAddress
+    fields = ("address", "grid_id", "village_id", "town_id", "lat", "lon", "active")
+
+    def existing(self) -> dict:
+        cols = [getattr(StandardAddress, f) for f in self.fields]
+        return {
+            r.code: {"id": r.id, **{f: getattr(r, f) for f in self.fields}}
+            for r in db.execute(select(StandardAddress.id, StandardAddress.code, *cols))
+        }
+
+    def check(self, rec: Record):
+        v, line = rec.values, rec.line
+        if not self.once(v["code"], line, "code", "标准地址编码"):
+            return None
+        if (v["lat"] is None) != (v["lon"] is None):
+            self.err(line, "lat", "经纬度须同时填写或同时不填")
+            return None
+        located = self.run.locate(v["lat"], v["lon"]) if v["lat"] is not None else None
+        grid = self.place(rec, "grid_code", "grid") if v["grid_code"] is not None else None
+        if v["grid_code"] is not None and grid is None:
+            return None
+        if grid is None:
+            if v["lat"] is None:
+                self.err(line, "grid_code", "网格代码与经纬度至少填一项")
+                return None
+            if located is None:
+                self.err(line, "lat", f"经纬度（{v['lon']}, {v['lat']}）不在任何网格内，请填写 grid_code")
+                return None
+            code = self.run.place_codes.get(located)
+            grid = self.run.places.get(code) if code else None
+            if grid is None:  # a grid written by this run after the lookup was built
+                grid = next(ref for ref in self.run.places.values() if ref.id == located)
+        elif located is not None and located != grid.id:
+            self.err(line, "grid_code", f"经纬度落在另一网格（{self.run.place_codes.get(located, located)}）内")
+            return None
+        row = {
+            "code": v["code"],
+            "address": v["address"],
+            "grid_id": grid.id,
+            "village_id": grid.village_id,
+            "town_id": grid.town_id,
+            "lat": v["lat"],
+            "lon": v["lon"],
+            "active": True if v["active"] is None else v["active"],
+        }
+        return self.settle(v["code"], row)
+
+
 LOADERS: dict[str, type[Loader]] = {
     cls.kind: cls
     for cls in (
         PlacesLoader,
         CentersLoader,
         AccountsLoader,
+        BaseDataLoader,
+        AddressesLoader,
         PersonsLoader,
         SitesLoader,
         CasesLoader,
