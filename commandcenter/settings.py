@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +48,18 @@ def env_ratio(name: str, default: float) -> float:
         return ratio(value)
     except ValueError as exc:
         raise RuntimeError(f"setting {name} must be a share such as 0.9 or 90%, got {value!r}") from exc
+
+
+def env_clock_time(name: str) -> time | None:
+    """A local time of day "HH:MM", or None when unset or empty."""
+    value = (env_str(name) or "").strip()
+    if not value:
+        return None
+    try:
+        hour, minute = (int(x) for x in value.split(":"))
+        return time(hour, minute)
+    except ValueError as exc:
+        raise RuntimeError(f"setting {name} must be a time of day such as 12:00, or empty, got {value!r}") from exc
 
 
 def env_positive_int(name: str, default: int) -> int:
@@ -117,6 +130,10 @@ class Settings:
     api_token_days: int = 30
     # the app may report patrols that started at most this many days ago; history comes by `flask import`
     patrol_max_age_days: int = 2
+    # counting work days (工作日): by default the day of registration is day 0 at any hour, and a limit of N
+    # work days ends at the close of the N-th workday after it. With a time here (WORK_DAY_SAME_DAY_BEFORE,
+    # e.g. 12:00), a case registered on a workday before that local time counts its own day as day 1.
+    work_day_same_day_before: time | None = None
     allow_default_passwords: bool = True
     testing: bool = False
     # the database connections of one process (web or worker): see docs/operations.md for the sizing
@@ -163,6 +180,7 @@ class Settings:
         s.intake_rate_limit = env_str("INTAKE_RATE_LIMIT", "600 per minute")
         s.api_token_days = env_int("API_TOKEN_DAYS", 30)
         s.patrol_max_age_days = env_int("PATROL_MAX_AGE_DAYS", 2)
+        s.work_day_same_day_before = env_clock_time("WORK_DAY_SAME_DAY_BEFORE")
         # no default passwords in server mode (等保): demo accounts only exist in embedded mode
         s.allow_default_passwords = env_bool("ALLOW_DEMO_PASSWORDS", s.mode == "embedded")
         s.db_pool_size = env_positive_int("DB_POOL_SIZE", 20)

@@ -199,6 +199,7 @@ def add_limit(
     amount: int | float,
     unit: str,
     periods: Periods = DEFAULT_PERIODS,
+    same_day_before: time | None = None,
 ) -> datetime:
     """Return the deadline for a limit of ``amount`` ``unit`` starting at ``start``.
 
@@ -216,7 +217,10 @@ def add_limit(
       first workday after it is day 1.  Both cases amount to: the deadline is
       the end of the last working period (17:30 by default) of the N-th
       workday strictly after ``start``'s date.  E.g. 1 work day from a Friday
-      afternoon ends Monday 17:30.
+      afternoon ends Monday 17:30.  With ``same_day_before`` (the setting
+      WORK_DAY_SAME_DAY_BEFORE), a start on a workday before that time of day
+      counts its own day as day 1: 1 work day from Monday 09:00 with 12:00
+      ends Monday 17:30.
     """
     _validate_unit(unit)
     _validate_amount(amount)
@@ -236,6 +240,10 @@ def add_limit(
             raise ValueError(f"work_days amount must be a whole number, got {amount!r}")
         remaining = int(amount)
         day = start.date()
+        if same_day_before is not None and start.time() < same_day_before and is_workday(day) and remaining > 0:
+            remaining -= 1
+            if remaining == 0:
+                return datetime.combine(day, periods[-1][1])
         for _ in range(_MAX_DAYS):
             day += timedelta(days=1)
             if is_workday(day):
@@ -317,4 +325,13 @@ def deadline_utc(
     """Deadline as naive UTC for a start stored as naive UTC: the calendar
     rules apply to local time (the city's, timeutil.current_tz, unless `tz` is given), so convert, add the
     limit, convert back."""
-    return to_utc(add_limit(to_local(start_utc, tz), amount, unit, periods), tz)
+    return to_utc(add_limit(to_local(start_utc, tz), amount, unit, periods, same_day_before()), tz)
+
+
+def same_day_before() -> time | None:
+    """The setting WORK_DAY_SAME_DAY_BEFORE of the running application (None: day 0 at any hour)."""
+    from flask import current_app, has_app_context
+
+    if has_app_context() and "SETTINGS" in current_app.config:
+        return current_app.config["SETTINGS"].work_day_same_day_before
+    return None

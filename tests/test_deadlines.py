@@ -194,3 +194,45 @@ def test_no_escalation_deadline_when_the_case_already_sits_at_the_required_level
     assert case.level == "town"
     assert case.escalate_due is None
     assert case.handle_due == utc(2026, 3, 10, 5, 10)
+
+
+# --- counting work days: the registration day is day 0 at any hour, unless WORK_DAY_SAME_DAY_BEFORE --------
+
+
+def test_registration_day_is_day_zero_at_any_hour_by_default(w):
+    # 违法建设 escalates within 1 work day: registered Monday 09:00 or 16:00, due Tuesday 17:30 either way
+    early = reported_and_registered(w, "0301", shanghai(2026, 3, 9, 9, 0))
+    late = reported_and_registered(w, "0301", shanghai(2026, 3, 9, 16, 0))
+    assert early.escalate_due == late.escalate_due == shanghai(2026, 3, 10, 17, 30)
+
+
+def test_a_morning_registration_counts_its_own_day_with_the_setting(w, app):
+    from datetime import time
+
+    from commandcenter import workcalendar as wc
+
+    app.config["SETTINGS"].work_day_same_day_before = time(12, 0)
+    try:
+        morning = reported_and_registered(w, "0301", shanghai(2026, 3, 9, 9, 0))
+        afternoon = reported_and_registered(w, "0301", shanghai(2026, 3, 9, 13, 0))
+        weekend = reported_and_registered(w, "0301", shanghai(2026, 3, 7, 9, 0))  # Saturday: not a workday
+        assert morning.escalate_due == shanghai(2026, 3, 9, 17, 30)  # its own day is day 1
+        assert afternoon.escalate_due == shanghai(2026, 3, 10, 17, 30)  # after 12:00: day 0 as by default
+        assert weekend.escalate_due == shanghai(2026, 3, 9, 17, 30)  # the first workday after it is day 1
+        # 15 work days from a morning: the 15th workday counting the day itself
+        assert morning.handle_due == shanghai(2026, 3, 27, 17, 30)
+    finally:
+        app.config["SETTINGS"].work_day_same_day_before = None
+    assert wc.add_limit(datetime(2026, 3, 9, 9, 0), 1, "work_days") == datetime(2026, 3, 10, 17, 30)
+
+
+def test_a_bad_work_day_setting_stops_the_start(monkeypatch, tmp_path):
+    from commandcenter.settings import Settings
+
+    monkeypatch.setenv("WORK_DAY_SAME_DAY_BEFORE", "noon")
+    with pytest.raises(RuntimeError, match="WORK_DAY_SAME_DAY_BEFORE"):
+        Settings.from_env(instance_path=tmp_path, database_url="sqlite://")
+    monkeypatch.setenv("WORK_DAY_SAME_DAY_BEFORE", "12:00")
+    assert (
+        str(Settings.from_env(instance_path=tmp_path, database_url="sqlite://").work_day_same_day_before) == "12:00:00"
+    )

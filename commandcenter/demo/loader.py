@@ -56,7 +56,7 @@ from ..models import (
 )
 from ..security import hash_password
 from ..timeutil import current_tz, from_local, local, utcnow
-from ..workcalendar import deadline_utc, is_workday
+from ..workcalendar import deadline_utc, is_workday, same_day_before
 from . import names, texts
 from .geography import Area, Geography, build_geography
 
@@ -984,7 +984,9 @@ class _Loader:
         the local date it starts from (chinese_calendar's lookups are slow enough to matter here)."""
         if unit != "work_days":
             return deadline_utc(start, amount, unit, self.tz)
-        key = (self.loc(start).date(), amount)
+        local_start = self.loc(start)
+        cutoff = same_day_before()
+        key = (local_start.date(), amount, cutoff is not None and local_start.time() < cutoff)
         hit = self._due_cache.get(key)
         if hit is None:
             hit = self._due_cache[key] = deadline_utc(start, amount, unit, self.tz)
