@@ -188,3 +188,27 @@ def _compliance_in_sql(
         wid: _judged(met.get(wid, (0, 0))[0] == len(over), bool(over), met.get(wid, (0, 0))[1] == 1)
         for wid in worker_ids
     }
+
+
+def workdays_without_patrols(period: Period, tz: str, today: date | None = None) -> list[date]:
+    """The workdays of the period that are over and hold no patrol at all, anywhere in the city: a day of
+    missing data (an outage, an import without that day), not a day everybody skipped. Patrol compliance
+    over such a month is shown flagged, and closing the month asks for a confirmation naming these days.
+    One small query per workday (each stops at the first patrol found)."""
+    today = today or local_today(tz)
+    out = []
+    for d in period.workdays_begun(today):
+        if d >= today:
+            continue
+        begin, finish = day_bounds_utc(d, tz)
+        found = db.execute(
+            select(Patrol.id).where(Patrol.started_at >= begin, Patrol.started_at < finish).limit(1)
+        ).first()
+        if found is None:
+            out.append(d)
+    return out
+
+
+def missing_days_text(days: list[date]) -> str:
+    """'11月9日、11月16日' (the days of `workdays_without_patrols`, as people read them)."""
+    return "、".join(f"{d.month}月{d.day}日" for d in days)

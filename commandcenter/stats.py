@@ -82,7 +82,7 @@ from sqlalchemy import case as sa_case
 from .categories import descendants
 from .db import db
 from .hierarchy import in_place, place_column, places_inside
-from .measures import Period, patrol_compliance
+from .measures import Period, missing_days_text, patrol_compliance, workdays_without_patrols
 from .models import (
     CASE_KINDS,
     CASE_SOURCES,
@@ -426,6 +426,16 @@ class _Calc:
             if key in out:
                 out[key].gridworkers = len(ids)
                 out[key].patrol_compliant = sum(1 for i in ids if compliance.get(i))
+        # workdays with no patrol anywhere: missing data, which the rate would count as failures. Flagged on the
+        # place's own figures (a table of its children would repeat the same message on every row)
+        missing = workdays_without_patrols(self.period, self.tz) if all_ids and self.level is None else []
+        if missing:
+            message = (
+                f"{missing_days_text(missing)}是工作日但全市没有任何巡查记录（数据可能缺失），"
+                "巡查达标率按缺失日未巡查计算，可能偏低"
+            )
+            for fig in out.values():
+                fig.flags.append(Flag("patrol_rate", message))
         for key, n in self.rows(
             Account,
             [func.count(distinct(SignIn.account_id))],

@@ -497,3 +497,45 @@ def test_supervisor_reads_the_chart_follows_a_score_and_closes_the_month(app, wo
     # a missing favicon is logged as "Failed to load resource": not a problem of this page
     assert missing == [] and page.outside_requests == []
     assert [p for p in problems if not p.startswith("Failed to load resource")] == []
+
+
+def test_workdays_without_any_patrol_are_flagged_and_closing_names_them(app, world, client):
+    """Issue 12 §2g: a month whose workdays hold no data at all is flagged on the screens, and closing it
+    asks for a confirmation naming the days."""
+    from commandcenter import stats
+
+    build_month(app, world)
+    with app.app_context():
+        for day in (12, 13):  # Monday and Tuesday: the import of those days was lost
+            begin, finish = from_local(datetime(2026, 10, day)), from_local(datetime(2026, 10, day + 1))
+            db.query(Patrol).filter(Patrol.started_at >= begin, Patrol.started_at < finish).delete()
+        db.commit()
+        fig = stats.figures(city(world), PERIOD)
+        flag = next(f for f in fig.flags if f.field == "patrol_rate")
+        assert "10月12日、10月13日" in flag.message and "数据可能缺失" in flag.message
+    logged_in(client, "city_supervisor")
+    drill = html(client.get(f"/drill/{world.city.id}?period=custom&start=2026-10-01&end=2026-10-31"))
+    assert "10月12日、10月13日" in drill
+    page = html(client.get(f"/assessment/?month={MONTH}"))
+    assert "10月12日、10月13日" in page and 'name="confirm_missing"' in page
+    refused = close(client, MONTH)
+    assert refused.status_code == 409
+    assert "10月12日、10月13日" in html(refused) and "勾选确认" in html(refused)
+    with app.app_context():
+        assert db.query(AssessmentMonth).count() == 0
+    token = csrf_from(html(client.get(f"/assessment/?month={MONTH}")))
+    done = client.post(f"/assessment/{MONTH}/close", data={"csrf_token": token, "confirm_missing": "1"})
+    assert done.status_code == 302
+    with app.app_context():
+        assert db.query(AssessmentMonth).count() == 1
+        row = db.query(AuditLog).filter_by(action="assessment.close", object_id=MONTH).one()
+        assert "10月12日、10月13日" in row.detail
+
+
+def test_a_month_with_data_every_workday_has_no_missing_day_flag(app, world):
+    from commandcenter import stats
+
+    build_month(app, world)
+    with app.app_context():
+        assert not [f for f in stats.figures(city(world), PERIOD).flags if "数据可能缺失" in f.message]
+        assert service.missing_patrol_days(MONTH) == []

@@ -38,7 +38,15 @@ from ..access import Forbidden, has_permission
 from ..audit import audit
 from ..db import db
 from ..hierarchy import places_inside
-from ..measures import Period, gridworkers, month_key, patrol_compliance, previous_month
+from ..measures import (
+    Period,
+    gridworkers,
+    missing_days_text,
+    month_key,
+    patrol_compliance,
+    previous_month,
+    workdays_without_patrols,
+)
 from ..models import Account, AssessmentMonth, Case, Center, Person, Place, SettingValue, Visit
 from ..timeutil import current_tz, local_today
 from . import rules as R
@@ -271,9 +279,15 @@ def may_close(account: Account | None, city: Place) -> bool:
     )
 
 
-def close_month(city: Place, month: str, account: Account) -> AssessmentMonth:
+def missing_patrol_days(month: str) -> list[date]:
+    """The workdays of the month that hold no patrol anywhere (missing data): closing asks to confirm them."""
+    return workdays_without_patrols(parse_month(month), current_tz())
+
+
+def close_month(city: Place, month: str, account: Account, confirm_missing: bool = False) -> AssessmentMonth:
     """Freeze a past month: its rules, the figures of every town and the table. Only once, only by a
-    city-level account with "assessment.close"."""
+    city-level account with "assessment.close". A month with workdays that hold no patrol at all is closed
+    only when `confirm_missing` says the closer saw those days (the error names them)."""
     if not may_close(account, city):
         raise Forbidden("只有市级考核管理账号可以关账")
     period = parse_month(month)
@@ -282,6 +296,14 @@ def close_month(city: Place, month: str, account: Account) -> AssessmentMonth:
         raise AssessmentError(f"{period.label}尚未结束，不能关账")
     if frozen(city, key) is not None:
         raise AssessmentError(f"{period.label}已关账，不能重复关账", status=409)
+    missing = workdays_without_patrols(period, current_tz())
+    if missing and not confirm_missing:
+        raise AssessmentError(
+            f"{period.label}的工作日 {missing_days_text(missing)} 全市没有任何巡查记录，数据可能缺失；"
+            "关账后巡查达标按这些天未巡查冻结。请先补导数据，或勾选确认后再关账",
+            status=409,
+            field="confirm_missing",
+        )
     rules = current_rules()
     table, figures = compute(city, period, rules)
     row = AssessmentMonth(
@@ -298,7 +320,13 @@ def close_month(city: Place, month: str, account: Account) -> AssessmentMonth:
     except IntegrityError:
         db.rollback()
         raise AssessmentError(f"{period.label}已关账，不能重复关账", status=409) from None
-    audit("assessment.close", "assessment_month", key, account=account)
+    audit(
+        "assessment.close",
+        "assessment_month",
+        key,
+        account=account,
+        detail=f"确认缺失巡查数据的工作日：{missing_days_text(missing)}" if missing else None,
+    )
     db.commit()
     return row
 

@@ -89,7 +89,13 @@ def _render(month: str | None, error: str | None, status: int = 200):
         month_value=month or (request.args.get("month") or "")[:20],
         links=score_links(table) if table else {},
         chart=chart_data(table) if table else "{}",
-        may_close=(table is not None and not table["closed"] and service.may_close(me, city) and period.end < today),
+        may_close=(
+            may_close := table is not None
+            and not table["closed"]
+            and service.may_close(me, city)
+            and period.end < today
+        ),
+        missing_days=service.missing_patrol_days(month) if may_close else [],
         percent_keys=R.SHARE_KEYS,
         link_titles=LINK_TITLES,
         closed_label=fmt(datetime.fromisoformat(table["closed_at"].rstrip("Z")), current_tz())
@@ -127,7 +133,7 @@ def close(month: str):
     if not service.may_close(me, city):
         abort(403, description="只有市级考核管理账号可以关账")
     try:
-        row = service.close_month(city, month, me)
+        row = service.close_month(city, month, me, confirm_missing=request.form.get("confirm_missing") == "1")
     except service.AssessmentError as exc:
         today = local_today(current_tz())
         key, _ = service.month_arg(month, today)
