@@ -1,8 +1,8 @@
 """Deadline warnings the duty officer must see *before* a limit passes.
 
-Three kinds: a 乱停车 report close to its one hour (parking_due), a case that must go up and is
-close to its escalation limit while still below the level it must reach (escalation_due), and a case
-past its handling limit (overdue). The warning time is known when the case is reported or
+Four kinds: a 乱停车 report close to its one hour (parking_due), a case that must go up and is
+close to its escalation limit while still below the level it must reach (escalation_due), a report marked
+自办自结 still open near the end of its day (self_handled_due), and a case past its handling limit (overdue). The warning time is known when the case is reported or
 registered, so it is planned then (and scheduled for that moment by the workers); a periodic sweep
 is the safety net. The unique (case, kind) constraint makes an alert rise once, however many sweeps,
 retries or workers look at it.
@@ -21,6 +21,8 @@ from .models import Alert, Case, Category
 from .vocabulary import OPEN_STATES
 
 DEFAULT_PARKING_WARN_MINUTES = 15
+# a self-handled report (自办自结) left open is due by the end of its local day: warned this long before
+DEFAULT_SELF_HANDLED_WARN_MINUTES = 120
 LEVEL_RANK = {"grid": 0, "village": 1, "town": 2, "city": 3}
 
 
@@ -42,6 +44,17 @@ def plan_on_report(case: Case, category: Category | Limits) -> None:
         case.transfer_warn_at = parking_warn_time(case.discovered_at, case.transfer_due, category)
 
 
+def self_handled_open(case: Case) -> bool:
+    """A report marked 自办自结 that is still waiting for its closing step (it is due by the end of its day)."""
+    return bool(case.self_handled and case.state == "reported" and case.handle_due is not None)
+
+
+def self_handled_warn_time(case: Case) -> datetime:
+    """`warn_before_minutes` of its category (default 120) before the end of the report's local day."""
+    minutes = limits_of(case).warn_before_minutes or DEFAULT_SELF_HANDLED_WARN_MINUTES
+    return max(case.reported_at, case.handle_due - timedelta(minutes=minutes))
+
+
 def plan_on_register(case: Case, category: Category | Limits) -> None:
     if case.escalate_due is not None and case.registered_at is not None:
         case.escalate_warn_at = warn_time(case.registered_at, case.escalate_due, category)
@@ -60,6 +73,8 @@ def due_alerts(case: Case, now: datetime) -> list[tuple[str, datetime]]:
     found = []
     if case.transfer_warn_at and case.transferred_at is None and case.transfer_warn_at <= now:
         found.append(("parking_due", case.transfer_due))
+    if self_handled_open(case) and self_handled_warn_time(case) <= now:
+        found.append(("self_handled_due", case.handle_due))
     if case.escalate_warn_at and case.escalate_due and case.escalate_warn_at <= now and needs_escalation(case):
         found.append(("escalation_due", case.escalate_due))
     if case.overdue and case.handle_due:
@@ -105,7 +120,11 @@ def sweep(now: datetime, limit: int = 2000) -> list[Alert]:
                 Case.state.in_(OPEN_STATES),
                 (Case.transfer_warn_at <= now) & Case.transferred_at.is_(None)
                 | (Case.escalate_warn_at <= now) & Case.escalate_due.is_not(None)
-                | Case.overdue.is_(True),
+                | Case.overdue.is_(True)
+                # self-handled reports due within a day: due_alerts judges the exact warning moment
+                | Case.self_handled.is_(True)
+                & (Case.state == "reported")
+                & (Case.handle_due <= now + timedelta(days=1)),
             )
             .order_by(Case.id)
             .limit(limit)
@@ -135,6 +154,8 @@ def clear_for_case(case: Case, now: datetime) -> list[Alert]:
             and case.transferred_at is not None
             or alert.kind == "escalation_due"
             and not needs_escalation(case)
+            or alert.kind == "self_handled_due"
+            and not self_handled_open(case)
         ):
             alert.cleared_at = now
             cleared.append(alert)

@@ -85,7 +85,12 @@ PERSON_TYPE = {
 }
 SITE_TYPE = {"key_place": "重点场所", "group_rental": "群租房", "rental_house": "出租屋"}
 FREQUENCY = {"weekly": "每周", "monthly": "每月", "quarterly": "每季度"}
-ALERT_KIND = {"escalation_due": "待流转临期", "parking_due": "乱停车一小时临期", "overdue": "已逾期"}
+ALERT_KIND = {
+    "escalation_due": "待流转临期",
+    "parking_due": "乱停车一小时临期",
+    "self_handled_due": "自办自结当日临期",
+    "overdue": "已逾期",
+}
 HTTP_ERRORS = {
     400: "请求有误",
     401: "请先登录",

@@ -113,3 +113,62 @@ def test_duty_officer_acknowledges_on_the_alert_desk(app, world):
     db.refresh(alert)
     assert alert.acknowledged_by_id == account("town0_duty").id and alert.acknowledged_at is not None
     assert "已确认" in client.get("/alerts/").get_data(as_text=True)
+
+
+def test_self_handled_report_left_open_is_warned_before_midnight_and_overdue_after(ctx, world):
+    """Issue 12 §3a: 自办自结 must be closed the same day. Left open, it is due at the end of its local day,
+    warned about before it (120 minutes by default) and overdue after it, with an alert each time."""
+    from commandcenter import labels
+    from tests.conftest import shanghai
+
+    reported = shanghai(2026, 3, 10, 10, 0)
+    case, _ = loop.report_case(
+        loop.ReportInput(
+            category_id=world.category("0201").id,
+            description="电线杆上有小广告",
+            lat=world.grid_point(0)[0],
+            lon=world.grid_point(0)[1],
+            self_handled=True,
+        ),
+        actor=account("gw0"),
+        source="app",
+        client_key=None,
+        now=reported,
+    )
+    assert case.handle_due == shanghai(2026, 3, 11, 0, 0)
+    assert alerts.sweep(shanghai(2026, 3, 10, 21, 59)) == []
+    warned = alerts.sweep(shanghai(2026, 3, 10, 22, 0))
+    assert [(a.case_id, a.kind, a.due_at) for a in warned] == [(case.id, "self_handled_due", case.handle_due)]
+    assert labels.ALERT_KIND["self_handled_due"] == "自办自结当日临期"
+    assert alerts.sweep(shanghai(2026, 3, 10, 23, 0)) == []  # once
+    # after midnight the deadline sweep marks it overdue, with a step saying why, and the overdue alert rises
+    assert loop.sweep_deadlines(shanghai(2026, 3, 11, 0, 1))["overdue"] == 1
+    fresh = db.get(Case, case.id)
+    assert fresh.overdue is True and fresh.state == "reported"
+    assert "自办自结未在上报当日办结" in fresh.steps[-1].note
+    assert [a.kind for a in alerts.sweep(shanghai(2026, 3, 11, 0, 2))] == ["overdue"]
+    # closing it late clears the alerts; it earns no points (closed after its day)
+    loop.self_close(fresh, account("gw0"), "次日处理完毕", now=shanghai(2026, 3, 11, 9, 0))
+    assert db.query(Alert).filter(Alert.case_id == case.id, Alert.cleared_at.is_(None)).count() == 0
+    assert loop.self_closed_same_day(db.get(Case, case.id)) is False
+
+
+def test_self_handled_report_closed_in_time_raises_nothing(ctx, world):
+    from tests.conftest import shanghai
+
+    case, _ = loop.report_case(
+        loop.ReportInput(
+            category_id=world.category("0201").id,
+            description="路灯下有小广告",
+            lat=world.grid_point(1)[0],
+            lon=world.grid_point(1)[1],
+            self_handled=True,
+        ),
+        actor=account("gw1"),
+        source="app",
+        client_key=None,
+        now=shanghai(2026, 3, 10, 20, 0),
+    )
+    loop.self_close(case, account("gw1"), "已清除", now=shanghai(2026, 3, 10, 20, 30))
+    assert alerts.sweep(shanghai(2026, 3, 10, 23, 0)) == []
+    assert loop.sweep_deadlines(shanghai(2026, 3, 11, 1, 0))["overdue"] == 0

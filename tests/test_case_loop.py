@@ -521,7 +521,8 @@ def test_self_handled_closed_the_same_day(w):
     loop.self_close(case, gw0, "已当场清除", now=t_close)
     c = fresh(case)
     assert (c.state, c.valid, c.self_handled, c.closed_at, c.registered_at) == ("closed", True, True, t_close, t_close)
-    assert (c.level, c.handle_due, c.dispatch_due, c.overdue) == ("grid", None, None, False)
+    # due by the end of its day (set at the report), closed before it: not overdue
+    assert (c.level, c.handle_due, c.dispatch_due, c.overdue) == ("grid", shanghai(2026, 3, 11, 0, 0), None, False)
     assert loop.self_closed_same_day(c) is True
     assert timeline(c) == [
         ("report", None, "reported", None, "grid", gw0.id, t_report),

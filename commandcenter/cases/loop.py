@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import and_, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -21,7 +21,7 @@ from ..access import Forbidden, has_permission, in_jurisdiction
 from ..categories import limits_of, limits_record
 from ..db import db
 from ..models import CASE_LEVELS, Account, Case, CaseStep, Category, Center, Department, Dispute, Outbox, Place
-from ..timeutil import current_tz, fmt, local, utcnow
+from ..timeutil import current_tz, day_bounds_utc, fmt, local, utcnow
 from ..vocabulary import FINAL_STATES, OPEN_STATES
 from ..workcalendar import assumed_between, deadline_utc
 
@@ -281,6 +281,8 @@ def report_case(
     )
     if category.transfer_limit_minutes:
         case.transfer_due = discovered + timedelta(minutes=category.transfer_limit_minutes)
+    if data.self_handled:  # 自办自结: closed the same day, so due at the end of the report's local day
+        case.handle_due = day_bounds_utc(local(now, current_tz()).date(), current_tz())[1]
     # known already: hold them on the case, so that the answer (api.views.case_out) needs no query
     set_committed_value(case, "grid", grid)
     set_committed_value(case, "photos", [])  # a case just created has none yet
@@ -803,7 +805,10 @@ def sweep_deadlines(now: datetime | None = None) -> dict[str, int]:
     overdue = (
         db.execute(
             select(Case).where(
-                Case.state.in_(("registered", "dispatched", "handling", "feedback")),
+                or_(
+                    Case.state.in_(("registered", "dispatched", "handling", "feedback")),
+                    and_(Case.state == "reported", Case.self_handled.is_(True)),  # 自办自结 left open
+                ),
                 Case.overdue.is_(False),
                 Case.paused_at.is_(None),
                 Case.handle_due.is_not(None),
@@ -816,7 +821,9 @@ def sweep_deadlines(now: datetime | None = None) -> dict[str, int]:
     for case in overdue:
         case.overdue = True
         case.overdue_at = now
-        _step(case, None, "overdue", case.state, now=now, note=f"超过办理时限（{fmt(case.handle_due, current_tz())}）")
+        limit = fmt(case.handle_due, current_tz())
+        note = f"自办自结未在上报当日办结（时限 {limit}）" if case.state == "reported" else f"超过办理时限（{limit}）"
+        _step(case, None, "overdue", case.state, now=now, note=note)
         counts["overdue"] += 1
     _commit()
     return counts
