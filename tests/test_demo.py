@@ -17,6 +17,8 @@ SEED = 20261123
 SMALL = 0.05
 # a fixed "now" keeps the loaded history independent of the wall clock: Friday 2026-11-20, 11:00 local
 NOW = datetime(2026, 11, 20, 3, 0, 0)
+NOW_LOCAL_MONTH, NOW_LOCAL_PREVIOUS_MONTH = "2026-11", "2026-10"
+OPEN = ("reported", "registered", "dispatched", "handling", "feedback")
 
 
 # --- geography (pure) ------------------------------------------------------------------------------
@@ -317,8 +319,45 @@ def _check_loaded(summary: dict) -> None:
 
     # person-house linkage: exactly one village is above 100 % (the data-quality flag has something to flag)
     over = [b for b in db.execute(select(BaseDataCount)).scalars() if b.linked_persons > b.registered_population]
-    assert len(over) == 1
-    assert 1.01 < over[0].linked_persons / over[0].registered_population < 1.03
+    assert len({b.place_id for b in over}) == 1
+    assert all(1.0 < b.linked_persons / b.registered_population < 1.03 for b in over)
+    # registered population is not the census figure
+    census = {p.id: p.population for p in places.values()}
+    rows = db.execute(select(BaseDataCount)).scalars().all()
+    assert {b.month for b in rows} == {NOW_LOCAL_PREVIOUS_MONTH, NOW_LOCAL_MONTH}
+    assert sum(b.registered_population != census[b.place_id] for b in rows) > len(rows) * 0.9
+
+    # every generated step is one the loop allows from the state it leaves (ALLOWED_FROM)
+    from commandcenter.cases.loop import ALLOWED_FROM
+
+    for c in cases:
+        for s in steps[c.id][1:]:
+            if s.action in ALLOWED_FROM:
+                assert s.from_state in ALLOWED_FROM[s.action], (c.number, s.action, s.from_state)
+            else:
+                assert s.action in ("overdue", "auto_reject", "merge"), (c.number, s.action)
+
+    # alerts were raised at their own moments through the history, not all at once when the server started
+    from commandcenter.alerts import due_alerts
+    from commandcenter.models import Alert
+
+    alerts = db.execute(select(Alert)).scalars().all()
+    assert alerts and len({a.raised_at.date() for a in alerts}) > 10
+    by_case = {c.id: c for c in cases}
+    for a in alerts:
+        case = by_case[a.case_id]
+        assert case.reported_at <= a.raised_at <= NOW, a.kind
+        if a.kind == "overdue":
+            assert case.overdue and a.raised_at >= case.overdue_at
+        if a.cleared_at is not None:
+            assert a.cleared_at >= a.raised_at
+    # what the sweep would raise now exists already (nothing new when the server starts)
+    have = {(a.case_id, a.kind) for a in alerts}
+    for c in cases:
+        for kind, _ in due_alerts(c, NOW):
+            assert (c.id, kind) in have, (c.number, kind)
+    # open alerts belong to open cases
+    assert all(by_case[a.case_id].state in OPEN for a in alerts if a.cleared_at is None)
 
 
 def test_load_on_sqlite(sctx):
@@ -459,3 +498,34 @@ def test_load_on_postgresql(ctx):
     db.flush()
     assert extra.id > top
     db.rollback()
+
+
+def test_last_month_is_whole_and_no_indicator_is_zero_for_every_town(sctx):
+    """Issue 12 §5: the demo's history starts on the first of last month, so the default assessment month is
+    complete: no indicator scores 0 in every town, and the figures the bulletin prints for it are there."""
+    from commandcenter.assessment import service
+    from commandcenter.db import db
+    from commandcenter.measures import Period
+    from commandcenter.models import PartyActivity, Patrol, Place
+
+    october = Period.month(2026, 10)
+    from commandcenter.timeutil import local
+    from commandcenter.workcalendar import is_workday
+
+    first_patrol = local(db.execute(select(func.min(Patrol.started_at))).scalar()).date()
+    assert first_patrol == next(d for d in october.days() if is_workday(d))  # 10-08: after the National Day week
+    city = db.execute(select(Place).where(Place.level == "city")).scalar_one()
+    table, figures = service.compute(city, october)
+    keys = table["rows"][0]["scores"].keys()
+    for key in keys:
+        assert any(row["scores"][key] > 0 for row in table["rows"]), f"indicator {key} is 0 in every town"
+    for town_id, fig in figures.items():
+        assert fig.gridworkers > 0 and fig.patrol_compliant > 0, town_id
+    # party activities fall in every month of the history, not only this one
+    held = {d.strftime("%Y-%m") for (d,) in db.execute(select(PartyActivity.held_on))}
+    assert {"2026-10", "2026-11"} <= held
+    from commandcenter import stats
+
+    october_city = stats.figures(city, october)
+    assert october_city.registered_population > 0
+    assert 0.5 < october_city.special_visit_rate <= 1.0 and october_city.special_visit_rate != 0.4

@@ -33,6 +33,7 @@ from ..alerts import DEFAULT_PARKING_WARN_MINUTES, warn_time
 from ..db import Base, db
 from ..models import (
     Account,
+    Alert,
     BaseDataCount,
     Case,
     CaseStep,
@@ -56,6 +57,7 @@ from ..models import (
 )
 from ..security import hash_password
 from ..timeutil import current_tz, from_local, local, utcnow
+from ..vocabulary import OPEN_STATES
 from ..workcalendar import deadline_utc, is_workday, same_day_before
 from . import names, texts
 from .geography import Area, Geography, build_geography
@@ -63,7 +65,7 @@ from .geography import Area, Geography, build_geography
 log = logging.getLogger(__name__)
 
 DEMO_PASSWORD = "Demo@2026"
-HISTORY_DAYS = 30
+HISTORY_DAYS = 30  # the nominal month: FULL_CASES are reported in HISTORY_DAYS days
 FULL_CASES = 33_071
 FULL_GRIDWORKERS = 1_370
 FULL_VOLUNTEERS = 50
@@ -284,10 +286,14 @@ class _Loader:
         self.seed, self.scale, self.now, self.tz = seed, scale, now.replace(microsecond=0), tz
         self.rng = random.Random(seed * 7 + 1)
         self.nrng = np.random.default_rng(seed + 11)
-        self.start = self.now - timedelta(days=HISTORY_DAYS)
-        self.offset = self._fixed_offset()
         self.local_now = local(self.now, tz)
         self.month_start = from_local(datetime(self.local_now.year, self.local_now.month, 1), tz)
+        # the history starts on the first day of last month: the default assessment month and the bulletin's
+        # month (last month) are whole, whatever the day the demo is loaded (28 to 62 days of history)
+        prev = (self.local_now.replace(day=1) - timedelta(days=1)).replace(day=1)
+        self.start = from_local(datetime(prev.year, prev.month, 1), tz)
+        self.history_days = (self.now - self.start) / timedelta(days=1)
+        self.offset = self._fixed_offset()
         self.next_id: dict[str, int] = {}
         self.summary: dict[str, int | str] = {}
         self._workday_cache: dict[date, bool] = {}
@@ -327,7 +333,7 @@ class _Loader:
     def _fixed_offset(self) -> timedelta | None:
         """The zone's UTC offset if it does not change around the window (no DST: Asia/Shanghai), else None."""
         zone = ZoneInfo(self.tz)
-        probes = [self.start + timedelta(hours=6 * i) for i in range((HISTORY_DAYS + 20) * 4)]
+        probes = [self.start + timedelta(hours=6 * i) for i in range((int(self.history_days) + 20) * 4)]
         offsets = {zone.utcoffset(t) for t in probes}
         return offsets.pop() if len(offsets) == 1 else None
 
@@ -531,7 +537,7 @@ class _Loader:
     def accounts(self) -> None:
         geo, rng = self.geo, self.rng
         pw = hash_password(DEMO_PASSWORD)
-        created = self.now - timedelta(days=HISTORY_DAYS + 45)
+        created = self.start - timedelta(days=45)
         rows: list[dict] = []
         self.account_role: dict[int, str] = {}
 
@@ -734,7 +740,7 @@ class _Loader:
 
     def cases(self) -> None:
         geo, rng = self.geo, self.rng
-        n = max(50, round(FULL_CASES * self.scale))
+        n = max(50, round(FULL_CASES * self.scale * self.history_days / HISTORY_DAYS))
         times = self.report_times(n)
         self.worker_cum = list(accumulate(w.activity for w in self.workers))
         grid_cum = list(accumulate(math.sqrt(max(g.population, 30)) for g in geo.grids))
@@ -743,10 +749,12 @@ class _Loader:
         self.town_late = town_late
         # the centers' own reports: a town center ~8–36 a month (indicator 4), a village center ~1–2 (mostly disputes)
         center_reports: list[tuple[str, int]] = []
+        months = self.history_days / HISTORY_DAYS
         for t in geo.towns:
-            center_reports += [("town", t.index)] * rng.randint(8, 36)
+            center_reports += [("town", t.index)] * round(rng.randint(8, 36) * months)
         for v in geo.villages:
-            center_reports += [("village", v.index)] * min(4, np.random.default_rng(self.seed + v.index).poisson(1.6))
+            own = np.random.default_rng(self.seed + v.index).poisson(1.6 * months)
+            center_reports += [("village", v.index)] * min(round(4 * months), int(own))
         rng.shuffle(center_reports)
         center_slots = set(rng.sample(range(n), min(len(center_reports), n // 4)))
         center_iter = iter(center_reports)
@@ -1076,7 +1084,7 @@ class _Loader:
         case_ids = self.ids(Case, len(plans))
         for p, cid in zip(plans, case_ids, strict=False):
             p.id = cid
-        case_rows, steps_out, disputes = [], [], []
+        case_rows, steps_out, disputes, alerts_out = [], [], [], []
         timelines: dict[int, list[tuple[datetime, str]]] = {}
         merges = []
         for p in plans:
@@ -1138,6 +1146,7 @@ class _Loader:
                 "version": 1,
             }
             timeline = timelines[p.id] = []
+            raised: dict[str, dict] = {}  # the alerts of this case, by kind (one each, as the unique key says)
             last = None
             for at, action, actor, note, extra in _monotonic(p.steps, rng):
                 if at > now:
@@ -1150,9 +1159,11 @@ class _Loader:
                     and c["handle_due"] + timedelta(seconds=45) < at
                 ):
                     self.mark_overdue(c, steps_out, timeline)
+                self.raise_alerts(c, at, raised)
                 step = self.apply(c, at, action, actor, note, extra, p, merges)
                 steps_out.append(step)
                 timeline.append((at, c["state"]))
+                self.clear_alerts(c, at, raised)
                 last = at
             if (
                 not c["overdue"]
@@ -1161,6 +1172,8 @@ class _Loader:
                 and c["handle_due"] + timedelta(seconds=45) < now
             ):
                 self.mark_overdue(c, steps_out, timeline)
+            self.raise_alerts(c, now, raised)
+            alerts_out.extend(raised.values())
             c["updated_at"] = max(last or p.reported_at, c["overdue_at"] or p.reported_at)
             if p.leaf.kind == "dispute":
                 outcome, mediated, mlevel = "pending", None, None
@@ -1203,6 +1216,11 @@ class _Loader:
         self.insert(Case, case_rows)
         self.insert(CaseStep, steps_out)
         self.insert(Dispute, disputes)
+        self.acknowledge(alerts_out)
+        alerts_out.sort(key=lambda a: a["raised_at"])
+        for a, aid in zip(alerts_out, self.ids(Alert, len(alerts_out)), strict=False):
+            a["id"] = aid
+        self.insert(Alert, alerts_out)
         self.case_rows = case_rows
         self.summary.update(
             {
@@ -1214,8 +1232,64 @@ class _Loader:
                 "流转至镇街": sum(c["escalated_to_town"] for c in case_rows),
                 "流转至市": sum(c["escalated_to_city"] for c in case_rows),
                 "优秀事件": sum(c["outstanding"] for c in case_rows),
+                "预警（历史）": len(alerts_out),
+                "预警（未解除）": sum(a["cleared_at"] is None for a in alerts_out),
             }
         )
+
+    def raise_alerts(self, c: dict, until: datetime, raised: dict[str, dict]) -> None:
+        """The alerts the sweep (every 15 s, commandcenter.alerts.due_alerts) raised before `until` (the next
+        step, or now), each at its own warning moment: the demo's history carries its alerts."""
+        if c["state"] not in OPEN_STATES:
+            return
+
+        def add(kind: str, warn_at: datetime, due: datetime) -> None:
+            warn_at = max(warn_at, c["reported_at"]).replace(microsecond=0)  # found late: warned at the report
+            if kind in raised or warn_at >= until:
+                return
+            at = min(warn_at + timedelta(seconds=self.rng.randint(1, 15)), until - timedelta(seconds=1))
+            raised[kind] = {
+                "case_id": c["id"],
+                "kind": kind,
+                "town_id": c["town_id"],
+                "due_at": due,
+                "raised_at": max(at, warn_at),
+                "cleared_at": None,
+                "acknowledged_by_id": None,
+                "acknowledged_at": None,
+            }
+
+        if c["transfer_warn_at"] is not None and c["transferred_at"] is None:
+            add("parking_due", c["transfer_warn_at"], c["transfer_due"])
+        if c["escalate_warn_at"] is not None and c["escalate_due"] is not None:
+            add("escalation_due", c["escalate_warn_at"], c["escalate_due"])
+        if c["overdue"]:
+            add("overdue", c["overdue_at"], c["handle_due"])
+
+    @staticmethod
+    def clear_alerts(c: dict, at: datetime, raised: dict[str, dict]) -> None:
+        """What commandcenter.alerts.clear_for_case does at each step: a finished case clears all; a transfer
+        clears the parking warning; reaching the escalation target clears the escalation warning."""
+        finished = c["state"] not in OPEN_STATES
+        for kind, a in raised.items():
+            if a["cleared_at"] is None and (
+                finished
+                or kind == "parking_due"
+                and c["transferred_at"] is not None
+                or kind == "escalation_due"
+                and c["escalate_due"] is None
+            ):
+                a["cleared_at"] = at
+
+    def acknowledge(self, alerts_out: list[dict]) -> None:
+        """The town's duty officer acknowledges most alerts within half an hour; the newest wait."""
+        rng, now = self.rng, self.now
+        duty_of_town = {tid: self.town_duty[i] for i, tid in enumerate(self.town_ids)}
+        for a in alerts_out:
+            at = a["raised_at"] + timedelta(minutes=rng.uniform(1, 30))
+            if at < now and rng.random() < 0.85:
+                a["acknowledged_at"] = at.replace(microsecond=0)
+                a["acknowledged_by_id"] = duty_of_town.get(a["town_id"], self.duty)
 
     def mark_overdue(self, c: dict, steps_out: list, timeline: list) -> None:
         at = c["handle_due"] + timedelta(seconds=self.rng.randint(5, 45))
@@ -1693,7 +1767,7 @@ class _Loader:
                 elif freq == "monthly":
                     if rng.random() < rate:
                         add_visit(row, kind_key, person, self.month_start, self.now)
-                    if rng.random() < 0.4:
+                    if rng.random() < min(0.99, rate * rng.uniform(1.0, 1.08)):  # last month: the whole month
                         add_visit(row, kind_key, person, self.start, self.month_start)
                 else:
                     if rng.random() < 0.62:
@@ -1715,27 +1789,36 @@ class _Loader:
     def base_and_party(self) -> None:
         geo, rng = self.geo, self.rng
         month = f"{self.local_now:%Y-%m}"
+        last_month = f"{self.loc(self.start):%Y-%m}"
         rows = []
         odd = rng.randrange(len(geo.villages))  # the one village whose figure is impossible (> 100%)
         for v in geo.villages:
-            reg = v.population
+            # registered (实有人口登记) is not the census: migrants are registered, some residents are away
+            reg = round(v.population * rng.uniform(0.93, 1.12))
             linked = round(reg * 1.0188) if v.index == odd else round(reg * rng.uniform(0.90, 0.995))
             hh = v.households
             community = v.kind == "community"
-            rows.append(
-                {
-                    "place_id": self.village_ids[v.index],
-                    "town_id": self.town_ids[v.town],
-                    "month": month,
-                    "registered_population": reg,
-                    "linked_persons": linked,
-                    "households": hh,
-                    "buildings": max(1, round(hh / (rng.uniform(30, 60) if community else rng.uniform(1.1, 1.6)))),
-                    "houses": round(hh * rng.uniform(1.0, 1.15)),
-                    "shops": round(reg / (rng.uniform(60, 120) if community else rng.uniform(150, 300))),
-                    "enterprises": rng.randint(2, 30) if community else rng.randint(5, 60),
-                }
-            )
+            current = {
+                "place_id": self.village_ids[v.index],
+                "town_id": self.town_ids[v.town],
+                "month": month,
+                "registered_population": reg,
+                "linked_persons": linked,
+                "households": hh,
+                "buildings": max(1, round(hh / (rng.uniform(30, 60) if community else rng.uniform(1.1, 1.6)))),
+                "houses": round(hh * rng.uniform(1.0, 1.15)),
+                "shops": round(reg / (rng.uniform(60, 120) if community else rng.uniform(150, 300))),
+                "enterprises": rng.randint(2, 30) if community else rng.randint(5, 60),
+            }
+            # last month's row: a little less registered and linked (collection goes on every month)
+            grown = rng.uniform(0.002, 0.012)
+            before = current | {
+                "month": last_month,
+                "registered_population": round(reg / (1 + grown)),
+                "linked_persons": round(linked / (1 + grown * rng.uniform(1.0, 1.8))),
+                "houses": round(current["houses"] / (1 + grown / 2)),
+            }
+            rows += [before, current]
         for row, bid in zip(rows, self.ids(BaseDataCount, len(rows)), strict=False):
             row["id"] = bid
         self.insert(BaseDataCount, rows)
@@ -1766,20 +1849,25 @@ class _Loader:
         for row, oid in zip(orgs, org_ids, strict=False):
             row["id"] = oid
         self.insert(PartyOrganization, orgs)
-        first = self.loc(self.month_start).date()
+        # activities over the whole history, month by month (主题党日 every month at village level)
         today = self.local_now.date()
-        span = (today - first).days
+        months = [self.loc(self.start).date()]
+        while (months[-1].replace(day=28) + timedelta(days=4)).replace(day=1) <= today:
+            months.append((months[-1].replace(day=28) + timedelta(days=4)).replace(day=1))
         acts = []
-        for row in orgs:
-            village_level = row["name"].startswith("中共")
-            for _ in range(rng.randint(1, 3) if village_level else rng.randint(0, 1)):
-                acts.append(
-                    {
-                        "organization_id": row["id"],
-                        "held_on": first + timedelta(days=rng.randint(0, span)),
-                        "title": rng.choice(texts.PARTY_ACTIVITIES),
-                    }
-                )
+        for first in months:
+            last = min(today, (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1))
+            span = (last - first).days
+            for row in orgs:
+                village_level = row["name"].startswith("中共")
+                for _ in range(rng.randint(1, 3) if village_level else rng.randint(0, 1)):
+                    acts.append(
+                        {
+                            "organization_id": row["id"],
+                            "held_on": first + timedelta(days=rng.randint(0, span)),
+                            "title": rng.choice(texts.PARTY_ACTIVITIES),
+                        }
+                    )
         for row, aid in zip(acts, self.ids(PartyActivity, len(acts)), strict=False):
             row["id"] = aid
         self.insert(PartyActivity, acts)
