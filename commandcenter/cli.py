@@ -378,3 +378,7 @@ def _register_import(app: Flask) -> None:
         click.echo(f"完成：新增 {new} 行" + ("（全部数据此前已导入，数据库未改动）" if new == 0 else ""))
 
     app.cli.add_command(import_group)
+
+    from .place_admin import register_cli as register_places_cli  # `flask places import-geojson|check` (issue 13 §2)
+
+    register_places_cli(app)

@@ -55,7 +55,9 @@ class GridIndex:
             return
         active_grids = (Place.level == "grid", Place.active.is_(True))
         count, top = db.query(func.count(Place.id), func.max(Place.id)).filter(*active_grids).one()
-        key = (url, count, top)
+        from .place_admin import revision  # bumped with every boundary change (place_admin)
+
+        key = (url, count, top, revision())
         self._checked_at = now
         if key == self._key:
             return

@@ -730,3 +730,24 @@ class StandardAddress(Base):
 
 
 # --- places administration (issue 13 §2) ----------------------------------------------------------
+
+GRID_POSITIONS = ("grid_chief", "liaison", "full_time", "part_time", "grid_supervisor", "volunteer")  # 一长五员
+MULTI_HOLDER_POSITIONS = ("part_time", "volunteer")  # several people may hold these
+
+
+class GridPosition(Base):
+    """One holder of a 一长五员 position of a grid: an account of that grid, or a person without an account
+    (name + phone; the phone is masked wherever it is shown)."""
+
+    __tablename__ = "grid_positions"
+    __table_args__ = (Index("ix_grid_positions_grid", "grid_id", "position"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    grid_id: Mapped[int] = mapped_column(ForeignKey("places.id"))
+    position: Mapped[str] = mapped_column(String(20))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    name: Mapped[str | None] = mapped_column(String(64))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+
+    account: Mapped[Account | None] = relationship(foreign_keys=[account_id])

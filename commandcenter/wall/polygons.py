@@ -1,5 +1,5 @@
 """The grid polygons of a viewer's place as GeoJSON for the wall's map: simplified, rounded, with an ETag,
-kept in memory per place until the set of grids changes or GEO_TTL_S passes."""
+kept in memory per place until the set of grids or the places revision changes, or GEO_TTL_S passes."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ def grid_geojson(scope: Scope) -> tuple[bytes, str]:
     """(body, ETag) of a FeatureCollection of the scope's grids (feature id = grid id as a string,
     properties: name, kind), with a bbox. Kept in memory per place for GEO_TTL_S or until the set of
     grids changes."""
-    fingerprint = tuple(db.execute(scope.grids(select(func.count(Place.id), func.max(Place.id)))).one())
+    from ..place_admin import revision  # bumped with every change of a place (name, kind, boundary, active)
+
+    fingerprint = (*db.execute(scope.grids(select(func.count(Place.id), func.max(Place.id)))).one(), revision())
     key = (get_engine().url.render_as_string(hide_password=True), scope.place_id)
     with _geo_lock:
         hit = _geo_cache.get(key)
