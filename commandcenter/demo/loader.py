@@ -1885,6 +1885,10 @@ class _Loader:
         """Move PostgreSQL's id sequences past the ids given here, and give the planner statistics of the
         freshly loaded tables (without them it guesses 30 rows for 33,000 and the drill-down runs twice as slow
         until autovacuum gets round to them)."""
+        from ..place_admin import bump_revision
+
+        bump_revision()  # a reload replaces the places: running web processes rebuild their polygons
+        db.commit()
         bind = db.get_bind()
         if bind.dialect.name != "postgresql":
             db.execute(text("ANALYZE"))

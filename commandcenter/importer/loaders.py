@@ -479,6 +479,9 @@ class PlacesLoader(Loader):
         if any(r["level"] == "grid" for r in rows):
             self.run.__dict__.pop("grid_tree", None)
         self.run.__dict__.pop("accounts", None)  # grid_id of accounts depends on the places
+        from ..place_admin import bump_revision
+
+        bump_revision()  # the wall's polygons and the grid index of every web process follow (same commit)
 
 
 class CentersLoader(Loader):
