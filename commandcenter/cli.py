@@ -379,6 +379,10 @@ def _register_import(app: Flask) -> None:
 
     app.cli.add_command(import_group)
 
+    from .basemap import cli as basemap_group  # `flask basemap set-file|clear|show` (issue 13 §6)
+
+    app.cli.add_command(basemap_group)
+
     from .place_admin import register_cli as register_places_cli  # `flask places import-geojson|check` (issue 13 §2)
 
     register_places_cli(app)

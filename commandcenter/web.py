@@ -179,8 +179,8 @@ def init_app(app: Flask) -> None:
         response.headers["Permissions-Policy"] = "geolocation=(), camera=(), microphone=()"
         if app.config["SETTINGS"].secure_cookies:
             response.headers["Strict-Transport-Security"] = "max-age=31536000"
-        if g.get("account") is not None and request.endpoint != "static":
-            response.headers["Cache-Control"] = "no-store"
+        if g.get("account") is not None and request.endpoint != "static" and request.blueprint != "tiles":
+            response.headers["Cache-Control"] = "no-store"  # (basemap tiles set their own: private, versioned)
         return response
 
     @app.teardown_appcontext

@@ -40,6 +40,8 @@
     id: "blank", version: 8, sources: {},
     layers: [{ id: "bg", type: "background", paint: { "background-color": "#07121f" } }]
   };
+  // the city's basemap (/admin/map, commandcenter/basemap.py client_style): blank, a style URL, or local tiles
+  var MAP_STYLE = basemapStyle(root.dataset.basemap);
   var CONFIG = { displaylogo: false, showSendToCloud: false, typesetMath: false, responsive: true, displayModeBar: false };
   var FONT = "\"Noto Sans CJK SC\", \"WenQuanYi Micro Hei\", \"Microsoft YaHei\", \"PingFang SC\", sans-serif";
   var KINDS = ["ordinary", "hazard", "dispute"];
@@ -317,6 +319,22 @@
     return { center: { lon: (bbox[0] + bbox[2]) / 2, lat: (bbox[1] + bbox[3]) / 2 }, zoom: zoom };
   }
 
+  function basemapStyle(text) {
+    var cfg = null;
+    try { cfg = JSON.parse(text || "null"); } catch (e) { cfg = null; }
+    if (cfg && cfg.mode === "style" && cfg.url) { return cfg.url; }
+    if (!cfg || cfg.mode !== "file" || !cfg.tiles) { return BLANK_STYLE; }
+    var source = { type: "raster", tiles: [location.origin + cfg.tiles], tileSize: cfg.tileSize || 256,
+      minzoom: cfg.minzoom, maxzoom: cfg.maxzoom }; // MapLibre's workers need an absolute tile URL
+    if (cfg.bounds) { source.bounds = cfg.bounds; }
+    if (cfg.attribution) { source.attribution = cfg.attribution; }
+    return {
+      id: "basemap", version: 8, sources: { basemap: source },
+      layers: [{ id: "bg", type: "background", paint: { "background-color": cfg.background || "#07121f" } },
+        { id: "basemap", type: "raster", source: "basemap" }]
+    };
+  }
+
   function drawMapSoon() {
     if (state.drawTimer) { return; }
     state.drawTimer = setTimeout(function () { state.drawTimer = null; drawMap(); }, 150);
@@ -374,7 +392,7 @@
     layout.showlegend = false;
     layout.uirevision = "wall-map";
     var view = fitView(el);
-    layout.map = { style: BLANK_STYLE, center: view.center, zoom: view.zoom, uirevision: "wall-map" };
+    layout.map = { style: MAP_STYLE, center: view.center, zoom: view.zoom, uirevision: "wall-map" };
     Plotly.react(el, traces, layout, CONFIG);
     if (state.hlTimer) { clearTimeout(state.hlTimer); state.hlTimer = null; }
     if (nextExpiry < Infinity) {
