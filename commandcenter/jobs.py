@@ -79,6 +79,9 @@ def install_hooks() -> None:
         event.listen(session_factory, "after_flush", _note_outbox)
         event.listen(session_factory, "after_commit", _after_commit)
         event.listen(session_factory, "after_soft_rollback", lambda s, _t: _after_rollback(s))
+    from . import notify
+
+    notify.install_hooks()  # deliveries committed → sent (RQ job, or the embedded sender)
 
 
 def kick_outbox() -> None:
@@ -248,6 +251,10 @@ def _on_case_event(row: Outbox) -> None:
     case = db.get(Case, payload["case_id"])
     if case is None:
         return
+    if payload["action"] in ("dispatch", "rework"):  # messages outside the browser (notify.py), never raising
+        from . import notify
+
+        notify.on_case_event(row.id, payload["action"], case)
     if payload["action"] in ("report", "register"):
         now = utcnow()
         for when in (case.transfer_warn_at, case.escalate_warn_at):
@@ -313,14 +320,20 @@ def alert_payload(alert: Alert, case: Case) -> dict:
 
 
 def check_case_alerts(case_id: int, now: datetime | None = None, commit: bool = True) -> int:
+    from . import notify
+
     raised = alerts.check_case(case_id, now or utcnow(), commit=commit)
     push_alerts(raised)
+    notify.on_alerts(raised, commit=commit)
     return len(raised)
 
 
 def sweep_alerts(now: datetime | None = None) -> int:
+    from . import notify
+
     raised = alerts.sweep(now or utcnow())
     push_alerts(raised)
+    notify.on_alerts(raised, commit=True)
     return len(raised)
 
 
@@ -370,6 +383,10 @@ def nightly_due(name: str, hour: int, now: datetime | None = None) -> bool:
 def run_in_process(app: Flask, stop: threading.Event, schedule: list[tuple[Callable, str, int]]) -> None:
     """Drain the outbox as soon as a commit wakes us, and run the periodic schedule."""
     last_run: dict[str, float] = {}
+    from . import notify
+
+    # notifications go out from their own thread: a slow SMS gateway never holds up the drain
+    threading.Thread(target=notify.run_sender, args=(app, stop), daemon=True, name="notify").start()
     with app.app_context():
         try:
             report = rebuild_counters()

@@ -168,6 +168,7 @@ class Account(Base):
     center_id: Mapped[int | None] = mapped_column(ForeignKey("centers.id"))
     department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
     phone: Mapped[str | None] = mapped_column(String(20))
+    email: Mapped[str | None] = mapped_column(String(120))  # where notifications by e-mail go (issue 13 §7)
     can_unmask: Mapped[bool] = mapped_column(Boolean, default=False)  # a separate grant (PIPL)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
@@ -726,7 +727,72 @@ class StandardAddress(Base):
     lon: Mapped[float | None] = mapped_column(Float)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
+
 # --- notifications (issue 13 §7) ------------------------------------------------------------------
+
+
+NOTIFY_CHANNEL_KINDS = ("sms_http", "dingtalk", "wecom", "smtp")
+NOTIFY_EVENTS = ("dispatch", "rework", "warning", "overdue")
+NOTIFY_STATUSES = ("queued", "sent", "failed")
+
+
+class NotifyChannel(Base):
+    """A way out of the browser the city configured: an SMS gateway, a group robot, or a mail server.
+
+    ``config`` holds what may be shown (URL, host, body template…); ``secret`` (the gateway key, the
+    加签 secret, the SMTP password) is shown masked and never written to the audit or the log."""
+
+    __tablename__ = "notify_channels"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(12))  # NOTIFY_CHANNEL_KINDS
+    name: Mapped[str] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    config: Mapped[dict] = mapped_column(JSON, default=dict)
+    secret: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class NotifyPreference(Base):
+    """An account's choice: which events reach it, through which kinds of channel (no row = the defaults)."""
+
+    __tablename__ = "notify_preferences"
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    events: Mapped[list] = mapped_column(JSON, default=list)  # NOTIFY_EVENTS switched on
+    channels: Mapped[list] = mapped_column(JSON, default=list)  # NOTIFY_CHANNEL_KINDS switched on
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class NotifyDelivery(Base):
+    """One message through one channel: queued, sent or failed, with its attempts and the last error.
+
+    ``key`` (event + account + channel) is unique: a retried drain or sweep cannot create a second one."""
+
+    __tablename__ = "notify_deliveries"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_notify_deliveries_key"),
+        Index("ix_notify_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_notify_deliveries_created", "created_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(120))
+    event: Mapped[str] = mapped_column(String(12))  # NOTIFY_EVENTS, or "test"
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    channel_id: Mapped[int] = mapped_column(ForeignKey("notify_channels.id"))
+    channel_kind: Mapped[str] = mapped_column(String(12))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))  # None: a group robot message
+    recipient: Mapped[str | None] = mapped_column(String(500))  # phone, e-mail, or the robot's @-mobiles
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(8), default="queued")  # NOTIFY_STATUSES
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    channel: Mapped[NotifyChannel] = relationship()
+    account: Mapped[Account | None] = relationship()
+    case: Mapped[Case | None] = relationship()
 
 
 # --- places administration (issue 13 §2) ----------------------------------------------------------

@@ -76,6 +76,20 @@ def env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def env_intervals(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """Seconds between retries, comma-separated ("10,60,300"): one more attempt per number."""
+    value = env_str(name)
+    if value is None:
+        return default
+    try:
+        numbers = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        numbers = ()
+    if not numbers or any(n < 1 for n in numbers) or len(numbers) > 10:
+        raise RuntimeError(f"setting {name} must be 1 to 10 positive whole seconds such as 10,60,300, got {value!r}")
+    return numbers
+
+
 def normalize_database_url(url: str) -> str:
     """We use psycopg2 (SQLAlchemy 2.1 would otherwise pick psycopg 3 for a plain postgresql:// URL)."""
     for prefix in ("postgresql://", "postgres://"):
@@ -145,6 +159,8 @@ class Settings:
     wall_login_threshold: float = 0.36  # admin login rate this month below this is shown in red
     wall_ticker_rows: int = 7  # alert rows on the ticker
     wall_max_points: int = 5000  # open cases drawn on the map at most
+    # notifications (SMS, robots, e-mail): seconds before each retry of a failed send; attempts = len + 1
+    notify_retry_intervals: tuple[int, ...] = (10, 60, 300)
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -190,6 +206,7 @@ class Settings:
         s.wall_login_threshold = env_ratio("WALL_LOGIN_THRESHOLD", 0.36)
         s.wall_ticker_rows = env_positive_int("WALL_TICKER_ROWS", 7)
         s.wall_max_points = env_positive_int("WALL_MAX_POINTS", 5000)
+        s.notify_retry_intervals = env_intervals("NOTIFY_RETRY_INTERVALS", (10, 60, 300))
         for key, value in overrides.items():
             if not hasattr(s, key):
                 raise TypeError(f"unknown setting {key}")

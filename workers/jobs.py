@@ -101,6 +101,31 @@ def reconcile_counters() -> dict | None:
             return report
 
 
+def send_notification(delivery_id: int) -> str:
+    """One message outside the browser (notify.py); after a failed attempt, re-enqueued at its next time."""
+    from commandcenter import notify
+
+    with context():
+        retry_at = notify.send_delivery(delivery_id)
+        if retry_at is not None:
+            notify.schedule([delivery_id], at=retry_at)
+            return f"retry at {retry_at:%H:%M:%S}"
+        return "done"
+
+
+def send_due_notifications() -> int:
+    """Server mode's safety net: deliveries whose job was lost (Redis down at the enqueue). Embedded mode has
+    its own sender thread (notify.run_sender)."""
+    from commandcenter import notify
+
+    with context():
+        from flask import current_app
+
+        if not current_app.config["SETTINGS"].redis_url:
+            return 0
+        return notify.send_due(grace_s=60)
+
+
 def build_bulletin(bulletin_id: int) -> str:
     """月度通报: figures, tables, rankings, stories and the .docx, with progress on the Bulletin row."""
     from commandcenter.bulletin import jobs

@@ -11,5 +11,6 @@ SCHEDULE = [
     (jobs.drain_outbox_catch_up, QUEUE_REALTIME, 10),
     (jobs.sweep_alerts, QUEUE_REALTIME, 15),
     (jobs.sweep_deadlines, QUEUE_REALTIME, 60),
+    (jobs.send_due_notifications, QUEUE_REALTIME, 60),  # lost notification jobs (server mode only)
     (jobs.reconcile_counters, QUEUE_DEFAULT, 15 * 60),  # runs once a night: see the job
 ]

@@ -117,6 +117,35 @@ def my_tokens():
     return render_template("auth/tokens.html", tokens=active_tokens(g.account))
 
 
+@bp.route("/account/notifications", methods=["GET", "POST"])
+@require("account.self")
+def my_notifications():
+    """The account's own notification preferences (issue 13 §7): which events, which channels, its e-mail."""
+    from .. import notify
+
+    account, problems = g.account, {}
+    if request.method == "POST":
+        events = request.form.getlist("events")[:20]
+        channels = request.form.getlist("channels")[:20]
+        try:
+            notify.save_preference(account, events, channels, (request.form.get("email") or "")[:300])
+        except notify.NotifyError as exc:
+            db.rollback()
+            problems = exc.problems
+        else:
+            db.commit()
+            flash("通知设置已保存", "info")
+            return redirect(url_for("auth.my_notifications"))
+    return render_template(
+        "auth/notifications.html",
+        N=notify,
+        pref=notify.preference_of(account),
+        channels=notify.active_channels(),
+        problems=problems,
+        email=request.form.get("email", account.email or "")[:300] if problems else account.email or "",
+    ), 400 if problems else 200
+
+
 @bp.post("/account/tokens/<int:token_id>/revoke")
 @require("account.self")
 def revoke_my_token(token_id: int):
