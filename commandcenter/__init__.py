@@ -78,8 +78,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .auth import bp as auth_bp
     from .bulletin import bp as bulletin_bp
     from .cases import bp as cases_bp
+    from .dept import bp as dept_bp
     from .drill import bp as drill_bp
     from .figures import bp as figures_bp
+    from .gridworker import bp as gridworker_bp
     from .health import bp as health_bp
     from .hotline import bp as hotline_bp
     from .main import bp as main_bp
@@ -109,6 +111,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         persons_bp,
         figures_bp,
         tiles_bp,
+        dept_bp,
+        gridworker_bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(api_bp)  # token-authenticated, no cookies: CSRF does not apply

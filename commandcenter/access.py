@@ -52,6 +52,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "map.edit": frozenset({"admin"}),  # the basemap of every map (blank by default)
     "notify.edit": frozenset({"admin"}),  # notification channels and the delivery log
     "ops.view": frozenset({"admin"}),
+    "fieldwork.app": frozenset({"gridworker"}),  # /g/: the gridworker's phone pages
+    "dept.queue": frozenset({"department"}),  # /dept/: a department's work queue
+    "dept.extend.decide": frozenset({"operator", "center_admin"}),  # approve or refuse a department's 延期
+    "position.view": frozenset({"duty_officer", "operator", "supervisor", "center_admin"}),  # live positions
     "account.self": frozenset(ROLES),  # one's own password and tokens
 }
 

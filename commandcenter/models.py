@@ -817,3 +817,6 @@ class GridPosition(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
 
     account: Mapped[Account | None] = relationship(foreign_keys=[account_id])
+
+
+# --- department work queue (issue 14 §2) ---------------------------------------------------------

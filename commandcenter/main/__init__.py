@@ -23,6 +23,8 @@ NAV = (
     ("bulletin.index", "月度通报", "bulletin.view"),
     ("persons.index", "重点人员", "person.view"),
     ("mobile.index", "领导移动端", "mobile.view"),
+    ("gridworker.index", "网格员工作台", "fieldwork.app"),
+    ("dept.index", "部门工作台", "dept.queue"),
     ("admin.accounts", "账号管理", "account.manage"),
     ("admin.ops", "任务队列", "ops.view"),
     ("admin.calendar", "工作日历", "calendar.edit"),
