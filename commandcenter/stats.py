@@ -23,7 +23,10 @@ computed from cases — and only those.
 - ``escalated_town`` / ``escalated_city``: reported cases escalated (流转) to the town / city center at some
   time; ``..._closed``: of those, the closed ones; ``..._share`` = escalated / reported;
   ``..._closure_rate`` = closed / escalated.
-- ``overdue``: reported cases marked overdue (逾期); ``timeliness`` = (reported − overdue) / reported (处理及时率).
+- ``assessed`` (考核计入事件): reported cases except those rejected as invalid (state ``rejected``, which includes
+  late 乱停车 voided automatically) — the "new events" of assessment indicators 1 and 8.
+- ``overdue`` (逾期事件): assessed cases marked overdue; ``timeliness`` = (assessed − overdue) / assessed
+  (处理及时率, exactly indicator 8 of the assessment).
 - ``hazard_share`` / ``dispute_share``: by_kind["hazard"] / reported, by_kind["dispute"] / reported.
 - ``duplicates``: cases reported in the period and marked duplicate (重复).
 - ``disputes_screened``: the dispute records (矛盾纠纷) of the reported cases by screening level
@@ -81,6 +84,8 @@ from sqlalchemy import case as sa_case
 
 from .categories import descendants
 from .db import db
+from .figures.catalogue import BY_KEY as FIGURE_KEYS
+from .figures.catalogue import label as figure_name
 from .hierarchy import in_place, place_column, places_inside
 from .measures import Period, missing_days_text, patrol_compliance, workdays_without_patrols
 from .models import (
@@ -121,7 +126,7 @@ LABELS = {
     "escalated_town_closure_rate": "流转镇街办结率",
     "escalated_city_share": "流转市中心占比",
     "escalated_city_closure_rate": "流转市中心办结率",
-    "overdue": "逾期",
+    "overdue": "逾期事件",
     "timeliness": "处理及时率",
     "hazard_share": "安全隐患占比",
     "dispute_share": "矛盾纠纷占比",
@@ -140,6 +145,7 @@ LABELS = {
     "linkage_rate": "人房关联率",
     "linked_persons": "已关联人数",
 }
+LABELS.update({key: figure_name(key) for key in LABELS if key in FIGURE_KEYS})  # the catalogue's names win
 RATE_FIELDS = (
     "closure_rate",
     "valid_rate",
@@ -212,6 +218,7 @@ class Figures:
     escalated_city_closed: int = 0
     escalated_city_share: float | None = None
     escalated_city_closure_rate: float | None = None
+    assessed: int = 0
     overdue: int = 0
     timeliness: float | None = None
     hazard_share: float | None = None
@@ -338,7 +345,7 @@ class _Calc:
             conds.append(Case.source == f.source)
         return conds
 
-    def compute(self, targets: list[Place]) -> list[Figures]:
+    def compute(self, targets: list[Place], events_only: bool = False) -> list[Figures]:
         out = {
             p.id: Figures(
                 place_id=p.id,
@@ -354,10 +361,11 @@ class _Calc:
             for p in targets
         }
         self._cases(out)
-        self._people(out)
-        self._visits(out)
-        self._collection(out)
-        self._quality(out)
+        if not events_only:
+            self._people(out)
+            self._visits(out)
+            self._collection(out)
+            self._quality(out)
         for fig in out.values():
             _derive(fig, patrol_undefined=self.patrol_undefined)
         return [out[p.id] for p in targets]
@@ -366,6 +374,7 @@ class _Calc:
     def _cases(self, out: dict[int, Figures]) -> None:
         """One pass over the period's cases (with their dispute record and reporter's role) for every count."""
         live = Case.state != "duplicate"
+        assessed = and_(live, Case.state != "rejected")
         closed = Case.state == "closed"
         resolved = Dispute.outcome == "resolved"
         cols = [
@@ -378,7 +387,8 @@ class _Calc:
             _count(and_(live, Case.escalated_to_town.is_(True), closed)),
             _count(and_(live, Case.escalated_to_city.is_(True))),
             _count(and_(live, Case.escalated_to_city.is_(True), closed)),
-            _count(and_(live, Case.overdue.is_(True))),
+            _count(assessed),
+            _count(and_(assessed, Case.overdue.is_(True))),
             _count(Case.state == "duplicate"),
             _count(and_(live, Account.role == "gridworker")),
             *[_count(and_(live, Case.source == s)) for s in CASE_SOURCES],
@@ -401,11 +411,12 @@ class _Calc:
                 fig.escalated_town_closed,
                 fig.escalated_city,
                 fig.escalated_city_closed,
+                fig.assessed,
                 fig.overdue,
                 fig.duplicates,
                 fig.gridworker_reports,
-            ) = values[: 11 + len(CASE_KINDS)]
-            rest = values[11 + len(CASE_KINDS) :]
+            ) = values[: 12 + len(CASE_KINDS)]
+            rest = values[12 + len(CASE_KINDS) :]
             fig.by_kind = dict(zip(CASE_KINDS, kinds, strict=True))
             fig.by_source = dict(zip(CASE_SOURCES, rest[: len(CASE_SOURCES)], strict=True))
             rest = rest[len(CASE_SOURCES) :]
@@ -600,7 +611,7 @@ def _derive(fig: Figures, patrol_undefined: bool = False) -> None:
     fig.escalated_town_closure_rate = ratio(fig.escalated_town_closed, fig.escalated_town)
     fig.escalated_city_share = ratio(fig.escalated_city, fig.reported)
     fig.escalated_city_closure_rate = ratio(fig.escalated_city_closed, fig.escalated_city)
-    fig.timeliness = ratio(fig.reported - fig.overdue, fig.reported)
+    fig.timeliness = ratio(fig.assessed - fig.overdue, fig.assessed)
     fig.hazard_share = ratio(fig.by_kind.get("hazard", 0), fig.reported)
     fig.dispute_share = ratio(fig.by_kind.get("dispute", 0), fig.reported)
     fig.dispute_success_rate = ratio(sum(fig.disputes_resolved.values()), sum(fig.disputes_screened.values()))
@@ -660,6 +671,22 @@ def figures(place: Place, period: Period, filters: Filters | None = None) -> Fig
     return _Calc(place, period, filters, None).compute([place])[0]
 
 
+def event_figures(place: Place, period: Period, filters: Filters | None = None) -> Figures:
+    """Only the event figures of one place (reported, closed, closure_rate, by_kind, overdue, timeliness,
+    escalations, duplicates ...), from the one query that ``figures`` also runs: the wall's 今日 panel calls
+    this, the drill-down and /m/ call ``figures``, so the same figure is the same number on all of them. The
+    people, visit and collection fields stay at their zero defaults."""
+    return _Calc(place, period, filters, None).compute([place], events_only=True)[0]
+
+
+def event_children(place: Place, period: Period, filters: Filters | None = None) -> list[Figures]:
+    """``event_figures`` of each child place (one grouped query), e.g. the timeliness ranking on a town's wall."""
+    kids = child_places(place)
+    if not kids:
+        return []
+    return _Calc(place, period, filters, CHILD_LEVEL[place.level]).compute(kids, events_only=True)
+
+
 def child_places(place: Place) -> list[Place]:
     """The active places one level below `place`, by code (a grid has none)."""
     level = CHILD_LEVEL.get(place.level)
@@ -681,7 +708,7 @@ def gridworker_rows(
 
     A row: account_id, name, username, post, grid_id, grid, village_id, town_id; reports (his reported cases in
     the period, duplicates excluded, wherever they are, narrowed by the filters), closed, closure_rate, hazard,
-    dispute, duplicates, overdue; patrol_compliant (bool | None), sign_in_days, visits (visits made in the
+    dispute, duplicates, overdue (逾期事件: not rejected, marked overdue); patrol_compliant (bool | None), sign_in_days, visits (visits made in the
     period), visited (distinct persons and sites visited); flags (list of Flag: bursts, bulk duplicates)."""
     calc = _Calc(place, period, filters, None)
     stmt = (
@@ -739,7 +766,7 @@ def gridworker_rows(
                 _count(and_(live, Case.kind == "hazard")),
                 _count(and_(live, Case.kind == "dispute")),
                 _count(Case.state == "duplicate"),
-                _count(and_(live, Case.overdue.is_(True))),
+                _count(and_(live, Case.state != "rejected", Case.overdue.is_(True))),
             )
             .where(Case.reporter_id.in_(chunk), *calc.case_where())
             .group_by(Case.reporter_id)

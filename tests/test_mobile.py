@@ -48,11 +48,12 @@ def reported(app, world):
     return world
 
 
-def tile(html: str, label: str, section: str) -> str:
+def tile(html: str, key: str, section: str) -> str:
+    """The value of the tile of catalogue figure `key` (its label is the catalogue's name, linked to /figures/)."""
     block = html.split(f'id="h-{section}"', 1)[1].split("</section>", 1)[0]
-    match = re.search(r'<span class="v">([^<]*)</span><span class="l">' + re.escape(label), block)
-    assert match, f"no tile {label} in section {section}"
-    return match.group(1)
+    match = re.search(r'data-figure="' + re.escape(key) + r'"><span class="v">(.*?)</span><span class="l">', block)
+    assert match, f"no tile {key} in section {section}"
+    return re.sub(r"<[^>]+>", "", match.group(1))
 
 
 def test_city_leader_sees_today_month_ranking_and_alerts(client, auth, reported):
@@ -60,9 +61,10 @@ def test_city_leader_sees_today_month_ranking_and_alerts(client, auth, reported)
     response = client.get("/m/")
     assert response.status_code == 200
     html = response.get_data(as_text=True)
-    assert tile(html, "上报", "today") == "4"
-    assert tile(html, "上报", "month") == "4"
-    assert tile(html, "临期预警", "today") == "1"
+    assert tile(html, "reported", "today") == "4"
+    assert tile(html, "reported", "month") == "4"
+    assert tile(html, "alerts_open", "today") == "1"
+    assert 'href="/figures/#alerts_open"' in html and ">未解除预警</a>" in html
     # the ranking lists both towns with a rank and a total
     ranking = html.split('id="h-rank"', 1)[1].split("</section>", 1)[0]
     for town in reported.towns:
@@ -71,7 +73,7 @@ def test_city_leader_sees_today_month_ranking_and_alerts(client, auth, reported)
     # the trend is a server-drawn SVG with one bar per day of the last 30 days, today's bar the highest
     trend = html.split('id="h-trend"', 1)[1].split("</section>", 1)[0]
     assert trend.count("<rect") == 30
-    assert "上报 4 件" in trend
+    assert "上报事件 4 件" in trend
     # a small page: no script at all, one small style sheet
     assert "<script" not in html
     assert len(response.data) < 30_000
@@ -96,7 +98,7 @@ def test_town_leader_sees_only_his_town(app, client, auth, reported):
         db.remove()
     auth.login("town0_leader")
     html = client.get("/m/").get_data(as_text=True)
-    assert tile(html, "上报", "today") == "3"
+    assert tile(html, "reported", "today") == "3"
     ranking = html.split('id="h-rank"', 1)[1].split("</section>", 1)[0]
     assert reported.towns[0].name in ranking and reported.towns[1].name not in ranking
     assert "共 2 个镇街参与排名" in ranking

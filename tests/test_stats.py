@@ -234,7 +234,8 @@ def test_town_figures_field_by_field(data):
     assert f.escalated_town_share == pytest.approx(2 / 7) and f.escalated_town_closure_rate == 1.0
     assert (f.escalated_city, f.escalated_city_closed, f.escalated_city_closure_rate) == (1, 1, 1.0)
     assert f.escalated_city_share == pytest.approx(1 / 7)
-    assert (f.overdue, f.timeliness) == (1, pytest.approx(6 / 7))
+    # 处理及时率 is indicator 8: of the 6 assessed events (c4 is invalid, left out), 1 overdue
+    assert (f.assessed, f.overdue, f.timeliness) == (6, 1, pytest.approx(5 / 6))
     assert f.hazard_share == pytest.approx(2 / 7) and f.dispute_share == pytest.approx(2 / 7)
     assert f.duplicates == 1
     assert f.disputes_screened == {"grid": 1, "village": 1, "town": 0}

@@ -129,12 +129,14 @@ def test_counts_panel_shows_todays_figures(app, world, day_of_cases, client):
     logged_in(client, "city_duty_officer")
     html = get_panel(client, "counts")
     assert tile(html, "reported") == "7"
-    assert tile(html, "registered") == "1"
-    assert tile(html, "closed") == "1"
+    assert tile(html, "registrations") == "1"  # steps made today (catalogue: 当期立案)
+    assert tile(html, "closed") == "1"  # of today's reports (已办结)
+    assert tile(html, "closures") == "1"  # closing steps made today (当期结案)
     assert tile(html, "closure_rate") == "14.29%"  # 1 / 7
     assert tile(html, "overdue") == "0"
-    assert tile(html, "escalated_town") == "1"
-    assert tile(html, "escalated_city") == "1"
+    assert tile(html, "overdue_new") == "0" and tile(html, "overdue_open") == "0"
+    assert tile(html, "escalations_town") == "1"
+    assert tile(html, "escalations_city") == "1"
     assert tile(html, "hazard") == "1"
     assert tile(html, "dispute") == "1"
     hourly = panel_data(html)
@@ -216,7 +218,7 @@ def test_alert_ticker_lists_open_alerts_with_time_left(app, world, client):
     assert 8 <= int(match.group(2)) <= 10  # the hour ends 10 minutes from now
     assert 'class="alert alert-parking_due newest"' in html
     assert "东湖街道" in html  # a city wall names the town
-    assert "共 <b" in html and ">1</b> 条" in html
+    assert ">未解除预警</a> <b" in html and ">1</b> 条" in html
 
 
 def test_attendance_and_login_rates_by_town(app, world, client):
@@ -304,7 +306,7 @@ def test_city_wall_ranks_towns_by_the_assessment_and_towns_rank_villages_by_time
         r'<span class="rk">([^<]+)</span>\s*<span class="n">([^<]+)</span>\s*<span class="v">([^<]+)</span>', html
     )
     assert rows == [(str(r["rank"]), r["town_name"], f"{r['total']:.2f} 分") for r in table["rows"]]
-    assert len(rows) == 2 and "按本月考核总分" in html
+    assert len(rows) == 2 and 'href="/figures/#assessment_total"' in html
     ranks = {name: rank for rank, name, _ in rows}
     totals = {r["town_name"]: r["total"] for r in table["rows"]}
     assert (ranks["东湖街道"] == ranks["西湖街道"]) == (totals["东湖街道"] == totals["西湖街道"])
@@ -344,7 +346,7 @@ def test_town_duty_officer_sees_only_his_town(app, world, day_of_cases, client):
         assert "西湖" not in text, f"town 1 shows in {where}"
     counts = pages["counts"]
     assert tile(counts, "reported") == "5" and tile(counts, "closure_rate") == "20.00%"
-    assert tile(counts, "escalated_town") == "1" and tile(counts, "escalated_city") == "1"
+    assert tile(counts, "escalations_town") == "1" and tile(counts, "escalations_city") == "1"
     data = panel_data(pages["map"])
     assert set(data["grids"]) == town0_grids and data["alert_grids"] == []
     assert {str(p[7]) for p in data["points"]} <= town0_grids
@@ -439,8 +441,8 @@ def test_primed_counters_are_not_rebuilt_again(app, world, day_of_cases, client)
     with app.app_context():
         r = jobs.counters_redis()
         # a figure only the counters hold (no table has it): a rebuild would erase it
-        r.hincrby(counters.day_key(local(utcnow(), TZ).date(), world.city.id), "reported", 100)
-    assert tile(get_panel(client, "counts"), "reported") == "107"
+        r.hincrby(counters.day_key(local(utcnow(), TZ).date(), world.city.id), "closed", 100)
+    assert tile(get_panel(client, "counts"), "closures") == "101"
 
 
 def test_time_left_reads_unambiguously():

@@ -11,6 +11,7 @@ from typing import Any
 from .. import labels, stats
 from ..access import current_account
 from ..db import db
+from ..figures.catalogue import label as figure_name
 from ..hierarchy import place_contains
 from ..inputs import DATE_RANGE_MESSAGE, date_in_range, parse_id
 from ..measures import Period
@@ -136,6 +137,7 @@ class Column:
     kind: str  # text / int / rate / num / bool
     value: Callable[[Any], Any]
     flags: tuple[str, ...] = ()  # Figures fields whose flags mark this cell
+    figure: str = ""  # its key in the catalogue of figures (the header links to /figures/#<key>)
 
     def flag(self, row) -> str | None:
         if not self.flags:
@@ -151,38 +153,91 @@ def _f(name: str) -> Callable[[stats.Figures], Any]:
 
 CHILD_COLUMNS = (
     Column("name", "名称", "text", _f("place_name")),
-    Column("reported", "上报事件", "int", _f("reported"), ("reported",)),
-    Column("hazard", "安全隐患", "int", lambda f: f.by_kind["hazard"]),
-    Column("dispute", "矛盾纠纷", "int", lambda f: f.by_kind["dispute"]),
-    Column("closure_rate", "办结率", "rate", _f("closure_rate"), ("closure_rate", "closed")),
-    Column("escalated_town", "流转镇街", "int", _f("escalated_town")),
+    Column("reported", figure_name("reported"), "int", _f("reported"), ("reported",), figure="reported"),
+    Column("hazard", figure_name("hazard"), "int", lambda f: f.by_kind["hazard"], figure="hazard"),
+    Column("dispute", figure_name("dispute"), "int", lambda f: f.by_kind["dispute"], figure="dispute"),
+    Column(
+        "closure_rate",
+        figure_name("closure_rate"),
+        "rate",
+        _f("closure_rate"),
+        ("closure_rate", "closed"),
+        figure="closure_rate",
+    ),
+    Column("escalated_town", figure_name("escalated_town"), "int", _f("escalated_town"), figure="escalated_town"),
     Column(
         "escalated_town_closure_rate",
-        "流转镇街办结率",
+        figure_name("escalated_town_closure_rate"),
         "rate",
         _f("escalated_town_closure_rate"),
         ("escalated_town_closure_rate",),
+        figure="escalated_town_closure_rate",
     ),
-    Column("escalated_city", "流转市中心", "int", _f("escalated_city")),
+    Column("escalated_city", figure_name("escalated_city"), "int", _f("escalated_city"), figure="escalated_city"),
     Column(
         "escalated_city_closure_rate",
-        "流转市中心办结率",
+        figure_name("escalated_city_closure_rate"),
         "rate",
         _f("escalated_city_closure_rate"),
         ("escalated_city_closure_rate",),
+        figure="escalated_city_closure_rate",
     ),
-    Column("overdue", "逾期", "int", _f("overdue")),
-    Column("timeliness", "处理及时率", "rate", _f("timeliness"), ("timeliness",)),
-    Column("valid_rate", "有效率", "rate", _f("valid_rate"), ("valid_rate",)),
-    Column("duplicates", "重复", "int", _f("duplicates"), ("duplicates",)),
-    Column("reports_per_gridworker", "人均上报", "num", _f("reports_per_gridworker"), ("gridworker_reports",)),
-    Column("patrol_rate", "巡查达标率", "rate", _f("patrol_rate"), ("patrol_rate", "patrol_compliant")),
-    Column("attendance_rate", "出勤率", "rate", _f("attendance_rate"), ("attendance_rate", "attended")),
-    Column("special_visit_rate", "特殊人群走访率", "rate", _f("special_visit_rate"), ("special_visit_rate",)),
-    Column("login_rate", "管理员登录率", "rate", _f("login_rate"), ("login_rate", "admins_logged_in")),
-    Column("linkage_rate", "人房关联率", "rate", _f("linkage_rate"), ("linkage_rate", "linked_persons")),
-    Column("party_members", "党员", "int", _f("party_members")),
-    Column("party_activities", "党建活动", "int", _f("party_activities")),
+    Column("overdue", figure_name("overdue"), "int", _f("overdue"), figure="overdue"),
+    Column("timeliness", figure_name("timeliness"), "rate", _f("timeliness"), ("timeliness",), figure="timeliness"),
+    Column("valid_rate", figure_name("valid_rate"), "rate", _f("valid_rate"), ("valid_rate",), figure="valid_rate"),
+    Column("duplicates", figure_name("duplicates"), "int", _f("duplicates"), ("duplicates",), figure="duplicates"),
+    Column(
+        "reports_per_gridworker",
+        figure_name("reports_per_gridworker"),
+        "num",
+        _f("reports_per_gridworker"),
+        ("gridworker_reports",),
+        figure="reports_per_gridworker",
+    ),
+    Column(
+        "patrol_rate",
+        figure_name("patrol_rate"),
+        "rate",
+        _f("patrol_rate"),
+        ("patrol_rate", "patrol_compliant"),
+        figure="patrol_rate",
+    ),
+    Column(
+        "attendance_rate",
+        figure_name("attendance_rate"),
+        "rate",
+        _f("attendance_rate"),
+        ("attendance_rate", "attended"),
+        figure="attendance_rate",
+    ),
+    Column(
+        "special_visit_rate",
+        figure_name("special_visit_rate"),
+        "rate",
+        _f("special_visit_rate"),
+        ("special_visit_rate",),
+        figure="special_visit_rate",
+    ),
+    Column(
+        "login_rate",
+        figure_name("login_rate"),
+        "rate",
+        _f("login_rate"),
+        ("login_rate", "admins_logged_in"),
+        figure="login_rate",
+    ),
+    Column(
+        "linkage_rate",
+        figure_name("linkage_rate"),
+        "rate",
+        _f("linkage_rate"),
+        ("linkage_rate", "linked_persons"),
+        figure="linkage_rate",
+    ),
+    Column("party_members", figure_name("party_members"), "int", _f("party_members"), figure="party_members"),
+    Column(
+        "party_activities", figure_name("party_activities"), "int", _f("party_activities"), figure="party_activities"
+    ),
 )
 
 
@@ -193,13 +248,13 @@ def _g(name: str) -> Callable[[dict], Any]:
 WORKER_COLUMNS = (
     Column("name", "网格员", "text", _g("name")),
     Column("grid", "所在网格", "text", _g("grid")),
-    Column("reports", "上报事件", "int", _g("reports"), ("reports",)),
-    Column("closed", "已办结", "int", _g("closed")),
-    Column("closure_rate", "办结率", "rate", _g("closure_rate")),
-    Column("hazard", "安全隐患", "int", _g("hazard")),
-    Column("dispute", "矛盾纠纷", "int", _g("dispute")),
-    Column("duplicates", "重复", "int", _g("duplicates"), ("duplicates",)),
-    Column("overdue", "逾期", "int", _g("overdue")),
+    Column("reports", figure_name("reported"), "int", _g("reports"), ("reports",), figure="reported"),
+    Column("closed", figure_name("closed"), "int", _g("closed"), figure="closed"),
+    Column("closure_rate", figure_name("closure_rate"), "rate", _g("closure_rate"), figure="closure_rate"),
+    Column("hazard", figure_name("hazard"), "int", _g("hazard"), figure="hazard"),
+    Column("dispute", figure_name("dispute"), "int", _g("dispute"), figure="dispute"),
+    Column("duplicates", figure_name("duplicates"), "int", _g("duplicates"), ("duplicates",), figure="duplicates"),
+    Column("overdue", figure_name("overdue"), "int", _g("overdue"), figure="overdue"),
     Column("patrol_compliant", "巡查达标", "bool", _g("patrol_compliant")),
     Column("sign_in_days", "签到天数", "int", _g("sign_in_days")),
     Column("visits", "走访次数", "int", _g("visits")),

@@ -38,7 +38,7 @@ def trend_svg(trend: dict, width: int = 340, height: int = 120) -> dict:
                 "y": round(pad_top + inner_h - h, 1),
                 "w": round(step * 0.8, 1),
                 "h": round(h, 1),
-                "title": f"{row['day'].month}月{row['day'].day}日 上报 {row['reported']} 件，结案 {row['closed']} 件",
+                "title": f"{row['day'].month}月{row['day'].day}日 上报事件 {row['reported']} 件，当期结案 {row['closed']} 件",
             }
         )
         points.append(f"{x + step / 2:.1f},{pad_top + inner_h - inner_h * row['closed'] / top:.1f}")

@@ -2,8 +2,14 @@
 
 Where each figure comes from
 ----------------------------
-- today's counts, the per-grid load on the map, the rankings below the city: the case counters
-  (``commandcenter.counters``: one pipelined HGETALL/HGET per place; no table is read);
+- today's event figures (上报事件, 已办结, 办结率, 逾期事件, 安全隐患, 矛盾纠纷) and the per-grid load on the map:
+  ``stats.event_figures`` — the very query the drill-down and /m/ run for the same place and day — over today's
+  rows only (``ix_cases_reported_at``; a town ``ix_cases_town_reported``), so that a figure has one number on
+  every screen (catalogue: commandcenter/figures/catalogue.py, page /figures/);
+- today's steps (当期结案, 当期立案, 新增逾期, 当期流转): the case counters (``commandcenter.counters``: one
+  HGETALL per place; no table is read); 当前逾期在办: a count of the open overdue cases (``ix_cases_state``);
+- the rankings below the city: 处理及时率 (indicator 8) of this month so far from ``stats.event_children``
+  (one GROUP BY over the month's rows of the place, ``ix_cases_town_reported`` / ``ix_cases_village_reported``);
 - online / signed-in gridworkers and admin logins: the presence counters (sorted sets and sets in Redis),
   divided by the number of gridworker / center_admin accounts of each unit (a GROUP BY over ``accounts``,
   a table of a few thousand rows that does not grow with the events);
@@ -34,10 +40,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, literal_column, select
 
-from .. import counters
+from .. import counters, stats
 from ..db import db, get_engine
+from ..figures.catalogue import ALERT_FIGURES, alert_figure  # noqa: F401  (ALERT_FIGURES: the ticker order, for views)
 from ..hierarchy import in_place
-from ..measures import month_key
+from ..measures import Period, month_key
 from ..models import Account, Alert, Case, Category, Place
 from ..ranking import competition_ranks
 from ..redis_conn import as_text
@@ -112,34 +119,54 @@ def scope_of(account: Account) -> Scope:
 
 # --- panel 4: today's counts and the hourly chart --------------------------------------------------------
 
-COUNT_TILES = (  # (key, label, field or None for a computed one)
-    ("reported", "今日上报", "reported"),
-    ("registered", "立案", "registered"),
-    ("closed", "结案", "closed"),
-    ("closure_rate", "办结率", None),
-    ("overdue", "逾期", "overdue"),
-    ("escalated_town", "流转镇街", "escalated:town"),
-    ("escalated_city", "流转市级", "escalated:city"),
-    ("hazard", "安全隐患", "reported:hazard"),
-    ("dispute", "矛盾纠纷", "reported:dispute"),
+# (catalogue key, counter field or None) — the label of each tile is the catalogue's name of its key. The first
+# group counts today's *reports* (stats.event_figures, as the drill-down and /m/ do); the second today's *steps*
+# (the counters); the last is the state right now.
+COUNT_TILES = (
+    ("reported", None),
+    ("closed", None),
+    ("closure_rate", None),
+    ("overdue", None),
+    ("hazard", None),
+    ("dispute", None),
+    ("closures", "closed"),
+    ("registrations", "registered"),
+    ("overdue_new", "overdue"),
+    ("escalations_town", "escalated:town"),
+    ("escalations_city", "escalated:city"),
+    ("overdue_open", None),
 )
 
 
-def today_counts(r, scope: Scope, now: datetime, tz: str) -> dict:
-    """Counters for the tiles; the closure rate is of *today's* reports (closed ones / all of them), from
-    an indexed range query over today's rows, so that it can never pass 100 %."""
+def day_period(now: datetime, tz: str) -> Period:
     today = local(now, tz).date()
-    raw = counters.case_counts(r, scope.place_id, day=today, tz=tz)
-    out = {key: raw[fld] for key, _label, fld in COUNT_TILES if fld}
-    start, end = day_bounds_utc(today, tz)
-    reported, closed = db.execute(
-        scope.cases(
-            select(func.count(Case.id), func.count(Case.id).filter(Case.state == "closed")).where(
-                Case.reported_at >= start, Case.reported_at < end
-            )
-        )
-    ).one()
-    out["closure_rate"] = closed / reported if reported else None
+    return Period(today, today, "day")
+
+
+def overdue_open(scope: Scope) -> int:
+    """当前逾期在办: open cases of the scope marked overdue, whenever reported."""
+    return db.scalar(
+        scope.cases(select(func.count(Case.id)).where(Case.state.in_(OPEN_STATES), Case.overdue.is_(True)))
+    )
+
+
+def today_counts(r, scope: Scope, now: datetime, tz: str) -> dict:
+    """The tiles, by catalogue key: today's reports and what became of them from ``stats.event_figures`` (the
+    drill-down's and /m/'s function: duplicates left out, closure rate = closed of today's reports / today's
+    reports), today's steps from the counters, and the open overdue cases now."""
+    period = day_period(now, tz)
+    fig = stats.event_figures(db.get(Place, scope.place_id), period)
+    raw = counters.case_counts(r, scope.place_id, day=period.start, tz=tz)
+    out = {
+        "reported": fig.reported,
+        "closed": fig.closed,
+        "closure_rate": fig.closure_rate,
+        "overdue": fig.overdue,
+        "hazard": fig.by_kind.get("hazard", 0),
+        "dispute": fig.by_kind.get("dispute", 0),
+        "overdue_open": overdue_open(scope),
+    }
+    out.update({key: raw[fld] for key, fld in COUNT_TILES if fld})
     return out
 
 
@@ -155,8 +182,11 @@ def _hour_bucket():
 
 
 def _reports_by_local_hour(scope: Scope, start: datetime, end: datetime, tz: str) -> list[int]:
+    """上报事件 per local hour (duplicates left out, as everywhere: the hours add up to the 今日上报 tile)."""
     bucket, parse = _hour_bucket()
-    stmt = scope.cases(select(bucket, func.count()).where(Case.reported_at >= start, Case.reported_at < end))
+    stmt = scope.cases(
+        select(bucket, func.count()).where(Case.reported_at >= start, Case.reported_at < end, Case.state != "duplicate")
+    )
     hours = [0] * 24
     for value, n in db.execute(stmt.group_by(bucket)):
         hours[local(parse(value), tz).hour] += n
@@ -292,8 +322,10 @@ def rankings(r, scope: Scope, now: datetime, tz: str) -> list[dict]:
     (domain.md §4; shared ranks 1, 1, 3), naming each town's weakest indicators.
 
     Below the city the units are villages or grids, which the assessment does not score: they are ranked by
-    处理及时率 of this month so far (indicator 8), r = (new events − overdue events) / new events, from the
-    month counters, as a percentage rounded to two decimals before ranking. Villages: 社区 and 村委 apart."""
+    处理及时率 of this month so far, indicator 8's own definition (``stats.event_children``: of the cases
+    *reported* this month, duplicates and invalid ones left out, those not overdue / all of them) — the number
+    the drill-down shows for the unit and the month — as a percentage rounded to two decimals before ranking.
+    Villages: 社区 and 村委 apart."""
     if scope.level == "city":
         table = assessment_so_far(r, scope.place_id, now, tz)
         names = {ind["key"]: ind["name"] for ind in table.get("indicators", [])}
@@ -309,16 +341,22 @@ def rankings(r, scope: Scope, now: datetime, tz: str) -> list[dict]:
         ]
         rows.sort(key=lambda row: (row["rank"], row["unit"].name))
         return [{"group": "", "measure": "assessment", "rows": rows}]
-    month = local(now, tz).date()
-    counts = counters.case_counts_many(r, [u.id for u in scope.units], month=month, tz=tz)
+    today = local(now, tz).date()
+    month = Period(today.replace(day=1), today, "month")
+    place = db.get(Place, scope.place_id)
+    if scope.level == "grid":
+        figs = {place.id: stats.event_figures(place, month)}
+    else:
+        figs = {fig.place_id: fig for fig in stats.event_children(place, month)}
     groups: dict[str, list[dict]] = {}
     for unit in scope.units:
-        c = counts[unit.id]
-        on_time = max(0, c["reported"] - c["overdue"])
-        rate = round(100 * on_time / c["reported"], 2) if c["reported"] else None
+        fig = figs.get(unit.id)
+        if fig is None:
+            fig = stats.Figures(place_id=unit.id, place_name=unit.name, level=scope.unit_level, period=month)
+        rate = round(100 * fig.timeliness, 2) if fig.timeliness is not None else None
         group = unit.kind if scope.unit_level == "village" and unit.kind in ("community", "village") else ""
         groups.setdefault(group, []).append(
-            {"unit": unit, "reported": c["reported"], "closed": c["closed"], "rate": rate}
+            {"unit": unit, "assessed": fig.assessed, "overdue": fig.overdue, "rate": rate}
         )
     out = []
     for group in sorted(
@@ -337,7 +375,8 @@ def rankings(r, scope: Scope, now: datetime, tz: str) -> list[dict]:
 
 def alert_ticker(scope: Scope, now: datetime, rows: int = 10) -> dict:
     """Open alerts of the scope: those still before their limit first (least time left first), then those
-    past it (most recently past first). Also the newest raised, and the counts by kind."""
+    past it (most recently past first). Also the newest raised, and the counts by catalogue key (by kind, an
+    escalation alert past its limit counted as 逾期未流转 apart from those still before it)."""
     base = scope.cases(
         select(
             Alert.id,
@@ -360,16 +399,25 @@ def alert_ticker(scope: Scope, now: datetime, rows: int = 10) -> dict:
     past = db.execute(base.where(Alert.due_at < now).order_by(Alert.due_at.desc(), Alert.id).limit(rows)).all()
     items = [dict(zip(keys, row, strict=True)) for row in [*upcoming, *past][:rows]]
     newest = db.execute(base.order_by(Alert.raised_at.desc(), Alert.id.desc()).limit(1)).first()
-    by_kind = dict(
-        db.execute(
-            scope.cases(
-                select(Alert.kind, func.count()).join(Case, Case.id == Alert.case_id).where(Alert.cleared_at.is_(None))
-            ).group_by(Alert.kind)
-        ).all()
-    )
+    past_limit = Alert.due_at < now
+    by_kind: dict[str, int] = {}
+    for kind, late, n in db.execute(
+        scope.cases(
+            select(Alert.kind, past_limit, func.count())
+            .join(Case, Case.id == Alert.case_id)
+            .where(Alert.cleared_at.is_(None))
+        ).group_by(Alert.kind, past_limit)
+    ):
+        key = alert_figure(kind, late)
+        by_kind[key] = by_kind.get(key, 0) + n
+    for item in items:
+        item["figure"] = alert_figure(item["kind"], item["due_at"] < now)
+    if newest:
+        newest = dict(zip(keys, newest, strict=True))
+        newest["figure"] = alert_figure(newest["kind"], newest["due_at"] < now)
     return {
         "items": items,
-        "newest": dict(zip(keys, newest, strict=True)) if newest else None,
+        "newest": newest,
         "by_kind": by_kind,
         "total": sum(by_kind.values()),
     }
@@ -378,16 +426,29 @@ def alert_ticker(scope: Scope, now: datetime, rows: int = 10) -> dict:
 # --- panel 1: the map ----------------------------------------------------------------------------------------
 
 
+def grid_loads(scope: Scope, grid_ids: list[int], day, tz: str) -> list[int]:
+    """网格今日上报量: 上报事件 of `day` per grid (duplicates left out, as the 今日上报 tile; the loads add up to
+    it), one GROUP BY over the day's rows."""
+    start, end = day_bounds_utc(day, tz)
+    by_grid = dict(
+        db.execute(
+            scope.cases(
+                select(Case.grid_id, func.count()).where(
+                    Case.reported_at >= start, Case.reported_at < end, Case.state != "duplicate"
+                )
+            ).group_by(Case.grid_id)
+        ).all()
+    )
+    return [int(by_grid.get(gid, 0)) for gid in grid_ids]
+
+
 def map_data(r, scope: Scope, now: datetime, tz: str, max_points: int = 5000) -> dict:
-    """Grid loads (today's reports per grid, from the counters), grids with an open alert, and the points:
+    """Grid loads (today's reports per grid, ``grid_loads``), grids with an open alert, and the points:
     today's open cases plus every case with an open alert, as compact rows
     [id, lat, lon, kind, flag, number, category, grid_id] where flag is 2 = alert, 1 = overdue, 0 = neither."""
     today = local(now, tz).date()
     grid_ids = list(db.execute(scope.grids(select(Place.id)).order_by(Place.id)).scalars())
-    with r.pipeline(transaction=False) as pipe:
-        for gid in grid_ids:
-            pipe.hget(counters.day_key(today, gid), "reported")
-        loads = [int(as_text(v)) if v is not None else 0 for v in pipe.execute()]
+    loads = grid_loads(scope, grid_ids, today, tz)
     alert_rows = db.execute(
         scope.cases(
             select(Alert.case_id, Case.grid_id).join(Case, Case.id == Alert.case_id).where(Alert.cleared_at.is_(None))

@@ -105,7 +105,7 @@ def _counts(w: Wall) -> dict:
 def _alerts(w: Wall) -> dict:
     ticker = queries.alert_ticker(w.scope, w.now, int(w.settings["ticker_rows"]))
     towns = {u.id: u.name for u in w.scope.units} if w.scope.level == "city" else {}
-    return {"ticker": ticker, "towns": towns, "now_ms": w.now_ms}
+    return {"ticker": ticker, "towns": towns, "now_ms": w.now_ms, "alert_keys": queries.ALERT_FIGURES}
 
 
 def _rankings(w: Wall) -> dict:
@@ -117,7 +117,7 @@ PANELS: dict[str, tuple[str, Callable[[Wall], dict]]] = {
     "map": ("实时事件地图", _map),
     "counts": ("今日事件", _counts),
     "attendance": ("网格员在线与出勤", _attendance),
-    "alerts": ("临期预警", _alerts),
+    "alerts": ("临期与逾期预警", _alerts),
     "logins": ("管理员账号本月登录率", _logins),
     "rankings": ("本月排名", _rankings),
 }

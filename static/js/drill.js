@@ -20,8 +20,9 @@
     var sameYear = data.days.length && data.days[0].slice(0, 4) === data.days[data.days.length - 1].slice(0, 4);
     var labels = data.days.map(function (d) { return sameYear ? d.slice(5) : d; });  // 11-02, or 2025-12-30
     var traces = [
-      { x: labels, y: data.reported, name: "上报", type: "bar", marker: { color: "#0b5cad" } },
-      { x: labels, y: data.closed, name: "办结", type: "scatter", mode: "lines+markers",
+      { x: labels, y: data.reported, name: (data.names && data.names.reported) || "上报事件", type: "bar",
+        marker: { color: "#0b5cad" } },
+      { x: labels, y: data.closed, name: (data.names && data.names.closed) || "当期结案", type: "scatter", mode: "lines+markers",
         line: { color: "#1a7f37", width: 2 } }
     ];
     var layout = {
