@@ -41,11 +41,11 @@ def missing(what: str, why: str):
 # --- services --------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def pg_url():
+def create_database(prefix: str) -> str:
+    """A new, empty PostgreSQL database (no tables); its URL. Missing PostgreSQL fails under CI=true."""
     import psycopg2
 
-    name = f"cc_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     try:
         conn = psycopg2.connect(PG_ADMIN_URL, connect_timeout=3)
     except Exception as exc:
@@ -54,7 +54,22 @@ def pg_url():
     with conn.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
     conn.close()
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(url: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(PG_ADMIN_URL)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    url = create_database("cc_test")
     from commandcenter.migrate import upgrade
 
     upgrade(url)
@@ -63,11 +78,7 @@ def pg_url():
 
     if dbmod._engine is not None:
         dbmod._engine.dispose()
-    conn = psycopg2.connect(PG_ADMIN_URL)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
+    drop_database(url)
 
 
 @pytest.fixture(scope="session")

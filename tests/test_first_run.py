@@ -8,20 +8,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import (
     ARTIFACTS,
-    PG_ADMIN_URL,
     ROOT,
     TEST_REDIS_URL,
     LiveServer,
     WorkerProcess,
+    create_database,
+    drop_database,
     free_port,
-    missing,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -39,23 +38,9 @@ MAP_CASE_IDS = """() => {
 @pytest.fixture
 def empty_database():
     """A brand-new PostgreSQL database with no tables at all (the session's test database is migrated)."""
-    import psycopg2
-
-    name = f"cc_firstrun_{uuid.uuid4().hex[:8]}"
-    try:
-        conn = psycopg2.connect(PG_ADMIN_URL, connect_timeout=3)
-    except Exception as exc:
-        missing("PostgreSQL", str(exc).strip())
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    conn = psycopg2.connect(PG_ADMIN_URL)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
+    url = create_database("cc_firstrun")
+    yield url
+    drop_database(url)
 
 
 def flask_command(env: dict, *args: str) -> str:
