@@ -267,8 +267,15 @@ def _on_case_event(row: Outbox) -> None:
                 schedule_alert_check(case.id, when)
             except Exception:  # the sweep is the safety net
                 log.warning("could not schedule the alert check of case %s", case.id)
-    from .realtime import publish
+    from .realtime import publish, push_to_account
 
+    if payload["action"] in ("dispatch", "rework") and case.assignee_id:
+        # to the assigned gridworker's open /g/ pages: a task dispatched to him, a case returned for rework
+        push_to_account(
+            "g.case",
+            {"id": case.id, "number": case.number, "action": payload["action"], "category": case.category.name},
+            case.assignee_id,
+        )
     publish(
         "case",
         {

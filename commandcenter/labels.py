@@ -67,10 +67,16 @@ ACTION = {
     "transfer": "转报市平台",
     "auto_reject": "超时自动作废",
     "overdue": "逾期",
+    "dispatch_overdue": "派遣超时",
+    "escalate_overdue": "流转超时",
     "pause": "暂停计时",
     "resume": "恢复计时",
     "merge": "合并",
     "outstanding": "标记优秀事件",
+    "return": "退回",
+    "extend": "申请延期",
+    "extend_approve": "批准延期",
+    "extend_refuse": "驳回延期",
 }
 UNIT = {"minutes": "分钟", "hours": "小时", "days": "天", "work_hours": "工作时", "work_days": "工作日"}
 PERSON_TYPE = {

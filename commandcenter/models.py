@@ -327,8 +327,12 @@ class Case(Base):
     # when the duty officer must be warned (known at report/registration; see alerts.py)
     transfer_warn_at: Mapped[datetime | None] = mapped_column(DateTime)
     escalate_warn_at: Mapped[datetime | None] = mapped_column(DateTime)
-    overdue: Mapped[bool] = mapped_column(Boolean, default=False)  # 逾期
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False)  # 逾期 (the handling limit)
     overdue_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # the other stage limits (domain §2): dispatched after its dispatch limit, or still undispatched past it
+    # (派遣超时); the escalation target reached after its limit, or still not reached past it (流转超时)
+    dispatch_late: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    escalate_late: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # a limit of this case was counted over a year whose holidays were not known (Monday–Friday assumed);
     # recomputed when the year's calendar is imported (workcalendar.recompute_assumed_deadlines)
     deadline_assumed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
@@ -820,3 +824,29 @@ class GridPosition(Base):
 
 
 # --- department work queue (issue 14 §2) ---------------------------------------------------------
+
+EXTENSION_STATUSES = ("pending", "approved", "refused")
+
+
+class ExtensionRequest(Base):
+    """申请延期: a department asks the center for more time to handle a case; an operator or a center admin
+    of the case's place approves (the case's handle_due moves) or refuses it with a note."""
+
+    __tablename__ = "extension_requests"
+    __table_args__ = (Index("ix_extension_requests_case_status", "case_id", "status"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    requested_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    days: Mapped[int] = mapped_column(Integer)  # working days asked for
+    reason: Mapped[str] = mapped_column(Text)
+    old_due: Mapped[datetime | None] = mapped_column(DateTime)  # handle_due when asked
+    new_due: Mapped[datetime | None] = mapped_column(DateTime)  # proposed when asked; the granted one once approved
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # EXTENSION_STATUSES
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime)
+    note: Mapped[str | None] = mapped_column(Text)
+
+    requested_by: Mapped[Account | None] = relationship(foreign_keys=[requested_by_id])
+    decided_by: Mapped[Account | None] = relationship(foreign_keys=[decided_by_id])

@@ -72,6 +72,22 @@ def next_seqs(rooms: list[str]) -> dict[str, int]:
         return {room: _local_seq[room] for room in rooms}
 
 
+def account_room(account_id: int) -> str:
+    """A gridworker's own room: what concerns him alone (issue 14 §4) reaches only his open /g/ pages."""
+    return f"account:{account_id}"
+
+
+def push_to_account(event: str, data: dict, account_id: int) -> int:
+    """Send `event` to one account's room, numbered in that room's own sequence. Returns the number."""
+    room = account_room(account_id)
+    seq = next_seqs([room])[room]
+    try:
+        socketio.emit(event, {**data, "seq": seq}, to=room, namespace=NAMESPACE)
+    except Exception:  # a push must never break the write that caused it
+        log.exception("push of %s failed", event)
+    return seq
+
+
 def publish(event: str, data: dict, place_ids: list[int | None]) -> dict[str, int]:
     """Send `event` to the rooms of the given places (a case: its grid, village, town and city), each
     with the next number of that room's sequence. Returns the numbers given."""
@@ -197,21 +213,40 @@ def on_connect(auth=None):
         if found is None:
             return False
         ws, account = found
-        if not (
+        from flask_socketio import join_room
+
+        if has_permission(account, "fieldwork.app"):
+            # a gridworker's /g/ page: his own room only, and the visits falling due told at once (on page load)
+            join_room(account_room(account.id))
+            _visits_due_on_connect(account)
+        elif not (
             has_permission(account, "wall.view")
             or has_permission(account, "drill.view")
             or has_permission(account, "mobile.view")
         ):
             return False
-        from flask_socketio import join_room
-
-        join_room(room_of(account.place_id))
+        else:
+            join_room(room_of(account.place_id))
         _remember(request.sid, ws.id)
         _start_checker(current_app._get_current_object())
         log.debug("socket %s joined place %s", request.sid, account.place_id)
         return True
     finally:
         db.remove()
+
+
+def _visits_due_on_connect(account: Account) -> None:
+    from .gridworker.service import visits_falling_due
+    from .security import mask_name
+
+    due = visits_falling_due(account)
+    if due:
+        socketio.emit(
+            "g.visit_due",
+            {"count": len(due), "names": [mask_name(v.person.name) for v in due[:5]], "due": due[0].due.isoformat()},
+            to=request.sid,
+            namespace=NAMESPACE,
+        )
 
 
 @socketio.on("disconnect", namespace=NAMESPACE)

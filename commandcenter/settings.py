@@ -156,6 +156,9 @@ class Settings:
     db_pool_timeout: int = 10  # seconds a request waits for a free connection before it answers 503
     # the wall (a city may override these on the editable setting "wall", see wall/config.py)
     wall_attendance_threshold: float = 0.90  # towns below this attendance today are highlighted
+    # 签到 window: gridworkers sign in each morning until this local time; before it ends the wall does not
+    # flag low attendance (SIGN_IN_WINDOW_END, "HH:MM")
+    sign_in_window_end: time = time(9, 0)
     wall_login_threshold: float = 0.36  # admin login rate this month below this is shown in red
     wall_ticker_rows: int = 7  # alert rows on the ticker
     wall_max_points: int = 5000  # open cases drawn on the map at most
@@ -203,6 +206,7 @@ class Settings:
         s.db_max_overflow = env_int("DB_MAX_OVERFLOW", 30)
         s.db_pool_timeout = env_positive_int("DB_POOL_TIMEOUT", 10)
         s.wall_attendance_threshold = env_ratio("WALL_ATTENDANCE_THRESHOLD", 0.90)
+        s.sign_in_window_end = env_clock_time("SIGN_IN_WINDOW_END") or time(9, 0)
         s.wall_login_threshold = env_ratio("WALL_LOGIN_THRESHOLD", 0.36)
         s.wall_ticker_rows = env_positive_int("WALL_TICKER_ROWS", 7)
         s.wall_max_points = env_positive_int("WALL_MAX_POINTS", 5000)

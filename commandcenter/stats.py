@@ -20,9 +20,11 @@ computed from cases — and only those.
 - ``closed``: the reported cases whose state is ``closed`` now. ``closure_rate`` = closed / reported (办结率).
 - ``valid`` / ``invalid``: reported cases with ``valid`` true / false (cases not yet registered count in
   neither). ``valid_rate`` = valid / (valid + invalid) (有效率). Duplicates are counted apart, below.
-- ``escalated_town`` / ``escalated_city``: reported cases escalated (流转) to the town / city center at some
-  time; ``..._closed``: of those, the closed ones; ``..._share`` = escalated / reported;
-  ``..._closure_rate`` = closed / escalated.
+- ``reported_to_town`` (上报至镇级网格中心) / ``reported_to_city`` (上报至市级网格中心), the bulletin's two disjoint
+  sets (domain.md §6): to the city = reported cases that reached the city center (``escalated_to_city``), whether
+  straight from the grid or through the town; to the town = those that went up to the town center and ended
+  there (``escalated_to_town`` and not ``escalated_to_city``). ``..._closed``: of those, the closed ones;
+  ``..._share`` = the set / reported; ``..._closure_rate`` = closed / the set.
 - ``assessed`` (考核计入事件): reported cases except those rejected as invalid (state ``rejected``, which includes
   late 乱停车 voided automatically) — the "new events" of assessment indicators 1 and 8.
 - ``overdue`` (逾期事件): assessed cases marked overdue; ``timeliness`` = (assessed − overdue) / assessed
@@ -45,10 +47,14 @@ People.
 - ``admins``: active ``center_admin`` accounts inside the place; ``admins_logged_in``: those with a
   successful login in the period; ``login_rate`` = admins_logged_in / admins (管理员登录率).
 
-Visits (走访). For each person type and site type: (active persons/sites of that type inside the place,
-distinct ones of them visited in the period, visited / assigned). ``special_*``: the same over the four
-special populations (``SENSITIVE_PERSON_TYPES``) together. Visits are counted by the visited person's or
-site's place, whoever made them.
+Visits (走访). Each active person or site is measured over the windows of its own frequency (``visit_windows``:
+this week / month / quarter for a running period, the weeks / months / quarters that end in a past one). For each
+person type and site type: (due = assigned × windows, done = windows in which it was visited, done / due);
+``visit_frequencies`` the frequencies of that type (每周 / 每月 / 每季度). For a monthly population and a calendar
+month, due = the persons assigned and done = the distinct ones visited in the month. ``special_*``: the same over
+the four special populations (``SENSITIVE_PERSON_TYPES``) together (特殊人群走访率（四类）; assessment indicator 10
+counts two of them, in ``assessment.service``). Visits are counted by the visited person's or site's place,
+whoever made them.
 
 Information collection and party building.
 - ``population``: the census figure of the place (``Place.population``), ``None`` when unknown.
@@ -77,7 +83,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, distinct, func, select
 from sqlalchemy import case as sa_case
@@ -94,6 +100,7 @@ from .models import (
     PERSON_TYPES,
     SENSITIVE_PERSON_TYPES,
     SITE_TYPES,
+    VISIT_FREQUENCIES,
     Account,
     BaseDataCount,
     Case,
@@ -122,10 +129,12 @@ LABELS = {
     "closed": "办结",
     "closure_rate": "办结率",
     "valid_rate": "有效率",
-    "escalated_town_share": "流转镇街占比",
-    "escalated_town_closure_rate": "流转镇街办结率",
-    "escalated_city_share": "流转市中心占比",
-    "escalated_city_closure_rate": "流转市中心办结率",
+    "reported_to_town": "上报至镇级网格中心",
+    "reported_to_town_share": "上报至镇级占比",
+    "reported_to_town_closure_rate": "上报至镇级办结率",
+    "reported_to_city": "上报至市级网格中心",
+    "reported_to_city_share": "上报至市级占比",
+    "reported_to_city_closure_rate": "上报至市级办结率",
     "overdue": "逾期事件",
     "timeliness": "处理及时率",
     "hazard_share": "安全隐患占比",
@@ -141,7 +150,7 @@ LABELS = {
     "attended": "出勤人数",
     "login_rate": "管理员登录率",
     "admins_logged_in": "登录管理员数",
-    "special_visit_rate": "特殊人群走访率",
+    "special_visit_rate": "特殊人群走访率（四类）",
     "linkage_rate": "人房关联率",
     "linked_persons": "已关联人数",
 }
@@ -149,10 +158,10 @@ LABELS.update({key: figure_name(key) for key in LABELS if key in FIGURE_KEYS})  
 RATE_FIELDS = (
     "closure_rate",
     "valid_rate",
-    "escalated_town_share",
-    "escalated_town_closure_rate",
-    "escalated_city_share",
-    "escalated_city_closure_rate",
+    "reported_to_town_share",
+    "reported_to_town_closure_rate",
+    "reported_to_city_share",
+    "reported_to_city_closure_rate",
     "timeliness",
     "hazard_share",
     "dispute_share",
@@ -210,16 +219,20 @@ class Figures:
     valid: int = 0
     invalid: int = 0
     valid_rate: float | None = None
-    escalated_town: int = 0
-    escalated_town_closed: int = 0
-    escalated_town_share: float | None = None
-    escalated_town_closure_rate: float | None = None
-    escalated_city: int = 0
-    escalated_city_closed: int = 0
-    escalated_city_share: float | None = None
-    escalated_city_closure_rate: float | None = None
+    # 上报至镇级 / 上报至市级 (domain.md §6): disjoint, ended at the town / reached the city
+    reported_to_town: int = 0
+    reported_to_town_closed: int = 0
+    reported_to_town_share: float | None = None
+    reported_to_town_closure_rate: float | None = None
+    reported_to_city: int = 0
+    reported_to_city_closed: int = 0
+    reported_to_city_share: float | None = None
+    reported_to_city_closure_rate: float | None = None
     assessed: int = 0
     overdue: int = 0
+    dispatch_late: int = 0  # 派遣超时 (issue 12 §3b)
+    escalate_late: int = 0  # 流转超时
+    transfer_late: int = 0  # 乱停车超时作废 (not transferred within its hour)
     timeliness: float | None = None
     hazard_share: float | None = None
     dispute_share: float | None = None
@@ -237,7 +250,9 @@ class Figures:
     admins: int = 0
     admins_logged_in: int = 0
     login_rate: float | None = None
+    # type → (due, done, rate): due = assigned × windows of its frequency, done = windows visited (see visit_windows)
     visits: dict[str, tuple[int, int, float | None]] = field(default_factory=dict)
+    visit_frequencies: dict[str, tuple[str, ...]] = field(default_factory=dict)  # type → weekly/monthly/quarterly
     special_assigned: int = 0
     special_visited: int = 0
     special_visit_rate: float | None = None
@@ -249,6 +264,12 @@ class Figures:
     party_members: int = 0
     party_activities: int = 0
     flags: list[Flag] = field(default_factory=list)
+
+    @property
+    def special_frequencies(self) -> tuple[str, ...]:
+        """The visit frequencies of the four special populations together (normally only monthly)."""
+        present = {f for k in SENSITIVE_PERSON_TYPES for f in self.visit_frequencies.get(k, ())}
+        return tuple(f for f in VISIT_FREQUENCIES if f in present)
 
     def flag_for(self, name: str) -> Flag | None:
         """The first flag on a field (the pages show it instead of the plain figure)."""
@@ -377,16 +398,18 @@ class _Calc:
         assessed = and_(live, Case.state != "rejected")
         closed = Case.state == "closed"
         resolved = Dispute.outcome == "resolved"
+        to_city = Case.escalated_to_city.is_(True)
+        to_town = and_(Case.escalated_to_town.is_(True), Case.escalated_to_city.is_not(True))  # ended at the town
         cols = [
             _count(live),
             *[_count(and_(live, Case.kind == k)) for k in CASE_KINDS],
             _count(and_(live, closed)),
             _count(and_(live, Case.valid.is_(True))),
             _count(and_(live, Case.valid.is_(False))),
-            _count(and_(live, Case.escalated_to_town.is_(True))),
-            _count(and_(live, Case.escalated_to_town.is_(True), closed)),
-            _count(and_(live, Case.escalated_to_city.is_(True))),
-            _count(and_(live, Case.escalated_to_city.is_(True), closed)),
+            _count(and_(live, to_town)),
+            _count(and_(live, to_town, closed)),
+            _count(and_(live, to_city)),
+            _count(and_(live, to_city, closed)),
             _count(assessed),
             _count(and_(assessed, Case.overdue.is_(True))),
             _count(Case.state == "duplicate"),
@@ -394,6 +417,17 @@ class _Calc:
             *[_count(and_(live, Case.source == s)) for s in CASE_SOURCES],
             *[_count(and_(live, Dispute.screening_level == lv)) for lv in DISPUTE_LEVELS],
             *[_count(and_(live, Dispute.screening_level == lv, resolved)) for lv in DISPUTE_LEVELS],
+            # the other stage limits (issue 12 §3b): dispatch, escalation, the parking hour
+            _count(and_(live, Case.dispatch_late.is_(True))),
+            _count(and_(live, Case.escalate_late.is_(True))),
+            _count(
+                and_(
+                    Case.transfer_due.is_not(None),
+                    Case.transferred_at.is_(None),
+                    Case.state == "rejected",
+                    Case.closed_at >= Case.transfer_due,
+                )
+            ),
         ]
         joins = [(Dispute, Dispute.case_id == Case.id, True), (Account, Account.id == Case.reporter_id, True)]
         for key, *values in self.rows(Case, cols, *self.case_where(), joins=joins):
@@ -407,10 +441,10 @@ class _Calc:
                 fig.closed,
                 fig.valid,
                 fig.invalid,
-                fig.escalated_town,
-                fig.escalated_town_closed,
-                fig.escalated_city,
-                fig.escalated_city_closed,
+                fig.reported_to_town,
+                fig.reported_to_town_closed,
+                fig.reported_to_city,
+                fig.reported_to_city_closed,
                 fig.assessed,
                 fig.overdue,
                 fig.duplicates,
@@ -421,7 +455,10 @@ class _Calc:
             fig.by_source = dict(zip(CASE_SOURCES, rest[: len(CASE_SOURCES)], strict=True))
             rest = rest[len(CASE_SOURCES) :]
             fig.disputes_screened = dict(zip(DISPUTE_LEVELS, rest[: len(DISPUTE_LEVELS)], strict=True))
-            fig.disputes_resolved = dict(zip(DISPUTE_LEVELS, rest[len(DISPUTE_LEVELS) :], strict=True))
+            fig.disputes_resolved = dict(
+                zip(DISPUTE_LEVELS, rest[len(DISPUTE_LEVELS) : 2 * len(DISPUTE_LEVELS)], strict=True)
+            )
+            fig.dispatch_late, fig.escalate_late, fig.transfer_late = rest[2 * len(DISPUTE_LEVELS) :]
 
     # gridworkers and admin accounts
     def _people(self, out: dict[int, Figures]) -> None:
@@ -478,29 +515,52 @@ class _Calc:
                 out[key].admins_logged_in = int(n)
 
     def _visits(self, out: dict[int, Figures]) -> None:
-        assigned: dict[int, dict[str, int]] = defaultdict(dict)
-        visited: dict[int, dict[str, int]] = defaultdict(dict)
-        in_period = (Visit.at >= self.begin, Visit.at < self.finish)
+        """Each person or site is measured over the windows of its own frequency (``visit_windows``): due = one
+        per window, done = the windows in which it was visited (distinct), whoever visited."""
+        today = local_today(self.tz)
+        windows = {freq: visit_windows(freq, self.period, today) for freq in VISIT_FREQUENCIES}
+        bounds = {freq: [Period(a, b).bounds_utc(self.tz) for a, b in ws] for freq, ws in windows.items()}
+        due: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        done: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        freqs: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         for model, type_col, visit_col in (
             (Person, Person.person_type, Visit.person_id),
             (Site, Site.site_type, Visit.site_id),
         ):
-            for key, kind, n in self.rows(model, [func.count()], model.active.is_(True), group=[type_col]):
-                assigned[key][kind] = int(n)
-            for key, kind, n in self.rows(
+            active = model.active.is_(True)
+            for key, kind, freq, n in self.rows(model, [func.count()], active, group=[type_col, model.visit_frequency]):
+                due[key][kind] += int(n) * len(windows.get(freq, ()))
+                freqs[key][kind].add(freq)
+            cols = [
+                func.count(
+                    distinct(
+                        sa_case((and_(model.visit_frequency == freq, Visit.at >= begin, Visit.at < finish), visit_col))
+                    )
+                )
+                for freq in VISIT_FREQUENCIES
+                for begin, finish in bounds[freq]
+            ]
+            if not cols:
+                continue
+            first = min(b for bs in bounds.values() for b, _ in bs)
+            last = max(f for bs in bounds.values() for _, f in bs)
+            for key, kind, *counts in self.rows(
                 model,
-                [func.count(distinct(visit_col))],
-                model.active.is_(True),
-                *in_period,
+                cols,
+                active,
+                Visit.at >= first,
+                Visit.at < last,
                 group=[type_col],
                 select_from=Visit,
                 joins=[(model, model.id == visit_col)],
             ):
-                visited[key][kind] = int(n)
+                done[key][kind] += sum(int(n) for n in counts)
         for key, fig in out.items():
             for kind in (*PERSON_TYPES, *SITE_TYPES):
-                a, v = assigned[key].get(kind, 0), visited[key].get(kind, 0)
-                fig.visits[kind] = (a, v, ratio(v, a))
+                d, v = due[key].get(kind, 0), done[key].get(kind, 0)
+                fig.visits[kind] = (d, v, ratio(v, d))
+                present = freqs[key].get(kind) or {required_frequency(kind)}
+                fig.visit_frequencies[kind] = tuple(f for f in VISIT_FREQUENCIES if f in present)
             fig.special_assigned = sum(fig.visits[k][0] for k in SENSITIVE_PERSON_TYPES)
             fig.special_visited = sum(fig.visits[k][1] for k in SENSITIVE_PERSON_TYPES)
 
@@ -526,6 +586,26 @@ class _Calc:
         ):
             if key in out:
                 out[key].registered_population, out[key].linked_persons = int(registered), int(linked)
+        # a total that adds up an impossible village figure (more linked than registered) is suspect too: the
+        # same flag on every screen (the drill, the bulletin, /m/, the API), not only where a child is listed
+        suspect: dict[int, list[str]] = defaultdict(list)
+        for key, village_id, village_name in self.rows(
+            Place,
+            [],
+            BaseDataCount.linked_persons > BaseDataCount.registered_population,
+            group=[Place.id, Place.name],
+            select_from=BaseDataCount,
+            joins=[
+                (newest, and_(newest.c.place_id == BaseDataCount.place_id, newest.c.month == BaseDataCount.month)),
+                (Place, Place.id == BaseDataCount.place_id),
+            ],
+        ):
+            if key in out and village_id != key:  # the village itself gets its own flag (_derive)
+                suspect[key].append(village_name)
+        for key, names in suspect.items():
+            out[key].flags.append(
+                Flag("linkage_rate", f"合计含{'、'.join(sorted(names))}的存疑数据（人房关联率超过 100%）")
+            )
         for key, n, members in self.rows(
             Place,
             [func.count(), func.coalesce(func.sum(PartyOrganization.members), 0)],
@@ -596,6 +676,42 @@ class _Calc:
 compliance_of = patrol_compliance  # the SQL path on PostgreSQL lives in measures.py
 
 
+def visit_windows(frequency: str, period: Period, today: date) -> list[tuple[date, date]]:
+    """The visit windows (first day, last day counted) over which a population visited at `frequency` is measured
+    for `period` (issue 12 §i). Windows are those of the gridworker pages (``gridworker.service.period_bounds``):
+    ISO weeks (Monday–Sunday), calendar months, calendar quarters.
+
+    - a period not over yet (it contains today): the one window containing today — this week, this month, this
+      quarter — from its first day up to today;
+    - a period already over: every window whose last day falls inside the period, whole; when none does (a quarter
+      measured for one month, a month for one week), the window containing the period's last day, from its first
+      day up to that last day;
+    - a period still to come: none (nothing is due yet).
+    A window may begin before the period (a rental house visited in October has its quarter done in November)."""
+    from .gridworker.service import period_bounds
+
+    if period.start > today:
+        return []
+    if period.end >= today:
+        return [(period_bounds(frequency, today)[0], today)]
+    ended = []
+    day = period_bounds(frequency, period.start)[0]
+    while day <= period.end:
+        first, last = period_bounds(frequency, day)
+        if period.start <= last <= period.end:
+            ended.append((first, last))
+        day = last + timedelta(days=1)
+    return ended or [(period_bounds(frequency, period.end)[0], period.end)]
+
+
+def required_frequency(kind: str) -> str:
+    """The frequency domain.md §3 requires of a population (weekly empty-nest elderly, quarterly rental houses,
+    monthly the others): the import's default, shown for a population with nobody assigned."""
+    from .importer.loaders import DEFAULT_PERSON_FREQUENCY, DEFAULT_SITE_FREQUENCY
+
+    return {**DEFAULT_PERSON_FREQUENCY, **DEFAULT_SITE_FREQUENCY}.get(kind, "monthly")
+
+
 def _names(ids) -> dict[int, str]:
     ids = {i for i in ids if i is not None}
     if not ids:
@@ -607,10 +723,10 @@ def _derive(fig: Figures, patrol_undefined: bool = False) -> None:
     """The rates from the counts, and the flags of impossible figures."""
     fig.closure_rate = ratio(fig.closed, fig.reported)
     fig.valid_rate = ratio(fig.valid, fig.valid + fig.invalid)
-    fig.escalated_town_share = ratio(fig.escalated_town, fig.reported)
-    fig.escalated_town_closure_rate = ratio(fig.escalated_town_closed, fig.escalated_town)
-    fig.escalated_city_share = ratio(fig.escalated_city, fig.reported)
-    fig.escalated_city_closure_rate = ratio(fig.escalated_city_closed, fig.escalated_city)
+    fig.reported_to_town_share = ratio(fig.reported_to_town, fig.reported)
+    fig.reported_to_town_closure_rate = ratio(fig.reported_to_town_closed, fig.reported_to_town)
+    fig.reported_to_city_share = ratio(fig.reported_to_city, fig.reported)
+    fig.reported_to_city_closure_rate = ratio(fig.reported_to_city_closed, fig.reported_to_city)
     fig.timeliness = ratio(fig.assessed - fig.overdue, fig.assessed)
     fig.hazard_share = ratio(fig.by_kind.get("hazard", 0), fig.reported)
     fig.dispute_share = ratio(fig.by_kind.get("dispute", 0), fig.reported)

@@ -176,7 +176,8 @@ def init_app(app: Flask) -> None:
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "same-origin"
-        response.headers["Permissions-Policy"] = "geolocation=(), camera=(), microphone=()"
+        # (the gridworker's /g/ pages set their own: they need the location and the camera)
+        response.headers.setdefault("Permissions-Policy", "geolocation=(), camera=(), microphone=()")
         if app.config["SETTINGS"].secure_cookies:
             response.headers["Strict-Transport-Security"] = "max-age=31536000"
         if g.get("account") is not None and request.endpoint != "static" and request.blueprint != "tiles":

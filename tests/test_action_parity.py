@@ -29,6 +29,7 @@ class Scenario:
     code: str = "9901"
     reporter: str = "gw0"
     paused: bool = False
+    pending_extension: bool = False  # a department's 延期 waits for the center's decision
     expect: str = "ok"  # what both doors must answer: ok / forbidden / not_found / refused
 
 
@@ -53,6 +54,10 @@ def scenarios(world) -> list[Scenario]:
         Scenario("pause", "town0_operator", "registered", {"note": "等待产权单位答复"}),
         Scenario("resume", "town0_operator", "registered", paused=True),
         Scenario("outstanding", "town0_supervisor", "closed", {"note": "网格员及时发现并协调处置"}),
+        Scenario("return", "dept0", "handling", {"note": "不属于本部门职责"}),
+        Scenario("extend", "dept0", "handling", {"days": 3, "note": "需协调产权单位"}),
+        Scenario("extend_approve", "town0_operator", "handling", {"note": "同意"}, pending_extension=True),
+        Scenario("extend_refuse", "town0_operator", "handling", {"note": "理由不充分"}, pending_extension=True),
         # a role without the step's permission
         *[
             Scenario(a, "city_leader", s, i, expect="forbidden")
@@ -62,8 +67,12 @@ def scenarios(world) -> list[Scenario]:
                 ("close", "feedback", {}),
                 ("outstanding", "closed", {"note": "事迹"}),
                 ("pause", "registered", {"note": "理由"}),
+                ("return", "handling", {"note": "理由"}),
+                ("extend_approve", "handling", {}),
             )
         ],
+        Scenario("return", "town0_operator", "handling", {"note": "理由"}, expect="forbidden"),
+        Scenario("extend", "town0_operator", "handling", {"days": 2, "note": "理由"}, expect="forbidden"),
         # outside the jurisdiction: another town's case is not even there
         Scenario("register", "town1_operator", expect="not_found"),
         Scenario("accept", "dept1", "dispatched", expect="not_found"),
@@ -95,6 +104,13 @@ def scenarios(world) -> list[Scenario]:
         Scenario("outstanding", "town0_supervisor", "closed", {"note": ""}, expect="refused"),
         Scenario("close", "town0_operator", "feedback", {"public": True}, expect="refused"),
         Scenario("self_close", "gw0", input={"note": "已处理"}, reporter="gw1", expect="forbidden"),
+        Scenario("return", "dept0", "handling", {"note": " "}, expect="refused"),
+        Scenario("return", "dept0", "feedback", {"note": "理由"}, expect="refused"),
+        Scenario("extend", "dept0", "handling", {"days": 31, "note": "理由"}, expect="refused"),
+        Scenario("extend", "dept0", "handling", {"note": "理由"}, expect="refused"),
+        Scenario("extend", "dept0", "handling", {"days": 2, "note": "理由"}, pending_extension=True, expect="refused"),
+        Scenario("extend_approve", "town0_operator", "handling", {}, expect="refused"),
+        Scenario("extend_refuse", "town0_operator", "handling", {"note": ""}, pending_extension=True, expect="refused"),
     ]
 
 
@@ -107,6 +123,8 @@ def make_case(app, world, sc: Scenario) -> Case:
             loop.close(case, account("town0_operator"))
         if sc.paused:
             loop.pause(case, account("town0_operator"), reason="等待答复")
+        if sc.pending_extension:
+            loop.request_extension(case, account("dept0"), days=2, reason="需要更多时间")
         return db.get(Case, case.id)
 
 

@@ -115,6 +115,24 @@ def test_duty_officer_acknowledges_on_the_alert_desk(app, world):
     assert "已确认" in client.get("/alerts/").get_data(as_text=True)
 
 
+def self_handled_report(world, who: str, grid: int, at: datetime, description: str) -> Case:
+    """A report marked 自办自结 by gridworker `who` in grid `grid` at `at`, through the loop."""
+    case, _ = loop.report_case(
+        loop.ReportInput(
+            category_id=world.category("0201").id,
+            description=description,
+            lat=world.grid_point(grid)[0],
+            lon=world.grid_point(grid)[1],
+            self_handled=True,
+        ),
+        actor=account(who),
+        source="app",
+        client_key=None,
+        now=at,
+    )
+    return case
+
+
 def test_self_handled_report_left_open_is_warned_before_midnight_and_overdue_after(ctx, world):
     """Issue 12 §3a: 自办自结 must be closed the same day. Left open, it is due at the end of its local day,
     warned about before it (120 minutes by default) and overdue after it, with an alert each time."""
@@ -122,19 +140,7 @@ def test_self_handled_report_left_open_is_warned_before_midnight_and_overdue_aft
     from tests.conftest import shanghai
 
     reported = shanghai(2026, 3, 10, 10, 0)
-    case, _ = loop.report_case(
-        loop.ReportInput(
-            category_id=world.category("0201").id,
-            description="电线杆上有小广告",
-            lat=world.grid_point(0)[0],
-            lon=world.grid_point(0)[1],
-            self_handled=True,
-        ),
-        actor=account("gw0"),
-        source="app",
-        client_key=None,
-        now=reported,
-    )
+    case = self_handled_report(world, "gw0", 0, reported, "电线杆上有小广告")
     assert case.handle_due == shanghai(2026, 3, 11, 0, 0)
     assert alerts.sweep(shanghai(2026, 3, 10, 21, 59)) == []
     warned = alerts.sweep(shanghai(2026, 3, 10, 22, 0))
@@ -156,19 +162,20 @@ def test_self_handled_report_left_open_is_warned_before_midnight_and_overdue_aft
 def test_self_handled_report_closed_in_time_raises_nothing(ctx, world):
     from tests.conftest import shanghai
 
-    case, _ = loop.report_case(
-        loop.ReportInput(
-            category_id=world.category("0201").id,
-            description="路灯下有小广告",
-            lat=world.grid_point(1)[0],
-            lon=world.grid_point(1)[1],
-            self_handled=True,
-        ),
-        actor=account("gw1"),
-        source="app",
-        client_key=None,
-        now=shanghai(2026, 3, 10, 20, 0),
-    )
+    case = self_handled_report(world, "gw1", 1, shanghai(2026, 3, 10, 20, 0), "路灯下有小广告")
     loop.self_close(case, account("gw1"), "已清除", now=shanghai(2026, 3, 10, 20, 30))
     assert alerts.sweep(shanghai(2026, 3, 10, 23, 0)) == []
     assert loop.sweep_deadlines(shanghai(2026, 3, 11, 1, 0))["overdue"] == 0
+
+
+def test_a_self_handled_alert_shows_on_the_alert_desk_and_the_wall(app, world):
+    from tests.conftest import logged_in, shanghai
+
+    with app.app_context():
+        self_handled_report(world, "gw0", 0, shanghai(2026, 3, 10, 10, 0), "墙面小广告")
+        assert [a.kind for a in alerts.sweep(shanghai(2026, 3, 10, 22, 30))] == ["self_handled_due"]
+    client = logged_in(app.test_client(), "city_duty_officer")
+    desk = client.get("/alerts/")
+    assert desk.status_code == 200 and "自办自结当日临期" in desk.get_data(as_text=True)
+    wall = client.get("/wall/panel/alerts")
+    assert wall.status_code == 200 and "自办自结当日临期" in wall.get_data(as_text=True)

@@ -59,7 +59,7 @@ def test_defaults_are_the_published_table():
         ("事项流转", 5, 5),
         ("处理及时率", 20, 0.98),
         ("网格巡查", 10, 1.0),
-        ("特殊人群走访", 10, 1.0),
+        ("特殊人群走访（两类）", 10, 1.0),
     ]
     assert sum(WEIGHTS.values()) == 100
     assert DEFAULT_RULES["timeliness"] == {"full": 0.98, "zero": 0.80}

@@ -57,7 +57,7 @@ def test_city_supervisor_drills_from_city_to_a_case(app, world, live_server, pag
     page.click("nav.mainnav >> text=逐级下钻")
     page.wait_for_url(re.compile(rf"{base}/drill/{world.city.id}$"))
     assert "测试市" in page.locator("h1").inner_text()
-    assert page.locator("[data-figure=reported]").inner_text() == "5"
+    assert page.locator("dd[data-figure=reported]").inner_text() == "5"
     page.wait_for_selector("#drill-trend[data-drawn='1'] .main-svg")  # Plotly drew the trend
     rows = page.locator("table.drill-table tbody tr")
     assert rows.count() == 2
@@ -71,14 +71,14 @@ def test_city_supervisor_drills_from_city_to_a_case(app, world, live_server, pag
     page.wait_for_url(re.compile(r".*sort=-reported$"))
     page.wait_for_selector("table.drill-table th[aria-sort=descending]")
     assert rows.nth(0).locator("td").nth(0).inner_text() == "西湖街道"
-    assert page.locator("[data-figure=reported]").count() == 1  # only the table was swapped
+    assert page.locator("dd[data-figure=reported]").count() == 1  # only the table was swapped
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "drill-city.png"), full_page=True)
 
     # city → town → village → grid → gridworker → case
     page.click("table.drill-table >> text=东湖街道")
     page.wait_for_url(re.compile(rf".*/drill/{world.towns[0].id}$"))
-    assert page.locator("[data-figure=reported]").inner_text() == "2"
+    assert page.locator("dd[data-figure=reported]").inner_text() == "2"
     page.click("table.drill-table >> text=东湖南社区")
     page.wait_for_url(re.compile(rf".*/drill/{world.villages[0].id}$"))
     page.click("table.drill-table >> text=东湖南社区第1网格")

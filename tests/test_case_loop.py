@@ -55,6 +55,12 @@ def notes(case: Case) -> list[str | None]:
     return [s.note for s in steps(case)]
 
 
+def sweep(now: datetime) -> dict[str, int]:
+    """The deadline sweep's counts of the handling limit and the parking hour (the other stages: their own tests)."""
+    counts = loop.sweep_deadlines(now=now)
+    return {k: counts[k] for k in ("overdue", "auto_rejected")}
+
+
 def fresh(case: Case) -> Case:
     """The case as PostgreSQL holds it now."""
     db.expire_all()
@@ -628,21 +634,23 @@ def test_parking_not_transferred_within_the_hour_is_voided_by_the_sweep(w):
     loop.register(registered, op, now=found + 15 * M)
     ordinary = report(w, "gw0", "0502", found + 12 * M)
 
-    assert loop.sweep_deadlines(now=found + 59 * M) == {"overdue": 0, "auto_rejected": 0}
-    assert loop.sweep_deadlines(now=found + 60 * M) == {"overdue": 0, "auto_rejected": 0}
+    assert sweep(now=found + 59 * M) == {"overdue": 0, "auto_rejected": 0}
+    assert sweep(now=found + 60 * M) == {"overdue": 0, "auto_rejected": 0}
     assert (state_of(reported_only), state_of(registered)) == ("reported", "registered")
 
-    assert loop.sweep_deadlines(now=found + 61 * M) == {"overdue": 0, "auto_rejected": 2}
+    assert sweep(now=found + 61 * M) == {"overdue": 0, "auto_rejected": 2}
     for case, from_state in ((reported_only, "reported"), (registered, "registered")):
         c = fresh(case)
         assert (c.state, c.valid, c.closed_at, c.transferred_at) == ("rejected", False, found + 61 * M, None)
         assert timeline(c)[-1] == ("auto_reject", from_state, "rejected", "grid", "grid", None, found + 61 * M)
         assert "一小时" in notes(c)[-1]
-    assert len(steps(reported_only)) == 2 and len(steps(registered)) == 3
+    # the registered one also passed its 30-minute dispatch limit (registered at 15, due at 45): 派遣超时
+    assert [s.action for s in steps(registered)] == ["report", "register", "dispatch_overdue", "auto_reject"]
+    assert len(steps(reported_only)) == 2 and fresh(registered).dispatch_late is True
     assert fresh(ordinary).state == "reported" and len(steps(ordinary)) == 1
 
-    assert loop.sweep_deadlines(now=found + 90 * M) == {"overdue": 0, "auto_rejected": 0}
-    assert len(steps(reported_only)) == 2 and len(steps(registered)) == 3
+    assert sweep(now=found + 90 * M) == {"overdue": 0, "auto_rejected": 0}
+    assert len(steps(reported_only)) == 2 and len(steps(registered)) == 4
 
 
 def test_parking_transferred_in_time_is_left_alone_and_late_transfer_is_refused(w):
@@ -665,7 +673,7 @@ def test_parking_transferred_in_time_is_left_alone_and_late_transfer_is_refused(
     refused(TransitionError, loop.transfer_to_city, ordinary, op, now=found + 45 * M, message="只有乱停车类事件")
 
     refused(TransitionError, loop.transfer_to_city, late, op, now=found + 61 * M, message="一小时")
-    assert loop.sweep_deadlines(now=found + 2 * H) == {"overdue": 0, "auto_rejected": 1}
+    assert sweep(now=found + 2 * H) == {"overdue": 0, "auto_rejected": 1}
     assert fresh(late).state == "rejected"
     c = fresh(on_time)
     assert (c.state, c.valid, c.closed_at) == ("reported", None, None)
@@ -686,16 +694,16 @@ def test_overdue_is_marked_once(w):
     loop.register(gone, op, now=T0 + 10 * M)
     loop.reject(gone, op, "现场已无烧烤", now=T0 + H)
 
-    assert loop.sweep_deadlines(now=due) == {"overdue": 0, "auto_rejected": 0}
+    assert sweep(now=due) == {"overdue": 0, "auto_rejected": 0}
     assert fresh(case).overdue is False
-    assert loop.sweep_deadlines(now=due + M) == {"overdue": 1, "auto_rejected": 0}
+    assert sweep(now=due + M) == {"overdue": 1, "auto_rejected": 0}
     c = fresh(case)
     assert (c.state, c.overdue, c.overdue_at) == ("registered", True, due + M)
     assert timeline(c)[-1] == ("overdue", "registered", "registered", "grid", "grid", None, due + M)
     assert notes(c)[-1] == "超过办理时限（2026-03-10 13:10）"  # local time of the due
     assert fresh(gone).overdue is False
 
-    assert loop.sweep_deadlines(now=due + 2 * H) == {"overdue": 0, "auto_rejected": 0}
+    assert sweep(now=due + 2 * H) == {"overdue": 0, "auto_rejected": 0}
     assert [s.action for s in steps(case)].count("overdue") == 1
     assert fresh(case).overdue_at == due + M
 
@@ -719,13 +727,13 @@ def test_overdue_in_every_open_state_after_registration(w, state):
         loop.accept(case, w.a("dept0"), now=T0 + 2 * M)
     if state == "feedback":
         loop.feedback(case, w.a("dept0"), "已处理", now=T0 + 3 * M)
-    assert loop.sweep_deadlines(now=T0 + 4 * H + M) == {"overdue": 1, "auto_rejected": 0}
+    assert sweep(now=T0 + 4 * H + M) == {"overdue": 1, "auto_rejected": 0}
     assert timeline(case)[-1] == ("overdue", state, state, "grid", "grid", None, T0 + 4 * H + M)
 
 
 def test_unregistered_case_has_no_handle_due_and_is_never_overdue(w):
     case = report(w, "gw0", "0403", T0)
-    assert loop.sweep_deadlines(now=T0 + 30 * D) == {"overdue": 0, "auto_rejected": 0}
+    assert sweep(now=T0 + 30 * D) == {"overdue": 0, "auto_rejected": 0}
     assert fresh(case).overdue is False
 
 
@@ -762,7 +770,7 @@ def test_pause_and_resume_extend_every_deadline_by_the_paused_time(w):
     refused(Forbidden, loop.resume, case, w.a("town0_supervisor"), now=T0 + 20 * M)
 
     # while paused the case is not overdue, even past its original limit
-    assert loop.sweep_deadlines(now=T0 + 4 * H + 30 * M) == {"overdue": 0, "auto_rejected": 0}
+    assert sweep(now=T0 + 4 * H + 30 * M) == {"overdue": 0, "auto_rejected": 0}
     assert fresh(case).overdue is False
 
     loop.resume(case, tadmin, now=T0 + 4 * H + 40 * M)  # paused 4 h 30 min = 270 minutes
@@ -780,8 +788,8 @@ def test_pause_and_resume_extend_every_deadline_by_the_paused_time(w):
     ]
     assert notes(c)[-2:] == ["等待燃气公司到场检测", "恢复计时，暂停 270 分钟，时限相应顺延"]
 
-    assert loop.sweep_deadlines(now=T0 + 4 * H + shift) == {"overdue": 0, "auto_rejected": 0}
-    assert loop.sweep_deadlines(now=T0 + 4 * H + shift + M) == {"overdue": 1, "auto_rejected": 0}
+    assert sweep(now=T0 + 4 * H + shift) == {"overdue": 0, "auto_rejected": 0}
+    assert sweep(now=T0 + 4 * H + shift + M) == {"overdue": 1, "auto_rejected": 0}
     assert fresh(case).overdue is True
 
 

@@ -233,7 +233,7 @@ def test_case_page_shows_only_the_buttons_the_viewer_may_use(app, world, client,
     auth.logout()
     auth.login("dept1")
     dept = buttons(html(client.get(f"/cases/{dispatched.id}")))
-    assert dept == ["签收处理"]
+    assert dept == ["签收处理", "退回", "申请延期"]  # its steps of the loop, 退回 and 延期 included (issue 14 §2)
     auth.logout()
     auth.login("city_leader")
     page = html(client.get(f"/cases/{reported.id}"))

@@ -236,3 +236,74 @@ def test_a_bad_work_day_setting_stops_the_start(monkeypatch, tmp_path):
     assert (
         str(Settings.from_env(instance_path=tmp_path, database_url="sqlite://").work_day_same_day_before) == "12:00:00"
     )
+
+
+# --- the other stage limits (issue 12 §3b): dispatch and escalation, flagged, with a step, counted ---------
+
+
+def test_a_case_undispatched_past_its_dispatch_limit_is_dispatch_late(w):
+    from commandcenter.cases import loop as case_loop
+
+    # 违法建设 0301: dispatch within 2 work hours of registration (Mon 10:00 → 12:00)
+    case = reported_and_registered(w, "0301", shanghai(2026, 3, 9, 10, 0))
+    assert case.dispatch_due == shanghai(2026, 3, 9, 12, 0) and case.dispatch_late is False
+    assert case_loop.sweep_deadlines(now=shanghai(2026, 3, 9, 11, 59))["dispatch_late"] == 0
+    assert case_loop.sweep_deadlines(now=shanghai(2026, 3, 9, 12, 1))["dispatch_late"] == 1
+    case = db.get(Case, case.id)
+    assert case.dispatch_late is True
+    assert [s.action for s in case.steps][-1] == "dispatch_overdue" and "仍未派遣" in case.steps[-1].note
+    assert case_loop.sweep_deadlines(now=shanghai(2026, 3, 9, 13, 0))["dispatch_late"] == 0  # once
+
+
+def test_a_late_dispatch_and_an_in_time_one(w):
+    from commandcenter.cases import loop as case_loop
+
+    late = reported_and_registered(w, "0301", shanghai(2026, 3, 9, 10, 0))
+    case_loop.dispatch(late, w.a("town0_operator"), department_id=w.dept(0), now=shanghai(2026, 3, 9, 14, 0))
+    in_time = reported_and_registered(w, "0301", shanghai(2026, 3, 10, 10, 0))
+    case_loop.dispatch(in_time, w.a("town0_operator"), department_id=w.dept(0), now=shanghai(2026, 3, 10, 11, 0))
+    assert db.get(Case, late.id).dispatch_late is True
+    assert db.get(Case, in_time.id).dispatch_late is False
+
+
+def test_escalation_past_its_limit_is_escalate_late_and_stays_so(w):
+    from commandcenter.cases import loop as case_loop
+
+    # 违法建设 must reach the town within 1 work day of registration (Mon 10:00 → Tue 17:30)
+    case = reported_and_registered(w, "0301", shanghai(2026, 3, 9, 10, 0))
+    assert case.escalate_due == shanghai(2026, 3, 10, 17, 30)
+    assert case_loop.sweep_deadlines(now=shanghai(2026, 3, 10, 17, 31))["escalate_late"] == 1
+    case = db.get(Case, case.id)
+    assert case.escalate_late is True and case.steps[-1].action == "escalate_overdue"
+    # escalated later: the limit is cleared, the lateness stays
+    case_loop.escalate(
+        case, w.a("village0_admin"), to_level="town", note="村级无法处置", now=shanghai(2026, 3, 11, 9, 0)
+    )
+    case = db.get(Case, case.id)
+    assert case.escalate_due is None and case.escalate_late is True
+    # one escalated in time is not late
+    other = reported_and_registered(w, "0301", shanghai(2026, 3, 9, 10, 0))
+    case_loop.escalate(other, w.a("village0_admin"), to_level="town", note="上报镇街", now=shanghai(2026, 3, 9, 15, 0))
+    assert db.get(Case, other.id).escalate_late is False
+    assert case_loop.sweep_deadlines(now=shanghai(2026, 3, 12, 9, 0))["escalate_late"] == 0
+
+
+def test_stage_lateness_is_counted_on_the_drill_and_the_api(w, app):
+    """The counts of 派遣超时 and 流转超时 come from the same query as the drill's other event figures."""
+    from datetime import date
+
+    from commandcenter import stats
+    from commandcenter.cases import loop as case_loop
+    from commandcenter.measures import Period
+    from commandcenter.models import Place
+
+    late = reported_and_registered(w, "0301", shanghai(2026, 3, 9, 10, 0))
+    reported_and_registered(w, "0301", shanghai(2026, 3, 9, 10, 30))
+    case_loop.dispatch(late, w.a("town0_operator"), department_id=w.dept(0), now=shanghai(2026, 3, 9, 14, 0))
+    case_loop.sweep_deadlines(now=shanghai(2026, 3, 11, 9, 0))  # the second: undispatched; both: not escalated
+    city = db.get(Place, w.world.city.id)
+    fig = stats.figures(city, Period(date(2026, 3, 9), date(2026, 3, 9), "day"))
+    assert (fig.dispatch_late, fig.escalate_late, fig.transfer_late) == (2, 2, 0)
+    from commandcenter.figures.catalogue import label
+
+    assert label("dispatch_late") == "派遣超时" and label("escalate_late") == "流转超时"

@@ -335,7 +335,10 @@ def _check_loaded(summary: dict) -> None:
             if s.action in ALLOWED_FROM:
                 assert s.from_state in ALLOWED_FROM[s.action], (c.number, s.action, s.from_state)
             else:
-                assert s.action in ("overdue", "auto_reject", "merge"), (c.number, s.action)
+                assert s.action in ("overdue", "dispatch_overdue", "escalate_overdue", "auto_reject", "merge"), (
+                    c.number,
+                    s.action,
+                )
 
     # alerts were raised at their own moments through the history, not all at once when the server started
     from commandcenter.alerts import due_alerts
@@ -444,6 +447,17 @@ def test_simulator_ticks(sctx):
 
     started = sim.tick_patrols(morning + timedelta(hours=1), 4 * 3600).patrols_started
     assert started > 0
+    # while they patrol, their heartbeats (through fieldwork.heartbeat, as the app's) follow their route: the
+    # points move on the wall's map
+    walker = next(iter(sim.routes))
+    here = sim.position(walker, morning + timedelta(hours=1, minutes=10))
+    there = sim.position(walker, morning + timedelta(hours=1, minutes=40))
+    assert here != there and all(v is not None for v in (*here, *there))
+    sim.online = set(sim.routes)
+    assert sim.tick_heartbeats(morning + timedelta(hours=1, minutes=10), 3600).heartbeats > 0
+    from commandcenter.models import Outbox
+
+    assert db.execute(select(func.count()).select_from(Outbox).where(Outbox.topic == "presence.heartbeat")).scalar()
     ended = sim.tick_patrols(morning + timedelta(hours=4), 60).patrols_ended
     assert ended >= started
     done = db.execute(select(Patrol).where(Patrol.started_at == morning + timedelta(hours=1))).scalars().all()

@@ -51,7 +51,8 @@ def test_alert_raised_in_worker_reaches_the_client(world, live_stack, pg_url, tm
         outsider.disconnect()
 
 
-def test_socket_refuses_anonymous_and_gridworkers(world, live_stack):
+def test_socket_refuses_anonymous_and_volunteers(world, live_stack):
+    """(A gridworker's /g/ page may connect since issue 14 §4, into his own room only: test_gridworker_pages.)"""
     import socketio
 
     web, _ = live_stack
@@ -59,7 +60,7 @@ def test_socket_refuses_anonymous_and_gridworkers(world, live_stack):
     with pytest.raises(socketio.exceptions.ConnectionError):
         anonymous.connect(web.url, namespaces=["/live"], transports=["websocket"], wait_timeout=5)
     with pytest.raises(socketio.exceptions.ConnectionError):
-        socket_client(web.url, login_session(web.url, "gw0"))
+        socket_client(web.url, login_session(web.url, "volunteer0"))
 
 
 def test_each_wall_sees_its_own_room_numbered_without_gaps(world, live_stack, pg_url, tmp_path):

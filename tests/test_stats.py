@@ -230,10 +230,11 @@ def test_town_figures_field_by_field(data):
     assert f.by_source["app"] == 6 and f.by_source["hotline"] == 1 and sum(f.by_source.values()) == 7
     assert (f.closed, f.closure_rate) == (3, pytest.approx(3 / 7))
     assert (f.valid, f.invalid, f.valid_rate) == (5, 1, pytest.approx(5 / 6))
-    assert (f.escalated_town, f.escalated_town_closed) == (2, 2)
-    assert f.escalated_town_share == pytest.approx(2 / 7) and f.escalated_town_closure_rate == 1.0
-    assert (f.escalated_city, f.escalated_city_closed, f.escalated_city_closure_rate) == (1, 1, 1.0)
-    assert f.escalated_city_share == pytest.approx(1 / 7)
+    # 上报至镇级 / 上报至市级 are disjoint (domain.md §6): c2 ended at the town; c5 passed the town on to the city
+    assert (f.reported_to_town, f.reported_to_town_closed) == (1, 1)
+    assert f.reported_to_town_share == pytest.approx(1 / 7) and f.reported_to_town_closure_rate == 1.0
+    assert (f.reported_to_city, f.reported_to_city_closed, f.reported_to_city_closure_rate) == (1, 1, 1.0)
+    assert f.reported_to_city_share == pytest.approx(1 / 7)
     # 处理及时率 is indicator 8: of the 6 assessed events (c4 is invalid, left out), 1 overdue
     assert (f.assessed, f.overdue, f.timeliness) == (6, 1, pytest.approx(5 / 6))
     assert f.hazard_share == pytest.approx(2 / 7) and f.dispute_share == pytest.approx(2 / 7)
@@ -246,17 +247,22 @@ def test_town_figures_field_by_field(data):
     assert (f.attended, f.attendance_rate) == (2, 0.5)
     assert (f.admins, f.admins_logged_in) == (3, 1) and f.login_rate == pytest.approx(1 / 3)
     assert f.visits["drug_user"] == (2, 1, 0.5)
-    assert f.visits["mental_risk"] == (1, 0, 0.0)  # visited only the day before
+    # visited only on Sunday 1 November, the day before the period: monthly, so his November window (1–3 Nov, the
+    # period being over) counts it — the visit rate is over each population's own frequency (issue 12 §i)
+    assert f.visits["mental_risk"] == (1, 1, 1.0)
     assert f.visits["key_place"] == (1, 1, 1.0)
     assert f.visits["empty_nest_elderly"] == (0, 0, None)  # the only one is inactive
     assert f.visits["community_correction"] == (0, 0, None)
-    assert (f.special_assigned, f.special_visited) == (3, 1) and f.special_visit_rate == pytest.approx(1 / 3)
+    assert (f.special_assigned, f.special_visited) == (3, 2) and f.special_visit_rate == pytest.approx(2 / 3)
     assert f.population == 200_000
     # newest month not after November: village 0's November (not December), village 1's November
     assert (f.registered_population, f.linked_persons) == (3500, 3497)
     assert f.linkage_rate == pytest.approx(3497 / 3500)
     assert (f.party_organizations, f.party_members, f.party_activities) == (2, 50, 2)
-    assert f.flags == []
+    # its total adds up village 1's impossible figure (2547 linked of 2500 registered): suspect too
+    assert [(fl.field, fl.message) for fl in f.flags] == [
+        ("linkage_rate", "合计含东湖北社区的存疑数据（人房关联率超过 100%）")
+    ]
 
 
 def test_city_figures_and_children_add_up(data):
@@ -314,7 +320,7 @@ def test_children_use_one_query_per_measure_whatever_the_number_of_children(data
 def test_filters_narrow_only_the_case_figures(data):
     town = place(data.town(0))
     hazards = stats.figures(town, PERIOD, stats.Filters(kind="hazard"))
-    assert (hazards.reported, hazards.closed, hazards.escalated_town) == (2, 2, 2)
+    assert (hazards.reported, hazards.closed, hazards.reported_to_town, hazards.reported_to_city) == (2, 2, 1, 1)
     assert hazards.by_kind == {"ordinary": 0, "hazard": 2, "dispute": 0}
     assert hazards.gridworkers == 4 and hazards.attended == 2  # people figures untouched
     assert stats.figures(town, PERIOD, stats.Filters(source="hotline")).reported == 1
@@ -332,10 +338,10 @@ def test_zero_denominators_are_none_never_a_crash(data):
     for name in (
         "closure_rate",
         "valid_rate",
-        "escalated_town_share",
-        "escalated_town_closure_rate",
-        "escalated_city_share",
-        "escalated_city_closure_rate",
+        "reported_to_town_share",
+        "reported_to_town_closure_rate",
+        "reported_to_city_share",
+        "reported_to_city_closure_rate",
         "timeliness",
         "hazard_share",
         "dispute_share",
@@ -419,7 +425,7 @@ def test_a_gridworker_with_more_than_50_reports_in_one_hour_is_flagged(data):
     rows = {r["username"]: r for r in stats.gridworker_rows(place(data.town(1)), PERIOD)}
     assert rows["gw5"]["flags"] == [] and rows["gw5"]["reports"] == 50
     assert [f.field for f in rows["gw6"]["flags"]] == ["reports"] and rows["gw6"]["reports"] == 51
-    assert stats.figures(place(data.town(0)), PERIOD).flags == []
+    assert [fl.field for fl in stats.figures(place(data.town(0)), PERIOD).flags] == ["linkage_rate"]  # no burst
 
 
 def test_bulk_duplicates_are_flagged(data):

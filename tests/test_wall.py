@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import time as dt_time
 from datetime import timedelta
 
 import pytest
@@ -222,6 +223,7 @@ def test_alert_ticker_lists_open_alerts_with_time_left(app, world, client):
 
 
 def test_attendance_and_login_rates_by_town(app, world, client):
+    app.config["SETTINGS"].sign_in_window_end = dt_time(0, 0)  # the morning 签到 window is over, whatever the hour
     now = utcnow()
     today = local(now, TZ).date()
     with app.app_context():

@@ -106,6 +106,7 @@ class CaseAction(Strict):
     to_level: Literal["village", "town", "city"] | None = None
     original_number: str | None = Field(default=None, max_length=24)
     public: bool = Field(default=False, description="the note is the reply to the public (公开答复, shown by Open311)")
+    days: int | None = Field(default=None, ge=0, le=10**6, description="申请延期 (extend): working days asked for")
 
 
 class HeartbeatIn(Strict):

@@ -426,6 +426,7 @@ def act(case_id: int, action: str):
             to_level=body.to_level,
             original_number=body.original_number,
             public=body.public,
+            days=body.days,
         ),
     )
     return jsonify(case_out(case, with_steps=True))

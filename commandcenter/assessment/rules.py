@@ -117,10 +117,10 @@ DEFAULT_RULES: dict = {
         },
         {
             "key": "special_visits",
-            "name": "特殊人群走访",
+            "name": "特殊人群走访（两类）",
             "weight": 10,
             "standard": 1.0,
-            "measure": "已走访人数 / 吸毒人员与易肇事肇祸精神障碍患者数",
+            "measure": "已走访人数 / 吸毒人员与易肇事肇祸精神障碍患者数（两类，不含社区矫正、刑满释放）",
         },
     ],
     "timeliness": {"full": 0.98, "zero": 0.80},

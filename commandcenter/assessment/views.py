@@ -39,7 +39,7 @@ LINK_TITLES = {
     "gridworkers_meeting_quota": "下钻查看各网格员上报情况",
     "hazard_reporting": "下钻查看各网格员隐患上报情况",
     "patrol": "下钻查看各网格员巡查情况",
-    "special_visits": "下钻查看特殊人群走访情况",
+    "special_visits": "下钻查看吸毒人员、易肇事肇祸精神障碍患者的走访情况",
 }
 
 

@@ -44,7 +44,7 @@ THRESHOLDS: tuple[tuple[str, str, float], ...] = (
     ("timeliness", "处理及时率", 0.98),
     ("attendance_rate", "网格员出勤率", 0.95),
     ("patrol_rate", "网格巡查达标率", 0.90),
-    ("special_visit_rate", "特殊人群走访率", 1.00),
+    ("special_visit_rate", "特殊人群走访率（四类）", 1.00),
     ("login_rate", "管理员账号登录率", 0.60),
 )
 
@@ -97,6 +97,10 @@ def rate(header: str, field: str) -> Column:
 
 
 def visit_rate(header: str, kind: str) -> Column:
+    """A population's visit rate over the windows of its own frequency (stats.visit_windows); the header says which."""
+    from ..stats import required_frequency
+
+    header = f"{header}（{labels.FREQUENCY[required_frequency(kind)]}）"
     return Column(header, f"visits.{kind}", lambda f: pct((f.visits.get(kind) or (0, 0, None))[2]))
 
 
@@ -125,18 +129,21 @@ EVENTS = [
     count("逾期数", "overdue"),
     rate("处理及时率", "timeliness"),
 ]
+# 上报至镇级 / 上报至市级 (domain.md §6): disjoint sets, headers are the catalogue's names
 ESCALATIONS = [
-    count("流转镇街（件）", "escalated_town"),
-    rate("流转镇街占比", "escalated_town_share"),
-    rate("镇街办结率", "escalated_town_closure_rate"),
-    count("流转市级（件）", "escalated_city"),
-    rate("流转市级占比", "escalated_city_share"),
-    rate("市级办结率", "escalated_city_closure_rate"),
+    count("上报至镇级网格中心", "reported_to_town"),
+    rate("上报至镇级占比", "reported_to_town_share"),
+    count("上报至镇级办结", "reported_to_town_closed"),
+    rate("上报至镇级办结率", "reported_to_town_closure_rate"),
+    count("上报至市级网格中心", "reported_to_city"),
+    rate("上报至市级占比", "reported_to_city_share"),
+    count("上报至市级办结", "reported_to_city_closed"),
+    rate("上报至市级办结率", "reported_to_city_closure_rate"),
 ]
 SPECIAL_VISITS = [visit_rate(labels.PERSON_TYPE[k], k) for k in SENSITIVE_PERSON_TYPES] + [
-    count("应走访（人）", "special_assigned"),
-    count("已走访（人）", "special_visited"),
-    rate("走访率", "special_visit_rate"),
+    count("应走访（人次）", "special_assigned"),
+    count("已走访（人次）", "special_visited"),
+    rate("特殊人群走访率（四类）", "special_visit_rate"),
 ]
 OTHER_VISITS = [
     visit_rate(labels.PERSON_TYPE[k], k) for k in ("key_youth", "key_petitioner", "key_other", "empty_nest_elderly")
@@ -295,11 +302,14 @@ def overall(draft: Draft, place: Place, period: Period, total, children: list) -
         {
             "type": "paragraph",
             "text": (
-                f"事件流转方面，流转至镇街中心{v('escalated_town', num(t.escalated_town), '件')}"
-                f"（占{v('escalated_town_share', pct(t.escalated_town_share))}），"
-                f"办结率{v('escalated_town_closure_rate', pct(t.escalated_town_closure_rate))}；"
-                f"流转至市中心{v('escalated_city', num(t.escalated_city), '件')}（占{v('escalated_city_share', pct(t.escalated_city_share))}），"
-                f"办结率{v('escalated_city_closure_rate', pct(t.escalated_city_closure_rate))}（见表{draft.tables + 1}）。"
+                f"事件流转方面，上报至镇级网格中心{v('reported_to_town', num(t.reported_to_town), '件')}"
+                f"，占{v('reported_to_town_share', pct(t.reported_to_town_share))}，"
+                f"办结{v('reported_to_town_closed', num(t.reported_to_town_closed), '件')}，"
+                f"办结率{v('reported_to_town_closure_rate', pct(t.reported_to_town_closure_rate))}；"
+                f"上报至市级网格中心{v('reported_to_city', num(t.reported_to_city), '件')}"
+                f"，占{v('reported_to_city_share', pct(t.reported_to_city_share))}，"
+                f"办结{v('reported_to_city_closed', num(t.reported_to_city_closed), '件')}，"
+                f"办结率{v('reported_to_city_closure_rate', pct(t.reported_to_city_closure_rate))}（见表{draft.tables + 1}）。"
                 f"排查矛盾纠纷{num(screened)}件{f'（{by_level}）' if by_level else ''}，化解{num(resolved)}件，"
                 f"化解成功率{v('dispute_success_rate', pct(t.dispute_success_rate))}。"
             ),
@@ -312,13 +322,16 @@ def overall(draft: Draft, place: Place, period: Period, total, children: list) -
         {
             "type": "paragraph",
             "text": (
-                f"特殊人群应走访{v('special_assigned', num(t.special_assigned), '人')}，实际走访"
-                f"{v('special_visited', num(t.special_visited), '人')}，走访率{v('special_visit_rate', pct(t.special_visit_rate))}"
-                f"（见表{draft.tables + 1}）；重点人员、重点场所、群租房、空巢老人及出租屋的走访率见表{draft.tables + 2}。"
+                f"四类特殊人群（社区矫正人员、刑满释放人员、易肇事肇祸精神障碍患者、吸毒人员，每月走访）应走访"
+                f"{v('special_assigned', num(t.special_assigned), '人次')}，实际走访"
+                f"{v('special_visited', num(t.special_visited), '人次')}，"
+                f"特殊人群走访率（四类）{v('special_visit_rate', pct(t.special_visit_rate))}"
+                f"（见表{draft.tables + 1}）；重点人员、重点场所、群租房、空巢老人（每周）及出租屋（每季度）"
+                f"按各自走访周期计的走访率见表{draft.tables + 2}。"
             ),
         }
     )
-    draft.figure_table(blocks, f"各{unit}特殊人群走访情况（走访率）", unit, SPECIAL_VISITS, children, t)
+    draft.figure_table(blocks, f"各{unit}四类特殊人群走访情况", unit, SPECIAL_VISITS, children, t)
     draft.figure_table(blocks, f"各{unit}重点人员与场所走访率", unit, OTHER_VISITS, children, t)
 
     blocks.append({"type": "subheading", "text": "（五）出勤、巡查与登录"})

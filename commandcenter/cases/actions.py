@@ -36,6 +36,7 @@ class ActionInput:
     to_level: str | None = None
     original_number: str | None = None
     public: bool = False
+    days: int | None = None  # 申请延期: working days asked for
 
 
 class UnknownAction(Exception):
@@ -74,6 +75,10 @@ def can_take(account: Account, case: Case, action: str) -> bool:
         return case.level != CASE_LEVELS[-1]
     if action == "outstanding":
         return not case.outstanding
+    if action == "extend":
+        return case.handle_due is not None and not case.overdue and loop.pending_extension(case) is None
+    if action in ("extend_approve", "extend_refuse"):
+        return loop.pending_extension(case) is not None
     return True
 
 
@@ -154,4 +159,15 @@ def perform(account: Account, case: Case, action: str, data: ActionInput) -> Cas
         return loop.resume(case, account)
     if action == "outstanding":
         return loop.mark_outstanding(case, account, story=data.note)
+    if action == "return":
+        return loop.return_case(case, account, reason=data.note)
+    if action == "extend":
+        loop.request_extension(case, account, days=data.days, reason=data.note)
+        return case
+    if action == "extend_approve":
+        loop.approve_extension(case, account, note=data.note)
+        return case
+    if action == "extend_refuse":
+        loop.refuse_extension(case, account, note=data.note)
+        return case
     raise UnknownAction(action)

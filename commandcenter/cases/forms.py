@@ -149,6 +149,10 @@ ACTION_FIELDS: dict[str, list[tuple[str, str, str, bool]]] = {
     "pause": [("reason", "暂停理由", "textarea", True)],
     "resume": [],
     "outstanding": [("story", "事迹简述", "textarea", True)],
+    "return": [("reason", "退回理由", "textarea", True)],
+    "extend": [("days", "延期工作日数", "number", True), ("reason", "延期理由", "textarea", True)],
+    "extend_approve": [("note", "审批意见", "textarea", False)],
+    "extend_refuse": [("note", "驳回理由", "textarea", True)],
 }
 # what the flash says after the step succeeded
 DONE = {
@@ -166,6 +170,10 @@ DONE = {
     "pause": "已暂停计时",
     "resume": "已恢复计时",
     "outstanding": "已标记为优秀网格事件",
+    "return": "已退回指挥中心",
+    "extend": "已提交延期申请，等待中心审批",
+    "extend_approve": "已批准延期，办理时限已顺延",
+    "extend_refuse": "已驳回延期申请",
 }
 # loop's field names → the form's
 FIELD_ALIASES = {"original_id": "original_number", "assignee_id": "department_id"}
@@ -195,10 +203,17 @@ def action_input(action: str, form) -> actions.ActionInput:
     return actions.ActionInput(
         note=text(text_field_of(action)) or None,
         department_id=_int(text("department_id")),
+        assignee_id=_int(text("assignee_id")),
+        days=_days(text("days")),
         to_level=text("to_level") or None,
         original_number=text("original_number") or None,
         public=form.get("public") in ("1", "on", "true"),
     )
+
+
+def _days(value: str) -> int | None:
+    """The days of a 延期 as typed; anything not a whole number is None (the domain asks for one)."""
+    return int(value) if value.isdigit() and len(value) <= 6 else None
 
 
 def run_action(action: str, case: Case, account: Account, form) -> Case:

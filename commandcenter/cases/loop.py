@@ -20,7 +20,19 @@ from .. import alerts, labels
 from ..access import Forbidden, has_permission, in_jurisdiction
 from ..categories import limits_of, limits_record
 from ..db import db
-from ..models import CASE_LEVELS, Account, Case, CaseStep, Category, Center, Department, Dispute, Outbox, Place
+from ..models import (
+    CASE_LEVELS,
+    Account,
+    Case,
+    CaseStep,
+    Category,
+    Center,
+    Department,
+    Dispute,
+    ExtensionRequest,
+    Outbox,
+    Place,
+)
 from ..timeutil import current_tz, day_bounds_utc, fmt, local, utcnow
 from ..vocabulary import FINAL_STATES, OPEN_STATES
 from ..workcalendar import assumed_between, deadline_utc
@@ -43,6 +55,11 @@ ALLOWED_FROM: dict[str, tuple[str, ...]] = {
     "pause": ("registered", "dispatched", "handling"),
     "resume": ("registered", "dispatched", "handling"),
     "outstanding": ("closed",),
+    # a department's work queue (issue 14 §2): 退回, 申请延期 and the center's decision on it
+    "return": ("dispatched", "handling"),
+    "extend": ("dispatched", "handling"),
+    "extend_approve": ("dispatched", "handling"),
+    "extend_refuse": ("dispatched", "handling"),
 }
 
 PERMISSION_OF = {
@@ -60,6 +77,10 @@ PERMISSION_OF = {
     "pause": "case.pause",
     "resume": "case.pause",
     "outstanding": "case.mark_outstanding",
+    "return": "dept.queue",
+    "extend": "dept.queue",
+    "extend_approve": "dept.extend.decide",
+    "extend_refuse": "dept.extend.decide",
 }
 
 MAX_NOTE = 2000
@@ -158,8 +179,10 @@ def may_see(account: Account, case: Case) -> bool:
     if account.role == "department":
         return case.department_id is not None and case.department_id == account.department_id
     if account.role in ("gridworker", "volunteer"):
-        return case.reporter_id == account.id or in_jurisdiction(
-            account, grid_id=case.grid_id, village_id=case.village_id, town_id=case.town_id
+        return (
+            case.reporter_id == account.id
+            or case.assignee_id == account.id
+            or in_jurisdiction(account, grid_id=case.grid_id, village_id=case.village_id, town_id=case.town_id)
         )
     return in_jurisdiction(account, grid_id=case.grid_id, village_id=case.village_id, town_id=case.town_id)
 
@@ -549,10 +572,16 @@ def dispatch(
         if (
             assignee is None
             or not assignee.active
-            or not in_jurisdiction(assignee, grid_id=case.grid_id, village_id=case.village_id, town_id=case.town_id)
+            or not (
+                in_jurisdiction(assignee, grid_id=case.grid_id, village_id=case.village_id, town_id=case.town_id)
+                # 就近派遣: a gridworker of the same town, whichever grid he patrols
+                or (assignee.role == "gridworker" and case.town_id is not None and assignee.town_id == case.town_id)
+            )
         ):
             raise TransitionError("处置人不存在或不在该案件辖区", "assignee_id")
     # checked everything: only now change the case, so a refusal leaves nothing half-done
+    if case.dispatch_due is not None and now > case.dispatch_due:
+        case.dispatch_late = True  # 派遣超时: dispatched after its dispatch limit
     target = ""
     if department is not None:
         case.department_id = department.id
@@ -672,7 +701,9 @@ def escalate(
         raise TransitionError("只能向上级流转", "to_level")
     note = _clean_note(note, required=True)
     now = now or utcnow()
-    if target in ("town", "city"):
+    # the record of the levels the case passed: straight from the grid to the city does not pass the town
+    # (上报至镇级 and 上报至市级 are disjoint in the published figures: stats.py)
+    if target == "town" or case.level == "town":
         case.escalated_to_town = True
     if target == "city":
         case.escalated_to_city = True
@@ -697,6 +728,8 @@ def escalate(
         note=f"由{labels.LEVEL[case.level]}流转至{labels.LEVEL[target]}：{note}",
     )
     if case.escalate_due is not None and _reached(case, limits_of(case).escalate_to):
+        if now > case.escalate_due:
+            case.escalate_late = True  # 流转超时: the target reached after its escalation limit
         case.escalate_due = None
         case.escalate_warn_at = None
         alerts.clear_for_case(case, now)
@@ -780,13 +813,127 @@ def _resolve_dispute(case: Case, now: datetime) -> None:
         dispute.mediation_level = case.level if case.level != "city" else "town"
 
 
+# --- a department's work queue: 退回 and 延期 (issue 14 §2) ----------------------------------------
+
+EXTENSION_MAX_DAYS = 30
+
+
+def return_case(case: Case, actor: Account | None, reason: str, now: datetime | None = None) -> Case:
+    """退回: the department sends a case it cannot handle (not its remit) back to the center, which
+    dispatches it again; the department and the assignee are cleared, a pending 延期 lapses."""
+    _check(case, actor, "return")
+    _check_handler(case, actor)
+    reason = _clean_note(reason, required=True, field="reason")
+    now = now or utcnow()
+    department = db.get(Department, case.department_id) if case.department_id else None
+    case.department_id = None
+    case.assignee_id = None
+    pending = pending_extension(case)
+    if pending is not None:
+        pending.status = "refused"
+        pending.decided_at = now
+        pending.note = "案件已退回，申请失效"
+    who = f"{department.name}退回" if department else "退回"
+    _step(case, actor, "return", "registered", note=f"{who}：{reason}", now=now)
+    _commit()
+    return case
+
+
+def pending_extension(case: Case) -> ExtensionRequest | None:
+    return db.execute(
+        select(ExtensionRequest)
+        .where(ExtensionRequest.case_id == case.id, ExtensionRequest.status == "pending")
+        .order_by(ExtensionRequest.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def _extended_due(case: Case, days: int) -> datetime:
+    return deadline_utc(case.handle_due, days, "work_days", current_tz())
+
+
+def request_extension(
+    case: Case, actor: Account | None, days: int | None, reason: str, now: datetime | None = None
+) -> ExtensionRequest:
+    """申请延期: asked before the handling limit passes, one pending request at a time."""
+    _check(case, actor, "extend")
+    _check_handler(case, actor)
+    now = now or utcnow()
+    if pending_extension(case) is not None:
+        raise TransitionError("已有待审批的延期申请，请等待中心审批")
+    if case.handle_due is None:
+        raise TransitionError("该案件没有办理时限，无需申请延期")
+    if case.overdue or (case.paused_at is None and case.handle_due < now):
+        raise TransitionError("办理时限已过，不能再申请延期")
+    if days is None:
+        raise TransitionError("请填写延期天数", "days")
+    if not 1 <= days <= EXTENSION_MAX_DAYS:
+        raise TransitionError(f"延期天数须在 1 到 {EXTENSION_MAX_DAYS} 个工作日之间", "days")
+    reason = _clean_note(reason, required=True, field="reason")
+    request_row = ExtensionRequest(
+        case_id=case.id,
+        department_id=case.department_id,
+        requested_by_id=actor.id if actor else None,
+        requested_at=now,
+        days=days,
+        reason=reason,
+        old_due=case.handle_due,
+        new_due=_extended_due(case, days),
+        status="pending",
+    )
+    db.add(request_row)
+    _step(case, actor, "extend", case.state, note=f"申请延期 {days} 个工作日：{reason}", now=now)
+    _commit()
+    return request_row
+
+
+def _decide_extension(
+    case: Case, actor: Account | None, action: str, note: str | None, now: datetime | None
+) -> ExtensionRequest:
+    _check(case, actor, action)
+    pending = pending_extension(case)
+    if pending is None:
+        raise TransitionError("该案件没有待审批的延期申请")
+    approve = action == "extend_approve"
+    note = _clean_note(note, required=not approve)
+    now = now or utcnow()
+    pending.status = "approved" if approve else "refused"
+    pending.decided_by_id = actor.id if actor else None
+    pending.decided_at = now
+    pending.note = note
+    if approve:
+        old = case.handle_due
+        if old is not None:
+            case.handle_due = _extended_due(case, pending.days)
+            pending.new_due = case.handle_due
+        tz = current_tz()
+        text_ = f"同意延期 {pending.days} 个工作日"
+        if old is not None:
+            text_ += f"，办理时限由 {fmt(old, tz)} 延至 {fmt(case.handle_due, tz)}"
+    else:
+        text_ = f"不同意延期：{note}"
+    if approve and note:
+        text_ += f"：{note}"
+    _step(case, actor, action, case.state, note=text_, now=now)
+    _commit()
+    return pending
+
+
+def approve_extension(case: Case, actor: Account | None, note: str | None = None, now: datetime | None = None):
+    return _decide_extension(case, actor, "extend_approve", note, now)
+
+
+def refuse_extension(case: Case, actor: Account | None, note: str | None, now: datetime | None = None):
+    return _decide_extension(case, actor, "extend_refuse", note, now)
+
+
 # --- deadlines: the sweep ------------------------------------------------------------------------
 
 
 def sweep_deadlines(now: datetime | None = None) -> dict[str, int]:
     """Mark overdue cases and void late parking reports. Safe to run any number of times."""
     now = now or utcnow()
-    counts = {"overdue": 0, "auto_rejected": 0}
+    counts = {"overdue": 0, "auto_rejected": 0, "dispatch_late": 0, "escalate_late": 0}
     late_parking = (
         db.execute(
             select(Case).where(
@@ -818,6 +965,36 @@ def sweep_deadlines(now: datetime | None = None) -> dict[str, int]:
         .scalars()
         .all()
     )
+    # the other stage limits: still undispatched past the dispatch limit, still below the escalation target
+    # past the escalation limit (the flag stays: the stage was late, whatever happens next)
+    for case in db.execute(
+        select(Case).where(
+            Case.state == "registered",
+            Case.dispatched_at.is_(None),
+            Case.dispatch_late.is_(False),
+            Case.paused_at.is_(None),
+            Case.dispatch_due.is_not(None),
+            Case.dispatch_due < now,
+        )
+    ).scalars():
+        case.dispatch_late = True
+        note = f"超过派遣时限（{fmt(case.dispatch_due, current_tz())}）仍未派遣"
+        _step(case, None, "dispatch_overdue", case.state, now=now, note=note)
+        counts["dispatch_late"] += 1
+    for case in db.execute(
+        select(Case).where(
+            Case.state.in_(OPEN_STATES),
+            Case.escalate_late.is_(False),
+            Case.paused_at.is_(None),  # a paused case's clocks stand still (resume moves its limits)
+            Case.escalate_due.is_not(None),
+            Case.escalate_due < now,
+        )
+    ).scalars():
+        if alerts.needs_escalation(case):
+            case.escalate_late = True
+            note = f"超过流转时限（{fmt(case.escalate_due, current_tz())}）仍未流转至{labels.LEVEL[limits_of(case).escalate_to]}"
+            _step(case, None, "escalate_overdue", case.state, now=now, note=note)
+            counts["escalate_late"] += 1
     for case in overdue:
         case.overdue = True
         case.overdue_at = now

@@ -38,7 +38,9 @@ def visible_cases(account: Account) -> Select:
         return stmt.where(Case.department_id == account.department_id)
     if account.role in ("gridworker", "volunteer") and account.place.level == "grid":
         # his own grid, and what he reported next door (as loop.may_see allows)
-        return stmt.where(or_(Case.grid_id == account.place_id, Case.reporter_id == account.id))
+        return stmt.where(
+            or_(Case.grid_id == account.place_id, Case.reporter_id == account.id, Case.assignee_id == account.id)
+        )
     return scope(stmt, account, Case)
 
 

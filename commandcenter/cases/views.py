@@ -21,6 +21,7 @@ from ..web import wants_fragment
 from . import actions as case_actions
 from . import bp, forms, queries
 from .loop import TransitionError, may_see
+from .loop import pending_extension as loop_pending_extension
 
 CONFLICT_MESSAGE = "案件已被他人修改，请刷新后重试"
 # photos the browser may show inline; anything else is offered as a download
@@ -112,6 +113,15 @@ def _work_order(case: Case) -> tuple[str, str] | None:
     return (org_admin.hotline_settings()["platform_name"] or "12345 平台", url) if url else None
 
 
+def _nearest(account: Account, case: Case, actions: list[str]) -> list | None:
+    """就近派遣: the nearest online gridworkers of the case's town, for whoever may dispatch it now."""
+    if "dispatch" not in actions or case.lat is None or case.lon is None:
+        return None
+    from .. import positions
+
+    return positions.nearest_for_case(account, case)
+
+
 def render_case(
     case: Case, *, status: int = 200, error: dict | None = None, values: dict | None = None, conflict: str | None = None
 ):
@@ -136,6 +146,8 @@ def render_case(
         assignee=db.get(Account, case.assignee_id) if case.assignee_id else None,
         duplicate_of=duplicate_of,
         work_order=_work_order(case),
+        extension=loop_pending_extension(case),
+        nearest=_nearest(account, case, actions),
         current_due=queries.current_due(case),
         overdue=queries.is_overdue(case),
         minutes_left=queries.minutes_left,

@@ -1134,6 +1134,8 @@ class _Loader:
                 "escalate_warn_at": None,
                 "overdue": False,
                 "overdue_at": None,
+                "dispatch_late": False,
+                "escalate_late": False,
                 "paused_at": None,
                 "pause_reason": None,
                 "escalated_to_town": False,
@@ -1159,6 +1161,7 @@ class _Loader:
                     and c["handle_due"] + timedelta(seconds=45) < at
                 ):
                     self.mark_overdue(c, steps_out, timeline)
+                self.mark_stage_late(c, at, last, steps_out, timeline)
                 self.raise_alerts(c, at, raised)
                 step = self.apply(c, at, action, actor, note, extra, p, merges)
                 steps_out.append(step)
@@ -1172,6 +1175,7 @@ class _Loader:
                 and c["handle_due"] + timedelta(seconds=45) < now
             ):
                 self.mark_overdue(c, steps_out, timeline)
+            self.mark_stage_late(c, now, last, steps_out, timeline)
             self.raise_alerts(c, now, raised)
             alerts_out.extend(raised.values())
             c["updated_at"] = max(last or p.reported_at, c["overdue_at"] or p.reported_at)
@@ -1229,6 +1233,8 @@ class _Loader:
                 "矛盾纠纷": len(disputes),
                 "已结案": sum(c["state"] == "closed" for c in case_rows),
                 "逾期": sum(c["overdue"] for c in case_rows),
+                "派遣超时": sum(c["dispatch_late"] for c in case_rows),
+                "流转超时": sum(c["escalate_late"] for c in case_rows),
                 "流转至镇街": sum(c["escalated_to_town"] for c in case_rows),
                 "流转至市": sum(c["escalated_to_city"] for c in case_rows),
                 "优秀事件": sum(c["outstanding"] for c in case_rows),
@@ -1310,6 +1316,54 @@ class _Loader:
         )
         timeline.append((at, c["state"]))
 
+    def mark_stage_late(self, c: dict, until: datetime, last: datetime | None, steps_out: list, timeline: list) -> None:
+        """What the deadline sweep (every 60 s, loop.sweep_deadlines) records before `until`: a case still
+        undispatched past its dispatch limit, or still below its escalation target past its escalation limit."""
+        marks = []
+        if (
+            c["state"] == "registered"
+            and c["dispatched_at"] is None
+            and not c["dispatch_late"]
+            and c["dispatch_due"] is not None
+            and c["dispatch_due"] + timedelta(seconds=45) < until
+        ):
+            c["dispatch_late"] = True
+            note = f"超过派遣时限（{self.loc(c['dispatch_due']):%Y-%m-%d %H:%M}）仍未派遣"
+            marks.append((c["dispatch_due"], "dispatch_overdue", note))
+        if (
+            c["state"] in OPEN_STATES
+            and not c["escalate_late"]
+            and c["escalate_due"] is not None
+            and c["escalate_due"] + timedelta(seconds=45) < until
+        ):
+            c["escalate_late"] = True
+            marks.append(
+                (
+                    c["escalate_due"],
+                    "escalate_overdue",
+                    f"超过流转时限（{self.loc(c['escalate_due']):%Y-%m-%d %H:%M}）仍未流转",
+                )
+            )
+        for due, action, note in sorted(marks):
+            # after the last step taken (the sweep saw the case as it was then), before the next one
+            at = due + timedelta(seconds=self.rng.randint(5, 45))
+            if last is not None and at <= last:
+                at = last + timedelta(seconds=1)
+            steps_out.append(
+                {
+                    "case_id": c["id"],
+                    "at": at,
+                    "actor_id": None,
+                    "action": action,
+                    "from_state": c["state"],
+                    "to_state": c["state"],
+                    "from_level": c["level"],
+                    "to_level": c["level"],
+                    "note": note,
+                }
+            )
+            timeline.append((at, c["state"]))
+
     def apply(
         self, c: dict, at: datetime, action: str, actor: int | None, note: str | None, extra, p: Plan, merges: list
     ) -> dict:
@@ -1352,7 +1406,7 @@ class _Loader:
             c["transferred_at"] = at
         elif action == "escalate":
             target = extra["to_level"]
-            if target in ("town", "city"):
+            if target == "town" or from_level == "town":  # straight to the city does not pass the town
                 c["escalated_to_town"] = True
             if target == "city":
                 c["escalated_to_city"] = True
@@ -1364,12 +1418,16 @@ class _Loader:
             note = f"由{labels.LEVEL[from_level]}流转至{labels.LEVEL[target]}：{note}"
             c["level"] = target
             if c["escalate_due"] is not None and _reached(target, cat.escalate_to):
+                if at > c["escalate_due"]:
+                    c["escalate_late"] = True
                 c["escalate_due"] = c["escalate_warn_at"] = None
         elif action == "dispatch":
             to_state = "dispatched"
             c["department_id"] = extra["department_id"]
             c["assignee_id"] = extra["assignee_id"]
             c["dispatched_at"] = at
+            if c["dispatch_due"] is not None and at > c["dispatch_due"]:
+                c["dispatch_late"] = True
             target = (
                 self.dept_names.get(extra["department_id"])
                 if extra["department_id"]

@@ -26,8 +26,10 @@ from shapely.geometry import shape
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from .. import fieldwork
+from ..cases.loop import TransitionError
 from ..db import db
-from ..models import Account, Case, Category, Department, Heartbeat, LoginRecord, Patrol, Place, SignIn
+from ..models import Account, Case, Category, Department, LoginRecord, Patrol, Place, SignIn
 from ..timeutil import current_tz, from_local, local, utcnow
 from ..vocabulary import OPEN_STATES
 from ..workcalendar import is_workday
@@ -94,7 +96,11 @@ class Simulator:
         self.online: set[int] = set()
         self.signed: set[int] = set()
         self.patrolled: set[int] = set()
-        self.ongoing: dict[int, tuple[int, datetime, datetime]] = {}  # patrol id → (worker, started, planned end)
+        # patrol → (worker, started, planned end): an int key is an open Patrol row of the loaded history, a str
+        # key a patrol in progress on the "phone" (recorded through fieldwork.record_patrol when it ends)
+        self.ongoing: dict[int | str, tuple[int, datetime, datetime]] = {}
+        self.routes: dict[int, list[list[float]]] = {}  # worker → the planned track of his patrol in progress
+        self.spot: dict[int, tuple[float | None, float | None]] = {}  # worker → where he stands when not patrolling
         self.day: date | None = None
         self.pending_self_close: list[tuple[datetime, int, int]] = []  # (when, case id, reporter id)
         self.hotline_seq = 0
@@ -446,18 +452,33 @@ class Simulator:
         if not k or not self.online:
             return counts
         chosen = rng.sample(sorted(self.online), min(k, len(self.online)))
-        rows = []
-        for wid in chosen:
-            lon, lat = self.point_in(self.workers[wid].grid_id)
-            rows.append({"account_id": wid, "at": now, "lat": lat, "lon": lon})
-        db.execute(Heartbeat.__table__.insert(), rows)
-        db.execute(
-            update(Account).where(Account.id.in_(chosen)).values(last_seen_at=now),
-            execution_options={"synchronize_session": False},
-        )
-        db.commit()
-        counts.heartbeats = len(rows)
+        for wid in chosen:  # through the app's own code path (POST /api/v1/heartbeats → fieldwork.heartbeat)
+            account = db.get(Account, wid)
+            if account is None or not account.active:
+                continue
+            lon, lat = self.position(wid, now)
+            fieldwork.heartbeat(account, lat, lon, now)
+            counts.heartbeats += 1
         return counts
+
+    def position(self, wid: int, now: datetime) -> tuple[float | None, float | None]:
+        """Where a gridworker is: along the track of his patrol in progress, else at his spot (a few metres of
+        drift), so that his point moves on the wall's map as a real one would."""
+        route = self.routes.get(wid)
+        if route:
+            t = (now - datetime(1970, 1, 1)).total_seconds()
+            for a, b in zip(route, route[1:], strict=False):
+                if a[2] <= t <= b[2]:
+                    f = (t - a[2]) / max(1.0, b[2] - a[2])
+                    return a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f
+            last = route[-1] if t > route[-1][2] else route[0]
+            return last[0], last[1]
+        if wid not in self.spot:
+            self.spot[wid] = self.point_in(self.workers[wid].grid_id)
+        lon, lat = self.spot[wid]
+        if lon is None:
+            return None, None
+        return lon + self.rng.uniform(-0.00005, 0.00005), lat + self.rng.uniform(-0.00005, 0.00005)
 
     def tick_sign_ins(self, now: datetime, dt: float) -> Counts:
         """签到 on workday mornings, once a day per gridworker."""
@@ -471,15 +492,12 @@ class Simulator:
         for wid in waiting:
             if self.rng.random() >= p * 0.97:
                 continue
-            lon, lat = self.point_in(self.workers[wid].grid_id)
-            try:
-                db.add(
-                    SignIn(account_id=wid, town_id=self.workers[wid].town_id, day=lt.date(), at=now, lat=lat, lon=lon)
-                )
-                db.commit()
-                counts.sign_ins += 1
-            except IntegrityError:
-                db.rollback()
+            account = db.get(Account, wid)
+            if account is None or not account.active:
+                continue
+            lon, lat = self.position(wid, now)
+            _row, created = fieldwork.sign_in(account, lat, lon, now)  # the app's path (POST /api/v1/sign-ins)
+            counts.sign_ins += int(created)
             self.signed.add(wid)
             self.online.add(wid)
         return counts
@@ -492,8 +510,27 @@ class Simulator:
         for pid, (wid, started, end) in list(self.ongoing.items()):
             if now < end:
                 continue
-            patrol = db.get(Patrol, pid)
             del self.ongoing[pid]
+            if isinstance(pid, str):  # a patrol of the phone: recorded as the app records it
+                route = self.routes.pop(wid, [])
+                self.spot[wid] = (route[-1][0], route[-1][1]) if route else self.point_in(self.workers[wid].grid_id)
+                account = db.get(Account, wid)
+                if account is None or not route:
+                    continue
+                ended = min(now, end)  # a coarse tick may come after the planned end
+                t_end = (ended - datetime(1970, 1, 1)).total_seconds()
+                track = [p for p in route if p[2] <= t_end] or route[:1]
+                if track[-1][2] < t_end - 60:
+                    track.append([track[-1][0], track[-1][1], int(t_end)])
+                try:
+                    fieldwork.record_patrol(account, pid, started, ended, track, now=now)
+                except TransitionError as exc:  # would be a bug of the simulator: say so, do not stop the demo
+                    log.warning("simulated patrol of %s refused: %s", wid, exc)
+                    db.rollback()
+                    continue
+                counts.patrols_ended += 1
+                continue
+            patrol = db.get(Patrol, pid)
             if patrol is None or patrol.ended_at is not None:
                 continue
             track, dist = self.track(self.workers.get(wid), started, now)
@@ -512,19 +549,13 @@ class Simulator:
             if wid in self.patrolled or rng.random() >= p:
                 continue
             w = self.workers[wid]
-            lon, lat = self.point_in(w.grid_id)
-            patrol = Patrol(
-                gridworker_id=wid,
-                grid_id=w.grid_id,
-                town_id=w.town_id,
-                started_at=now,
-                track=[[lon, lat, int((now - datetime(1970, 1, 1)).total_seconds())]],
-                client_key=f"sim-{uuid.uuid4().hex}",
-            )
-            db.add(patrol)
-            db.commit()
+            end = now + timedelta(minutes=rng.uniform(62, 120))
+            route = self.route(w, now, end)
+            if not route:
+                continue
             self.patrolled.add(wid)
-            self.ongoing[patrol.id] = (wid, now, now + timedelta(minutes=rng.uniform(62, 120)))
+            self.routes[wid] = route
+            self.ongoing[f"sim-{uuid.uuid4().hex}"] = (wid, now, end)
             self.online.add(wid)
             counts.patrols_started += 1
         return counts
@@ -544,6 +575,21 @@ class Simulator:
 
         dist = sum(distance_m(a[1], a[0], b[1], b[0]) for a, b in zip(pts, pts[1:], strict=False))
         return track, round(dist, 1)
+
+    def route(self, worker: SimWorker, start: datetime, end: datetime) -> list[list[float]]:
+        """The planned walk of a patrol: the waypoints of `track`, a point every two minutes between them (the
+        app takes a point every 15 s; the rule is one at least every 10 minutes)."""
+        waypoints, _ = self.track(worker, start, end)
+        if len(waypoints) < 2:
+            return []
+        out = []
+        for a, b in zip(waypoints, waypoints[1:], strict=False):
+            n = max(1, int((b[2] - a[2]) // 120))
+            for i in range(n):
+                f = i / n
+                out.append([a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, int(a[2] + (b[2] - a[2]) * f)])
+        out.append(list(waypoints[-1]))
+        return out
 
     def tick_logins(self, now: datetime, dt: float) -> Counts:
         """Occasional successful logins by staff (web) and gridworkers (app)."""

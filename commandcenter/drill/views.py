@@ -14,7 +14,7 @@ from flask import abort, current_app, redirect, render_template, request, send_f
 from sqlalchemy import func, select
 
 from .. import labels, stats
-from ..access import current_account, require, require_place
+from ..access import current_account, has_permission, require, require_place
 from ..cases import queries as case_queries
 from ..db import db
 from ..exports import audit_export
@@ -229,6 +229,8 @@ def worker(account_id: int):
         crumbs=breadcrumb(grid),
         paths=case_queries.category_paths(),
         columns=WORKER_COLUMNS,
+        may_replay=has_permission(current_account(), "position.view"),
+        today_iso=_today_iso(),
         **_common(q),
     )
 
@@ -255,3 +257,35 @@ def worker_export(account_id: int):
         download_name=name,
         mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     )
+
+
+def _today_iso() -> str:
+    from ..timeutil import current_tz, local_today
+
+    return local_today(current_tz()).isoformat()
+
+
+@bp.get("/worker/<int:account_id>/patrols.json")
+@require("drill.view")
+def worker_patrols(account_id: int):
+    """巡查轨迹回放: his patrols of one local day (?day=YYYY-MM-DD, default today), drawn over his grid.
+    A position is personal data: positions.patrol_track checks position.view and audits the read."""
+    from datetime import date as date_
+
+    from flask import jsonify
+
+    from .. import positions
+    from ..access import Forbidden
+    from ..timeutil import current_tz, local_today
+
+    person = _worker_or_404(account_id)
+    raw = (request.args.get("day") or "").strip()
+    try:
+        day = date_.fromisoformat(raw) if raw else local_today(current_tz())
+    except ValueError:
+        return jsonify({"error": {"message": "日期格式应为 YYYY-MM-DD", "field": "day"}}), 400
+    try:
+        patrols = positions.patrol_track(current_account(), person, day)
+    except Forbidden as exc:
+        return jsonify({"error": {"message": exc.message}}), 403
+    return jsonify({"day": day.isoformat(), **positions.replay_figure(person, patrols)})

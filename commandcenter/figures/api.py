@@ -28,13 +28,20 @@ API_KEYS = (
     "dispute_share",
     "valid_rate",
     "duplicates",
-    "escalated_town",
-    "escalated_town_closure_rate",
-    "escalated_city",
-    "escalated_city_closure_rate",
+    "reported_to_town",
+    "reported_to_town_share",
+    "reported_to_town_closed",
+    "reported_to_town_closure_rate",
+    "reported_to_city",
+    "reported_to_city_share",
+    "reported_to_city_closed",
+    "reported_to_city_closure_rate",
     "dispute_success_rate",
     "assessed",
     "overdue",
+    "dispatch_late",
+    "escalate_late",
+    "transfer_late",
     "timeliness",
     "gridworkers",
     "gridworker_reports",
@@ -84,6 +91,17 @@ def figures_of_place():
             "period": {"kind": q.period.kind, "start": q.period.start.isoformat(), "end": q.period.end.isoformat()},
             "figures": values_of(fig),
             "labels": {key: BY_KEY[key].name for key in API_KEYS},
+            # 走访率（按走访周期）of each population: due / done in person-windows of its own frequency
+            "visits": {
+                kind: {
+                    "name": stats.VISIT_LABELS.get(kind, kind),
+                    "frequency": list(fig.visit_frequencies.get(kind, ())),
+                    "due": due,
+                    "done": done,
+                    "rate": rate,
+                }
+                for kind, (due, done, rate) in fig.visits.items()
+            },
             "flags": [{"figure": f.field, "message": f.message} for f in fig.flags],
             "definitions": "/figures/",
         }

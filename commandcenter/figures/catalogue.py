@@ -51,6 +51,13 @@ GROUPS = {
 }
 
 EXCLUDED_DUPLICATES = "被判为重复的事件（重复件只计入“重复事件”）"
+VISIT_WINDOWS_RULE = (
+    "走访周期按对象的走访频次：每周（周一至周日）、每月（自然月）、每季度（自然季度）。"
+    "统计期尚未结束（含今天）时，按今天所在的那一周/月/季度计，自其第一天至今天；"
+    "统计期已结束时，按结束日落在统计期内的各个周期计（如某月的空巢老人按该月内结束的各周）；"
+    "统计期内没有结束的周期时（如按月统计每季度走访的出租屋），按统计期最后一天所在的周期、自其第一天至统计期最后一天计。"
+    "周期可以早于统计期开始（十月走访过的出租屋，十一月仍算本季度已走访）。"
+)
 
 
 @dataclass(frozen=True)
@@ -199,51 +206,103 @@ FIGURES: tuple[Figure, ...] = (
         ("drill", "export", "api"),
         source=_EVENTS,
     ),
+    # 上报至镇级 / 上报至市级: the bulletin's two disjoint sets (domain.md §6)
     Figure(
-        "escalated_town",
-        "流转镇街事件",
-        "统计期内上报的事件中，办理曾流转至镇街中心的件数。",
-        "统计期内上报、曾流转至镇街中心的事件数",
+        "reported_to_town",
+        "上报至镇级网格中心",
+        "统计期内上报的事件中，办理上报至镇街网格中心并止于镇街（未再上报至市级）的件数。",
+        "统计期内上报、曾流转至镇街中心且未流转至市中心的事件数（escalated_to_town 且非 escalated_to_city）",
         "—",
         REPORTED_IN,
-        "按事件的流转记录（escalated_to_town）；其占比以“上报事件”为分母。",
-        EXCLUDED_DUPLICATES + "。",
+        "办理最高到达镇街中心的事件；与“上报至市级网格中心”互不重叠：经镇街再上报至市级的、由网格直报市级的，"
+        "都只计入“上报至市级网格中心”。",
+        EXCLUDED_DUPLICATES + "；上报至市级的事件。",
         ("drill", "bulletin", "export", "api"),
         source=_EVENTS,
     ),
     Figure(
-        "escalated_town_closure_rate",
-        "流转镇街办结率",
-        "流转至镇街中心的事件中已办结的比例。",
-        "流转镇街事件中已结案的",
-        "流转镇街事件",
+        "reported_to_town_share",
+        "上报至镇级占比",
+        "上报至镇级网格中心的事件占全部上报事件的比例。",
+        "上报至镇级网格中心",
+        "上报事件",
         REPORTED_IN,
-        "同“流转镇街事件”。",
+        "同“上报至镇级网格中心”。",
         EXCLUDED_DUPLICATES + "。",
         ("drill", "bulletin", "export", "api"),
         source=_EVENTS,
         rate=True,
     ),
     Figure(
-        "escalated_city",
-        "流转市中心事件",
-        "统计期内上报的事件中，办理曾流转至市中心的件数。",
-        "统计期内上报、曾流转至市中心的事件数",
+        "reported_to_town_closed",
+        "上报至镇级办结",
+        "上报至镇级网格中心的事件中当前已结案的件数。",
+        "上报至镇级网格中心、当前已结案的事件数",
         "—",
         REPORTED_IN,
-        "按事件的流转记录（escalated_to_city）；其占比以“上报事件”为分母。",
+        "同“上报至镇级网格中心”。",
+        EXCLUDED_DUPLICATES + "。",
+        ("drill", "bulletin", "api"),
+        source=_EVENTS,
+    ),
+    Figure(
+        "reported_to_town_closure_rate",
+        "上报至镇级办结率",
+        "上报至镇级网格中心的事件中已办结的比例。",
+        "上报至镇级办结",
+        "上报至镇级网格中心",
+        REPORTED_IN,
+        "同“上报至镇级网格中心”。",
+        EXCLUDED_DUPLICATES + "。",
+        ("drill", "bulletin", "export", "api"),
+        source=_EVENTS,
+        rate=True,
+    ),
+    Figure(
+        "reported_to_city",
+        "上报至市级网格中心",
+        "统计期内上报的事件中，办理上报至市级网格中心的件数（不论是否经过镇街）。",
+        "统计期内上报、曾流转至市中心的事件数（escalated_to_city）",
+        "—",
+        REPORTED_IN,
+        "由网格、村社直报市级的和经镇街再上报市级的都计入；与“上报至镇级网格中心”互不重叠。",
         EXCLUDED_DUPLICATES + "。",
         ("drill", "bulletin", "export", "api"),
         source=_EVENTS,
     ),
     Figure(
-        "escalated_city_closure_rate",
-        "流转市中心办结率",
-        "流转至市中心的事件中已办结的比例。",
-        "流转市中心事件中已结案的",
-        "流转市中心事件",
+        "reported_to_city_share",
+        "上报至市级占比",
+        "上报至市级网格中心的事件占全部上报事件的比例。",
+        "上报至市级网格中心",
+        "上报事件",
         REPORTED_IN,
-        "同“流转市中心事件”。",
+        "同“上报至市级网格中心”。",
+        EXCLUDED_DUPLICATES + "。",
+        ("drill", "bulletin", "export", "api"),
+        source=_EVENTS,
+        rate=True,
+    ),
+    Figure(
+        "reported_to_city_closed",
+        "上报至市级办结",
+        "上报至市级网格中心的事件中当前已结案的件数。",
+        "上报至市级网格中心、当前已结案的事件数",
+        "—",
+        REPORTED_IN,
+        "同“上报至市级网格中心”。",
+        EXCLUDED_DUPLICATES + "。",
+        ("drill", "bulletin", "api"),
+        source=_EVENTS,
+    ),
+    Figure(
+        "reported_to_city_closure_rate",
+        "上报至市级办结率",
+        "上报至市级网格中心的事件中已办结的比例。",
+        "上报至市级办结",
+        "上报至市级网格中心",
+        REPORTED_IN,
+        "同“上报至市级网格中心”。",
         EXCLUDED_DUPLICATES + "。",
         ("drill", "bulletin", "export", "api"),
         source=_EVENTS,
@@ -286,6 +345,45 @@ FIGURES: tuple[Figure, ...] = (
         "考核计入事件；以截止期限清扫标记的逾期为准。",
         EXCLUDED_DUPLICATES + "；作废事件；统计期前上报、在统计期内才逾期的事件（见“新增逾期”）。",
         ("wall", "drill", "mobile", "assessment", "export", "api"),
+        group="timeliness",
+        source=_EVENTS,
+    ),
+    Figure(
+        "dispatch_late",
+        "派遣超时",
+        "统计期内上报的事件中，晚于派遣时限派遣、或超过派遣时限仍未派遣的件数。",
+        "dispatch_late 标记为真的事件数（派遣时其时间晚于派遣时限，或截止期限清扫发现超时未派遣）",
+        "—",
+        REPORTED_IN,
+        "有派遣时限的类别；暂停计时期间不计；超时一经记录即保留，不因之后派遣而撤销。",
+        EXCLUDED_DUPLICATES + "。",
+        ("drill", "api"),
+        group="timeliness",
+        source=_EVENTS,
+    ),
+    Figure(
+        "escalate_late",
+        "流转超时",
+        "统计期内上报的须流转事件中，晚于流转时限到达规定层级、或超过时限仍未流转的件数。",
+        "escalate_late 标记为真的事件数",
+        "—",
+        REPORTED_IN,
+        "类别要求流转（须流转至镇街或市）的事件；暂停计时期间不计；超时记录保留。",
+        EXCLUDED_DUPLICATES + "。",
+        ("drill", "api"),
+        group="timeliness",
+        source=_EVENTS,
+    ),
+    Figure(
+        "transfer_late",
+        "转报超时作废",
+        "统计期内上报的乱停车事件中，未在发现后一小时内转报市平台而被自动作废的件数。",
+        "有转报时限、未转报、作废时间不早于转报时限的事件数",
+        "—",
+        REPORTED_IN,
+        "设有转报时限的类别（乱停车）。",
+        "在时限内转报的；时限前因其他原因作废的。",
+        ("drill", "api"),
         group="timeliness",
         source=_EVENTS,
     ),
@@ -377,6 +475,19 @@ FIGURES: tuple[Figure, ...] = (
         SNAPSHOT,
         "转报时限前 15 分钟（或类别设定的提前量）起出现；超过一小时的事件被自动作废，预警随之解除。",
         "已转报、已作废的事件。",
+        ("wall",),
+        group="timeliness",
+        source="wall.queries.alert_ticker",
+    ),
+    Figure(
+        "alert_self_handled_due",
+        "自办自结当日临期",
+        "上报时选择自办自结、临近当日结束仍未办结的事件。",
+        "未解除的自办自结临期预警条数",
+        "—",
+        SNAPSHOT,
+        "当日 24 时前 2 小时（或类别设定的提前量）起出现；办结后解除，过 24 时转为已逾期。",
+        "已办结的事件。",
         ("wall",),
         group="timeliness",
         source="wall.queries.alert_ticker",
@@ -496,7 +607,7 @@ FIGURES: tuple[Figure, ...] = (
         REPORTED_IN,
         "上报人为网格员账号的事件。",
         EXCLUDED_DUPLICATES + "；其他来源的事件。",
-        ("drill", "bulletin", "api"),
+        ("drill", "api"),
         group="people",
         source=_EVENTS,
     ),
@@ -509,7 +620,7 @@ FIGURES: tuple[Figure, ...] = (
         REPORTED_IN,
         "上报人角色为网格员的事件，任何状态、类型，不论事件在何处。",
         EXCLUDED_DUPLICATES + "；其他来源的事件。",
-        ("drill", "bulletin", "api"),
+        ("drill", "api"),
         group="people",
         source=_EVENTS,
     ),
@@ -570,17 +681,33 @@ FIGURES: tuple[Figure, ...] = (
     ),
     # --- visits, collection, party ------------------------------------------------------------------------
     Figure(
-        "special_visit_rate",
-        "特殊人群走访率",
-        "四类特殊人群中统计期内被走访过的人数比例。",
-        "统计期内被走访过的不同人员数",
-        "在册的社区矫正、刑满释放、易肇事肇祸精神障碍、吸毒人员数",
+        "visit_rate",
+        "走访率（按走访周期）",
+        "每类走访对象（特殊人群各类、重点人员、空巢老人、重点场所、群租房、出租屋）按其规定的走访频次"
+        "（每周、每月、每季度）在走访周期内被走访的比例；下钻的走访表逐类列出频次与走访率。",
+        "已走访人次：每个对象在每个计入的走访周期内被走访过（至少一次）计 1",
+        "应走访人次：在册对象数 × 计入的走访周期数",
         HAPPENED_IN,
-        "按被走访人员所在地归属，不论谁走访。",
-        "已注销的人员；同一人多次走访只计一人。",
+        VISIT_WINDOWS_RULE,
+        "已注销的对象；同一周期内多次走访只计一次。",
+        ("drill", "bulletin", "api"),
+        group="visits",
+        source="stats.figures（stats.visit_windows）",
+        rate=True,
+    ),
+    Figure(
+        "special_visit_rate",
+        "特殊人群走访率（四类）",
+        "社区矫正人员、刑满释放人员、易肇事肇祸精神障碍患者、吸毒人员四类特殊人群按各自走访周期（规定每月）"
+        "被走访的比例；与考核第 10 项只计两类的“特殊人群走访率（考核第10项：两类）”不同。",
+        "四类人员的已走访人次（每人每个走访周期被走访过计 1；每月走访、按自然月统计时即走访过的不同人数）",
+        "四类人员的应走访人次（在册人数 × 走访周期数；按自然月统计时即在册人数）",
+        HAPPENED_IN,
+        "按被走访人员所在地归属，不论谁走访。" + VISIT_WINDOWS_RULE,
+        "已注销的人员；同一周期内多次走访只计一次；重点青少年、重点上访等重点人员。",
         ("drill", "bulletin", "export", "api"),
         group="visits",
-        source="stats.figures",
+        source="stats.figures（stats.visit_windows）",
         rate=True,
     ),
     Figure(
@@ -746,13 +873,14 @@ FIGURES: tuple[Figure, ...] = (
     ),
     Figure(
         "assessment_special_visits",
-        "特殊人群走访",
-        "吸毒人员与易肇事肇祸精神障碍患者中本月被走访过的比例（考核第 10 项）。",
+        "特殊人群走访率（考核第10项：两类）",
+        "吸毒人员与易肇事肇祸精神障碍患者两类中本月被走访过的人数比例（考核第 10 项）；"
+        "不含社区矫正、刑满释放人员（四类见“特殊人群走访率（四类）”）。",
         "本月被走访过的此两类不同人员数",
         "在册的吸毒人员与易肇事肇祸精神障碍患者数",
         HAPPENED_IN,
-        "人员所在镇街为本镇街；辖区无此类人员时此项得满分。",
-        "已注销的人员。",
+        "人员所在镇街为本镇街；按考核月（自然月）计；辖区无此类人员时此项得满分。",
+        "已注销的人员；社区矫正人员、刑满释放人员。",
         ("assessment",),
         group="assessment",
         source="assessment.service.town_figures",
@@ -802,7 +930,13 @@ def label(key: str) -> str:
     return BY_KEY[key].name
 
 
-ALERT_FIGURES = ("alert_parking_due", "alert_escalation_due", "alert_escalation_late", "alert_overdue")
+ALERT_FIGURES = (
+    "alert_parking_due",
+    "alert_escalation_due",
+    "alert_escalation_late",
+    "alert_self_handled_due",
+    "alert_overdue",
+)
 
 
 def alert_figure(kind: str, past_limit: bool) -> str:
@@ -810,7 +944,11 @@ def alert_figure(kind: str, past_limit: bool) -> str:
     待流转临期 (a 乱停车 alert past its hour does not stay open: the sweep voids the case)."""
     if kind == "escalation_due":
         return "alert_escalation_late" if past_limit else "alert_escalation_due"
-    return {"parking_due": "alert_parking_due", "overdue": "alert_overdue"}.get(kind, kind)
+    return {
+        "parking_due": "alert_parking_due",
+        "self_handled_due": "alert_self_handled_due",
+        "overdue": "alert_overdue",
+    }.get(kind, kind)
 
 
 _BY_NAME = {f.name: f.key for f in FIGURES}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 
+from .. import positions
 from ..access import current_account, require
 from ..audit import audit
 from ..cases import forms, queries
@@ -33,6 +34,7 @@ def _hotline_form(values: dict, errors: dict, status: int = 200):
         tree=queries.category_tree(),
         grid_groups=groups,
         max_description=forms.DESCRIPTION_MAX,
+        locate=positions.locate_map(account),
     ), status
 
 
@@ -72,3 +74,12 @@ def new():
     else:
         flash(f"已受理 12345 工单，案卷号 {case.number}", "info")
     return redirect(url_for("cases.show", case_id=case.id))
+
+
+@bp.get("/addresses.json")
+@require("case.register")
+def addresses():
+    """标准地址 search for the location picker (the hotline form): entries inside the viewer's place."""
+    from flask import jsonify
+
+    return jsonify({"items": positions.search_addresses(current_account(), request.args.get("q", ""))})

@@ -382,8 +382,19 @@ CASES = Format(
         Column("transfer_due", DATETIME, help="转报时限", example=""),
         Column("overdue", BOOL, help="是否逾期，默认 否", example="否"),
         Column("overdue_at", DATETIME, help="判为逾期的时间（overdue 为是时可填）", example=""),
-        Column("escalated_to_town", BOOL, help="曾流转至镇街中心；默认：level 为 town 或 city 时为是", example="否"),
-        Column("escalated_to_city", BOOL, help="曾流转至市中心；默认：level 为 city 时为是", example="否"),
+        Column(
+            "escalated_to_town",
+            BOOL,
+            help="曾流转至镇街中心（经镇街再上报市级的也为是；由网格、村社直报市级的为否）；"
+            "默认：level 为 town 或填了 escalated_by_center 时为是，否则为否",
+            example="否",
+        ),
+        Column(
+            "escalated_to_city",
+            BOOL,
+            help="曾流转至市中心（不论是否经过镇街）；默认：level 为 city 时为是",
+            example="否",
+        ),
         Column("escalated_by_center", max_len=32, help="由哪个镇街中心流转（该中心所在区划的代码）", example=""),
         Column("rework_count", INT, help="退回返工次数，默认 0", example="0"),
         Column("outstanding", BOOL, help="优秀网格事件，默认 否", example="否"),

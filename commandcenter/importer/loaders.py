@@ -732,10 +732,17 @@ class CasesLoader(Loader):
         elif not to_city and level == "city":
             self.err(line, "escalated_to_city", "当前层级为 city 的事件必然流转过市中心")
             ok = False
+        # a city case may or may not have passed the town (domain.md §6: straight from the grid is a city case too),
+        # so the town flag does not follow from the city flag: only from what shows the case was at the town
+        at_town = level == "town" or by_center is not None
         if to_town is None:
-            to_town = level in ("town", "city") or to_city
-        elif not to_town and (level in ("town", "city") or to_city):
-            self.err(line, "escalated_to_town", "已流转至镇街或市中心的事件，escalated_to_town 须为 是")
+            to_town = at_town
+        elif not to_town and at_town:
+            self.err(
+                line,
+                "escalated_to_town",
+                "当前层级为 town、或由镇街中心流转（escalated_by_center）的事件，escalated_to_town 须为 是",
+            )
             ok = False
         overdue = v["overdue"]
         if overdue is None:

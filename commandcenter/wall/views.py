@@ -70,19 +70,36 @@ def _map(w: Wall) -> dict:
 
 
 def _attendance(w: Wall) -> dict:
+    """Today's sign-ins over the gridworkers. Until the morning 签到 window ends (SIGN_IN_WINDOW_END) the day's
+    attendance is still filling up: nothing is flagged red and the panel says 签到进行中 (issue 12 §5)."""
     rows, total = w.presence()
     rows = [row for row in rows if row.workers]
     threshold = w.settings["attendance_threshold"]
+    window_end = current_app.config["SETTINGS"].sign_in_window_end
+    signing = w.local_now.time() < window_end
+
+    def is_low(rate: float | None) -> bool:
+        return not signing and rate is not None and rate < threshold
+
     chart = {
         "names": [row.unit.name for row in rows],
         "attendance": [round(100 * row.attendance_rate, 2) for row in rows],
         "online": [round(100 * row.online_rate, 2) for row in rows],
         "label": [f"在线 {row.online} · 签到 {row.attended} / {row.workers}" for row in rows],
-        "low": [row.attendance_rate < threshold for row in rows],
+        "low": [is_low(row.attendance_rate) for row in rows],
         "threshold": round(100 * threshold, 2),
     }
-    low = [row.unit.name for row in rows if row.attendance_rate < threshold]
-    return {"rows": rows, "total": total, "threshold": threshold, "chart": chart, "low": low}
+    low = [row.unit.name for row in rows if is_low(row.attendance_rate)]
+    return {
+        "rows": rows,
+        "total": total,
+        "threshold": threshold,
+        "chart": chart,
+        "low": low,
+        "signing": signing,
+        "window_end": window_end.strftime("%H:%M"),
+        "total_low": is_low(total.attendance_rate),
+    }
 
 
 def _logins(w: Wall) -> dict:
@@ -186,4 +203,20 @@ def geojson():
         response.mimetype = "application/geo+json"
     response.set_etag(etag)
     response.headers["Cache-Control"] = "private, no-cache"  # revalidate: the grids of a place rarely change
+    return response
+
+
+@bp.get("/positions")
+@require("position.view")
+def positions():
+    """The positions layer: the viewer's own gridworkers (a town wall: its town), polled by wall.js.
+    A role without position.view (a leader) gets 403 and the wall draws no layer."""
+    from flask import jsonify
+
+    from .. import positions as pos
+
+    found = pos.live_positions(current_account())
+    tz = current_app.config["SETTINGS"].timezone
+    response = jsonify({"window_s": pos.online_window_s(), "items": [p.out(tz) for p in found]})
+    response.headers["Cache-Control"] = "private, no-store"
     return response

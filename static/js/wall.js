@@ -48,6 +48,12 @@
   var KIND_COLOR = { ordinary: "#38bdf8", hazard: "#f59e0b", dispute: "#c084fc" };
   var KIND_LABEL = { ordinary: "普通事件", hazard: "安全隐患", dispute: "矛盾纠纷" };
   var FINAL_STATES = { closed: true, rejected: true, duplicate: true };
+  // the positions layer (commandcenter/positions.py): the viewer's own gridworkers, polled
+  var POS_URL = GEO_URL ? GEO_URL.replace(/geojson$/, "positions") : null;
+  var POSITIONS_MS = 30000;
+  var PERSON_STATES = ["offline", "online", "patrolling"]; // drawn in this order: patrolling on top
+  var PERSON_COLOR = { patrolling: "#22c55e", online: "#f8fafc", offline: "#64748b" };
+  var PERSON_LABEL = { patrolling: "巡查中", online: "在线", offline: "离线" };
 
   var banner = document.getElementById("wall-banner");
   var linkState = document.getElementById("wall-link");
@@ -63,7 +69,8 @@
     charts: {}, drawTimer: null, hlTimer: null,
     freshAlerts: new Map(), // alert id → time received
     clockOffset: (parseInt(root.dataset.now, 10) || Date.now()) - Date.now(), // server clock − this PC's clock
-    sessionLost: false
+    sessionLost: false,
+    people: [], positionsOff: false
   };
   var panels = {}; // name → {last, timer, inflight, again}
 
@@ -387,6 +394,14 @@
       marker: { size: 21 * s, color: "#ffffff", opacity: 0.95 }, hoverinfo: "skip" });
     traces.push({ type: "scattermap", mode: "markers", name: "逾期 / 预警", meta: "cases", lat: alerting.lat, lon: alerting.lon,
       customdata: alerting.customdata, marker: { size: 16 * s, color: "#ff3b3b", opacity: 0.95 }, hovertemplate: caseHover });
+    PERSON_STATES.forEach(function (st) {
+      var group = state.people.filter(function (p) { return p.state === st; });
+      traces.push({ type: "scattermap", mode: "markers", name: "网格员 · " + PERSON_LABEL[st], meta: "people",
+        lat: group.map(function (p) { return p.lat; }), lon: group.map(function (p) { return p.lon; }),
+        customdata: group.map(function (p) { return [p.name, p.grid || "", p.state_label, p.seen]; }),
+        marker: { size: 12 * s, color: PERSON_COLOR[st], opacity: st === "offline" ? 0.7 : 1 },
+        hovertemplate: "%{customdata[0]}（%{customdata[2]}）<br>%{customdata[1]}<br>最后上报 %{customdata[3]}<extra></extra>" });
+    });
     var layout = baseLayout();
     layout.margin = { l: 0, r: 0, t: 0, b: 0 };
     layout.showlegend = false;
@@ -398,6 +413,23 @@
     if (nextExpiry < Infinity) {
       state.hlTimer = setTimeout(function () { state.hlTimer = null; drawMapSoon(); }, Math.max(200, nextExpiry - now + 50));
     }
+  }
+
+  function loadPositions() {
+    if (!POS_URL || state.positionsOff || state.sessionLost) { return; }
+    fetch(POS_URL, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (res) {
+        if (res.status === 403) { state.positionsOff = true; return null; } // this role sees no positions
+        return res.ok ? res.json() : null;
+      })
+      .then(function (body) {
+        if (!body || !Array.isArray(body.items)) { return; }
+        state.people = body.items;
+        var count = document.getElementById("wall-people");
+        if (count) { count.textContent = String(body.items.filter(function (p) { return p.state !== "offline"; }).length); }
+        drawMapSoon();
+      })
+      .catch(function () { /* the next poll tries again */ });
   }
 
   function bumpLoad(gridId) {
@@ -551,6 +583,8 @@
     tickCountdown();
   }, 1000);
   setInterval(checkHealth, HEALTH_MS);
+  setInterval(loadPositions, POSITIONS_MS);
+  loadPositions();
   setInterval(refreshAll, FULL_REFRESH_MS);
   setInterval(function () { refresh("attendance"); refresh("logins"); }, PRESENCE_REFRESH_MS);
 
@@ -562,6 +596,6 @@
   // for tests and operators: how much the page holds (it must not grow)
   window.wallState = function () {
     return { points: state.points.size, lastSeq: state.lastSeq, socketUp: state.socketUp, healthUp: state.healthUp,
-      freshAlerts: state.freshAlerts.size, banner: !banner.hidden };
+      freshAlerts: state.freshAlerts.size, banner: !banner.hidden, people: state.people.length };
   };
 })();

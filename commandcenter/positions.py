@@ -1,0 +1,357 @@
+"""Where the gridworkers are (issue 14 §3): live positions, the nearest online ones, a day's patrol track.
+
+A position is personal data. Every read goes through this module, which checks the role (``position.view``)
+and the jurisdiction (the viewer's place: a town sees only its own gridworkers; a gridworker or a department
+sees none), and writes an audit row — folded to one row per viewer, kind and object per minute, so that the
+wall's polling does not flood the log while every viewer and every minute of viewing stays on record.
+
+- online: a heartbeat within the wall's window (the wall setting ``online_window_s``, the same figure the
+  wall's attendance panel counts);
+- patrolling: online, with a patrol started today (local day) and not ended, or with heartbeats of the
+  window more than MOVING_M apart (walking his grid with the app open);
+- offline: the last heartbeat is older than the window; the last known position of today is still shown.
+The position is the newest heartbeat with coordinates (WGS-84, as the app sends them).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from .access import Forbidden, has_permission, in_jurisdiction
+from .audit import audit
+from .db import db
+from .geo import distance_m
+from .hierarchy import in_place
+from .models import Account, AuditLog, Case, Heartbeat, Patrol, Place
+from .timeutil import current_tz, day_bounds_utc, local, utcnow
+
+STATES = ("patrolling", "online", "offline")
+STATE_LABEL = {"patrolling": "巡查中", "online": "在线", "offline": "离线"}
+NEAREST_LIMIT = 5
+AUDIT_FOLD_S = 60
+MOVING_M = 30  # heartbeats of the window this far apart: on the move (巡查中) even without a patrol started
+
+
+@dataclass
+class Position:
+    account_id: int
+    name: str
+    grid: str | None
+    town_id: int | None
+    lat: float
+    lon: float
+    at: datetime  # of the heartbeat that gave the position
+    last_seen_at: datetime | None
+    state: str
+    distance_m: float | None = None
+
+    def out(self, tz: str) -> dict:
+        return {
+            "id": self.account_id,
+            "name": self.name,
+            "grid": self.grid,
+            "lat": round(self.lat, 6),
+            "lon": round(self.lon, 6),
+            "state": self.state,
+            "state_label": STATE_LABEL[self.state],
+            "seen": local(self.last_seen_at or self.at, tz).strftime("%H:%M"),
+            **({"distance_m": round(self.distance_m)} if self.distance_m is not None else {}),
+        }
+
+
+def online_window_s() -> int:
+    """The wall's window: a gridworker is online while his last heartbeat is this recent."""
+    from .wall.config import wall_settings
+
+    return int(wall_settings()["online_window_s"])
+
+
+def check_viewer(account: Account | None) -> None:
+    if not has_permission(account, "position.view"):
+        raise Forbidden("本账号的角色无权查看网格员位置")
+
+
+def _log(viewer: Account, kind: str, object_type: str, object_id, detail: str, now: datetime) -> None:
+    """One audit row per viewer, kind and object per minute (the wall polls every 30 s)."""
+    recent = db.execute(
+        select(AuditLog.id)
+        .where(
+            AuditLog.account_id == viewer.id,
+            AuditLog.action == kind,
+            AuditLog.object_type == object_type,
+            AuditLog.object_id == str(object_id),
+            AuditLog.at >= now - timedelta(seconds=AUDIT_FOLD_S),
+        )
+        .limit(1)
+    ).first()
+    if recent is None:
+        audit(kind, object_type, object_id, detail=detail, account=viewer)
+        db.commit()
+
+
+def _positions(place: Place, *, town_id: int | None = None, now: datetime) -> list[Position]:
+    """Gridworkers inside `place` (and `town_id` if given) with a position today, each with its state."""
+    tz = current_tz()
+    day_start, _ = day_bounds_utc(local(now, tz).date(), tz)
+    stmt = select(Account).where(Account.role == "gridworker", Account.active.is_(True))
+    stmt = in_place(stmt, Account, place)
+    if town_id is not None:
+        stmt = stmt.where(Account.town_id == town_id)
+    workers = {a.id: a for a in db.execute(stmt).scalars()}
+    if not workers:
+        return []
+    newest = (
+        select(Heartbeat.account_id, func.max(Heartbeat.at).label("at"))
+        .where(
+            Heartbeat.account_id.in_(workers),
+            Heartbeat.at >= day_start,
+            Heartbeat.lat.is_not(None),
+            Heartbeat.lon.is_not(None),
+        )
+        .group_by(Heartbeat.account_id)
+        .subquery()
+    )
+    rows = db.execute(
+        select(Heartbeat.account_id, Heartbeat.at, Heartbeat.lat, Heartbeat.lon).join(
+            newest, (Heartbeat.account_id == newest.c.account_id) & (Heartbeat.at == newest.c.at)
+        )
+    ).all()
+    patrolling = set(
+        db.execute(
+            select(Patrol.gridworker_id).where(
+                Patrol.gridworker_id.in_(workers), Patrol.ended_at.is_(None), Patrol.started_at >= day_start
+            )
+        ).scalars()
+    )
+    window = timedelta(seconds=online_window_s())
+    # heartbeats moving: a point of the window lies more than MOVING_M from the newest one
+    recent: dict[int, list[tuple[float, float]]] = {}
+    for account_id, lat, lon in db.execute(
+        select(Heartbeat.account_id, Heartbeat.lat, Heartbeat.lon)
+        .where(
+            Heartbeat.account_id.in_(workers),
+            Heartbeat.at >= now - window,
+            Heartbeat.lat.is_not(None),
+            Heartbeat.lon.is_not(None),
+        )
+        .order_by(Heartbeat.account_id, Heartbeat.at.desc())
+    ):
+        recent.setdefault(account_id, []).append((lat, lon))
+    for account_id, points in recent.items():
+        if any(distance_m(*points[0], *p) > MOVING_M for p in points[1:]):
+            patrolling.add(account_id)
+    grid_names = dict(
+        db.execute(select(Place.id, Place.name).where(Place.id.in_({a.place_id for a in workers.values()}))).all()
+    )
+    out: dict[int, Position] = {}
+    for account_id, at, lat, lon in rows:
+        if account_id in out:
+            continue
+        worker = workers[account_id]
+        seen = max(filter(None, (worker.last_seen_at, at)))
+        online = now - seen <= window
+        state = ("patrolling" if account_id in patrolling else "online") if online else "offline"
+        out[account_id] = Position(
+            account_id=account_id,
+            name=worker.display_name,
+            grid=grid_names.get(worker.place_id),
+            town_id=worker.town_id,
+            lat=lat,
+            lon=lon,
+            at=at,
+            last_seen_at=seen,
+            state=state,
+        )
+    return sorted(out.values(), key=lambda p: (STATES.index(p.state), p.name))
+
+
+def live_positions(viewer: Account, now: datetime | None = None) -> list[Position]:
+    """The gridworkers the viewer may see on the map: those of its own place (a town wall: its town only)."""
+    check_viewer(viewer)
+    now = now or utcnow()
+    found = _positions(viewer.place, now=now)
+    _log(viewer, "position.view", "place", viewer.place_id, f"网格员实时位置 {len(found)} 人", now)
+    return found
+
+
+def nearest_for_case(viewer: Account, case: Case, limit: int = NEAREST_LIMIT, now: datetime | None = None) -> list:
+    """就近派遣: the `limit` nearest online gridworkers inside the case's town (and the viewer's place),
+    with their distance in metres. Empty for a viewer who may not see positions."""
+    if not has_permission(viewer, "position.view") or case.lat is None or case.lon is None:
+        return []
+    if not in_jurisdiction(viewer, grid_id=case.grid_id, village_id=case.village_id, town_id=case.town_id):
+        return []
+    now = now or utcnow()
+    found = [p for p in _positions(viewer.place, town_id=case.town_id, now=now) if p.state != "offline"]
+    for p in found:
+        p.distance_m = distance_m(case.lat, case.lon, p.lat, p.lon)
+    found.sort(key=lambda p: p.distance_m)
+    found = found[:limit]
+    _log(viewer, "position.nearest", "case", case.id, f"就近网格员 {len(found)} 人（{case.number}）", now)
+    return found
+
+
+# --- patrol replay --------------------------------------------------------------------------------------
+
+
+def patrol_track(viewer: Account, worker: Account, day: date, now: datetime | None = None) -> list[dict]:
+    """A gridworker's patrols of a local day, each with its track [[lon, lat, unix], ...], for the replay.
+    The viewer must be allowed to see positions and the gridworker must be inside its place."""
+    check_viewer(viewer)
+    if worker.role != "gridworker" or not in_jurisdiction(viewer, place=worker.place):
+        raise Forbidden("该网格员不在本账号辖区内")
+    tz = current_tz()
+    start, end = day_bounds_utc(day, tz)
+    patrols = (
+        db.execute(
+            select(Patrol)
+            .where(Patrol.gridworker_id == worker.id, Patrol.started_at >= start, Patrol.started_at < end)
+            .order_by(Patrol.started_at)
+        )
+        .scalars()
+        .all()
+    )
+    _log(
+        viewer,
+        "position.replay",
+        "account",
+        worker.id,
+        f"巡查轨迹回放 {worker.display_name} {day.isoformat()}",
+        now or utcnow(),
+    )
+    return [
+        {
+            "id": p.id,
+            "started": local(p.started_at, tz).strftime("%H:%M"),
+            "ended": local(p.ended_at, tz).strftime("%H:%M") if p.ended_at else None,
+            "distance_m": round(p.distance_m or 0),
+            "track": [pt[:3] for pt in (p.track or []) if isinstance(pt, list | tuple) and len(pt) >= 3],
+        }
+        for p in patrols
+    ]
+
+
+# --- drawing without tiles: an equirectangular frame for SVG (the replay, the location picker) -----------
+
+
+def rings_of(geometry: dict | None) -> list[list[tuple[float, float]]]:
+    if not geometry:
+        return []
+    if geometry.get("type") == "Polygon":
+        polygons = [geometry.get("coordinates") or []]
+    elif geometry.get("type") == "MultiPolygon":
+        polygons = geometry.get("coordinates") or []
+    else:
+        return []
+    return [
+        [(float(p[0]), float(p[1])) for p in ring if len(p) >= 2]
+        for polygon in polygons
+        for ring in polygon
+        if len(ring) >= 3
+    ]
+
+
+@dataclass
+class Frame:
+    """lon/lat ↔ SVG x/y for a drawing of `width` × `height` (the page inverts it for a tap)."""
+
+    width: int
+    height: int
+    lon0: float
+    lat1: float
+    kx: float
+    scale: float
+    off_x: float
+    off_y: float
+
+    def xy(self, lon: float, lat: float) -> tuple[float, float]:
+        return (
+            round(self.off_x + (lon - self.lon0) * self.kx * self.scale, 1),
+            round(self.off_y + (self.lat1 - lat) * self.scale, 1),
+        )
+
+    def path(self, rings: list[list[tuple[float, float]]]) -> str:
+        return " ".join("M" + " L".join("{},{}".format(*self.xy(*p)) for p in ring) + " Z" for ring in rings)
+
+    def out(self) -> dict:
+        return {k: getattr(self, k) for k in ("width", "height", "lon0", "lat1", "kx", "scale", "off_x", "off_y")}
+
+
+def frame_for(points: list[tuple[float, float]], width: int = 640, height: int = 420, pad: int = 16) -> Frame | None:
+    """A frame that holds every (lon, lat) point, or None when there is none."""
+    if not points:
+        return None
+    lon0, lon1 = min(p[0] for p in points), max(p[0] for p in points)
+    lat0, lat1 = min(p[1] for p in points), max(p[1] for p in points)
+    kx = math.cos(math.radians((lat0 + lat1) / 2))
+    span_x, span_y = max((lon1 - lon0) * kx, 1e-6), max(lat1 - lat0, 1e-6)
+    scale = min((width - 2 * pad) / span_x, (height - 2 * pad) / span_y)
+    return Frame(width, height, lon0, lat1, kx, scale, (width - span_x * scale) / 2, (height - span_y * scale) / 2)
+
+
+def replay_figure(worker: Account, patrols: list[dict]) -> dict:
+    """The drawing of a day's patrols over the gridworker's grid: SVG paths and [x, y, unix] points."""
+    rings = rings_of(worker.place.geometry if worker.place else None)
+    every = [p for ring in rings for p in ring] + [(pt[0], pt[1]) for p in patrols for pt in p["track"]]
+    frame = frame_for(every)
+    if frame is None:
+        return {"frame": None, "grid_path": "", "patrols": patrols}
+    for p in patrols:
+        p["points"] = [[*frame.xy(pt[0], pt[1]), pt[2]] for pt in p["track"]]
+    return {"frame": frame.out(), "grid_path": frame.path(rings), "patrols": patrols}
+
+
+# --- locating a caller's event: a tap on the grids' map, or the standard address list ---------------------
+
+ADDRESS_RESULTS = 10
+ADDRESS_QUERY_MAX = 50
+
+
+def locate_map(viewer: Account, width: int = 640, height: int = 420) -> dict | None:
+    """The grids inside the viewer's place as SVG paths (with their ids and names) and the frame that
+    turns a tap back into lon/lat: the hotline form's location picker. None without any polygon."""
+    grids = db.execute(
+        in_place(select(Place).where(Place.level == "grid", Place.active.is_(True)), Place, viewer.place).order_by(
+            Place.code
+        )
+    ).scalars()
+    shapes = [(g, rings_of(g.geometry)) for g in grids]
+    shapes = [(g, rings) for g, rings in shapes if rings]
+    frame = frame_for([p for _, rings in shapes for ring in rings for p in ring], width, height)
+    if frame is None:
+        return None
+    return {
+        "frame": frame.out(),
+        "grids": [{"id": g.id, "name": g.name, "path": frame.path(rings)} for g, rings in shapes],
+    }
+
+
+def search_addresses(viewer: Account, text: str) -> list[dict]:
+    """标准地址 entries inside the viewer's place whose address contains every word typed."""
+    from .models import StandardAddress
+
+    words = [w for w in (text or "").strip()[:ADDRESS_QUERY_MAX].split() if w]
+    if not words:
+        return []
+    stmt = select(StandardAddress).where(StandardAddress.active.is_(True), StandardAddress.lat.is_not(None))
+    for word in words:
+        escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(StandardAddress.address.ilike(f"%{escaped}%", escape="\\"))
+    stmt = in_place(stmt, StandardAddress, viewer.place).order_by(StandardAddress.address).limit(ADDRESS_RESULTS)
+    rows = db.execute(stmt).scalars().all()
+    names = dict(db.execute(select(Place.id, Place.name).where(Place.id.in_({r.grid_id for r in rows} or {0}))).all())
+    return [
+        {
+            "id": r.id,
+            "address": r.address,
+            "lat": r.lat,
+            "lon": r.lon,
+            "grid_id": r.grid_id,
+            "grid": names.get(r.grid_id),
+        }
+        for r in rows
+    ]
