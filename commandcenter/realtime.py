@@ -25,6 +25,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app, request, session
+from sqlalchemy import select
 
 from .access import has_permission
 from .db import db
@@ -235,18 +236,33 @@ def on_connect(auth=None):
         db.remove()
 
 
+def visit_due_payload(due: list) -> dict:
+    """What a /g/ page is told of the visits falling due (names masked)."""
+    from .security import mask_name
+
+    return {"count": len(due), "names": [mask_name(v.person.name) for v in due[:5]], "due": due[0].due.isoformat()}
+
+
+def push_visits_due(today=None) -> int:
+    """Every morning: each gridworker with visits falling due is told on his open /g/ pages (those opened later
+    are told when they connect). Returns the accounts told."""
+    from .gridworker.service import visits_falling_due
+
+    told = 0
+    for account in db.execute(select(Account).where(Account.role == "gridworker", Account.active.is_(True))).scalars():
+        due = visits_falling_due(account, today)
+        if due:
+            push_to_account("g.visit_due", visit_due_payload(due), account.id)
+            told += 1
+    return told
+
+
 def _visits_due_on_connect(account: Account) -> None:
     from .gridworker.service import visits_falling_due
-    from .security import mask_name
 
     due = visits_falling_due(account)
     if due:
-        socketio.emit(
-            "g.visit_due",
-            {"count": len(due), "names": [mask_name(v.person.name) for v in due[:5]], "due": due[0].due.isoformat()},
-            to=request.sid,
-            namespace=NAMESPACE,
-        )
+        socketio.emit("g.visit_due", visit_due_payload(due), to=request.sid, namespace=NAMESPACE)
 
 
 @socketio.on("disconnect", namespace=NAMESPACE)

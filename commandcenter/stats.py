@@ -328,7 +328,7 @@ class _Calc:
         self.tz = current_tz()
         self.begin, self.finish = period.bounds_utc(self.tz)
         self.cat_ids = descendants(self.filters.category_id) if self.filters.category_id else None
-        self.patrol_undefined = False
+        self.patrol_undefined: set[int] = set()  # the places whose patrol compliance cannot be judged yet
 
     # one grouped query: yields (key, *group values, *aggregates)
     def rows(self, key_model, cols, *where, group=(), select_from=None, joins=(), having=None):
@@ -387,8 +387,8 @@ class _Calc:
             self._visits(out)
             self._collection(out)
             self._quality(out)
-        for fig in out.values():
-            _derive(fig, patrol_undefined=self.patrol_undefined)
+        for key, fig in out.items():
+            _derive(fig, patrol_undefined=key in self.patrol_undefined)
         return [out[p.id] for p in targets]
 
     # events
@@ -469,7 +469,8 @@ class _Calc:
             by_key[key].append(account_id)
         all_ids = [i for ids in by_key.values() for i in ids]
         compliance = compliance_of(all_ids, self.period, self.tz) if all_ids else {}
-        self.patrol_undefined = bool(all_ids) and all(v is None for v in compliance.values())
+        # undefined per place: while nobody of it can be judged yet (no workday over, nobody at the hour today)
+        self.patrol_undefined = {key for key, ids in by_key.items() if all(compliance.get(i) is None for i in ids)}
         for key, ids in by_key.items():
             if key in out:
                 out[key].gridworkers = len(ids)

@@ -543,3 +543,18 @@ def test_last_month_is_whole_and_no_indicator_is_zero_for_every_town(sctx):
     october_city = stats.figures(city, october)
     assert october_city.registered_population > 0
     assert 0.5 < october_city.special_visit_rate <= 1.0 and october_city.special_visit_rate != 0.4
+
+
+def test_disputes_come_in_the_published_proportions(sctx):
+    """One district screened 590 disputes in a month of ~33,000 events (about 1.8 %) and resolved 98.8 %."""
+    from commandcenter.db import db
+    from commandcenter.models import Case, Dispute
+
+    # the gridworkers' reports (at this small scale the centers' own reports, mostly disputes, weigh more than in
+    # the full district, where they add about 150 to the month's ~460)
+    kinds = [k for (k,) in db.execute(select(Case.kind).where(Case.source == "app"))]
+    share = sum(k == "dispute" for k in kinds) / len(kinds)
+    assert 0.008 < share < 0.025, share
+    outcomes = [o for (o,) in db.execute(select(Dispute.outcome).join(Case, Case.id == Dispute.case_id))]
+    settled = [o for o in outcomes if o in ("resolved", "unresolved")]
+    assert settled and sum(o == "resolved" for o in settled) / len(settled) > 0.95

@@ -273,5 +273,12 @@ def test_visits_falling_due_are_told_when_the_page_connects(app, world, monkeypa
         assert due == [{"count": 1, "names": ["李*海"], "due": due[0]["due"]}]
         with app.app_context():
             assert due[0]["due"] == period_bounds("monthly", local_today(current_tz()))[1].isoformat()
+        # and every morning the open page is told again, in his own room only (workers/jobs.push_visits_due)
+        from commandcenter import realtime
+
+        with embedded.app_context():
+            assert realtime.push_visits_due() == 2  # gw0 and the gridworker of grid 1
+        morning = [m["args"][0] for m in sio.get_received("/live") if m["name"] == "g.visit_due"]
+        assert [(m["count"], m["names"]) for m in morning] == [(1, ["李*海"])]
     finally:
         sio.disconnect("/live")

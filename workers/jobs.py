@@ -126,6 +126,21 @@ def send_due_notifications() -> int:
         return notify.send_due(grace_s=60)
 
 
+VISITS_DUE_HOUR = 8  # local time: the gridworkers' open /g/ pages are told of the visits falling due
+
+
+def push_visits_due() -> int | None:
+    """Each morning after 08:00 local time, once: tell every gridworker's open /g/ page of his visits falling
+    due (issue 14 §4; a page opened later is told when it connects). Checked every quarter of an hour."""
+    from commandcenter import jobs, realtime
+
+    with context():
+        if not jobs.nightly_due("push_visits_due", VISITS_DUE_HOUR):
+            return None
+        with jobs.recorded("push_visits_due"):
+            return realtime.push_visits_due()
+
+
 def build_bulletin(bulletin_id: int) -> str:
     """月度通报: figures, tables, rankings, stories and the .docx, with progress on the Bulletin row."""
     from commandcenter.bulletin import jobs

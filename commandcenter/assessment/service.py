@@ -164,18 +164,20 @@ def town_figures(city: Place, period: Period, today: date | None = None) -> dict
         )
     }
     compliance = patrol_compliance([w.id for w in workers], period, zone, today)
-    compliant: dict[int, int | None] = defaultdict(int)
+    # the catalogue's 巡查达标率, as stats computes it: compliant / gridworkers, undefined only while nobody in
+    # the town can be judged yet (no workday over, and nobody has reached today's hour)
+    compliant: dict[int, int] = defaultdict(int)
+    judged: set[int] = set()
     for w in workers:
         reports, hazards = per_worker.get(w.id, (0, 0))
         out[w.town_id].gridworker_reports.append(reports)
         out[w.town_id].gridworker_hazards.append(hazards)
         state = compliance.get(w.id)
-        if state is None:
-            compliant[w.town_id] = None
-        elif compliant[w.town_id] is not None:
+        if state is not None:
+            judged.add(w.town_id)
             compliant[w.town_id] += int(state)
     for town_id, figures in out.items():
-        figures.patrol_compliant = compliant[town_id] if figures.gridworkers else 0
+        figures.patrol_compliant = (compliant[town_id] if town_id in judged else None) if figures.gridworkers else 0
 
     # indicators 4, 6, 7: the centers
     centers = db.execute(
