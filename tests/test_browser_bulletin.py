@@ -77,7 +77,7 @@ def test_town_supervisor_writes_builds_and_downloads_the_bulletin(app, world, li
     assert re.search(r"\.docx$", download.suggested_filename)
     document = docx.Document(BytesIO(open(download.path(), "rb").read()))
     events = table(document, "事件上报与办理")
-    assert events[0][:5] == ["村（社区）", "上报总数", "普通事件", "安全隐患", "矛盾纠纷"]
+    assert events[0][:5] == ["村（社区）", "上报事件", "普通事件", "安全隐患", "矛盾纠纷"]
     assert row_of(events, "东湖南社区")[1] == "3" and row_of(events, "东湖北社区")[1] == "1"
     assert row_of(events, "合计")[1] == "4"
     assert row_of(table(document, "人房关联"), "东湖北社区")[-1] == "数据存疑"

@@ -202,13 +202,13 @@ def test_town_bulletin_docx_has_sections_tables_flags_and_the_story(app, world, 
     events = table(document, "事件上报与办理")
     assert events[0] == [
         "村（社区）",
-        "上报总数",
+        "上报事件",
         "普通事件",
         "安全隐患",
         "矛盾纠纷",
-        "办结数",
+        "已办结",
         "办结率",
-        "逾期数",
+        "逾期事件",
         "处理及时率",
     ]
     assert [r[0] for r in events[1:]] == ["东湖南社区", "东湖北社区", "合计"]

@@ -146,15 +146,15 @@ DRILL_ALIASES = {"kind-hazard": "hazard", "kind-dispute": "dispute"}
 
 # the bulletin's table headers → catalogue keys (the 合计 row is the bulletin's own place, the rows its children)
 BULLETIN_HEADERS = {
-    "上报总数": "reported",
+    "上报事件": "reported",
     "安全隐患": "hazard",
     "矛盾纠纷": "dispute",
-    "办结数": "closed",
+    "已办结": "closed",
     "办结率": "closure_rate",
-    "网格员（名）": "gridworkers",
+    "在册网格员（名）": "gridworkers",
     "出勤率": "attendance_rate",
     "巡查达标率": "patrol_rate",
-    "登录率": "login_rate",
+    "管理员登录率": "login_rate",
     "人房关联率": "linkage_rate",
     "党员（名）": "party_members",
     "党建活动（次）": "party_activities",

@@ -88,12 +88,23 @@ class Column:
     render: Callable[[object], str]
 
 
+def _header(header: str, field: str) -> str:
+    """The catalogue's name of a figure (one name on every screen), keeping a unit the table adds: 上报总数 is
+    上报事件 here as on the wall and the drill-down; 党员（名） stays."""
+    from ..figures.catalogue import BY_KEY, label
+
+    if field not in BY_KEY or header.startswith(label(field)):
+        return header
+    unit = header[header.index("（") :] if header.endswith("）") and "（" in header else ""
+    return label(field) + unit
+
+
 def count(header: str, field: str) -> Column:
-    return Column(header, field, lambda f: num(getattr(f, field)))
+    return Column(_header(header, field), field, lambda f: num(getattr(f, field)))
 
 
 def rate(header: str, field: str) -> Column:
-    return Column(header, field, lambda f: pct(getattr(f, field)))
+    return Column(_header(header, field), field, lambda f: pct(getattr(f, field)))
 
 
 def visit_rate(header: str, kind: str) -> Column:

@@ -9,6 +9,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from ..access import current_account, require, require_place
 from ..audit import audit
 from ..db import db
+from ..figures.catalogue import label as figure_name
 from ..measures import Period, month_key
 from ..models import Place
 from ..timeutil import current_tz, local_today
@@ -91,7 +92,7 @@ def index():
         month=month,
         period=period,
         key=key,
-        key_name="总积分" if key == "total" else KIND_NAMES[key],
+        key_name=figure_name("points_total") if key == "total" else KIND_NAMES[key],
         kinds=POINT_KINDS,
         rules=result["rules"],
         tables=tables,
