@@ -342,7 +342,9 @@ FIGURES: tuple[Figure, ...] = (
         "考核计入事件中 overdue 标记为真的事件数（超过办理时限，不论之后是否办结）",
         "—",
         REPORTED_IN,
-        "考核计入事件；以截止期限清扫标记的逾期为准。",
+        "考核计入事件；以截止期限清扫标记的逾期为准。办理时限按国务院公布的工作日历计：以工作日计的时限，立案当日"
+        "不论几点都是第 0 天，时限止于第 N 个工作日 17:30（设置 WORK_DAY_SAME_DAY_BEFORE=12:00 时，工作日该时刻前"
+        "立案的当日计为第 1 天）；暂停计时期间不计。",
         EXCLUDED_DUPLICATES + "；作废事件；统计期前上报、在统计期内才逾期的事件（见“新增逾期”）。",
         ("wall", "drill", "mobile", "assessment", "export", "api"),
         group="timeliness",
