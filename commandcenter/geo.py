@@ -1,10 +1,12 @@
-"""Geometry: which grid a point lies in, and distances. Coordinates are WGS-84 (lon, lat)."""
+"""Geometry: which grid a point lies in, distances, and SVG frames to draw places without tiles. Coordinates are
+WGS-84 (lon, lat)."""
 
 from __future__ import annotations
 
 import math
 import threading
 import time
+from dataclasses import dataclass
 
 from shapely import STRtree
 from shapely.geometry import Point, shape
@@ -28,6 +30,61 @@ def degrees_box(lat: float, radius_m: float) -> tuple[float, float]:
     dlat = radius_m / 111_320.0
     dlon = radius_m / (111_320.0 * max(0.01, math.cos(math.radians(lat))))
     return dlat, dlon
+
+
+# --- drawing places without tiles: an equirectangular SVG frame ------------------------------------------
+
+
+def rings_of(geometry: dict | None) -> list[list[tuple[float, float]]]:
+    """The rings of a GeoJSON Polygon or MultiPolygon as (lon, lat) lists; [] for anything else."""
+    if not geometry:
+        return []
+    if geometry.get("type") == "Polygon":
+        polygons = [geometry.get("coordinates") or []]
+    elif geometry.get("type") == "MultiPolygon":
+        polygons = geometry.get("coordinates") or []
+    else:
+        return []
+    rings = [[(float(p[0]), float(p[1])) for p in ring if len(p) >= 2] for polygon in polygons for ring in polygon]
+    return [ring for ring in rings if len(ring) >= 3]
+
+
+@dataclass
+class Frame:
+    """lon/lat ↔ SVG x/y for a drawing of `width` × `height` (the page inverts it for a tap)."""
+
+    width: int
+    height: int
+    lon0: float
+    lat1: float
+    kx: float
+    scale: float
+    off_x: float
+    off_y: float
+
+    def xy(self, lon: float, lat: float) -> tuple[float, float]:
+        return (
+            round(self.off_x + (lon - self.lon0) * self.kx * self.scale, 1),
+            round(self.off_y + (self.lat1 - lat) * self.scale, 1),
+        )
+
+    def path(self, rings: list[list[tuple[float, float]]]) -> str:
+        return " ".join("M" + " L".join("{},{}".format(*self.xy(*p)) for p in ring) + " Z" for ring in rings)
+
+    def out(self) -> dict:
+        return {k: getattr(self, k) for k in ("width", "height", "lon0", "lat1", "kx", "scale", "off_x", "off_y")}
+
+
+def frame_for(points: list[tuple[float, float]], width: int = 640, height: int = 420, pad: int = 16) -> Frame | None:
+    """A frame that holds every (lon, lat) point, or None when there is none."""
+    if not points:
+        return None
+    lon0, lon1 = min(p[0] for p in points), max(p[0] for p in points)
+    lat0, lat1 = min(p[1] for p in points), max(p[1] for p in points)
+    kx = math.cos(math.radians((lat0 + lat1) / 2))
+    span_x, span_y = max((lon1 - lon0) * kx, 1e-6), max(lat1 - lat0, 1e-6)
+    scale = min((width - 2 * pad) / span_x, (height - 2 * pad) / span_y)
+    return Frame(width, height, lon0, lat1, kx, scale, (width - span_x * scale) / 2, (height - span_y * scale) / 2)
 
 
 class GridIndex:

@@ -15,7 +15,6 @@ The position is the newest heartbeat with coordinates (WGS-84, as the app sends 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -24,7 +23,7 @@ from sqlalchemy import func, select
 from .access import Forbidden, has_permission, in_jurisdiction
 from .audit import audit
 from .db import db
-from .geo import distance_m
+from .geo import distance_m, frame_for, rings_of
 from .hierarchy import in_place
 from .models import Account, AuditLog, Case, Heartbeat, Patrol, Place
 from .timeutil import current_tz, day_bounds_utc, local, utcnow
@@ -236,61 +235,6 @@ def patrol_track(viewer: Account, worker: Account, day: date, now: datetime | No
 
 
 # --- drawing without tiles: an equirectangular frame for SVG (the replay, the location picker) -----------
-
-
-def rings_of(geometry: dict | None) -> list[list[tuple[float, float]]]:
-    if not geometry:
-        return []
-    if geometry.get("type") == "Polygon":
-        polygons = [geometry.get("coordinates") or []]
-    elif geometry.get("type") == "MultiPolygon":
-        polygons = geometry.get("coordinates") or []
-    else:
-        return []
-    return [
-        [(float(p[0]), float(p[1])) for p in ring if len(p) >= 2]
-        for polygon in polygons
-        for ring in polygon
-        if len(ring) >= 3
-    ]
-
-
-@dataclass
-class Frame:
-    """lon/lat ↔ SVG x/y for a drawing of `width` × `height` (the page inverts it for a tap)."""
-
-    width: int
-    height: int
-    lon0: float
-    lat1: float
-    kx: float
-    scale: float
-    off_x: float
-    off_y: float
-
-    def xy(self, lon: float, lat: float) -> tuple[float, float]:
-        return (
-            round(self.off_x + (lon - self.lon0) * self.kx * self.scale, 1),
-            round(self.off_y + (self.lat1 - lat) * self.scale, 1),
-        )
-
-    def path(self, rings: list[list[tuple[float, float]]]) -> str:
-        return " ".join("M" + " L".join("{},{}".format(*self.xy(*p)) for p in ring) + " Z" for ring in rings)
-
-    def out(self) -> dict:
-        return {k: getattr(self, k) for k in ("width", "height", "lon0", "lat1", "kx", "scale", "off_x", "off_y")}
-
-
-def frame_for(points: list[tuple[float, float]], width: int = 640, height: int = 420, pad: int = 16) -> Frame | None:
-    """A frame that holds every (lon, lat) point, or None when there is none."""
-    if not points:
-        return None
-    lon0, lon1 = min(p[0] for p in points), max(p[0] for p in points)
-    lat0, lat1 = min(p[1] for p in points), max(p[1] for p in points)
-    kx = math.cos(math.radians((lat0 + lat1) / 2))
-    span_x, span_y = max((lon1 - lon0) * kx, 1e-6), max(lat1 - lat0, 1e-6)
-    scale = min((width - 2 * pad) / span_x, (height - 2 * pad) / span_y)
-    return Frame(width, height, lon0, lat1, kx, scale, (width - span_x * scale) / 2, (height - span_y * scale) / 2)
 
 
 def replay_figure(worker: Account, patrols: list[dict]) -> dict:

@@ -297,44 +297,20 @@ def map_figure(
     grid: Place | None, lat: float | None, lon: float | None, width: int = 360, height: int = 260, pad: int = 16
 ) -> dict | None:
     """An SVG drawing of the grid polygon (GeoJSON, WGS-84 lon/lat) and the case point: no tiles."""
-    rings: list[list[tuple[float, float]]] = []
-    geometry = grid.geometry if grid is not None else None
-    if geometry and geometry.get("type") == "Polygon":
-        polygons = [geometry.get("coordinates") or []]
-    elif geometry and geometry.get("type") == "MultiPolygon":
-        polygons = geometry.get("coordinates") or []
-    else:
-        polygons = []
-    for polygon in polygons:
-        for ring in polygon:
-            pts = [(float(p[0]), float(p[1])) for p in ring if len(p) >= 2]
-            if len(pts) >= 3:
-                rings.append(pts)
+    from ..geo import frame_for, rings_of
+
+    rings = rings_of(grid.geometry if grid is not None else None)
     point = (float(lon), float(lat)) if lat is not None and lon is not None else None
     every = [p for ring in rings for p in ring] + ([point] if point else [])
-    if not every:
+    frame = frame_for(every, width, height, pad)
+    if frame is None:
         return None
-    lon0, lon1 = min(p[0] for p in every), max(p[0] for p in every)
-    lat0, lat1 = min(p[1] for p in every), max(p[1] for p in every)
-    kx = math.cos(math.radians((lat0 + lat1) / 2))  # equirectangular: metres per degree shrink with latitude
-    span_x, span_y = max((lon1 - lon0) * kx, 1e-6), max(lat1 - lat0, 1e-6)
-    scale = min((width - 2 * pad) / span_x, (height - 2 * pad) / span_y)
-    off_x = (width - span_x * scale) / 2
-    off_y = (height - span_y * scale) / 2
-
-    def project(p: tuple[float, float]) -> tuple[float, float]:
-        return round(off_x + (p[0] - lon0) * kx * scale, 1), round(off_y + (lat1 - p[1]) * scale, 1)
-
-    paths = []
-    for ring in rings:
-        xy = [project(p) for p in ring]
-        paths.append("M" + " L".join(f"{x},{y}" for x, y in xy) + " Z")
     # a scale bar: the width of the drawing in metres, rounded
-    metres = (lon1 - lon0) * kx * 111_320
+    metres = (max(p[0] for p in every) - frame.lon0) * frame.kx * 111_320
     return {
         "width": width,
         "height": height,
-        "path": " ".join(paths),
-        "point": project(point) if point else None,
+        "path": frame.path(rings),
+        "point": frame.xy(*point) if point else None,
         "span_m": int(round(metres, -1)) if metres else None,
     }

@@ -184,17 +184,9 @@ class GridMap:
 
 
 def grid_map(place: Place) -> GridMap | None:
-    geometry = place.geometry or {}
-    kind = geometry.get("type")
-    polygons = (
-        [geometry.get("coordinates") or []]
-        if kind == "Polygon"
-        else (geometry.get("coordinates") or [])
-        if kind == "MultiPolygon"
-        else []
-    )
-    rings = [[(float(p[0]), float(p[1])) for p in ring if len(p) >= 2] for polygon in polygons for ring in polygon]
-    rings = [r for r in rings if len(r) >= 3]
+    from ..geo import rings_of
+
+    rings = rings_of(place.geometry)
     if not rings:
         return None
     lats = [p[1] for r in rings for p in r]
