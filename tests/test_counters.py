@@ -455,14 +455,17 @@ def test_a_reconcile_holds_the_drains_only_while_it_lives(w, redis_conn, monkeyp
     import time as _time
 
     r = redis_conn
-    monkeypatch.setattr(counters, "RECONCILE_LEASE_S", 0.6)
-    original = counters.true_case_counts
+    from commandcenter.counters import drain, reconcile_cases
+
+    monkeypatch.setattr(reconcile_cases, "RECONCILE_LEASE_S", 0.6)  # the lease taken and renewed
+    monkeypatch.setattr(drain, "RECONCILE_LEASE_S", 0.6)
+    original = reconcile_cases.true_case_counts
 
     def slow_truth(*args, **kwargs):
         _time.sleep(2.0)  # three leases long
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(counters, "true_case_counts", slow_truth)
+    monkeypatch.setattr(reconcile_cases, "true_case_counts", slow_truth)
     report(w, "gw0", "0502", T0)
     db.commit()
     result = {}
