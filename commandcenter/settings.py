@@ -50,6 +50,20 @@ def env_ratio(name: str, default: float) -> float:
         raise RuntimeError(f"setting {name} must be a share such as 0.9 or 90%, got {value!r}") from exc
 
 
+def env_seconds(name: str, default: float) -> float:
+    """A positive number of seconds, fractions allowed ("0.5")."""
+    value = env_str(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError as exc:
+        raise RuntimeError(f"setting {name} must be a number of seconds, got {value!r}") from exc
+    if not 0 < number < 3600:
+        raise RuntimeError(f"setting {name} must be between 0 and 3600 seconds, got {value!r}")
+    return number
+
+
 def env_clock_time(name: str) -> time | None:
     """A local time of day "HH:MM", or None when unset or empty."""
     value = (env_str(name) or "").strip()
@@ -164,6 +178,12 @@ class Settings:
     wall_max_points: int = 5000  # open cases drawn on the map at most
     # notifications (SMS, robots, e-mail): seconds before each retry of a failed send; attempts = len + 1
     notify_retry_intervals: tuple[int, ...] = (10, 60, 300)
+    # issue 15: live pushes go out at most once per room per tick, carrying everything that changed in it
+    push_tick_seconds: float = 1.0
+    # issue 15: heartbeats live in Redis; a row per account is written to the database at most this often
+    presence_persist_seconds: int = 300
+    # issue 15: an API token and its account are trusted from a per-process cache this long (0 = always read)
+    token_cache_seconds: int = 5
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -211,6 +231,9 @@ class Settings:
         s.wall_ticker_rows = env_positive_int("WALL_TICKER_ROWS", 7)
         s.wall_max_points = env_positive_int("WALL_MAX_POINTS", 5000)
         s.notify_retry_intervals = env_intervals("NOTIFY_RETRY_INTERVALS", (10, 60, 300))
+        s.push_tick_seconds = env_seconds("PUSH_TICK_SECONDS", 1.0)
+        s.presence_persist_seconds = env_positive_int("PRESENCE_PERSIST_SECONDS", 300)
+        s.token_cache_seconds = env_int("TOKEN_CACHE_SECONDS", 5)
         for key, value in overrides.items():
             if not hasattr(s, key):
                 raise TypeError(f"unknown setting {key}")

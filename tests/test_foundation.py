@@ -24,7 +24,7 @@ def test_migration_builds_the_whole_schema_on_sqlite(tmp_path):
     url = f"sqlite:///{tmp_path / 'm.db'}"
     upgrade(url)
     assert set(Base.metadata.tables) <= _tables(url)
-    assert current_heads(url) == {"0012"}
+    assert current_heads(url) == {"0013"}
     downgrade(url, "base")
     assert _tables(url) <= {"alembic_version"}
 
