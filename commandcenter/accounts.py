@@ -11,7 +11,7 @@ from . import labels
 from .audit import audit
 from .db import db
 from .models import GRIDWORKER_POSTS, ROLES, Account, Center, Department, Place
-from .security import hash_password, mask_phone, password_problems
+from .security import hash_password, mask_email, mask_phone, password_problems
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,64}$")
 
@@ -222,7 +222,18 @@ def _snapshot(account: Account) -> dict[str, str]:
         "center": center.name if center else "—",
         "department": department.name if department else "—",
         "phone": mask_phone(account.phone) or "—",  # masked in the log too (PIPL)
+        "email": mask_email(account.email) or "—",
     }
+
+
+def clean_email(email: str | None) -> str | None:
+    """An e-mail address for notifications (docs/notifications.md), or None; refused naming the field."""
+    from .notify import EMAIL, EMAIL_MAX
+
+    email = (email or "").strip()
+    if email and (len(email) > EMAIL_MAX or not EMAIL.match(email)):
+        raise AccountError("email", f"电子邮箱格式不正确，应如 name@example.gov.cn，且不超过 {EMAIL_MAX} 个字符")
+    return email or None
 
 
 def changes_text(before: dict[str, str], after: dict[str, str]) -> str:
@@ -285,12 +296,14 @@ def add_account(
     phone: str | None = None,
     center: Center | None = None,
     department: Department | None = None,
+    email: str | None = None,
 ) -> tuple[Account, str]:
     """A new account with a one-time password (returned, shown once, stored only as its hash); the owner must
     change it at the first login. Audited; the caller commits."""
     if role in ROLES and actor is not None and not may_hold(actor, role):
         raise AccountError("role", _role_refusal(actor, role))
     _validate(role, _active_place(place), post, center, department, display_name, phone)
+    email = clean_email(email)
     password = one_time_password(username)
     account = create_account(
         username=username,
@@ -304,6 +317,7 @@ def add_account(
         department_id=department.id if department else None,
         must_change_password=True,
     )
+    account.email = email
     after = _snapshot(account)
     audit(
         "account.create",
@@ -328,8 +342,9 @@ def update_account(
     display_name=_UNCHANGED,
     phone=_UNCHANGED,
     post=_UNCHANGED,
+    email=_UNCHANGED,
 ) -> bool:
-    """Change an account's role, place, center, department, name, phone or post (arguments left out stay as they
+    """Change an account's role, place, center, department, name, phone, e-mail or post (arguments left out stay as they
     are; None clears). Changing the role away from gridworker / center_admin / department clears the post, center
     or department unless given. Refuses (AccountError naming the field) what breaks the rules or 三权分立.
     Audited with before and after; the caller commits. Returns whether anything changed."""
@@ -361,7 +376,9 @@ def update_account(
     phone = account.phone if phone is _UNCHANGED else ((phone or "").strip() or None)
     # a phone number kept as it was (an imported one, say) is not judged again
     _validate(new_role, new_place, post, center, department, name, phone if phone != account.phone else None)
-    phone_changed = phone != account.phone
+    email = account.email if email is _UNCHANGED else clean_email(email)
+    phone_changed = phone != account.phone or email != account.email
+    account.email = email
     account.role, account.post, account.display_name, account.phone = new_role, post, name, phone
     account.place, account.place_id = new_place, new_place.id
     account.town_id, account.village_id = new_place.town_id, new_place.village_id

@@ -102,6 +102,14 @@ def mask_address(value: str | None) -> str:
     return value[: max(0, len(value) - hidden)] + "*" * min(hidden, len(value))
 
 
+def mask_email(value: str | None) -> str:
+    """n***@example.gov.cn: the first character of the mailbox and the domain."""
+    if not value:
+        return ""
+    local_part, _, domain = value.partition("@")
+    return (local_part[:1] + "***@" + domain) if domain else "*" * len(value)
+
+
 def mask_name(value: str | None) -> str:
     """张*明: the family name and the last character."""
     if not value:

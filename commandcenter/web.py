@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from . import labels
 from .db import db
 from .models import Account, ApiToken, WebSession
-from .security import mask_id_number, mask_name, mask_phone, token_digest
+from .security import mask_email, mask_id_number, mask_name, mask_phone, token_digest
 from .timeutil import fmt, utcnow
 
 log = logging.getLogger(__name__)
@@ -231,6 +231,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["dt"] = lambda v, p="%Y-%m-%d %H:%M": fmt(v, tz, p)
     app.jinja_env.filters["mask_id"] = mask_id_number
     app.jinja_env.filters["mask_phone"] = mask_phone
+    app.jinja_env.filters["mask_email"] = mask_email
     app.jinja_env.filters["mask_name"] = mask_name
     app.jinja_env.filters["pct"] = lambda v: "—" if v is None else f"{v * 100:.2f}%"
     app.jinja_env.globals["L"] = labels

@@ -160,6 +160,17 @@ def test_admin_edits_role_and_place_with_errors_naming_the_field(world, client):
     assert "139****2222" in row.detail and "13911112222" not in row.detail
     assert edit(client, account("gw2"), phone="", display_name="二号网格员").status_code == 302
     assert account("gw2").phone == "13911112222" and account("gw2").display_name == "二号网格员"
+    # the e-mail for notifications: checked, masked on the page and in the log, kept when left empty
+    response = edit(client, account("gw2"), email="不是邮箱")
+    assert response.status_code == 400 and 'id="email-error"' in response.get_data(as_text=True)
+    assert edit(client, account("gw2"), email="wang.gw2@example.gov.cn").status_code == 302
+    assert account("gw2").email == "wang.gw2@example.gov.cn"
+    row = audit_rows("account.update")[-1]
+    assert "w***@example.gov.cn" in row.detail and "wang.gw2@" not in row.detail
+    page = client.get(f"/admin/accounts/{account('gw2').id}").get_data(as_text=True)
+    assert "w***@example.gov.cn" in page and "wang.gw2@" not in page
+    assert edit(client, account("gw2"), email="").status_code == 302
+    assert account("gw2").email == "wang.gw2@example.gov.cn"
     # nobody edits their own role
     response = edit(client, account("city_admin"), role="operator")
     assert response.status_code == 400 and "本人" in response.get_data(as_text=True)

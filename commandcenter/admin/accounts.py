@@ -144,6 +144,7 @@ def _account_fields(form) -> dict:
         "role": role,
         "display_name": (form.get("display_name") or "").strip()[:65],
         "phone": (form.get("phone") or "").strip()[:21] or None,
+        "email": (form.get("email") or "").strip()[:200] or None,
         "place": lookup(Place, "place_id", "所属区划"),
         "post": ((form.get("post") or "").strip()[:20] or None) if role == "gridworker" else None,
         "center": lookup(Center, "center_id", "综治中心") if role == "center_admin" else None,
@@ -248,6 +249,8 @@ def _account_edit(area: str, account_id: int):
         fields = _account_fields(request.form)
         if fields["phone"] is None:
             del fields["phone"]  # the form shows the number masked (PIPL): left empty, it stays as it is
+        if fields["email"] is None:
+            del fields["email"]  # masked the same way
         changed = update_account(current_account(), account, **fields)
     except AccountError as exc:
         _refused("account.update", account_id, exc)

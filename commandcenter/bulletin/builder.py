@@ -354,7 +354,7 @@ def overall(draft: Draft, place: Place, period: Period, total, children: list) -
                 f"出勤率{v('attendance_rate', pct(t.attendance_rate))}；每个工作日巡查满1小时的"
                 f"{v('patrol_compliant', num(t.patrol_compliant), '人')}，巡查达标率{v('patrol_rate', pct(t.patrol_rate))}；"
                 f"综治中心管理员账号{v('admins', num(t.admins), '个')}，本月登录{v('admins_logged_in', num(t.admins_logged_in), '个')}，"
-                f"登录率{v('login_rate', pct(t.login_rate))}（见表{draft.tables + 1}）。"
+                f"管理员登录率{v('login_rate', pct(t.login_rate))}（见表{draft.tables + 1}）。"
             ),
         }
     )
