@@ -684,6 +684,10 @@ def run(args) -> None:
             username = accounts[(i // 10) % len(accounts)]
             jobs.append(("127.0.0.1", ports[i % len(ports)], cookie_of[username]))
             wall_users.append(username)
+        # the set-up's pushes go out before the measured walls connect (the flusher starts on a first socket)
+        load_wall.warm_up(
+            ctx, [("127.0.0.1", port, cookie_of["city_duty_officer"]) for port in ports], lambda: wait_drained(app, 60)
+        )
         ready, stop, wall_out = ctx.Queue(), ctx.Event(), ctx.Queue()
         per = max(1, args.wall_procs)
         for k in range(per):
@@ -832,17 +836,21 @@ def print_results(
         and checks["doubled"] == 0
         and checks["key_mismatch"] == 0
         and left == 0
-        and checks["heartbeats_ok"] <= checks["heartbeats_db"] <= checks["heartbeats_ok"] + checks["heartbeats_failed"]
         and checks["reported_today_db"] == checks["reported_today_live"]
     )
     print(
-        f"  every accepted report stored once, heartbeats stored, live counter = database: {'yes' if ok else 'NO'}"
+        f"  every accepted report stored once, live counter = database: {'yes' if ok else 'NO'}"
         + (
             f" ({checks['lost_but_stored']} of the {checks['lost_answers']} reports whose answer was lost were "
             "stored: a retry would return them)"
             if checks["lost_answers"]
             else ""
         )
+    )
+    print(
+        f"  heartbeats: {checks['heartbeats_ok']:,} accepted, {checks['heartbeats_db']:,} rows in the database (since "
+        "issue 15 they go to Redis and reach the database in batches, one row per account and "
+        "PRESENCE_PERSIST_SECONDS period: commandcenter/heartbeats.py)"
     )
     print(f"  outbox rows left unprocessed: {left} (drained {drain_s:.1f} s after the load stopped)")
     print(

@@ -31,6 +31,19 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
         ["--duration", "60", "--rate", "20", "--wall-clients", "50"],
         ["--duration", "600", "--rate", "45"],
     ),
+    "bench_city.py": (
+        [
+            "--duration",
+            "20",
+            "--mix-rates",
+            "30,60,100,150",
+            "--reports-rates",
+            "50,100,200,300",
+            "--floor-seconds",
+            "5",
+        ],
+        [],
+    ),
 }
 
 

@@ -11,6 +11,8 @@ from .settings import ROOT, Settings
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
+    from .ratelimit import storage_uri  # registers the cc+redis:// storage scheme with `limits`
+
     app = Flask(
         __name__,
         instance_path=str(settings.instance_path),
@@ -27,7 +29,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         SESSION_COOKIE_SECURE=settings.secure_cookies,
         SESSION_COOKIE_NAME="cc_session",
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the (server-side, idle-limited) session
-        RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
+        # Redis: one round trip per limited request (ratelimit.OneTripRedisStorage); else per-process memory
+        RATELIMIT_STORAGE_URI=storage_uri(settings.redis_url),
         RATELIMIT_HEADERS_ENABLED=True,
         # Redis down must not stop reports or logins: limits fall back to per-process memory
         RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
@@ -51,12 +54,15 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     csrf.init_app(app)
     limiter.init_app(app)
-    from .realtime import origin_check
+    from .realtime import message_queue_channel, origin_check
 
     socketio.init_app(
         app,
         async_mode="threading",
         message_queue=settings.redis_url,
+        # Redis pub/sub ignores the database number: one channel per database, or two installations (or test
+        # runs) on one Redis server would deliver each other's pushes
+        channel=message_queue_channel(settings.redis_url),
         # the page's own origin and SOCKET_ALLOWED_ORIGINS, on websocket and polling ([] would turn the check off)
         cors_allowed_origins=origin_check(settings.socket_allowed_origins),
         logger=False,
@@ -70,6 +76,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     inputs.init_app(app)  # bounded <int:…> ids, id fields, JSON depth: before the blueprints add their rules
     jobs.install_hooks()
+    from . import token_cache
+    from .db import session_factory
+
+    token_cache.install_hooks(session_factory)  # a token or account changed here leaves the cache at once
 
     from .admin import bp as admin_bp
     from .alert_desk import bp as alerts_bp

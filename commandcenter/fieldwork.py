@@ -1,6 +1,7 @@
 """The gridworker's daily work that is measured (domain §3): heartbeats (online), sign-ins (attendance),
 patrols (≥ 1 h each workday) and visits. Each write also records an outbox row, so that the live
-counters follow it even if Redis is down at that moment."""
+counters follow it even if Redis is down at that moment. Heartbeats are the exception: they go to Redis
+and reach the database in batches (commandcenter/heartbeats.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from .audit import audit
 from .cases.loop import TransitionError
 from .db import db
 from .geo import distance_m
-from .models import Account, Heartbeat, Outbox, Patrol, Person, SignIn, Site, Visit
+from .models import Account, Outbox, Patrol, Person, SignIn, Site, Visit
 from .persons.visibility import visible_person
 from .timeutil import current_tz, local, utcnow
 
@@ -27,6 +28,9 @@ TRACK_MAX_GAP_MINUTES = 10
 TRACK_SLACK_SECONDS = 60
 # the app reports patrols of the last days only; older history comes in through `flask import patrols`
 DEFAULT_PATROL_MAX_AGE_DAYS = 2
+# a sign-in sent later from the phone's queue carries the time it was taken (sign_in's `at`): this recent only
+SIGN_IN_MAX_AGE_HOURS = 12
+SIGN_IN_SLACK_MINUTES = 5
 
 
 def _existing(model, client_key: str, account: Account):
@@ -42,21 +46,37 @@ def _outbox(topic: str, payload: dict) -> None:
 
 
 def heartbeat(account: Account, lat: float | None, lon: float | None, now: datetime | None = None) -> None:
-    now = now or utcnow()
-    db.add(Heartbeat(account_id=account.id, at=now, lat=lat, lon=lon))
-    account.last_seen_at = now
-    _outbox("presence.heartbeat", {"account_id": account.id, "town_id": account.town_id, "at": now.isoformat()})
-    db.commit()
+    """An app check-in: straight to Redis, written to the database in batches (commandcenter.heartbeats);
+    while Redis is unreachable, a row, last_seen_at and an outbox row as before."""
+    from . import heartbeats
+
+    heartbeats.record(account, lat, lon, now)
 
 
-def sign_in(account: Account, lat: float | None, lon: float | None, now: datetime | None = None) -> tuple[SignIn, bool]:
-    """签到: once per local day; a second sign-in the same day returns the first."""
+def sign_in(
+    account: Account,
+    lat: float | None,
+    lon: float | None,
+    now: datetime | None = None,
+    at: datetime | None = None,
+) -> tuple[SignIn, bool]:
+    """签到: once per local day; a second sign-in the same day returns the first.
+
+    `at` (naive UTC) is when the phone took it, for a sign-in sent later from its offline queue: not in the
+    future (beyond SIGN_IN_SLACK_MINUTES) and not older than SIGN_IN_MAX_AGE_HOURS; the day signed in is the
+    local day of `at`, whenever it arrives."""
     now = now or utcnow()
-    day = local(now, current_tz()).date()
+    if at is None:
+        at = now
+    elif at > now + timedelta(minutes=SIGN_IN_SLACK_MINUTES):
+        raise TransitionError("签到时间不能晚于当前时间", "at")
+    elif at < now - timedelta(hours=SIGN_IN_MAX_AGE_HOURS):
+        raise TransitionError(f"只能补发 {SIGN_IN_MAX_AGE_HOURS} 小时内的签到", "at")
+    day = local(at, current_tz()).date()
     existing = db.execute(select(SignIn).where(SignIn.account_id == account.id, SignIn.day == day)).scalar_one_or_none()
     if existing is not None:
         return existing, False
-    row = SignIn(account_id=account.id, town_id=account.town_id, day=day, at=now, lat=lat, lon=lon)
+    row = SignIn(account_id=account.id, town_id=account.town_id, day=day, at=at, lat=lat, lon=lon)
     db.add(row)
     _outbox("presence.sign_in", {"account_id": account.id, "town_id": account.town_id, "day": day.isoformat()})
     try:

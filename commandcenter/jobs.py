@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import event, select
@@ -176,10 +176,12 @@ def process_outbox(limit: int = 500) -> int:
 
 def _drain_pass(r, cid: int | None, limit: int) -> int:
     from . import counters
+    from .realtime import pushes_after_block
 
     total = drain_presence(r, limit)
     while True:
-        done = counters.drain_outbox(r, db, cid, limit=limit, on_event=_on_case_event)
+        with pushes_after_block():  # the batch's pushes are queued once it is committed, in one round trip
+            done = counters.drain_outbox(r, db, cid, limit=limit, on_event=_on_case_event)
         total += done
         if done < limit:
             return total
@@ -208,8 +210,12 @@ def drain_presence(r, limit: int = 2000) -> int:
     for row in rows:
         p = row.payload
         try:
-            if row.topic == "presence.heartbeat":
-                counters.apply_heartbeat(r, p["account_id"], p["town_id"], datetime.fromisoformat(p["at"]))
+            if row.topic == "presence.heartbeat":  # written while Redis failed: its Heartbeat row exists
+                at = datetime.fromisoformat(p["at"])
+                if "lat" in p:  # the live trail too (positions), not dirty: nothing left to persist
+                    counters.apply_heartbeat(r, p["account_id"], p["town_id"], at, p["lat"], p["lon"], trail=True)
+                else:
+                    counters.apply_heartbeat(r, p["account_id"], p["town_id"], at)
             elif row.topic == "presence.sign_in":
                 counters.apply_sign_in(r, p["account_id"], p["town_id"], date_type.fromisoformat(p["day"]))
             elif row.topic == "presence.login":
@@ -267,6 +273,8 @@ def _on_case_event(row: Outbox) -> None:
                 schedule_alert_check(case.id, when)
             except Exception:  # the sweep is the safety net
                 log.warning("could not schedule the alert check of case %s", case.id)
+    from . import counters
+    from .counters import base as counters_base
     from .realtime import publish, push_to_account
 
     if payload["action"] in ("dispatch", "rework") and case.assignee_id:
@@ -276,6 +284,12 @@ def _on_case_event(row: Outbox) -> None:
             {"id": case.id, "number": case.number, "action": payload["action"], "category": case.category.name},
             case.assignee_id,
         )
+    at = counters_base._parse_at(payload["at"]) if payload.get("at") else utcnow()
+    tz = current_app.config["SETTINGS"].timezone
+    # the fields the drain just counted at each of the case's places, if they count for today
+    fields = counters.fields_of(payload["action"], payload.get("kind"), payload.get("level"))
+    if local(at, tz).date() != local(utcnow(), tz).date():
+        fields = ()
     publish(
         "case",
         {
@@ -291,8 +305,11 @@ def _on_case_event(row: Outbox) -> None:
             "town_id": case.town_id,
             "overdue": case.overdue,
             "category": case.category.name,
+            "at_ms": int(at.replace(tzinfo=UTC).timestamp() * 1000),  # the step's time: commit → screen
         },
-        [case.grid_id, case.village_id, case.town_id, cid_of(case)],
+        # 重新定位: the rooms of the places the case left learn it too (its marker leaves their map)
+        [case.grid_id, case.village_id, case.town_id, cid_of(case), *(payload.get("from") or {}).values()],
+        fields,
     )
 
 
@@ -391,7 +408,9 @@ def run_in_process(app: Flask, stop: threading.Event, schedule: list[tuple[Calla
     """Drain the outbox as soon as a commit wakes us, and run the periodic schedule."""
     last_run: dict[str, float] = {}
     from . import notify
+    from .realtime import start_flusher
 
+    start_flusher(app)  # the live pushes: one batch per room per tick (the same flusher as a web process's)
     # notifications go out from their own thread: a slow SMS gateway never holds up the drain
     threading.Thread(target=notify.run_sender, args=(app, stop), daemon=True, name="notify").start()
     with app.app_context():

@@ -77,6 +77,7 @@ ACTION = {
     "extend": "申请延期",
     "extend_approve": "批准延期",
     "extend_refuse": "驳回延期",
+    "relocate": "重新定位",
 }
 UNIT = {"minutes": "分钟", "hours": "小时", "days": "天", "work_hours": "工作时", "work_days": "工作日"}
 PERSON_TYPE = {

@@ -376,6 +376,8 @@ class CaseStep(Base):
     note: Mapped[str | None] = mapped_column(Text)
     # the note was written for the public on purpose (公开答复): only such notes leave through Open311
     public: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # the phone's idempotency key of a step sent from its offline queue (接收, 反馈): a resend finds it
+    client_key: Mapped[str | None] = mapped_column(String(80), unique=True)
 
     case: Mapped[Case] = relationship(back_populates="steps")
     actor: Mapped[Account | None] = relationship()

@@ -10,14 +10,18 @@ wall's polling does not flood the log while every viewer and every minute of vie
 - patrolling: online, with a patrol started today (local day) and not ended, or with heartbeats of the
   window more than MOVING_M apart (walking his grid with the app open);
 - offline: the last heartbeat is older than the window; the last known position of today is still shown.
-The position is the newest heartbeat with coordinates (WGS-84, as the app sends them).
+The position is the newest heartbeat with coordinates (WGS-84, as the app sends them): read from the live
+trails in Redis (every heartbeat, issue 15 §2), else from the Heartbeat rows (one per account and
+PRESENCE_PERSIST_SECONDS; history loaded into the database; Redis unreachable).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
 from .access import Forbidden, has_permission, in_jurisdiction
@@ -28,10 +32,12 @@ from .hierarchy import in_place
 from .models import Account, AuditLog, Case, Heartbeat, Patrol, Place
 from .timeutil import current_tz, day_bounds_utc, local, utcnow
 
+log = logging.getLogger(__name__)
 STATES = ("patrolling", "online", "offline")
 STATE_LABEL = {"patrolling": "巡查中", "online": "在线", "offline": "离线"}
 NEAREST_LIMIT = 5
 AUDIT_FOLD_S = 60
+LAST_OF_DAY_POINTS = 10  # live points read back for an offline worker's last position of the day
 MOVING_M = 30  # heartbeats of the window this far apart: on the move (巡查中) even without a patrol started
 
 
@@ -103,22 +109,48 @@ def _positions(place: Place, *, town_id: int | None = None, now: datetime) -> li
     workers = {a.id: a for a in db.execute(stmt).scalars()}
     if not workers:
         return []
-    newest = (
-        select(Heartbeat.account_id, func.max(Heartbeat.at).label("at"))
-        .where(
-            Heartbeat.account_id.in_(workers),
-            Heartbeat.at >= day_start,
-            Heartbeat.lat.is_not(None),
-            Heartbeat.lon.is_not(None),
+    window = timedelta(seconds=online_window_s())
+    # the live trails (Redis: every heartbeat); the Heartbeat rows (one per account and persist period)
+    # for those without a live point today: Redis lost or unreachable, or history loaded into the database
+    live, seen_live = _live(workers, day_start, now - window)
+    newest_of: dict[int, tuple[datetime, float, float]] = {}
+    recent: dict[int, list[tuple[float, float]]] = {}  # points of the window, newest first
+    for account_id, points in live.items():
+        located = [(ts, lat, lon) for ts, lat, lon in points if lat is not None and lon is not None]
+        if located:
+            ts, lat, lon = located[0]
+            newest_of[account_id] = (_naive(ts), lat, lon)
+            recent[account_id] = [(la, lo) for t, la, lo in located if t >= _ts(now - window)]
+    rest = [a for a in workers if a not in newest_of]
+    if rest:
+        newest = (
+            select(Heartbeat.account_id, func.max(Heartbeat.at).label("at"))
+            .where(
+                Heartbeat.account_id.in_(rest),
+                Heartbeat.at >= day_start,
+                Heartbeat.lat.is_not(None),
+                Heartbeat.lon.is_not(None),
+            )
+            .group_by(Heartbeat.account_id)
+            .subquery()
         )
-        .group_by(Heartbeat.account_id)
-        .subquery()
-    )
-    rows = db.execute(
-        select(Heartbeat.account_id, Heartbeat.at, Heartbeat.lat, Heartbeat.lon).join(
-            newest, (Heartbeat.account_id == newest.c.account_id) & (Heartbeat.at == newest.c.at)
-        )
-    ).all()
+        for account_id, at, lat, lon in db.execute(
+            select(Heartbeat.account_id, Heartbeat.at, Heartbeat.lat, Heartbeat.lon).join(
+                newest, (Heartbeat.account_id == newest.c.account_id) & (Heartbeat.at == newest.c.at)
+            )
+        ):
+            newest_of.setdefault(account_id, (at, lat, lon))
+        for account_id, lat, lon in db.execute(
+            select(Heartbeat.account_id, Heartbeat.lat, Heartbeat.lon)
+            .where(
+                Heartbeat.account_id.in_(rest),
+                Heartbeat.at >= now - window,
+                Heartbeat.lat.is_not(None),
+                Heartbeat.lon.is_not(None),
+            )
+            .order_by(Heartbeat.account_id, Heartbeat.at.desc())
+        ):
+            recent.setdefault(account_id, []).append((lat, lon))
     patrolling = set(
         db.execute(
             select(Patrol.gridworker_id).where(
@@ -126,20 +158,7 @@ def _positions(place: Place, *, town_id: int | None = None, now: datetime) -> li
             )
         ).scalars()
     )
-    window = timedelta(seconds=online_window_s())
     # heartbeats moving: a point of the window lies more than MOVING_M from the newest one
-    recent: dict[int, list[tuple[float, float]]] = {}
-    for account_id, lat, lon in db.execute(
-        select(Heartbeat.account_id, Heartbeat.lat, Heartbeat.lon)
-        .where(
-            Heartbeat.account_id.in_(workers),
-            Heartbeat.at >= now - window,
-            Heartbeat.lat.is_not(None),
-            Heartbeat.lon.is_not(None),
-        )
-        .order_by(Heartbeat.account_id, Heartbeat.at.desc())
-    ):
-        recent.setdefault(account_id, []).append((lat, lon))
     for account_id, points in recent.items():
         if any(distance_m(*points[0], *p) > MOVING_M for p in points[1:]):
             patrolling.add(account_id)
@@ -147,11 +166,9 @@ def _positions(place: Place, *, town_id: int | None = None, now: datetime) -> li
         db.execute(select(Place.id, Place.name).where(Place.id.in_({a.place_id for a in workers.values()}))).all()
     )
     out: dict[int, Position] = {}
-    for account_id, at, lat, lon in rows:
-        if account_id in out:
-            continue
+    for account_id, (at, lat, lon) in newest_of.items():
         worker = workers[account_id]
-        seen = max(filter(None, (worker.last_seen_at, at)))
+        seen = max(filter(None, (worker.last_seen_at, at, seen_live.get(account_id))))
         online = now - seen <= window
         state = ("patrolling" if account_id in patrolling else "online") if online else "offline"
         out[account_id] = Position(
@@ -166,6 +183,34 @@ def _positions(place: Place, *, town_id: int | None = None, now: datetime) -> li
             state=state,
         )
     return sorted(out.values(), key=lambda p: (STATES.index(p.state), p.name))
+
+
+def _ts(at: datetime) -> float:
+    return at.replace(tzinfo=UTC).timestamp()
+
+
+def _naive(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)
+
+
+def _live(workers, day_start: datetime, window_start: datetime) -> tuple[dict[int, list], dict[int, datetime]]:
+    """The live points of today, newest first: those of the window (a handful each for the online), and for
+    a worker without a position among them the last few of the day (his last known place). Also the newest
+    heartbeat (with or without a position) of each. Nothing if Redis cannot be reached (the rows answer)."""
+    from . import counters
+    from .jobs import counters_redis
+
+    try:
+        r = counters_redis()
+        trails = counters.live_trails(r, list(workers), max(day_start, window_start))
+        located = {a for a, points in trails.items() if any(p[1] is not None and p[2] is not None for p in points)}
+        rest = [a for a in workers if a not in located]
+        if rest:
+            trails.update(counters.live_trails(r, rest, day_start, limit=LAST_OF_DAY_POINTS))
+    except (RedisError, OSError) as exc:
+        log.warning("positions: Redis unreachable (%s); read from the heartbeat rows", exc.__class__.__name__)
+        return {}, {}
+    return trails, {a: _naive(points[0][0]) for a, points in trails.items()}
 
 
 def live_positions(viewer: Account, now: datetime | None = None) -> list[Position]:

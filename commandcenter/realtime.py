@@ -1,10 +1,21 @@
-"""Pushes to browsers over Socket.IO, by hierarchy rooms, with a sequence number.
+"""Pushes to browsers over Socket.IO, by hierarchy rooms, coalesced per room and tick (issue 15 §1).
 
-Any process may publish (web or worker): with REDIS_URL set, Flask-SocketIO relays through the Redis
-message queue to whichever web process holds the browser. A browser joins the room of its account's
-place and so receives its own place and everything below it, nothing else. Every push carries `seq`,
-numbered per room: a client sees 1, 2, 3… for its own room whatever happens in the others, so a gap
-(or a reconnect) really means it missed something, and only then does it re-read its whole snapshot.
+A browser joins the room of its account's place (a wall: "place:12") and so receives its own place and
+everything below it, nothing else; a gridworker's /g/ page joins his own room ("account:7").
+
+Any process may publish (web or worker): `publish` and `push_to_account` append an item to one pending
+list in Redis (`counters_redis()`: real Redis in server mode, the in-process fakeredis in embedded mode,
+one code path). One flusher, held by one process at a time through a Redis lease, takes the whole list
+every PUSH_TICK_SECONDS (a MULTI of LRANGE and DEL), groups it by room and emits ONE "batch" event per
+room that had anything: its items (the "case", "alert", "g.case" and "g.visit_due" dicts of before), the
+counter fields moved for the room's own place, and `seq`, numbered per room. So the fan-out costs
+rooms × ticks through the message queue and clients × ticks on the sockets, whatever the report rate.
+A client sees 1, 2, 3… for its own room whatever happens in the others, so a gap (or a reconnect) really
+means it missed something, and only then does it re-read its whole snapshot. The flusher runs in each
+web process that holds sockets (started on the first connect) and in the embedded runner; with REDIS_URL
+set Flask-SocketIO relays its emits through the Redis message queue to whichever web process holds the
+browser. The pending list is bounded (PENDING_MAX items, PENDING_MAX_AGE_S old): what is dropped makes a
+gap in the rooms' numbering, so their clients resync. See docs/realtime.md.
 
 Who may hold a socket (issue 11): the handshake must come from our own origin (or one configured in
 SOCKET_ALLOWED_ORIGINS), on websocket and polling alike; and a socket lives no longer than the web session
@@ -16,11 +27,14 @@ checks its sockets' sessions in the database, which also catches a session that 
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -36,9 +50,13 @@ from .security import token_digest
 from .timeutil import utcnow
 
 log = logging.getLogger(__name__)
-_local_seq: defaultdict[str, int] = defaultdict(int)
-_local_lock = threading.Lock()
 SEQ_KEY = "cc:push:seq:"  # + room name: one counter per room
+PENDING_KEY = "cc:push:pending"  # the items published since the last flush (JSON, oldest first)
+OVERFLOW_KEY = "cc:push:overflow"  # set when items were lost (trimmed, or Redis failed): every room skips a number
+FLUSHER_KEY = "cc:push:flusher"  # the lease of the one flusher
+PENDING_MAX = 10_000  # items kept at most (the newest) if no flusher runs: nothing grows
+PENDING_MAX_AGE_S = 30.0  # older items are not sent any more (a gap instead: the client re-reads its snapshot)
+PENDING_TTL_S = 300
 NAMESPACE = "/live"
 # + WebSession.id: the socket ids opened with that web session, whichever web process holds them
 SOCKETS_KEY = "cc:live:session:"
@@ -49,28 +67,19 @@ REDIS_BACKOFF_SECONDS = 5.0  # after a failed registry call, leave Redis alone t
 _redis_down_until = 0.0
 
 
+def message_queue_channel(redis_url: str | None) -> str:
+    """The Socket.IO message queue's pub/sub channel: Flask-SocketIO's default for database 0, suffixed with
+    the database number otherwise (pub/sub channels are shared by every database of a Redis server)."""
+    if not redis_url:
+        return "flask-socketio"
+    from redis.connection import parse_url
+
+    db_number = int(parse_url(redis_url).get("db") or 0)
+    return "flask-socketio" if db_number == 0 else f"flask-socketio:{db_number}"
+
+
 def room_of(place_id: int) -> str:
     return f"place:{place_id}"
-
-
-def next_seqs(rooms: list[str]) -> dict[str, int]:
-    """The next sequence number of each room (one Redis round trip); 0 where none could be had."""
-    settings = current_app.config["SETTINGS"]
-    if settings.redis_url:
-        from .redis_conn import redis_client
-
-        try:
-            with redis_client().pipeline(transaction=False) as pipe:
-                for room in rooms:
-                    pipe.incr(SEQ_KEY + room)
-                return {room: int(n) for room, n in zip(rooms, pipe.execute(), strict=True)}
-        except Exception:  # Redis down: the push is best-effort anyway; clients resync on reconnect
-            log.warning("no sequence number from Redis; pushing without one")
-            return dict.fromkeys(rooms, 0)
-    with _local_lock:
-        for room in rooms:
-            _local_seq[room] += 1
-        return {room: _local_seq[room] for room in rooms}
 
 
 def account_room(account_id: int) -> str:
@@ -78,28 +87,208 @@ def account_room(account_id: int) -> str:
     return f"account:{account_id}"
 
 
-def push_to_account(event: str, data: dict, account_id: int) -> int:
-    """Send `event` to one account's room, numbered in that room's own sequence. Returns the number."""
-    room = account_room(account_id)
-    seq = next_seqs([room])[room]
-    try:
-        socketio.emit(event, {**data, "seq": seq}, to=room, namespace=NAMESPACE)
-    except Exception:  # a push must never break the write that caused it
-        log.exception("push of %s failed", event)
-    return seq
+# --- publishing: an item appended to the pending list --------------------------------------------------------
+
+_gather = threading.local()  # the items of a drain pass, appended once its transaction is committed
+_lost = False  # an append failed: the next one that works marks the loss (every room skips a number)
 
 
-def publish(event: str, data: dict, place_ids: list[int | None]) -> dict[str, int]:
-    """Send `event` to the rooms of the given places (a case: its grid, village, town and city), each
-    with the next number of that room's sequence. Returns the numbers given."""
+def push_to_account(event: str, data: dict, account_id: int) -> None:
+    """Send `event` to one account's room, in that room's next batch."""
+    _publish_item(event, data, [account_room(account_id)])
+
+
+def publish(event: str, data: dict, place_ids: list[int | None], fields: Iterable[str] = ()) -> None:
+    """Send `event` to the rooms of the given places (a case: its grid, village, town and city), in each
+    room's next batch. `fields`: the counter fields this event moved today at each of these places (the
+    batch tells each room the sum for its own place)."""
     rooms = sorted({room_of(p) for p in place_ids if p})
-    seqs = next_seqs(rooms)
-    for room in rooms:
+    if rooms:
+        _publish_item(event, data, rooms, tuple(fields))
+
+
+def _publish_item(event: str, data: dict, rooms: list[str], fields: tuple[str, ...] = ()) -> None:
+    entry = {"t": time.time(), "rooms": rooms, "event": event, "data": data}
+    if fields:
+        entry["fields"] = list(fields)
+    gathered = getattr(_gather, "items", None)
+    if gathered is not None:
+        gathered.append(entry)
+    else:
+        _append([entry])
+
+
+@contextmanager
+def pushes_after_block():
+    """Gather the items published inside the block and append them in one round trip when it ends normally
+    (the drain wraps each batch of rows: pushes leave only once the batch is committed, and a batch rolled
+    back to be taken again pushes nothing twice)."""
+    if getattr(_gather, "items", None) is not None:  # nested: the outer block appends
+        yield
+        return
+    _gather.items = []
+    try:
+        yield
+        items = _gather.items
+    finally:
+        _gather.items = None
+    _append(items)
+
+
+def _append(entries: list[dict]) -> None:
+    """Append to the pending list, trimmed to PENDING_MAX. Never raises: a push must not break a write."""
+    global _lost
+    if not entries:
+        return
+    from .jobs import counters_redis
+
+    try:
+        r = counters_redis()
+        with r.pipeline(transaction=False) as pipe:
+            pipe.rpush(PENDING_KEY, *(json.dumps(e, ensure_ascii=False, default=str) for e in entries))
+            pipe.ltrim(PENDING_KEY, -PENDING_MAX, -1)
+            pipe.expire(PENDING_KEY, PENDING_TTL_S)
+            length = pipe.execute()[0]
+        if length > PENDING_MAX or _lost:  # items were dropped: make every room's clients resync
+            r.set(OVERFLOW_KEY, 1, ex=PENDING_TTL_S)
+            _lost = False
+    except Exception:  # Redis down: the clients resync on reconnect, or on the gap once Redis is back
+        _lost = True
+        log.warning("push of %d item(s) not queued (Redis unavailable)", len(entries))
+
+
+# --- the flusher: one batch per room per tick --------------------------------------------------------------
+
+
+def flush_pushes(r=None) -> int:
+    """Take everything pending and emit one "batch" per room that has items. Returns the batches emitted.
+
+    The take is atomic (MULTI: LRANGE, DEL), so two flushers never send the same item; but one flusher runs
+    at a time anyway (the lease), so that a room's batches go out in the order of their numbers."""
+    if r is None:
+        from .jobs import counters_redis
+
+        r = counters_redis()
+    with r.pipeline(transaction=True) as pipe:
+        pipe.lrange(PENDING_KEY, 0, -1)
+        pipe.delete(PENDING_KEY)
+        pipe.get(OVERFLOW_KEY)
+        pipe.delete(OVERFLOW_KEY)
+        raw, _, overflow, _ = pipe.execute()
+    if not raw and not overflow:
+        return 0
+    tick_at = time.time()
+    batches: dict[str, dict] = {}
+    skipped: set[str] = set()  # rooms whose items were too old to send: they skip a number
+    for blob in raw:
         try:
-            socketio.emit(event, {**data, "seq": seqs[room]}, to=room, namespace="/live")
-        except Exception:  # a push must never break the write that caused it
-            log.exception("push of %s failed", event)
-    return seqs
+            entry = json.loads(blob)
+            rooms, item = entry["rooms"], {"event": entry["event"], "data": entry["data"]}
+        except (ValueError, KeyError, TypeError):
+            log.warning("malformed pending push skipped")
+            continue
+        if tick_at - float(entry.get("t") or tick_at) > PENDING_MAX_AGE_S:
+            skipped.update(rooms)
+            continue
+        fields = entry.get("fields") or ()
+        for room in rooms:
+            batch = batches.setdefault(room, {"items": [], "deltas": {}})
+            batch["items"].append(item)
+            if fields and room.startswith("place:"):
+                moved = batch["deltas"].setdefault(room.split(":", 1)[1], {})
+                for field in fields:
+                    moved[field] = moved.get(field, 0) + 1
+    seqs = _take_seqs(r, sorted(batches), skipped, bool(overflow))
+    for room in sorted(batches):
+        batch = batches[room]
+        try:
+            socketio.emit(
+                "batch",
+                {
+                    "seq": seqs[room],
+                    "room": room,
+                    "tick_at": tick_at,
+                    "items": batch["items"],
+                    "deltas": batch["deltas"],
+                },
+                to=room,
+                namespace=NAMESPACE,
+            )
+        except Exception:
+            log.exception("push of the batch of %s failed", room)
+    return len(batches)
+
+
+def _take_seqs(r, rooms: list[str], skipped: set[str], overflow: bool) -> dict[str, int]:
+    """One number per room (one round trip), after skipping one in the rooms that lost items (every known
+    room after an overflow): their clients see the gap and re-read their snapshot. 0 where none could be had."""
+    try:
+        if overflow:
+            skipped = skipped | {as_text(k)[len(SEQ_KEY) :] for k in r.scan_iter(match=SEQ_KEY + "*", count=1000)}
+        with r.pipeline(transaction=False) as pipe:
+            for room in sorted(skipped):
+                pipe.incr(SEQ_KEY + room)
+            for room in rooms:
+                pipe.incr(SEQ_KEY + room)
+            numbers = pipe.execute()[len(skipped) :]
+        return {room: int(n) for room, n in zip(rooms, numbers, strict=True)}
+    except Exception:  # Redis down: the push is best-effort anyway; 0 makes the clients resync
+        log.warning("no sequence number from Redis; pushing without one")
+        return dict.fromkeys(rooms, 0)
+
+
+_flushers: set[str] = set()  # per process: one flusher thread per Redis (the fakeredis of embedded mode: "")
+_flushers_lock = threading.Lock()
+
+
+def start_flusher(app) -> bool:
+    """Start this process's flusher thread unless it runs already (web processes on their first socket, and
+    the embedded runner). Only the holder of the lease flushes; the others wait to take over. Returns
+    whether a thread was started."""
+    key = app.config["SETTINGS"].redis_url or ""
+    with _flushers_lock:
+        if key in _flushers:
+            return False
+        _flushers.add(key)
+    socketio.start_background_task(_flush_forever, app)
+    return True
+
+
+def _lease_s(tick: float) -> float:
+    return max(5.0, 5 * tick)
+
+
+def _flush_forever(app) -> None:
+    """Every tick: hold (or try to take) the lease, and if held flush what is pending. The holder looks every
+    tenth of a tick and flushes as soon as something is pending and a whole tick has passed since its last
+    batch: a lone report goes out at once, a stream of them once per tick."""
+    from .counters.drain import _renew
+
+    token = uuid.uuid4().hex
+    held, last_batch, next_lease = False, 0.0, 0.0
+    while True:
+        tick = max(0.05, float(app.config["SETTINGS"].push_tick_seconds))
+        try:
+            with app.app_context():
+                from .jobs import counters_redis
+
+                r = counters_redis()
+                now = time.monotonic()
+                if now >= next_lease:
+                    lease_ms = int(_lease_s(tick) * 1000)
+                    if held:
+                        held = _renew(r, FLUSHER_KEY, token, _lease_s(tick))
+                    if not held:
+                        held = bool(r.set(FLUSHER_KEY, token, nx=True, px=lease_ms))
+                        if held:
+                            log.info("this process flushes the live pushes")
+                    next_lease = now + tick
+                if held and now - last_batch >= tick and flush_pushes(r):
+                    last_batch = now
+        except Exception:  # Redis down for a moment: try again at the next turn (the lease may go elsewhere)
+            log.warning("live push flush failed", exc_info=True)
+            held, next_lease = False, time.monotonic() + tick
+        socketio.sleep(tick / 10 if held else tick)
 
 
 # --- the origin check (issue 11 item 2) -------------------------------------------------------------------
@@ -229,7 +418,9 @@ def on_connect(auth=None):
         else:
             join_room(room_of(account.place_id))
         _remember(request.sid, ws.id)
-        _start_checker(current_app._get_current_object())
+        app = current_app._get_current_object()
+        _start_checker(app)
+        start_flusher(app)  # this process now holds sockets: it may have to flush the pushes
         log.debug("socket %s joined place %s", request.sid, account.place_id)
         return True
     finally:

@@ -9,6 +9,7 @@ from flask import Flask, abort, flash, g, jsonify, render_template, request, ses
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.exceptions import HTTPException
 
 from . import labels
@@ -72,23 +73,48 @@ def is_api_request() -> bool:
 
 
 def load_account_from_token() -> Account | None:
+    """The account of the request's bearer token. Tokens and their accounts are cached in this process for
+    TOKEN_CACHE_SECONDS (token_cache.py: a revocation or deactivation made elsewhere takes effect within
+    that window, one made in this process at once); 0 reads the database on every request."""
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         return None
-    # the token and its account in one statement (the intake API runs this on every report)
-    token = (
-        db.query(ApiToken)
-        .options(joinedload(ApiToken.account))
-        .filter_by(token_hash=token_digest(header[7:].strip()))
-        .one_or_none()
-    )
+    from flask import current_app
+
+    from . import token_cache
+
+    digest = token_digest(header[7:].strip())
+    max_age = current_app.config["SETTINGS"].token_cache_seconds
+    engine_key = id(current_app.extensions["commandcenter.engine"])
     now = utcnow()
+    entry = token_cache.lookup(engine_key, digest, max_age) if max_age > 0 else None
+    if entry is not None:
+        if entry.expires_at <= now:
+            return None
+        if entry.last_used_at is None or (now - entry.last_used_at).total_seconds() > SESSION_TOUCH_SECONDS:
+            _touch_token(entry.token_id, now)
+            entry.last_used_at = now
+        return db.merge(entry.account, load=False)  # this session's copy, without a query
+    read_at = token_cache.generation()
+    # the token and its account in one statement (the intake API runs this on every report)
+    token = db.query(ApiToken).options(joinedload(ApiToken.account)).filter_by(token_hash=digest).one_or_none()
     if token is None or token.revoked or token.expires_at <= now or not token.account.active:
         return None
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > SESSION_TOUCH_SECONDS:
-        token.last_used_at = now
-        db.commit()
+        _touch_token(token.id, now)
+        set_committed_value(token, "last_used_at", now)
+    if max_age > 0:
+        token_cache.store(engine_key, digest, token, token.account, read_at)
     return token.account
+
+
+def _touch_token(token_id: int, now) -> None:
+    """Its last use (shown on the token list), at most once a minute; a plain statement on the session's
+    connection: not a change of the token for the token cache's hooks."""
+    from sqlalchemy import update
+
+    db.connection().execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
+    db.commit()
 
 
 def load_account_from_session(app: Flask) -> Account | None:

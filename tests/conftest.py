@@ -142,6 +142,9 @@ def app(pg_url, tmp_path):
     from commandcenter.workcalendar import reset_held_years
 
     reset_held_years()  # the calendar tables were emptied: forget what this process read of them
+    from commandcenter import jobs
+
+    jobs._fake_redis = None  # nor the in-process Redis of embedded mode (live heartbeats: issue 15 §2)
     yield application
     db.remove()
 
@@ -478,3 +481,16 @@ def socket_client(base_url: str, session) -> tuple:
         base_url, headers={"Cookie": cookie}, namespaces=["/live"], transports=["websocket"], wait_timeout=10
     )
     return client, events
+
+
+def pushed(events: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The items of the "batch" pushes received (issue 15 §1: one batch per room per tick), in order, as
+    (event, data) with the batch's `seq` and `room` added to each item's data; direct events as they came."""
+    out = []
+    for name, data in list(events):
+        if name != "batch":
+            out.append((name, data))
+            continue
+        for item in data.get("items", []):
+            out.append((item["event"], {**item["data"], "seq": data["seq"], "room": data["room"]}))
+    return out

@@ -30,6 +30,7 @@ class Scenario:
     reporter: str = "gw0"
     paused: bool = False
     pending_extension: bool = False  # a department's 延期 waits for the center's decision
+    level: str | None = None  # escalated to this level first (by the town center)
     expect: str = "ok"  # what both doors must answer: ok / forbidden / not_found / refused
 
 
@@ -58,6 +59,9 @@ def scenarios(world) -> list[Scenario]:
         Scenario("extend", "dept0", "handling", {"days": 3, "note": "需协调产权单位"}),
         Scenario("extend_approve", "town0_operator", "handling", {"note": "同意"}, pending_extension=True),
         Scenario("extend_refuse", "town0_operator", "handling", {"note": "理由不充分"}, pending_extension=True),
+        # 重新定位: a point of grid 3 (town 0, the other village)
+        Scenario("relocate", "town0_operator", input={"lat": 31.075, "lon": 120.075, "note": "上报位置有误"}),
+        Scenario("relocate", "city_operator", "registered", {"lat": 31.025, "lon": 120.125, "address": "西湖路 2 号"}),
         # a role without the step's permission
         *[
             Scenario(a, "city_leader", s, i, expect="forbidden")
@@ -69,13 +73,18 @@ def scenarios(world) -> list[Scenario]:
                 ("pause", "registered", {"note": "理由"}),
                 ("return", "handling", {"note": "理由"}),
                 ("extend_approve", "handling", {}),
+                ("relocate", "reported", {"lat": 31.075, "lon": 120.075}),
             )
         ],
+        Scenario("relocate", "town0_duty", input={"lat": 31.075, "lon": 120.075}, expect="forbidden"),
         Scenario("return", "town0_operator", "handling", {"note": "理由"}, expect="forbidden"),
         Scenario("extend", "town0_operator", "handling", {"days": 2, "note": "理由"}, expect="forbidden"),
         # outside the jurisdiction: another town's case is not even there
         Scenario("register", "town1_operator", expect="not_found"),
         Scenario("accept", "dept1", "dispatched", expect="not_found"),
+        Scenario("relocate", "town1_operator", input={"lat": 31.025, "lon": 120.125}, expect="not_found"),
+        # inside the place but above its level: a village center and a case escalated to the town
+        Scenario("relocate", "village0_admin", input={"lat": 31.025, "lon": 120.025}, level="town", expect="forbidden"),
         # the step is not legal from the case's state
         *[
             Scenario(a, actor, s, i, expect="refused")
@@ -86,6 +95,7 @@ def scenarios(world) -> list[Scenario]:
                 ("feedback", "dept0", "dispatched", {"note": "好了"}),
                 ("resume", "town0_operator", "registered", {}),
                 ("transfer", "town0_operator", "reported", {}),
+                ("relocate", "town0_operator", "dispatched", {"lat": 31.075, "lon": 120.075}),
             )
         ],
         # field values the domain refuses
@@ -111,6 +121,11 @@ def scenarios(world) -> list[Scenario]:
         Scenario("extend", "dept0", "handling", {"days": 2, "note": "理由"}, pending_extension=True, expect="refused"),
         Scenario("extend_approve", "town0_operator", "handling", {}, expect="refused"),
         Scenario("extend_refuse", "town0_operator", "handling", {"note": ""}, pending_extension=True, expect="refused"),
+        # 重新定位: the new point in no grid, or in a grid outside the actor's jurisdiction (town 1), or none
+        Scenario("relocate", "town0_operator", input={"lat": 30.5, "lon": 120.05}, expect="refused"),
+        Scenario("relocate", "town0_operator", input={"lat": 31.025, "lon": 120.125}, expect="refused"),
+        Scenario("relocate", "town0_operator", input={"note": "没选位置"}, expect="refused"),
+        Scenario("relocate", "town0_operator", input={"address_id": 999999}, expect="refused"),
     ]
 
 
@@ -123,6 +138,8 @@ def make_case(app, world, sc: Scenario) -> Case:
             loop.close(case, account("town0_operator"))
         if sc.paused:
             loop.pause(case, account("town0_operator"), reason="等待答复")
+        if sc.level:
+            loop.escalate(case, account("town0_operator"), to_level=sc.level, note="需镇街协调")
         if sc.pending_extension:
             loop.request_extension(case, account("dept0"), days=2, reason="需要更多时间")
         return db.get(Case, case.id)
@@ -184,6 +201,7 @@ def after(case_id: int) -> tuple:
         case.department_id,
         case.paused_at is None,
         case.outstanding,
+        (case.grid_id, case.village_id, case.town_id, case.address),  # 重新定位
         [(s.action, s.to_state, s.note, s.public) for s in steps[-1:]],
         len(steps),
     )
@@ -227,11 +245,11 @@ def test_a_public_reply_is_marked_on_its_step_through_either_door(app, world, au
     type(auth)(auth_client).login("town0_operator")
     outcome = through_page(auth_client, case.id, "close", {"note": "垃圾已清运，感谢您的反映", "public": True})
     assert outcome == ("ok", None)
-    assert after(case.id)[5] == [("close", "closed", "垃圾已清运，感谢您的反映", True)]
+    assert after(case.id)[6] == [("close", "closed", "垃圾已清运，感谢您的反映", True)]
     other = new_case(app, world, grid=0)
     headers = token_for(app.test_client(), "town0_operator")
     assert through_api(app.test_client(), headers, other.id, "register", {"note": "已受理"}) == ("ok", None)
-    assert after(other.id)[5] == [("register", "registered", "已受理", False)]  # internal unless marked
+    assert after(other.id)[6] == [("register", "registered", "已受理", False)]  # internal unless marked
 
 
 def test_a_department_account_without_a_department_sees_nothing_through_either_door(app, world, auth):

@@ -10,9 +10,8 @@ from datetime import UTC, timedelta
 
 import pytest
 
-from commandcenter import fieldwork
 from commandcenter.db import db
-from commandcenter.models import Case, Patrol
+from commandcenter.models import Case, Heartbeat, Patrol
 from commandcenter.timeutil import utcnow
 from tests.conftest import ARTIFACTS, PASSWORD
 from tests.test_basemap import png
@@ -93,8 +92,12 @@ def test_an_operator_dispatches_to_the_nearest_online_gridworker(app, world, liv
     case = new_case(app, world, grid=0, state="registered")
     with app.app_context():
         lat, lon = world.grid_point(0)
-        fieldwork.heartbeat(account("gw1"), lat, lon + 300 / 95_000)
-        fieldwork.heartbeat(account("gw0"), lat, lon + 900 / 95_000)
+        # rows in the database (the live server's own in-process Redis is out of reach of this process):
+        # the positions read them for gridworkers without a live point
+        now = utcnow()
+        db.add(Heartbeat(account_id=account("gw1").id, at=now, lat=lat, lon=lon + 300 / 95_000))
+        db.add(Heartbeat(account_id=account("gw0").id, at=now, lat=lat, lon=lon + 900 / 95_000))
+        db.commit()
     base = live_server.url
     login(page, base, "town0_operator")
     page.goto(f"{base}/cases/{case.id}")

@@ -7,13 +7,13 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from commandcenter.db import db
-from commandcenter.models import Case, CasePhoto, Heartbeat, Patrol, SignIn
-from tests.conftest import ARTIFACTS, PASSWORD, wait_for
+from commandcenter.models import Case, CasePhoto, Patrol, SignIn
+from tests.conftest import ARTIFACTS, PASSWORD, login_session, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
@@ -90,9 +90,16 @@ def test_sign_in_with_the_phones_location(app, world, live_server, phone):
     assert row.account_id == world.accounts["gw0"].id
     assert (round(row.lat, 3), round(row.lon, 3)) == (31.021, 120.018)
     assert badge(phone) == 0
-    # an open page checks in (在线) like the app, with the phone's position
-    beat = wait_for(lambda: fresh(app, lambda: db.query(Heartbeat).filter_by(account_id=row.account_id).first()))
-    assert beat is not None and round(beat.lat, 3) == 31.021
+    # an open page checks in (在线) like the app, with the phone's position: the wall of its town shows it at
+    # once (heartbeats live in the server's Redis; rows reach the database in batches, issue 15 §2)
+    duty = login_session(live_server.url, "town0_duty")
+
+    def on_the_wall():
+        items = duty.get(live_server.url + "/wall/positions", timeout=10).json()["items"]
+        return next((p for p in items if p["id"] == row.account_id), None)
+
+    beat = wait_for(on_the_wall)
+    assert beat is not None and round(beat["lat"], 3) == 31.021 and beat["state"] in ("online", "patrolling")
     ARTIFACTS.mkdir(exist_ok=True)
     phone.screenshot(path=str(ARTIFACTS / "gridworker-signed-in.png"), full_page=True)
     assert phone.problems == [] and phone.outside_requests == []
@@ -342,3 +349,121 @@ def test_installable_and_opens_without_a_network(world, live_server, phone):
     phone.goto(live_server.url + "/g/report")
     assert phone.is_visible("#report-form") and "上报事件" in phone.inner_text("h2")
     phone.context.set_offline(False)
+
+
+def dispatched_to_gw0(app, world, description: str) -> tuple[int, str]:
+    from commandcenter.cases import actions
+    from commandcenter.models import Account
+    from tests.conftest import report
+
+    def make():
+        operator = db.get(Account, world.accounts["town0_operator"].id)
+        gw0 = db.get(Account, world.accounts["gw0"].id)
+        case = db.get(Case, report(world, "gw1", description=description).id)
+        actions.perform(operator, case, "register", actions.ActionInput())
+        actions.perform(operator, case, "dispatch", actions.ActionInput(assignee_id=gw0.id))
+        return case.id, case.number
+
+    return fresh(app, make)
+
+
+def test_accept_and_feedback_offline_are_sent_once(app, world, live_server, phone):
+    """Network off: 接收, then 反馈 with a photo, both queued with their keys; network on: exactly one step of each,
+    and a second send of the queue changes nothing."""
+    from commandcenter.models import CaseStep
+
+    case_id, number = dispatched_to_gw0(app, world, "路灯不亮")
+    login(phone, live_server.url, "/g/cases")
+    card = phone.locator(f'#tasks li.case[data-case="{case_id}"]')
+    assert card.locator(".feedback-part").is_hidden()
+    phone.context.set_offline(True)
+    card.locator('button[data-action="accept"]').click()
+    card.locator(".feedback-part textarea").wait_for()  # shown at once: the 接收 waits in the queue
+    assert "已接收（待发送）" in card.inner_text() and badge(phone) == 1
+    card.locator(".feedback-part textarea").fill("已更换灯泡，恢复照明")
+    card.locator('.feedback-part input[type="file"]').set_input_files(
+        files=[{"name": "after.png", "mimeType": "image/png", "buffer": png((40, 160, 40))}]
+    )
+    card.locator('button[data-action="feedback"]').click()
+    card.locator(".state:has-text('已反馈（待发送）')").wait_for()
+    assert badge(phone) == 2
+    phone.click("#queue-badge")
+    assert f"接收：{number}" in phone.inner_text("#queue-list") and f"反馈：{number}" in phone.inner_text("#queue-list")
+    phone.screenshot(path=str(ARTIFACTS / "gridworker-steps-offline.png"), full_page=True)
+    assert fresh(app, lambda: db.get(Case, case_id).state) == "dispatched"
+    phone.context.set_offline(False)
+    assert wait_for(lambda: badge(phone) == 0, timeout=30), "the queue was not sent when the network returned"
+
+    def steps():
+        return [(s.action, s.client_key) for s in db.query(CaseStep).filter_by(case_id=case_id).order_by(CaseStep.id)]
+
+    taken = fresh(app, steps)
+    assert [a for a, _ in taken].count("accept") == 1 and [a for a, _ in taken].count("feedback") == 1
+    assert all(key for a, key in taken if a in ("accept", "feedback"))
+    assert fresh(app, lambda: db.get(Case, case_id).state) == "feedback"
+    assert fresh(app, lambda: db.query(CasePhoto).filter_by(case_id=case_id).count()) == 1
+    phone.wait_for_selector(f'#tasks li.case[data-case="{case_id}"]', state="detached", timeout=10000)
+    phone.evaluate("window.gridworker.flush()")  # the queue is sent again: nothing more
+    phone.wait_for_timeout(500)
+    assert fresh(app, steps) == taken
+    assert phone.problems == [] and phone.outside_requests == []
+
+
+def test_a_site_visit_recorded_offline(app, world, live_server, phone):
+    from commandcenter.models import Site, Visit
+
+    def add():
+        g = world.grids[0]
+        site = Site(
+            name="星光网吧",
+            site_type="key_place",
+            visit_frequency="weekly",
+            address="东湖路 18 号",
+            grid_id=g.id,
+            village_id=g.village_id,
+            town_id=g.town_id,
+            assigned_to_id=world.accounts["gw0"].id,
+        )
+        db.add(site)
+        db.commit()
+        return site.id
+
+    site_id = fresh(app, add)
+    login(phone, live_server.url, "/g/visits")
+    item = phone.locator(f'li.site[data-site="{site_id}"]')
+    assert "星光网吧" in item.inner_text() and "重点场所" in item.inner_text() and "还剩" in item.inner_text()
+    item.locator("summary").click()
+    phone.context.set_offline(True)
+    item.locator("textarea").fill("消防通道畅通，灭火器在有效期内")
+    item.locator("button[type=submit]").click()
+    phone.wait_for_selector(".toast:has-text('走访已保存在手机上')")
+    assert badge(phone) == 1 and fresh(app, lambda: db.query(Visit).count()) == 0
+    phone.context.set_offline(False)
+    assert wait_for(lambda: badge(phone) == 0, timeout=30)
+    phone.wait_for_selector(f'li.site.done[data-site="{site_id}"]')
+    visit = fresh(app, lambda: db.query(Visit).one())
+    assert visit.site_id == site_id and visit.person_id is None and visit.note == "消防通道畅通，灭火器在有效期内"
+    assert (round(visit.lat, 3), round(visit.lon, 3)) == (31.021, 120.018)
+    assert phone.problems == [] and phone.outside_requests == []
+
+
+def test_a_sign_in_queued_offline_keeps_the_time_it_was_taken(app, world, live_server, phone):
+    # the phone's clock says 20 minutes ago: the sign-in is stamped with the phone's time of the tap, not with
+    # the time it reached the server
+    taken = datetime.now() - timedelta(minutes=20)
+    phone.clock.install(time=taken)
+    login(phone, live_server.url)
+    phone.context.set_offline(True)
+    phone.click("#signin-btn")
+    phone.wait_for_selector("#signin-state:has-text('已保存签到')")
+    assert badge(phone) == 1 and fresh(app, lambda: db.query(SignIn).count()) == 0
+    phone.wait_for_timeout(1500)
+    phone.context.set_offline(False)
+    assert wait_for(lambda: badge(phone) == 0, timeout=30)
+    row = fresh(app, lambda: db.query(SignIn).one())
+    arrival = datetime.now(UTC).replace(tzinfo=None)
+    taken_utc = taken.astimezone(UTC).replace(tzinfo=None)
+    assert abs((row.at - taken_utc).total_seconds()) < 60, (row.at, taken_utc)
+    assert (arrival - row.at).total_seconds() > 15 * 60  # not the arrival
+    phone.wait_for_selector("#signin-state.ok")
+    assert phone.problems == [] and phone.outside_requests == []

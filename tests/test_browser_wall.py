@@ -3,6 +3,7 @@ recovery after the server is stopped and started again. Screenshots go to test-a
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 
@@ -123,9 +124,19 @@ def test_wall_fits_updates_live_and_recovers_after_a_restart(world, live_server,
     canvases = page.evaluate("() => document.querySelectorAll('canvas').length")
     page.evaluate("""() => { window.__sameDocument = true;
         document.getElementById('plot-map').__kept = true; document.getElementById('plot-hourly').__kept = true; }""")
+    posted_at = time.monotonic()
     new = post_case(live_server.url, token, world, 3, code="1003")
-    page.wait_for_function(f"() => ({MAP_CASE_IDS})().includes({new['id']})", timeout=10000)
+    page.wait_for_function(f"() => ({MAP_CASE_IDS})().includes({new['id']})", timeout=10000, polling=50)
+    on_screen = time.monotonic() - posted_at
     assert page.evaluate(HIGHLIGHTED) >= 1
+    # issue 15 §1: pushes come as one "batch" per tick (1 s); commit → screen within 1.5 s (printed, and
+    # bounded loosely here: this machine is shared by other test runs)
+    state = page.evaluate("() => window.wallState()")
+    print(
+        f"report posted → on the wall's map: {on_screen:.2f} s "
+        f"(commit → flushed {state['flushLagMs']} ms, → received {state['lagMs']} ms)"
+    )
+    assert state["batches"] >= 1 and 0 <= state["flushLagMs"] < 3000 and on_screen < 3.0
     page.wait_for_function(
         "() => document.querySelector('#panel-counts [data-key=\"reported\"] .v').textContent.trim() === '3'",
         timeout=10000,

@@ -1052,17 +1052,18 @@ def test_retry_after_a_crash_between_commit_and_response_finds_the_case(w):
 
 
 def test_concurrent_insert_with_the_same_key_returns_the_winner(w, monkeypatch):
-    """Two requests pass the look-up at once; the loser hits the unique key and returns the winner's case."""
+    """On PostgreSQL the key is not looked up before the INSERT: the INSERT finds it (ON CONFLICT DO NOTHING,
+    waiting for a concurrent winner to commit), and only then is the winner's case read and returned."""
     first, _ = loop.report_case(_data(w), actor=w.a("gw0"), source="app", client_key="app-race-1", now=T0)
     real, calls = loop._find_by_key, []
 
-    def miss_once(source, key):
+    def counted(source, key):
         calls.append(key)
-        return None if len(calls) == 1 else real(source, key)
+        return real(source, key)
 
-    monkeypatch.setattr(loop, "_find_by_key", miss_once)
+    monkeypatch.setattr(loop, "_find_by_key", counted)
     again, created = loop.report_case(_data(w), actor=w.a("gw0"), source="app", client_key="app-race-1", now=T0 + M)
-    assert created is False and again.id == first.id and len(calls) == 2
+    assert created is False and again.id == first.id and calls == ["app-race-1"]
     assert db.scalar(select(func.count(Case.id))) == 1
     loop.register(again, w.a("town0_operator"), now=T0 + 2 * M)  # the session is usable afterwards
     assert fresh(again).state == "registered"

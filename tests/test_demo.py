@@ -442,7 +442,11 @@ def test_simulator_ticks(sctx):
     signed = db.execute(select(SignIn.account_id, SignIn.day)).all()
     assert len(signed) == len(set(signed))
 
+    from commandcenter import heartbeats
+
     assert sim.tick_heartbeats(morning, 600).heartbeats > 0
+    # through the app's path: to the live state, and to the database at the next persist run (issue 15 §2)
+    heartbeats.persist(now=morning + timedelta(minutes=5))
     assert db.execute(select(func.max(Heartbeat.at))).scalar() == morning
 
     started = sim.tick_patrols(morning + timedelta(hours=1), 4 * 3600).patrols_started
@@ -455,9 +459,10 @@ def test_simulator_ticks(sctx):
     assert here != there and all(v is not None for v in (*here, *there))
     sim.online = set(sim.routes)
     assert sim.tick_heartbeats(morning + timedelta(hours=1, minutes=10), 3600).heartbeats > 0
-    from commandcenter.models import Outbox
+    from commandcenter import counters, jobs
 
-    assert db.execute(select(func.count()).select_from(Outbox).where(Outbox.topic == "presence.heartbeat")).scalar()
+    walked = counters.live_trails(jobs.counters_redis(), [walker], morning + timedelta(hours=1))
+    assert walked and walked[walker][0][1:] == pytest.approx(here[::-1])  # (lat, lon) of his route
     ended = sim.tick_patrols(morning + timedelta(hours=4), 60).patrols_ended
     assert ended >= started
     done = db.execute(select(Patrol).where(Patrol.started_at == morning + timedelta(hours=1))).scalars().all()

@@ -24,6 +24,7 @@ from tests.conftest import (
     socket_client,
     wait_for,
 )
+from tests.conftest import pushed as items_of
 
 pytestmark = pytest.mark.postgres
 
@@ -231,20 +232,24 @@ def test_pushes_reach_only_the_gridworkers_own_room(world, live_stack, pg_url, t
             actions.perform(operator, case, "register", actions.ActionInput())
             actions.perform(operator, case, "dispatch", actions.ActionInput(assignee_id=me.id))
             number = case.number
-        pushed = wait_for(lambda: [d for e, d in gw0_events if e == "g.case"])
+        pushed = wait_for(lambda: [d for e, d in items_of(gw0_events) if e == "g.case"])
         assert pushed and pushed[0]["number"] == number and pushed[0]["action"] == "dispatch"
         with writer.app_context():
             case = db.query(Case).filter_by(number=number).one()
             me = db.query(Account).filter_by(username="gw0").one()
+            gw0_id = me.id
             operator = db.query(Account).filter_by(username="town0_operator").one()
             loop.accept(case, me)
             loop.feedback(case, me, "已处理")
             actions.perform(operator, case, "rework", actions.ActionInput(note="未修好"))
-        pushed = wait_for(lambda: [d for e, d in gw0_events if e == "g.case" and d["action"] == "rework"])
+        pushed = wait_for(lambda: [d for e, d in items_of(gw0_events) if e == "g.case" and d["action"] == "rework"])
         assert pushed and pushed[0]["seq"] > 1  # his room's own sequence: 1 for the dispatch, then 2
+        assert {d["room"] for _, d in items_of(gw0_events)} == {f"account:{gw0_id}"}
         time.sleep(0.5)
-        assert not [e for e, _ in gw1_events if e.startswith("g.")], "gw1 must not receive gw0's pushes"
-        assert not [e for e, _ in gw0_events if e == "case"], "a gridworker's socket is not in the place rooms"
+        assert not items_of(gw1_events), "gw1 must not receive gw0's pushes"
+        assert not [e for e, _ in items_of(gw0_events) if e == "case"], (
+            "a gridworker's socket is not in the place rooms"
+        )
     finally:
         gw0.disconnect()
         gw1.disconnect()
@@ -278,7 +283,189 @@ def test_visits_falling_due_are_told_when_the_page_connects(app, world, monkeypa
 
         with embedded.app_context():
             assert realtime.push_visits_due() == 2  # gw0 and the gridworker of grid 1
-        morning = [m["args"][0] for m in sio.get_received("/live") if m["name"] == "g.visit_due"]
+            gw0_id = db.query(Account).filter_by(username="gw0").one().id
+            realtime.flush_pushes()  # what the flusher thread does every tick (it may have taken them already)
+        received = wait_for(lambda: [m for m in sio.get_received("/live") if m["name"] == "batch"], 5)
+        morning = [i["data"] for m in received or [] for i in m["args"][0]["items"] if i["event"] == "g.visit_due"]
         assert [(m["count"], m["names"]) for m in morning] == [(1, ["李*海"])]
+        assert {m["args"][0]["room"] for m in received} == {f"account:{gw0_id}"}
     finally:
         sio.disconnect("/live")
+
+
+def add_site(world, *, grid: int = 0, assigned: str | None = None, frequency: str = "monthly", **extra) -> int:
+    from commandcenter.models import Site
+
+    g = world.grids[grid]
+    site = Site(
+        name=extra.pop("name", "东湖路18号群租房"),
+        site_type=extra.pop("site_type", "group_rental"),
+        visit_frequency=frequency,
+        grid_id=g.id,
+        village_id=g.village_id,
+        town_id=g.town_id,
+        assigned_to_id=world.accounts[assigned].id if assigned else None,
+        **extra,
+    )
+    db.add(site)
+    db.commit()
+    return site.id
+
+
+def test_sites_to_visit_with_due_dates_and_a_site_visit_recorded(app, client, world):
+    from commandcenter.gridworker.service import my_sites, sites_falling_due
+
+    with app.app_context():
+        quarterly = add_site(world, frequency="quarterly", site_type="rental_house", name="南街7号出租屋")
+        weekly = add_site(world, assigned="gw0", frequency="weekly", site_type="key_place", name="星光网吧")
+        add_site(world, grid=1, name="北街群租房")  # another grid: not his
+        add_site(world, name="已拆除的群租房", active=False)
+        today = local_today(current_tz())
+        gw0 = db.get(Account, world.accounts["gw0"].id)
+        rows = {v.site.id: v for v in my_sites(gw0, today)}
+        assert set(rows) == {quarterly, weekly}
+        assert rows[weekly].due == period_bounds("weekly", today)[1] and not rows[weekly].done
+        assert rows[quarterly].due == period_bounds("quarterly", today)[1]
+        sunday = period_bounds("weekly", today)[1]  # the last day of the week: the weekly site falls due
+        assert weekly in {v.site.id for v in sites_falling_due(gw0, sunday)}
+        assert quarterly not in {v.site.id for v in sites_falling_due(gw0, period_bounds("quarterly", today)[0])}
+    client, headers = phone(client)
+    body = html(client.get("/g/visits"))
+    assert "星光网吧" in body and "南街7号出租屋" in body and "北街群租房" not in body and "已拆除" not in body
+    assert f'data-site="{weekly}"' in body and "重点场所" in body and "出租屋" in body
+    assert period_bounds("weekly", today)[1].isoformat() in body
+    # the home page links a site falling due to its form on the visits page
+    with app.app_context():
+        if sites_falling_due(db.get(Account, world.accounts["gw0"].id), today):
+            assert f"/g/visits?site={weekly}" in html(client.get("/g/"))
+    assert '<details class="visit-form" open>' in html(client.get(f"/g/visits?site={weekly}"))
+    visit = {
+        "client_key": "site-visit-0001",
+        "site_id": weekly,
+        "at": utcnow().isoformat() + "Z",
+        "note": "消防通道畅通",
+    }
+    assert client.post("/api/v1/visits", json=visit, headers=headers).status_code == 201
+    assert client.post("/api/v1/visits", json=visit, headers=headers).status_code == 200  # a resend: one visit
+    with app.app_context():
+        assert db.query(Visit).filter_by(site_id=weekly).count() == 1
+        row = {v.site.id: v for v in my_sites(db.get(Account, world.accounts["gw0"].id), today)}[weekly]
+        assert row.done and row.due == period_bounds("weekly", period_bounds("weekly", today)[1] + timedelta(1))[1]
+    # a site of another grid is refused like one that does not exist
+    with app.app_context():
+        other = add_site(world, grid=1, name="西街群租房")
+    refused = client.post(
+        "/api/v1/visits", json={**visit, "client_key": "site-visit-0002", "site_id": other}, headers=headers
+    )
+    assert refused.status_code == 422 and refused.get_json()["error"]["field"] == "site_id"
+
+
+def dispatched_to_gw0(app, world, description: str = "路灯不亮") -> int:
+    with app.app_context():
+        operator = db.get(Account, world.accounts["town0_operator"].id)
+        gw0 = db.get(Account, world.accounts["gw0"].id)
+        case = db.get(Case, report(world, "gw1", description=description).id)
+        actions.perform(operator, case, "register", actions.ActionInput())
+        actions.perform(operator, case, "dispatch", actions.ActionInput(assignee_id=gw0.id))
+        return case.id
+
+
+def test_accept_and_feedback_resent_with_their_key_return_the_step_already_taken(app, client, world):
+    from commandcenter.models import CaseStep
+
+    case_id = dispatched_to_gw0(app, world)
+    client, headers = phone(client)
+    url = f"/api/v1/cases/{case_id}/actions/"
+    accept = {"client_key": "step-accept-0001"}
+    first = client.post(url + "accept", json=accept, headers=headers)
+    assert first.status_code == 200 and first.get_json()["state"] == "handling"
+    step = first.get_json()["step"]
+    assert step["action"] == "accept" and step["to_state"] == "handling"
+    again = client.post(url + "accept", json=accept, headers=headers)  # the answer was lost: sent again
+    assert again.status_code == 200 and again.get_json()["step"] == step
+    feedback = {"client_key": "step-feedback-0001", "note": "已更换灯泡"}
+    fed = client.post(url + "feedback", json=feedback, headers=headers)
+    assert fed.status_code == 200 and fed.get_json()["state"] == "feedback"
+    # resends after the case moved on: the same steps, no error, nothing more
+    assert client.post(url + "accept", json=accept, headers=headers).get_json()["step"] == step
+    refed = client.post(url + "feedback", json=feedback, headers=headers)
+    assert refed.status_code == 200 and refed.get_json()["step"] == fed.get_json()["step"]
+    # without a key, the state still decides
+    assert client.post(url + "accept", json={}, headers=headers).status_code == 409
+    with app.app_context():
+        steps = db.query(CaseStep).filter_by(case_id=case_id).all()
+        assert [s.action for s in steps].count("accept") == 1 and [s.action for s in steps].count("feedback") == 1
+        assert {s.client_key for s in steps if s.action in ("accept", "feedback")} == {
+            "step-accept-0001",
+            "step-feedback-0001",
+        }
+    # the key of another step, or of another case, is refused naming the field
+    wrong = client.post(url + "feedback", json={**feedback, "client_key": "step-accept-0001"}, headers=headers)
+    assert wrong.status_code == 422 and wrong.get_json()["error"]["field"] == "client_key"
+    other_case = dispatched_to_gw0(app, world, "井盖缺失")
+    wrong = client.post(f"/api/v1/cases/{other_case}/actions/accept", json=accept, headers=headers)
+    assert wrong.status_code == 422 and wrong.get_json()["error"]["field"] == "client_key"
+    # a step that takes no key refuses one
+    logged_in(client, "town0_operator")
+    op_headers = {"X-CSRFToken": csrf_from(html(client.get("/")))}
+    refused = client.post(
+        f"/api/v1/cases/{other_case}/actions/pause",
+        json={"note": "等待", "client_key": "step-pause-0001"},
+        headers=op_headers,
+    )
+    assert refused.status_code == 422 and refused.get_json()["error"]["field"] == "client_key"
+
+
+def test_a_step_key_of_another_account_is_refused(app, world):
+    from commandcenter.models import CaseStep
+
+    case_id = dispatched_to_gw0(app, world)
+    with app.app_context():
+        gw0 = db.get(Account, world.accounts["gw0"].id)
+        case = db.get(Case, case_id)
+        actions.perform(gw0, case, "accept", actions.ActionInput(client_key="shared-key-0001"))
+        # an operator may act for his handlers: the same key from him is not his step
+        operator = db.get(Account, world.accounts["town0_operator"].id)
+        with pytest.raises(loop.TransitionError) as refused:
+            actions.perform(
+                operator, case, "feedback", actions.ActionInput(note="已修复", client_key="shared-key-0001")
+            )
+        assert refused.value.field == "client_key"
+        assert db.query(CaseStep).filter_by(case_id=case_id, action="feedback").count() == 0
+
+
+def test_a_sign_in_sent_later_carries_the_time_it_was_taken(app, client, world):
+    from datetime import UTC, datetime
+
+    from commandcenter.models import SignIn
+    from commandcenter.timeutil import local
+
+    client, headers = phone(client)
+    now = datetime.now(UTC).replace(microsecond=0)
+    for at, why in (
+        ((now + timedelta(minutes=30)).isoformat(), "in the future"),
+        ((now - timedelta(hours=13)).isoformat(), "older than 12 hours"),
+        (int((now - timedelta(hours=13)).timestamp()), "older than 12 hours, in unix seconds"),
+    ):
+        refused = client.post("/api/v1/sign-ins", json={"at": at}, headers=headers)
+        assert refused.status_code == 422 and refused.get_json()["error"]["field"] == "at", why
+    naive = client.post("/api/v1/sign-ins", json={"at": "2026-12-03T08:00:00"}, headers=headers)
+    assert naive.status_code == 422 and naive.get_json()["error"]["field"] == "at"
+    taken = now - timedelta(hours=2)
+    signed = client.post("/api/v1/sign-ins", json={"at": int(taken.timestamp()), "lat": 31.02}, headers=headers)
+    assert signed.status_code == 201
+    with app.app_context():
+        row = db.query(SignIn).one()
+        assert row.at == taken.replace(tzinfo=None)  # the time taken on the phone, not the arrival
+        assert row.day == local(row.at, current_tz()).date()  # the local day of `at`
+        assert signed.get_json()["day"] == row.day.isoformat()
+    # the same sign-in sent again (ISO 8601 with an offset this time): the day's sign-in is kept
+    again = client.post("/api/v1/sign-ins", json={"at": taken.isoformat()}, headers=headers)
+    assert again.status_code == 200 and again.get_json()["created"] is False
+    # without `at`, the arrival is the time (another gridworker)
+    logged_in(client, "gw1")
+    gw1 = {"X-CSRFToken": csrf_from(html(client.get("/g/")))}
+    assert client.post("/api/v1/sign-ins", json={}, headers=gw1).status_code == 201
+    with app.app_context():
+        row = db.query(SignIn).filter_by(account_id=world.accounts["gw1"].id).one()
+        assert abs((row.at - utcnow()).total_seconds()) < 60

@@ -324,6 +324,7 @@ def api_world(app, world, client):
         db.remove()
     view["gw0"] = token_for(client, "gw0")
     view["operator"] = token_for(client, "town0_operator")
+    view["city_operator"] = token_for(client, "city_operator")  # may act on the case at every level
     return view
 
 
@@ -332,9 +333,26 @@ class RegisterFields(BaseModel):
     public: bool = False
 
 
+class EscalateFields(BaseModel):
+    """escalate's own fields (the others of CaseAction — dispatch's, relocate's, client_key … — are left to
+    tests/test_action_parity.py: fuzzed together, a body would hardly ever be accepted)."""
+
+    to_level: str | None = None
+    note: str | None = None
+    public: bool = False
+
+
+class RelocateFields(BaseModel):
+    lat: float | None = None
+    lon: float | None = None
+    address: str | None = None
+    address_id: int | None = None
+    note: str | None = None
+
+
 @pytest.mark.postgres
 def test_any_json_body_is_accepted_or_refused_naming_a_field(app, client, api_world):
-    from commandcenter.api.schemas import CaseAction, CaseReport, HeartbeatIn, HotlineWorkOrder, PatrolIn, VisitIn
+    from commandcenter.api.schemas import CaseReport, HeartbeatIn, HotlineWorkOrder, PatrolIn, VisitIn
 
     report = client.post(
         "/api/v1/cases",
@@ -394,9 +412,15 @@ def test_any_json_body_is_accepted_or_refused_naming_a_field(app, client, api_wo
             dict(note=st.just("同意立案")),
         ),
         (
-            f"/api/v1/cases/{case_id}/actions/escalate",
-            CaseAction,
+            f"/api/v1/cases/{case_id}/actions/relocate",
+            RelocateFields,
             "operator",
+            dict(lat=st.just(31.02), lon=st.just(120.02)),
+        ),
+        (
+            f"/api/v1/cases/{case_id}/actions/escalate",
+            EscalateFields,
+            "city_operator",  # escalated up to the city, the case is still within its reach
             dict(to_level=st.just("town"), note=st.just("网格无法处置，请镇街协调")),
         ),
     ]

@@ -29,6 +29,7 @@ from tests.conftest import (
     free_port,
     login_session,
     make_settings,
+    pushed,
     wait_for,
 )
 
@@ -115,8 +116,9 @@ def still_connected(client, seconds: float) -> bool:
 
 
 def publish_from_here(pg_url: str, tmp_path, usernames: list[str], number: str) -> None:
-    """Push a `case` event to the rooms of these accounts' places from this process (another process than
-    the web server's), through the Redis message queue, as a worker does."""
+    """Publish a `case` item to the rooms of these accounts' places from this process (another process than
+    the web server's), as a worker does: it waits in Redis, and the web server's flusher sends it in its
+    rooms' next "batch" through the Redis message queue."""
     from commandcenter import realtime
 
     writer = create_app(make_settings(tmp_path / "writer", pg_url, redis_url=TEST_REDIS_URL))
@@ -127,7 +129,7 @@ def publish_from_here(pg_url: str, tmp_path, usernames: list[str], number: str) 
 
 
 def got(events, number: str) -> bool:
-    return any(e == "case" and d.get("number") == number for e, d in events)
+    return any(e == "case" and d.get("number") == number for e, d in pushed(events))
 
 
 def web_session_of(username: str) -> WebSession:

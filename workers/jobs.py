@@ -79,6 +79,15 @@ def drain_outbox_catch_up() -> int:
         return jobs.process_outbox()
 
 
+def persist_heartbeats() -> dict:
+    """The heartbeats held in Redis, written to the database: one row per account and ended period of
+    PRESENCE_PERSIST_SECONDS, and Account.last_seen_at (commandcenter/heartbeats.py)."""
+    from commandcenter import heartbeats, jobs
+
+    with context(), jobs.recorded("persist_heartbeats"):
+        return heartbeats.persist()
+
+
 RECONCILE_HOUR = 3  # local time: the quiet hour of the night
 
 

@@ -12,6 +12,7 @@ SCHEDULE = [
     (jobs.sweep_alerts, QUEUE_REALTIME, 15),
     (jobs.sweep_deadlines, QUEUE_REALTIME, 60),
     (jobs.send_due_notifications, QUEUE_REALTIME, 60),  # lost notification jobs (server mode only)
+    (jobs.persist_heartbeats, QUEUE_DEFAULT, 60),  # heartbeats from Redis to the database, in batches
     (jobs.reconcile_counters, QUEUE_DEFAULT, 15 * 60),  # runs once a night: see the job
     (jobs.push_visits_due, QUEUE_DEFAULT, 15 * 60),  # once each morning after 08:00: see the job
 ]

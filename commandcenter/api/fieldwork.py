@@ -10,7 +10,7 @@ from .. import fieldwork
 from ..access import current_account, require
 from ..extensions import limiter
 from . import bp
-from .schemas import HeartbeatIn, PatrolIn, VisitIn
+from .schemas import HeartbeatIn, PatrolIn, SignInIn, VisitIn
 from .views import _intake_limit, _rate_key, iso, parse, to_utc_naive
 
 
@@ -32,8 +32,8 @@ def heartbeat():
 @require("case.report")
 @limiter.limit(_intake_limit, key_func=_rate_key)
 def sign_in():
-    body: HeartbeatIn = parse(HeartbeatIn)
-    row, created = fieldwork.sign_in(current_account(), body.lat, body.lon)
+    body: SignInIn = parse(SignInIn)
+    row, created = fieldwork.sign_in(current_account(), body.lat, body.lon, at=to_utc_naive(body.at))
     return jsonify({"day": row.day.isoformat(), "at": iso(row.at), "created": created}), 201 if created else 200
 
 

@@ -20,6 +20,7 @@ from .schemas import (
     PatrolIn,
     PatrolOut,
     PhotoOut,
+    SignInIn,
     SignInOut,
     TokenOut,
     TokenRequest,
@@ -41,6 +42,7 @@ MODELS: list[type[BaseModel]] = [
     PhotoOut,
     ErrorOut,
     HeartbeatIn,
+    SignInIn,
     SignInOut,
     PatrolIn,
     PatrolOut,
@@ -226,7 +228,16 @@ def build_document() -> dict:
         },
         "/api/v1/cases/{case_id}/actions/{action}": {
             "post": {
-                "summary": "办理一步（立案、派遣、签收、反馈、结案、返工、流转……）",
+                "summary": "办理一步（立案、派遣、签收、反馈、结案、返工、流转、重新定位……）",
+                "description": (
+                    "接收 (accept) 与反馈 (feedback) 可带 client_key（App 离线队列的幂等键）：同一账号以同一 client_key"
+                    " 重发时返回 200 与已办理的那一步（不会再办一步，即使案件状态已经往前走了），回答中的 step"
+                    " 为该键对应的步骤 {id, at, action, to_state}；其他账号用同一键被拒绝（422，field 为"
+                    " client_key）；其他操作带 client_key 同样被拒绝。"
+                    "重新定位 (relocate，待立案/已立案，权限 case.register)：带 address_id（标准地址，见"
+                    " /hotline/addresses.json）或 lat+lon（WGS-84，可另带 address 文字）；新位置须落在本辖区的网格内，"
+                    "否则 422（field 为 lat、lon 或 address）；网格、村社、镇街随之更新，并记一步 relocate。"
+                ),
                 "operationId": "caseAction",
                 "security": bearer,
                 "parameters": [
@@ -290,9 +301,14 @@ def build_document() -> dict:
         "/api/v1/sign-ins": {
             "post": {
                 "summary": "每日签到（每天一次，重复返回当天记录）",
+                "description": (
+                    "离线保存后补发的签到带 at（手机上签到的时间，带时区偏移的 ISO 8601 或 unix 秒）：不得晚于当前"
+                    "时间（允许 5 分钟误差）、不得早于 12 小时前，否则 422（field 为 at）；签到日为 at 的本地日期。"
+                    "不带 at 时以到达时间为准。"
+                ),
                 "operationId": "signIn",
                 "security": bearer,
-                "requestBody": {"required": True, **_json(HeartbeatIn)},
+                "requestBody": {"required": True, **_json(SignInIn)},
                 "responses": {
                     "201": {"description": "已签到", **_json(SignInOut)},
                     "200": {"description": "今天已签到", **_json(SignInOut)},

@@ -107,11 +107,33 @@ class CaseAction(Strict):
     original_number: str | None = Field(default=None, max_length=24)
     public: bool = Field(default=False, description="the note is the reply to the public (公开答复, shown by Open311)")
     days: int | None = Field(default=None, ge=0, le=10**6, description="申请延期 (extend): working days asked for")
+    # 重新定位 (relocate): a standard address by id, or a point (WGS-84) with an optional address text
+    lat: float | None = Field(default=None, ge=-90, le=90, description="重新定位 (relocate): latitude, WGS-84")
+    lon: float | None = Field(default=None, ge=-180, le=180, description="重新定位 (relocate): longitude, WGS-84")
+    address: str | None = Field(default=None, max_length=200, description="重新定位 (relocate): new address text")
+    address_id: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="重新定位 (relocate): a standard address (标准地址) id"
+    )
+    client_key: ClientKey | None = Field(
+        default=None,
+        description="接收 (accept) and 反馈 (feedback) only: the app's idempotency key of the step; a resend with "
+        "the same key by the same account answers 200 with the step already taken (no second step, whatever the "
+        "case's state is now); the same key from another account is refused (422, field client_key)",
+    )
 
 
 class HeartbeatIn(Strict):
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
+
+
+class SignInIn(HeartbeatIn):
+    at: SaneDatetime | None = Field(
+        default=None,
+        description="when the sign-in was taken on the phone (ISO 8601 with its offset, or unix seconds), for a "
+        "sign-in sent later from the offline queue: not in the future (5 minutes of slack) and not older than 12 "
+        "hours; the day signed in is the local day of `at`. Default: the time of arrival.",
+    )
 
 
 class SignInOut(BaseModel):

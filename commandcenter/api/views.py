@@ -427,9 +427,18 @@ def act(case_id: int, action: str):
             original_number=body.original_number,
             public=body.public,
             days=body.days,
+            client_key=body.client_key,
+            lat=body.lat,
+            lon=body.lon,
+            address=body.address,
+            address_id=body.address_id,
         ),
     )
-    return jsonify(case_out(case, with_steps=True))
+    out = case_out(case, with_steps=True)
+    if body.client_key:  # the step of this key: just taken, or taken by an earlier send of the same request
+        step = db.execute(select(CaseStep).where(CaseStep.client_key == body.client_key)).scalar_one()
+        out["step"] = {"id": step.id, "at": iso(step.at), "action": step.action, "to_state": step.to_state}
+    return jsonify(out)
 
 
 @bp.get("/openapi.json")

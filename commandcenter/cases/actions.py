@@ -24,6 +24,8 @@ ACTIONS = tuple(loop.ALLOWED_FROM)
 # steps whose note an operator may publish as the reply to the public (公开答复, shown by Open311)
 PUBLIC_NOTE_ACTIONS = frozenset({"register", "reject", "duplicate", "dispatch", "feedback", "close"})
 ORIGINAL_NUMBER_MAX = 24
+# steps the gridworker's phone may queue offline and send again: they carry its idempotency key (client_key)
+KEYED_ACTIONS = frozenset({"accept", "feedback"})
 
 
 @dataclass
@@ -37,6 +39,12 @@ class ActionInput:
     original_number: str | None = None
     public: bool = False
     days: int | None = None  # 申请延期: working days asked for
+    # 重新定位: a standard address (标准地址) by id, or a point (WGS-84) with an optional address text
+    lat: float | None = None
+    lon: float | None = None
+    address: str | None = None
+    address_id: int | None = None
+    client_key: str | None = None  # the phone's idempotency key (KEYED_ACTIONS only): a resend finds its step
 
 
 class UnknownAction(Exception):
@@ -116,6 +124,11 @@ def perform(account: Account, case: Case, action: str, data: ActionInput) -> Cas
     """Take one step of the loop for `account`. Raises Forbidden, loop.TransitionError or UnknownAction;
     on success the step, its history and its outbox row are committed."""
     authorize(account, case, action)
+    if data.client_key:
+        if action not in KEYED_ACTIONS:
+            raise loop.TransitionError("该操作不接受幂等键", "client_key")
+        if loop.step_by_key(case, account, action, data.client_key) is not None:
+            return case  # a resend of a step already taken: no second step, whatever the state is now
     if case.state not in loop.ALLOWED_FROM[action]:
         loop.refuse_state(case, action)
     public = bool(data.public) and action in PUBLIC_NOTE_ACTIONS
@@ -138,9 +151,9 @@ def perform(account: Account, case: Case, action: str, data: ActionInput) -> Cas
             case, account, department_id=data.department_id, assignee_id=data.assignee_id, note=data.note, public=public
         )
     if action == "accept":
-        return loop.accept(case, account)
+        return loop.accept(case, account, client_key=data.client_key)
     if action == "feedback":
-        return loop.feedback(case, account, note=data.note, public=public)
+        return loop.feedback(case, account, note=data.note, public=public, client_key=data.client_key)
     if action == "close":
         return loop.close(case, account, note=data.note, public=public)
     if action == "rework":
@@ -170,4 +183,16 @@ def perform(account: Account, case: Case, action: str, data: ActionInput) -> Cas
     if action == "extend_refuse":
         loop.refuse_extension(case, account, note=data.note)
         return case
+    if action == "relocate":
+        from .relocate import relocate
+
+        return relocate(
+            case,
+            account,
+            lat=data.lat,
+            lon=data.lon,
+            address=data.address,
+            address_id=data.address_id,
+            note=data.note,
+        )
     raise UnknownAction(action)

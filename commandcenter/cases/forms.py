@@ -153,6 +153,14 @@ ACTION_FIELDS: dict[str, list[tuple[str, str, str, bool]]] = {
     "extend": [("days", "延期工作日数", "number", True), ("reason", "延期理由", "textarea", True)],
     "extend_approve": [("note", "审批意见", "textarea", False)],
     "extend_refuse": [("note", "驳回理由", "textarea", True)],
+    # 重新定位: the picker (map and 标准地址 search, static/js/locate.js) fills address_id / lon / lat / address
+    "relocate": [
+        ("locate", "新位置", "locate", True),
+        ("address", "地址", "text", False),
+        ("lon", "经度", "text", True),
+        ("lat", "纬度", "text", True),
+        ("note", "说明", "textarea", False),
+    ],
 }
 # what the flash says after the step succeeded
 DONE = {
@@ -174,6 +182,7 @@ DONE = {
     "extend": "已提交延期申请，等待中心审批",
     "extend_approve": "已批准延期，办理时限已顺延",
     "extend_refuse": "已驳回延期申请",
+    "relocate": "已重新定位，所属网格已更新",
 }
 # loop's field names → the form's
 FIELD_ALIASES = {"original_id": "original_number", "assignee_id": "department_id"}
@@ -208,7 +217,24 @@ def action_input(action: str, form) -> actions.ActionInput:
         to_level=text("to_level") or None,
         original_number=text("original_number") or None,
         public=form.get("public") in ("1", "on", "true"),
+        lat=_coordinate(text("lat"), "lat", "纬度"),
+        lon=_coordinate(text("lon"), "lon", "经度"),
+        address=text("address") or None,
+        address_id=_int(text("address_id")),
     )
+
+
+def _coordinate(value: str, name: str, label: str) -> float | None:
+    """A typed coordinate; the domain checks its range and the grid it falls in."""
+    if not value:
+        return None
+    try:
+        number = float(value[:40])
+    except ValueError:
+        number = None
+    if number is None or number != number or number in (float("inf"), float("-inf")):
+        raise loop.TransitionError(f"{label}须为数字，如 {'31.299' if name == 'lat' else '120.585'}", name)
+    return number
 
 
 def _days(value: str) -> int | None:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import alerts, labels
@@ -60,6 +61,9 @@ ALLOWED_FROM: dict[str, tuple[str, ...]] = {
     "extend": ("dispatched", "handling"),
     "extend_approve": ("dispatched", "handling"),
     "extend_refuse": ("dispatched", "handling"),
+    # 重新定位 (issue 14 §3): the place is part of registering; once dispatched, the handler was chosen
+    # for the old place (cases/relocate.py)
+    "relocate": ("reported", "registered"),
 }
 
 PERMISSION_OF = {
@@ -81,6 +85,7 @@ PERMISSION_OF = {
     "extend": "dept.queue",
     "extend_approve": "dept.extend.decide",
     "extend_refuse": "dept.extend.decide",
+    "relocate": "case.register",
 }
 
 MAX_NOTE = 2000
@@ -121,6 +126,7 @@ def _step(
     to_level: str | None = None,
     now: datetime,
     public: bool = False,
+    payload_extra: dict | None = None,
 ) -> CaseStep:
     step = CaseStep(
         case_id=case.id,
@@ -154,6 +160,7 @@ def _step(
                 "grid_id": case.grid_id,
                 "kind": case.kind,
                 "at": now.isoformat(),
+                **(payload_extra or {}),
             },
         )
     )
@@ -256,25 +263,22 @@ def report_case(
     """
     now = now or utcnow()
     caller_phone = clean_phone(data.caller_phone)
-    if client_key:
+    # PostgreSQL: the INSERT itself finds a known key (ON CONFLICT DO NOTHING), one query less for every new
+    # report; a retry refused by a check below (a category deactivated since…) still gets its case
+    key_by_insert = db.get_bind().dialect.name == "postgresql"
+    if client_key and not key_by_insert:
         existing = _find_by_key(source, client_key)
         if existing is not None:
             _check_same_reporter(existing, actor)
             return existing, False
-    category = db.get(Category, data.category_id)
-    if category is None or not category.active:
-        if db.execute(select(Category.id).limit(1)).first() is None:
-            raise TransitionError(EMPTY_CATEGORIES, "category_id")
-        raise TransitionError("事件类别不存在或已停用", "category_id")
-    if category.depth == 1:
-        raise TransitionError("请选择具体的小类或细项，而不是大类", "category_id")
-    grid = _resolve_grid(data)
-    # a gridworker may report what he sees next door: the case belongs to the grid where it lies
-    discovered = data.discovered_at or now
-    if discovered > now + timedelta(minutes=5):
-        raise TransitionError("发现时间不能晚于当前时间", "discovered_at")
-    if data.self_handled and category.must_escalate:
-        raise TransitionError("该类别事件须流转上级处置，不能自办自结", "self_handled")
+    try:
+        category, grid, discovered = _checked_report(data, now)
+    except TransitionError:
+        existing = _find_by_key(source, client_key) if client_key and key_by_insert else None
+        if existing is None:
+            raise
+        _check_same_reporter(existing, actor)
+        return existing, False
     case_id = _next_case_id()
     case = Case(
         id=case_id,
@@ -310,40 +314,32 @@ def report_case(
     set_committed_value(case, "grid", grid)
     set_committed_value(case, "photos", [])  # a case just created has none yet
     alerts.plan_on_report(case, category)
+    step_note = f"{labels.SOURCE.get(source, source)}：{category.name}"
+    late_parking = case.transfer_due is not None and now > case.transfer_due
+    if case_id is not None and not late_parking:
+        # the common path (PostgreSQL): the same rows as below — the case, its history step, its outbox row
+        # (and a dispute's record) in one transaction — as plain INSERT statements, without the unit of work
+        try:
+            if not _insert_report(case, actor, step_note, now):
+                db.rollback()  # nothing was written: the key is known
+                return _key_taken(source, client_key, actor, None), False
+            db.commit()
+        except IntegrityError as exc:
+            db.rollback()
+            return _key_taken(source, client_key, actor, exc), False
+        except Exception:
+            db.rollback()
+            raise
+        make_transient_to_detached(case)
+        db.add(case)  # persistent in this session, as the unit of work would have left it
+        return case, True
     db.add(case)
     try:
         if case_id is None:  # SQLite: the id comes with the row, the number follows it
             db.flush()
             case.number = _case_number(case.id, now)
-        db.add(
-            CaseStep(
-                case_id=case.id,
-                at=now,
-                actor_id=case.reporter_id,
-                action="report",
-                from_state=None,
-                to_state="reported",
-                from_level=None,
-                to_level="grid",
-                note=f"{labels.SOURCE.get(source, source)}：{category.name}",
-            )
-        )
-        db.add(
-            Outbox(
-                topic="case.changed",
-                payload={
-                    "case_id": case.id,
-                    "action": "report",
-                    "state": "reported",
-                    "level": "grid",
-                    "town_id": case.town_id,
-                    "village_id": case.village_id,
-                    "grid_id": case.grid_id,
-                    "kind": case.kind,
-                    "at": now.isoformat(),
-                },
-            )
-        )
+        db.add(CaseStep(**_report_step(case, step_note, now)))
+        db.add(Outbox(topic="case.changed", payload=_report_payload(case, now)))
         if category.kind == "dispute":
             db.flush()  # Dispute has no relationship to Case: the unit of work would not order the INSERTs
             db.add(Dispute(case_id=case.id, screening_level=_screening_level(actor)))
@@ -355,18 +351,140 @@ def report_case(
                 f"乱停车事件须在发现后 {category.transfer_limit_minutes} 分钟内上报并转报市平台，已超时，自动作废",
             )
         db.commit()
-    except IntegrityError:
-        # the same key committed by a concurrent request (a retry racing its original): that case
+    except IntegrityError as exc:
         db.rollback()
-        existing = _find_by_key(source, client_key) if client_key else None
-        if existing is None:
-            raise
-        _check_same_reporter(existing, actor)
-        return existing, False
+        return _key_taken(source, client_key, actor, exc), False
     except Exception:
         db.rollback()
         raise
     return case, True
+
+
+def _checked_report(data: ReportInput, now: datetime) -> tuple[Category, Place | None, datetime]:
+    """The report's category, grid and discovery time, or TransitionError naming the field."""
+    category = db.get(Category, data.category_id)
+    if category is None or not category.active:
+        if db.execute(select(Category.id).limit(1)).first() is None:
+            raise TransitionError(EMPTY_CATEGORIES, "category_id")
+        raise TransitionError("事件类别不存在或已停用", "category_id")
+    if category.depth == 1:
+        raise TransitionError("请选择具体的小类或细项，而不是大类", "category_id")
+    grid = _resolve_grid(data)
+    # a gridworker may report what he sees next door: the case belongs to the grid where it lies
+    discovered = data.discovered_at or now
+    if discovered > now + timedelta(minutes=5):
+        raise TransitionError("发现时间不能晚于当前时间", "discovered_at")
+    if data.self_handled and category.must_escalate:
+        raise TransitionError("该类别事件须流转上级处置，不能自办自结", "self_handled")
+    return category, grid, discovered
+
+
+def _key_taken(source: str, client_key: str | None, actor: Account | None, exc: IntegrityError | None) -> Case:
+    """The report's key was known (a retry), or its INSERT failed (IntegrityError: the same key committed by a
+    concurrent request, a retry racing its original): that case; anything else is raised again."""
+    existing = _find_by_key(source, client_key) if client_key else None
+    if existing is None:
+        raise exc or RuntimeError("report key conflict without a case")
+    _check_same_reporter(existing, actor)
+    return existing
+
+
+def _report_step(case: Case, note: str, now: datetime) -> dict:
+    return {
+        "case_id": case.id,
+        "at": now,
+        "actor_id": case.reporter_id,
+        "action": "report",
+        "from_state": None,
+        "to_state": "reported",
+        "from_level": None,
+        "to_level": "grid",
+        "note": note,
+    }
+
+
+def _report_payload(case: Case, now: datetime) -> dict:
+    return {
+        "case_id": case.id,
+        "action": "report",
+        "state": "reported",
+        "level": "grid",
+        "town_id": case.town_id,
+        "village_id": case.village_id,
+        "grid_id": case.grid_id,
+        "kind": case.kind,
+        "at": now.isoformat(),
+    }
+
+
+def _case_row(case: Case) -> dict:
+    """Every column of a case not yet added to the session, its defaults filled in on the object too (so that
+    once attached it needs no refresh)."""
+    row = {}
+    state = case.__dict__
+    for prop in Case.__mapper__.column_attrs:
+        column = prop.columns[0]
+        if prop.key in state:
+            value = state[prop.key]
+        else:
+            default = column.default
+            value = None if default is None else default.arg(None) if default.is_callable else default.arg
+            set_committed_value(case, prop.key, value)
+        row[column.key] = value
+    return row
+
+
+_REPORT_STATEMENT = None
+STEP_COLUMNS = ("case_id", "at", "actor_id", "action", "from_state", "to_state", "from_level", "to_level", "note")
+
+
+def _report_statement():
+    """One statement for the rows of a report: the case (nothing when its source and client_key are known),
+    and — only if it was inserted — its history step and its outbox row. Returns the new case's id, or no row.
+
+        WITH new_case AS (INSERT INTO cases … ON CONFLICT (source, client_key) DO NOTHING RETURNING id),
+             new_step AS (INSERT INTO case_steps … SELECT … FROM new_case),
+             new_outbox AS (INSERT INTO outbox … SELECT … FROM new_case)
+        SELECT new_case.id FROM new_case
+    """
+    global _REPORT_STATEMENT
+    if _REPORT_STATEMENT is None:
+        from sqlalchemy import bindparam
+        from sqlalchemy.dialects.postgresql import insert
+
+        cases, steps, outbox = Case.__table__, CaseStep.__table__, Outbox.__table__
+        new_case = (
+            insert(cases)
+            .values({c.key: bindparam("c_" + c.key, type_=c.type) for c in cases.columns})
+            .on_conflict_do_nothing(index_elements=["source", "client_key"])
+            .returning(cases.c.id)
+            .cte("new_case")
+        )
+
+        def rows_of(table, prefix: str, keys) -> object:
+            values = select(*[bindparam(prefix + k, type_=table.c[k].type) for k in keys]).select_from(new_case)
+            return table.insert().from_select(list(keys), values, include_defaults=False)
+
+        new_step = rows_of(steps, "s_", (*STEP_COLUMNS, "public")).cte("new_step")
+        new_outbox = rows_of(outbox, "o_", ("topic", "payload", "created_at", "attempts")).cte("new_outbox")
+        _REPORT_STATEMENT = select(new_case.c.id).add_cte(new_step, new_outbox)
+    return _REPORT_STATEMENT
+
+
+def _insert_report(case: Case, actor: Account | None, note: str, now: datetime) -> bool:
+    """The rows of a new report in one statement on the session's connection (its transaction), PostgreSQL.
+    False (and nothing written) when a case with the same source and client_key exists."""
+    params = {"c_" + key: value for key, value in _case_row(case).items()}
+    step = _report_step(case, note, now)
+    params.update({"s_" + key: step[key] for key in STEP_COLUMNS}, s_public=False)
+    params.update(o_topic="case.changed", o_payload=_report_payload(case, now), o_created_at=utcnow(), o_attempts=0)
+    conn = db.connection()
+    if conn.execute(_report_statement(), params).first() is None:
+        return False
+    if case.kind == "dispute":
+        conn.execute(Dispute.__table__.insert(), {"case_id": case.id, "screening_level": _screening_level(actor)})
+    db.info["outbox_written"] = True  # what jobs._note_outbox notes on a flush: kick the drain after the commit
+    return True
 
 
 def _void_late_parking(case: Case, now: datetime, note: str) -> None:
@@ -395,7 +513,11 @@ def _placeholder_number() -> str:
 
 
 def _find_by_key(source: str, client_key: str) -> Case | None:
-    return db.execute(select(Case).where(Case.source == source, Case.client_key == client_key)).scalar_one_or_none()
+    # the id alone (a new report's key is almost never known): the case is loaded only when it is
+    case_id = db.execute(
+        select(Case.id).where(Case.source == source, Case.client_key == client_key)
+    ).scalar_one_or_none()
+    return None if case_id is None else db.get(Case, case_id)
 
 
 def _check_same_reporter(case: Case, actor: Account | None) -> None:
@@ -579,6 +701,10 @@ def dispatch(
             )
         ):
             raise TransitionError("处置人不存在或不在该案件辖区", "assignee_id")
+        # and the dispatcher's own jurisdiction must hold him: a village center sends its own gridworkers, not
+        # those of the next village (a town or city center may send any of its town's)
+        if actor is not None and assignee.place is not None and not in_jurisdiction(actor, place=assignee.place):
+            raise TransitionError("处置人不在本级辖区，不能派遣给他", "assignee_id")
     # checked everything: only now change the case, so a refusal leaves nothing half-done
     if case.dispatch_due is not None and now > case.dispatch_due:
         case.dispatch_late = True  # 派遣超时: dispatched after its dispatch limit
@@ -614,20 +740,65 @@ def _check_handler(case: Case, actor: Account | None) -> None:
     raise Forbidden("该案件未派遣给本账号")
 
 
-def accept(case: Case, actor: Account | None, now: datetime | None = None) -> Case:
+def step_by_key(case: Case, actor: Account | None, action: str, client_key: str | None) -> CaseStep | None:
+    """The step already taken with this idempotency key (a resend from the phone's queue), or None.
+
+    A key is the sender's: used by another account, or by this one for another case or another step, the
+    request is refused naming client_key (never a second step, never the other step's details)."""
+    if not client_key:
+        return None
+    step = db.execute(select(CaseStep).where(CaseStep.client_key == client_key)).scalar_one_or_none()
+    if step is None:
+        return None
+    if actor is None or step.actor_id != actor.id:
+        raise TransitionError("该幂等键已被其他账号使用，请换一个", "client_key")
+    if step.case_id != case.id or step.action != action:
+        raise TransitionError("该幂等键已用于另一步办理，请换一个", "client_key")
+    return step
+
+
+def _commit_keyed(case: Case, actor: Account | None, action: str, client_key: str | None) -> None:
+    """Commit a step sent with a key; when the same key won a race a moment ago, that step is the answer."""
+    from sqlalchemy.orm.exc import StaleDataError
+
+    if not client_key:
+        _commit()
+        return
+    try:
+        db.commit()
+    except (IntegrityError, StaleDataError):  # the key's unique index, or the case's version moved on
+        db.rollback()
+        if step_by_key(case, actor, action, client_key) is None:
+            raise
+        db.refresh(case)
+
+
+def accept(case: Case, actor: Account | None, now: datetime | None = None, client_key: str | None = None) -> Case:
+    if step_by_key(case, actor, "accept", client_key) is not None:
+        return case  # a resend: the step is taken already, whatever the case went through since
     _check(case, actor, "accept")
     _check_handler(case, actor)
-    _step(case, actor, "accept", "handling", now=now or utcnow())
-    _commit()
+    _step(case, actor, "accept", "handling", now=now or utcnow()).client_key = client_key
+    _commit_keyed(case, actor, "accept", client_key)
     return case
 
 
-def feedback(case: Case, actor: Account | None, note: str, now: datetime | None = None, public: bool = False) -> Case:
+def feedback(
+    case: Case,
+    actor: Account | None,
+    note: str,
+    now: datetime | None = None,
+    public: bool = False,
+    client_key: str | None = None,
+) -> Case:
+    if step_by_key(case, actor, "feedback", client_key) is not None:
+        return case  # a resend: the step is taken already, whatever the case went through since
     _check(case, actor, "feedback")
     _check_handler(case, actor)
     note = _clean_note(note, required=True)
-    _step(case, actor, "feedback", "feedback", note=note, now=now or utcnow(), public=public)
-    _commit()
+    step = _step(case, actor, "feedback", "feedback", note=note, now=now or utcnow(), public=public)
+    step.client_key = client_key
+    _commit_keyed(case, actor, "feedback", client_key)
     return case
 
 

@@ -93,6 +93,8 @@ def queue():
         "cases/queue.html",
         q=queries.register_queue(account),
         now=now,
+        # 重新定位 from the queue: the 12345 form's picker (not re-sent with every refresh of the fragment)
+        locate=None if wants_fragment() else _locate(account, ["relocate"]),
         paths=queries.category_paths(),
         minutes_left=queries.minutes_left,
         current_due=queries.current_due,
@@ -122,6 +124,15 @@ def _nearest(account: Account, case: Case, actions: list[str]) -> list | None:
     return positions.nearest_for_case(account, case)
 
 
+def _locate(account: Account, actions: list[str]) -> dict | None:
+    """重新定位: the 12345 form's location picker (the grids of the account's place), when it may relocate."""
+    if "relocate" not in actions:
+        return None
+    from .. import positions
+
+    return positions.locate_map(account)
+
+
 def render_case(
     case: Case, *, status: int = 200, error: dict | None = None, values: dict | None = None, conflict: str | None = None
 ):
@@ -148,6 +159,7 @@ def render_case(
         work_order=_work_order(case),
         extension=loop_pending_extension(case),
         nearest=_nearest(account, case, actions),
+        locate=_locate(account, actions),
         current_due=queries.current_due(case),
         overdue=queries.is_overdue(case),
         minutes_left=queries.minutes_left,
@@ -224,6 +236,7 @@ def act(case_id: int, action: str):
         field = forms.form_field(action, exc.field)
         keep = {name: request.form.get(name, "")[:2000] for name, *_ in forms.ACTION_FIELDS[action]}
         keep["public"] = request.form.get("public", "")[:10]
+        keep["address_id"] = request.form.get("address_id", "")[:12]
         return render_case(
             _case_or_404(case_id, full=True),
             status=400,

@@ -1,7 +1,8 @@
 """Live counters: the figures the wall display and the dashboards read, kept in Redis.
 
 Redis holds a *cache*: everything here can be rebuilt from PostgreSQL (`reconcile`, `reconcile_presence`),
-and nothing is stored only here. What each counter counts, the keys, how an event is counted exactly once
+and nothing is stored only here, except the newest heartbeats (the live trails), which reach the database in
+batches (commandcenter/heartbeats.py). What each counter counts, the keys, how an event is counted exactly once
 and how a reconcile runs beside live traffic are written down in docs/counters.md.
 
 One module per concern (issue 15 §4):
@@ -29,11 +30,15 @@ from .base import (
 from .cases import apply_case_event, apply_case_events, case_counts, case_counts_many
 from .drain import _pause_drains, drain_outbox
 from .presence import (
+    DIRTY_KEY,
+    PERSISTING_KEY,
     apply_heartbeat,
     apply_login,
     apply_patrol,
     apply_sign_in,
     attendance_count,
+    live_newest,
+    live_trails,
     logged_in_count,
     login_rate,
     online_accounts,
@@ -42,16 +47,19 @@ from .presence import (
     patrol_minutes,
     presence_many,
     reconcile_presence,
+    trail_key,
 )
 from .reconcile_cases import reconcile, true_case_counts
 
 __all__ = [
     "DAY_TTL",
+    "DIRTY_KEY",
     "DONE_TTL",
     "DRAINERS_KEY",
     "DRIFT_LIMIT",
     "FIELDS",
     "MONTH_TTL",
+    "PERSISTING_KEY",
     "RECONCILE_KEY",
     "TOPIC",
     "_pause_drains",
@@ -67,6 +75,8 @@ __all__ = [
     "day_key",
     "drain_outbox",
     "fields_of",
+    "live_newest",
+    "live_trails",
     "logged_in_count",
     "login_rate",
     "month_key",
@@ -77,5 +87,6 @@ __all__ = [
     "presence_many",
     "reconcile",
     "reconcile_presence",
+    "trail_key",
     "true_case_counts",
 ]

@@ -135,8 +135,11 @@ def fields_of(action: str, kind: str | None, level: str | None) -> tuple[str, ..
     return ACTION_FIELDS.get(action, ())
 
 
-def _increments(payload: dict, city_id: int | None, tz: str) -> list[tuple[str, int, tuple[str, ...]]]:
-    """(key, ttl, fields) to add 1 to, for one case.changed payload."""
+def _increments(payload: dict, city_id: int | None, tz: str) -> list[tuple]:
+    """(key, ttl, fields) to add 1 to, for one case.changed payload; a relocation gives
+    (key, ttl, fields, n) with n = -1 or +1 (see `delta`)."""
+    if payload["action"] == "relocate":
+        return _relocation_increments(payload, city_id, tz)
     fields = fields_of(payload["action"], payload.get("kind"), payload.get("level"))
     if not fields:
         return []
@@ -146,6 +149,34 @@ def _increments(payload: dict, city_id: int | None, tz: str) -> list[tuple[str, 
     for pid in _place_ids(payload.get("grid_id"), payload.get("village_id"), payload.get("town_id"), city_id):
         out.append((f"cc:c:d:{d}:{pid}", DAY_TTL, fields))
         out.append((f"cc:c:m:{m}:{pid}", MONTH_TTL, fields))
+    return out
+
+
+def delta(increment: tuple) -> int:
+    """How much an increment of `_increments` adds to each of its fields: 1, or its 4th item."""
+    return increment[3] if len(increment) > 3 else 1
+
+
+def _relocation_increments(payload: dict, city_id: int | None, tz: str) -> list[tuple]:
+    """重新定位 (cases/relocate.py): the counts of the steps counted so far (payload "moved": action, kind,
+    level, at of each) leave the old places (payload "from") and arrive at the new ones. Places the case
+    keeps (the same town, the city) do not move. One outbox row: applied exactly once like any other."""
+    old = payload.get("from") or {}
+    old_ids = _place_ids(
+        old.get("grid_id"), old.get("village_id"), old.get("town_id"), city_id if old.get("town_id") else None
+    )
+    new_ids = _place_ids(payload.get("grid_id"), payload.get("village_id"), payload.get("town_id"), city_id)
+    moves = [(pid, -1) for pid in old_ids if pid not in new_ids] + [(pid, 1) for pid in new_ids if pid not in old_ids]
+    out: list[tuple] = []
+    for step in payload.get("moved") or []:
+        fields = fields_of(step["action"], step.get("kind"), step.get("level"))
+        if not fields:
+            continue
+        at_local = local(_parse_at(step["at"]), tz)
+        d, m = at_local.strftime("%Y%m%d"), at_local.strftime("%Y%m")
+        for pid, n in moves:
+            out.append((f"cc:c:d:{d}:{pid}", DAY_TTL, fields, n))
+            out.append((f"cc:c:m:{m}:{pid}", MONTH_TTL, fields, n))
     return out
 
 

@@ -11,7 +11,7 @@ from datetime import date
 from redis.exceptions import WatchError
 
 from ..timeutil import local, utcnow
-from .base import DONE_TTL, FIELDS, _increments, _s, _tz, day_key, month_key
+from .base import DONE_TTL, FIELDS, _increments, _s, _tz, day_key, delta, month_key
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,11 @@ def _apply_batch(r, items: list[tuple[int, list[tuple[str, int, tuple[str, ...]]
                         continue
                     done.add(marker)
                     flags.append(True)
-                    for key, ttl, fields in incs:
+                    for inc in incs:
+                        key, ttl, fields = inc[:3]
                         ttls[key] = ttl
                         for field in fields:
-                            totals[(key, field)] += 1
+                            totals[(key, field)] += delta(inc)
                 if not totals:
                     pipe.reset()
                     return flags
@@ -68,7 +69,8 @@ def _apply_batch(r, items: list[tuple[int, list[tuple[str, int, tuple[str, ...]]
                     if new:
                         pipe.set(f"cc:done:{oid}", 1, ex=DONE_TTL)
                 for (key, field), n in totals.items():
-                    pipe.hincrby(key, field, n)
+                    if n:  # a relocation within one batch may cancel out
+                        pipe.hincrby(key, field, n)
                 known = _ttl_given["keys"]
                 fresh_keys = [key for key in ttls if key not in known]
                 for key in fresh_keys:

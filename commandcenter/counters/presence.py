@@ -37,15 +37,88 @@ def _town(town_id) -> str:
     return "all" if town_id is None else str(town_id)
 
 
-def apply_heartbeat(r, account_id: int, town_id: int | None, at: datetime | float) -> None:
-    """An app check-in: the account is online from `at` (naive UTC) for the next window."""
+# The live heartbeats (issue 15 §2). A heartbeat is written to Redis only: the online sets above, the
+# account's trail (its recent points, newest wins whatever the order they arrive in) and the "dirty" set of
+# accounts with points not yet in the database. `commandcenter.heartbeats.persist` writes the newest point
+# of each account and period (PRESENCE_PERSIST_SECONDS) as one Heartbeat row, in batches.
+TRAIL_KEEP_S = ONLINE_KEEP_S  # points this much older than the newest one are trimmed
+TRAIL_MAX = 120  # and never more than this many points an account
+TRAIL_TTL = 2 * 86400  # a trail nobody writes to any more (the last position of the day) goes after 2 days
+TRAIL_READ = 30  # newest points read back for a position (its window's points: is he on the move?)
+DIRTY_KEY = "cc:hb:dirty"  # account → time of its oldest point not yet in the database
+PERSISTING_KEY = "cc:hb:persisting"  # the accounts a persist run has taken (given back if it dies)
+
+
+def trail_key(account_id: int) -> str:
+    return f"cc:hb:trail:{account_id}"
+
+
+def _point(ts: float, lat: float | None, lon: float | None) -> str:
+    return f"{ts:.6f}|{'' if lat is None else repr(float(lat))}|{'' if lon is None else repr(float(lon))}"
+
+
+def _unpoint(member) -> tuple[float, float | None, float | None]:
+    ts, lat, lon = _s(member).split("|")
+    return float(ts), (float(lat) if lat else None), (float(lon) if lon else None)
+
+
+def apply_heartbeat(
+    r,
+    account_id: int,
+    town_id: int | None,
+    at: datetime | float,
+    lat: float | None = None,
+    lon: float | None = None,
+    *,
+    trail: bool = False,
+    dirty: bool = False,
+) -> None:
+    """An app check-in: the account is online from `at` (naive UTC) for the next window. With `trail`, the
+    point joins the account's live trail (its position); with `dirty`, it is still to be written to the
+    database (a heartbeat that came straight to Redis; one replayed from the outbox has its row already)."""
     ts = _ts(at)
     with r.pipeline(transaction=True) as pipe:
         for key in {f"cc:online:{_town(town_id)}", "cc:online:all"}:
             pipe.zadd(key, {str(account_id): ts}, gt=True)  # a late, older heartbeat never moves it back
             pipe.zremrangebyscore(key, "-inf", f"({ts - ONLINE_KEEP_S}")
             pipe.expire(key, ONLINE_TTL)
+        if trail or dirty:
+            key = trail_key(account_id)
+            pipe.zadd(key, {_point(ts, lat, lon): ts})
+            pipe.zremrangebyscore(key, "-inf", f"({ts - TRAIL_KEEP_S}")
+            pipe.zremrangebyrank(key, 0, -(TRAIL_MAX + 1))
+            pipe.expire(key, TRAIL_TTL)
+        if dirty:
+            pipe.zadd(DIRTY_KEY, {str(account_id): ts}, lt=True)  # keeps the oldest point not yet written
         pipe.execute()
+
+
+def live_trails(
+    r, account_ids: Iterable[int], since: datetime | float, limit: int = TRAIL_READ
+) -> dict[int, list[tuple[float, float | None, float | None]]]:
+    """The newest `limit` live points (ts, lat, lon) of each account since `since`, newest first; accounts
+    without any are left out."""
+    ids = list(account_ids)
+    with r.pipeline(transaction=False) as pipe:
+        for account_id in ids:
+            pipe.zrevrangebyscore(trail_key(account_id), "+inf", _ts(since), start=0, num=limit)
+        values = pipe.execute()
+    return {a: [_unpoint(m) for m in v] for a, v in zip(ids, values, strict=True) if v}
+
+
+def live_newest(r) -> dict[int, float]:
+    """account → time of its newest live point, for every account with a trail (the reconcile's merge)."""
+    keys = _scan(r, "cc:hb:trail:*")
+    out: dict[int, float] = {}
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start : start + 1000]
+        with r.pipeline(transaction=False) as pipe:
+            for key in chunk:
+                pipe.zrevrange(key, 0, 0, withscores=True)
+            for key, value in zip(chunk, pipe.execute(), strict=True):
+                if value:
+                    out[int(key.rsplit(":", 1)[1])] = float(value[0][1])
+    return out
 
 
 def online_count(r, town_id: int | None, now: datetime | float, window_s: int = 300) -> int:
@@ -186,7 +259,8 @@ def presence_many(
 def reconcile_presence(
     r, session, day: date, month: str | date, now: datetime, tz: str | None = None, window_s: int = 300
 ) -> dict:
-    """Rebuild online (heartbeats in the last `window_s` s before `now`), attendance (sign-ins of `day`),
+    """Rebuild online (heartbeats in the last `window_s` s before `now`: the rows merged with the live
+    trails, see below), attendance (sign-ins of `day`),
     admin logins (successful center_admin logins of `month`) and patrol minutes of `day` from the
     database; overwrite what differs and report it like `reconcile`. Set keys report
     (key, "members", cached count, true count); patrol keys (key, account_id, cached, true)."""
@@ -207,6 +281,17 @@ def reconcile_presence(
         ):
             for t in {_town(town_id), "all"}:
                 online[f"cc:online:{t}"][str(account_id)] = _ts(last)
+        # Heartbeats reach the database in batches, one row per account and PRESENCE_PERSIST_SECONDS: the
+        # rows of the window miss the newest heartbeats. Those are in the live trails (written in the same
+        # transaction as the online sets), so the truth is the rows merged with the trails, newest wins.
+        live = {a: ts for a, ts in live_newest(r).items() if now_ts - window_s <= ts <= now_ts}
+        ids = sorted(live)
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            for account_id, town_id in conn.execute(select(Account.id, Account.town_id).where(Account.id.in_(chunk))):
+                for t in {_town(town_id), "all"}:
+                    member = online[f"cc:online:{t}"]
+                    member[str(account_id)] = max(member.get(str(account_id), 0.0), live[account_id])
         for account_id, town_id in conn.execute(select(SignIn.account_id, SignIn.town_id).where(SignIn.day == day)):
             for t in {_town(town_id), "all"}:
                 attendance[f"cc:att:{d}:{t}"].add(str(account_id))
@@ -247,7 +332,7 @@ def reconcile_presence(
     patrol_keys = sorted(set(patrol) | set(_scan(r, f"cc:patrol:{d}:*")))
     with r.pipeline(transaction=False) as pipe:
         for key in online_keys:
-            pipe.zrangebyscore(key, now_ts - window_s, "+inf")
+            pipe.zrangebyscore(key, now_ts - window_s, "+inf", withscores=True)
         for key in att_keys + login_keys:
             pipe.smembers(key)
         for key in patrol_keys:
@@ -255,14 +340,19 @@ def reconcile_presence(
         cached = iter(pipe.execute())
     with r.pipeline(transaction=True) as pipe:
         for key in online_keys:
-            have, want = {_s(x) for x in next(cached)}, online.get(key, {})
+            # members whose heartbeat came after `now` are left alone: they arrived while we read (a
+            # delete-and-rewrite here used to drop them until their next heartbeat)
+            have = {_s(x): float(score) for x, score in next(cached) if float(score) <= now_ts}
+            want = online.get(key, {})
             checked += 1
-            if have != set(want):
+            if set(have) != set(want):
                 fixed += 1
                 note([(key, "members", len(have), len(want))])
-                pipe.delete(key)
+                stale = [m for m in have if m not in want]
+                if stale:
+                    pipe.zrem(key, *stale)
                 if want:
-                    pipe.zadd(key, want)
+                    pipe.zadd(key, want, gt=True)
                     pipe.expire(key, ONLINE_TTL)
         for keys, truth, ttl in ((att_keys, attendance, PRESENCE_TTL), (login_keys, logins, LOGIN_TTL)):
             for key in keys:
@@ -271,7 +361,8 @@ def reconcile_presence(
                 if have != want:
                     fixed += 1
                     note([(key, "members", len(have), len(want))])
-                    pipe.delete(key)
+                    if have - want:  # only the wrong members: a sign-in arriving meanwhile stays
+                        pipe.srem(key, *sorted(have - want))
                     if want:
                         pipe.sadd(key, *sorted(want))
                         pipe.expire(key, ttl)

@@ -29,6 +29,7 @@ from .base import (
     _scan,
     _snapshot_conn,
     _tz,
+    delta,
     fields_of,
 )
 from .cases import EPOCH_KEY
@@ -170,14 +171,17 @@ def _reconcile_paused(r, session, day_from: date, day_to: date, city_id: int | N
         truth, days, months = true_case_counts(conn, day_from, day_to, city_id, tz)
         pending, n_pending = _pending_increments(r, conn, city_id, tz)
     in_range_days, in_range_months = set(days), set(months)
-    for key, _ttl, fields in pending:  # not applied yet: the drain will add them after us
-        if key in truth:
-            for field in fields:
-                truth[key][field] -= 1
 
     def in_range(key: str) -> bool:
         parts = key.split(":")
         return len(parts) == 5 and (parts[3] in in_range_days if parts[2] == "d" else parts[3] in in_range_months)
+
+    for inc in pending:  # not applied yet: the drain will add them after us
+        key, fields = inc[0], inc[2]
+        # a pending relocation also takes counts from keys the truth no longer has (the old places)
+        if key in truth or in_range(key):
+            for field in fields:
+                truth[key][field] -= delta(inc)
 
     keys = sorted(set(truth) | {k for k in _scan(r, "cc:c:*") if in_range(k)})
     drift, fixed, ttl_fixed = [], 0, 0

@@ -177,7 +177,7 @@ class Simulator:
         self.online = {
             r[0]
             for r in db.execute(select(Account.id).where(Account.role == "gridworker", Account.last_seen_at >= recent))
-        }
+        } | self._online_live(recent)
         for pid, wid, started in db.execute(
             select(Patrol.id, Patrol.gridworker_id, Patrol.started_at).where(Patrol.ended_at.is_(None))
         ):
@@ -434,6 +434,17 @@ class Simulator:
         if 7 <= lt.hour < 21:
             return 0.35
         return 0.05
+
+    def _online_live(self, since: datetime) -> set[int]:
+        """Heartbeats reach the database in batches (commandcenter/heartbeats.py): the newest are in Redis."""
+        from .. import counters
+        from ..jobs import counters_redis
+
+        try:
+            seen = counters.online_accounts(counters_redis(), None, utcnow(), int((utcnow() - since).total_seconds()))
+        except Exception:  # Redis unreachable: the accounts' last_seen_at answers alone
+            return set()
+        return set(seen) & set(self.worker_ids)
 
     def tick_heartbeats(self, now: datetime, dt: float) -> Counts:
         """Online gridworkers check in every few minutes; some come online or go offline."""

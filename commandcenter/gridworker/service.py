@@ -1,4 +1,4 @@
-"""What the gridworker's phone shows: today's sign-in and patrol, his cases, his persons and their due dates.
+"""What the gridworker's phone shows: today's sign-in and patrol, his cases, his persons and sites and their due dates.
 
 Reads only: every write of the phone goes through the JSON API (the same domain functions, the same
 idempotency keys), see ``static/js/gridworker.js``.
@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import and_, func, or_, select
 
 from ..db import db
-from ..models import Account, Case, Category, Patrol, Person, Place, SignIn, Visit
+from ..models import Account, Case, Category, Patrol, Person, Place, SignIn, Site, Visit
 from ..persons.visibility import visible_persons
 from ..timeutil import current_tz, day_bounds_utc, local, local_today, utcnow
 
@@ -142,10 +142,8 @@ def my_persons(account: Account, today: date | None = None) -> list[VisitDue]:
     tz = current_tz()
     out = []
     for person in persons:
-        first, end = period_bounds(person.visit_frequency, today)
         last_at = last.get(person.id)
-        done = last_at is not None and local(last_at, tz).date() >= first
-        due = period_bounds(person.visit_frequency, end + timedelta(days=1))[1] if done else end
+        due, done = _due(person.visit_frequency, today, last_at, tz)
         out.append(VisitDue(person=person, last_visit=last_at, due=due, done=done))
     out.sort(key=lambda v: (v.done, v.due, v.person.id))
     return out
@@ -154,6 +152,64 @@ def my_persons(account: Account, today: date | None = None) -> list[VisitDue]:
 def visits_falling_due(account: Account, today: date | None = None) -> list[VisitDue]:
     today = today or local_today(current_tz())
     return [v for v in my_persons(account, today) if not v.done and v.days_left(today) <= DUE_SOON_DAYS]
+
+
+def _due(frequency: str, today: date, last_at: datetime | None, tz) -> tuple[date, bool]:
+    """(due, done): the end of the current period if not yet visited in it, else the end of the next one."""
+    first, end = period_bounds(frequency, today)
+    done = last_at is not None and local(last_at, tz).date() >= first
+    return (period_bounds(frequency, end + timedelta(days=1))[1] if done else end), done
+
+
+# --- sites to visit (重点场所, 群租房, 出租屋) ------------------------------------------------------------
+
+
+@dataclass
+class SiteDue:
+    site: Site
+    last_visit: datetime | None
+    due: date
+    done: bool
+
+    def days_left(self, today: date) -> int:
+        return (self.due - today).days
+
+
+def my_sites(account: Account, today: date | None = None) -> list[SiteDue]:
+    """The active sites this gridworker visits (assigned to him, or unassigned in his grid), each with its due
+    date, counted like the persons' (the visit rate counts distinct sites visited per period of their frequency,
+    ``stats.visit_windows``). A visit to one of them goes through ``fieldwork.record_visit`` with its site_id."""
+    today = today or local_today(current_tz())
+    stmt = select(Site).where(
+        Site.active.is_(True),
+        or_(
+            Site.assigned_to_id == account.id,
+            and_(Site.assigned_to_id.is_(None), Site.grid_id == account.place_id),
+        ),
+    )
+    sites = list(db.execute(stmt.order_by(Site.id)).scalars())
+    ids = [s.id for s in sites]
+    last = (
+        dict(
+            db.execute(
+                select(Visit.site_id, func.max(Visit.at)).where(Visit.site_id.in_(ids)).group_by(Visit.site_id)
+            ).all()
+        )
+        if ids
+        else {}
+    )
+    tz = current_tz()
+    out = []
+    for site in sites:
+        due, done = _due(site.visit_frequency, today, last.get(site.id), tz)
+        out.append(SiteDue(site=site, last_visit=last.get(site.id), due=due, done=done))
+    out.sort(key=lambda v: (v.done, v.due, v.site.id))
+    return out
+
+
+def sites_falling_due(account: Account, today: date | None = None) -> list[SiteDue]:
+    today = today or local_today(current_tz())
+    return [v for v in my_sites(account, today) if not v.done and v.days_left(today) <= DUE_SOON_DAYS]
 
 
 # --- the report form --------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ def index():
         goal=service.PATROL_GOAL_MINUTES,
         cases=service.my_cases(account),
         due=service.visits_falling_due(account),
+        sites_due=service.sites_falling_due(account),
     )
 
 
@@ -83,9 +84,11 @@ def visits():
         "gridworker/_visits.html",
         tab="visits",
         rows=rows,
+        sites=service.my_sites(account, today),
         today=today,
         soon=service.DUE_SOON_DAYS,
         selected=request.args.get("person", type=int),
+        selected_site=request.args.get("site", type=int),
     )
 
 

@@ -79,7 +79,8 @@ def new():
 @bp.get("/addresses.json")
 @require("case.register")
 def addresses():
-    """标准地址 search for the location picker (the hotline form): entries inside the viewer's place."""
+    """标准地址 search for the location picker (the 12345 form, and 重新定位 on the case page): entries inside
+    the viewer's place, for every role that registers cases (case.register), not only the hotline's."""
     from flask import jsonify
 
     return jsonify({"items": positions.search_addresses(current_account(), request.args.get("q", ""))})

@@ -148,11 +148,36 @@
     });
   }
 
+  // 接收 / 反馈 of a case dispatched to me: the step with its own key (a resend answers the step already taken),
+  // then the photo of the work done, if any (deduplicated by content on the server)
+  function sendStep(item) {
+    var step = Promise.resolve();
+    if (!item.stepDone) {
+      step = api("POST", "/api/v1/cases/" + item.caseId + "/actions/" + item.action, item.body).then(check)
+        .then(function () { item.stepDone = true; return qPut(item); });
+    }
+    return step.then(function () {
+      if (item.photo && !item.photoDone) {
+        return uploadPhoto(item.caseId, item.photo).then(function () { item.photoDone = true; return qPut(item); });
+      }
+    });
+  }
+
+  // a sign-in carries the time it was taken on the phone once it waited in the queue (the first try, at the
+  // tap, is stamped by the server's clock: a phone clock running ahead cannot get it refused)
+  function sendSignIn(item) {
+    var data = Object.assign({}, item.body);
+    if (!item.tried) { delete data.at; }
+    item.tried = true;
+    return qPut(item).then(function () { return api("POST", "/api/v1/sign-ins", data); }).then(check);
+  }
+
   var SENDERS = {
-    signin: function (item) { return api("POST", "/api/v1/sign-ins", item.body).then(check); },
+    signin: sendSignIn,
     patrol: function (item) { return api("POST", "/api/v1/patrols", item.body).then(check); },
     visit: function (item) { return api("POST", "/api/v1/visits", item.body).then(check); },
     report: sendReport,
+    step: sendStep,
   };
 
   var flushing = null;
@@ -187,7 +212,7 @@
   }
 
   var sentNumbers = {}; // client_key → case number, for the form that is waiting for its own report
-  var LABELS = { signin: "签到", patrol: "巡查轨迹", visit: "走访记录", report: "事件上报" };
+  var LABELS = { signin: "签到", patrol: "巡查轨迹", visit: "走访记录", report: "事件上报", step: "案件办理" };
   function sent(item, err) {
     document.dispatchEvent(new CustomEvent("gw:sent", { detail: { item: item, error: err } }));
     if (err) { toast(item.label + " 未成功：" + err.message, "error"); return; }
@@ -242,9 +267,11 @@
     var btn = event.target.closest("#signin-btn");
     if (!btn) { return; }
     btn.disabled = true;
+    var takenAt = new Date().toISOString(); // the time of the tap, sent if the sign-in has to wait in the queue
     text($("#signin-state"), "正在定位…");
     locate().then(function (where) {
-      return enqueue({ kind: "signin", label: "签到", key: uuid(), body: where || {} }).then(function (r) {
+      var data = Object.assign({ at: takenAt }, where || {});
+      return enqueue({ kind: "signin", label: "签到", key: uuid(), body: data }).then(function (r) {
         if (r.queued) { text($("#signin-state"), "已保存签到，联网后自动发送"); }
         if (r.error) { text($("#signin-state"), r.error.failed); btn.disabled = false; }
         if (!where) { toast("未能取得位置，已签到但未附位置", "info"); }
@@ -505,8 +532,11 @@
     if (!note) { fieldError(form, "note", "请填写走访情况"); return; }
     var key = uuid();
     var name = form.closest("li").querySelector("b").textContent;
+    var at = new Date().toISOString();
     locate(5000).then(function (where) {
-      var payload = { client_key: key, person_id: Number(form.dataset.person), at: new Date().toISOString(), note: note };
+      var payload = { client_key: key, at: at, note: note };
+      // a person (重点人员) or a site (重点场所, 群租房, 出租屋): the same visit, the same domain function
+      if (form.dataset.site) { payload.site_id = Number(form.dataset.site); } else { payload.person_id = Number(form.dataset.person); }
       if (where) { payload.lat = where.lat; payload.lon = where.lon; }
       return enqueue({ kind: "visit", key: key, label: "走访：" + name, body: payload });
     }).then(function (r) {
@@ -516,22 +546,52 @@
     });
   });
 
-  // --- case steps (online only: a step is not a new object and has no key) ------------------------------------
+  // --- case steps: 接收 and 反馈 go through the queue too, each with its own key (client_key) -----------------------
+  function stepQueued(card, action) {
+    var state = $(".state", card);
+    if (action === "accept") {
+      // offline, the page cannot be read again: the feedback form is shown at once, sent after the 接收
+      var accept = $('button[data-action="accept"]', card);
+      if (accept) { accept.remove(); }
+      var fb = $(".feedback-part", card);
+      if (fb) { fb.classList.remove("hidden"); }
+      text(state, "已接收（待发送）");
+    } else {
+      card.querySelectorAll(".feedback-part textarea, .feedback-part input, .feedback-part button").forEach(function (el) { el.disabled = true; });
+      text(state, "已反馈（待发送）");
+    }
+    card.classList.add("queued");
+  }
   document.addEventListener("click", function (event) {
     var btn = event.target.closest("button[data-action]");
     if (!btn) { return; }
     var card = btn.closest(".case");
     var box = $(".error", card);
-    var data = {};
-    if (btn.dataset.action === "feedback") {
+    var action = btn.dataset.action;
+    var key = uuid();
+    var data = { client_key: key };
+    var file = null;
+    if (action === "feedback") {
       data.note = $("textarea", card).value.trim();
       if (!data.note) { box.textContent = "请填写处置反馈"; return; }
+      var input = $('input[type="file"]', card);
+      file = input && input.files[0];
     }
+    box.textContent = "";
     btn.disabled = true;
-    api("POST", "/api/v1/cases/" + btn.dataset.case + "/actions/" + btn.dataset.action, data).then(check).then(
-      function () { toast(btn.dataset.action === "accept" ? "已接收" : "已反馈", "ok"); refresh(); },
-      function (err) { btn.disabled = false; box.textContent = err instanceof Retry ? "网络不可用，请联网后再试" : err.message; }
-    );
+    var label = (action === "accept" ? "接收：" : "反馈：") + $(".case-head b", card).textContent;
+    shrink(file).then(function (photo) {
+      return enqueue({ kind: "step", key: key, label: label, caseId: Number(btn.dataset.case), action: action, body: data, photo: photo || null });
+    }).then(function (r) {
+      if (r.error) { // refused (the case moved on, not mine any more…): said on the card, not kept in the queue
+        btn.disabled = false;
+        box.textContent = r.error.failed;
+        qDel(r.error.id).then(updateBadge);
+        return;
+      }
+      if (r.queued) { stepQueued(card, action); toast(label + " 已保存在手机上，联网后自动发送", "info"); }
+      else { toast(action === "accept" ? "已接收" : "已反馈", "ok"); }
+    });
   });
 
   // --- online (在线): a heartbeat while the page is open, as the app's check-in -------------------------------------
@@ -560,13 +620,21 @@
   if (window.io) {
     var socket = io("/live", { transports: ["websocket", "polling"], tryAllTransports: true });
     var WHY = { dispatch: "新任务派给你", rework: "案件被退回返工" };
-    socket.on("g.case", function (d) {
-      toast((WHY[d.action] || "案件有更新") + "：" + d.number + " " + (d.category || ""), "push");
-      refresh();
+    var onDue = function (d) { toast("有 " + d.count + " 位走访对象即将到期：" + d.names.join("、"), "push"); };
+    // one "batch" per tick for his room: "g.case" (a task dispatched, a case returned) and "g.visit_due" items
+    socket.on("batch", function (b) {
+      var items = (b && b.items) || [], cases = 0;
+      for (var i = 0; i < items.length; i++) {
+        var d = items[i] && items[i].data;
+        if (!d) { continue; }
+        if (items[i].event === "g.case") {
+          toast((WHY[d.action] || "案件有更新") + "：" + d.number + " " + (d.category || ""), "push");
+          cases += 1;
+        } else if (items[i].event === "g.visit_due") { onDue(d); }
+      }
+      if (cases) { refresh(); }
     });
-    socket.on("g.visit_due", function (d) {
-      toast("有 " + d.count + " 位走访对象即将到期：" + d.names.join("、"), "push");
-    });
+    socket.on("g.visit_due", onDue); // told once to this page when it connects (a reply, not a room push)
   }
 
   // --- installable: the service worker of /g/ ------------------------------------------------------------------

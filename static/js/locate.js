@@ -1,6 +1,8 @@
 /* Locating a caller's event (issue 14 §3): a tap on the grids' drawing, or a standard address (标准地址)
  * picked from a search, fills the form's lon/lat (WGS-84) and its grid. The frame that turns SVG x/y back
- * into lon/lat comes from the server (commandcenter/positions.locate_map). */
+ * into lon/lat comes from the server (commandcenter/positions.locate_map). The picker's data-lon, data-lat,
+ * data-grid, data-address and data-ref name the inputs it fills (templates/_locate_picker.html): the 12345
+ * form and the case page's 重新定位 (which sends the chosen standard address's id as data-ref). */
 (function () {
   "use strict";
 
@@ -12,10 +14,16 @@
   var status = root.querySelector(".locate-status");
   var search = root.querySelector("#address-search");
   var results = root.querySelector(".address-results");
-  var lonInput = document.getElementById("lon");
-  var latInput = document.getElementById("lat");
-  var gridSelect = document.getElementById("grid_id");
-  var addressInput = document.getElementById("address");
+  function input(name, fallback) {
+    var id = root.dataset[name] === undefined ? fallback : root.dataset[name];
+    return id ? document.getElementById(id) : null;
+  }
+  var lonInput = input("lon", "lon");
+  var latInput = input("lat", "lat");
+  var gridSelect = input("grid", "grid_id");
+  var addressInput = input("address", "address");
+  var refInput = input("ref", "");
+  var chosenAddress = null; // the text a standard address put into addressInput
   var timer = null;
 
   function toLonLat(x, y) {
@@ -45,6 +53,11 @@
     var p = pt.matrixTransform(ctm.inverse());
     var ll = toLonLat(p.x, p.y);
     mark(ll[0], ll[1]);
+    if (refInput) { // a tapped point is no longer the standard address (the 12345 form keeps its text)
+      refInput.value = "";
+      if (addressInput && chosenAddress !== null && addressInput.value === chosenAddress) { addressInput.value = ""; }
+    }
+    chosenAddress = null;
     var grid = evt.target.closest ? evt.target.closest("path.locate-grid") : null;
     if (grid) {
       setGrid(grid.dataset.gridId);
@@ -58,7 +71,8 @@
   function choose(item) {
     mark(item.lon, item.lat);
     setGrid(item.grid_id);
-    if (addressInput) { addressInput.value = item.address; }
+    if (addressInput) { addressInput.value = item.address; chosenAddress = item.address; }
+    if (refInput) { refInput.value = String(item.id); }
     results.innerHTML = "";
     status.textContent = "已选标准地址：" + item.address + (item.grid ? "（" + item.grid + "）" : "");
   }

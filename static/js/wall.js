@@ -5,10 +5,12 @@
  *
  * - A panel is refreshed by re-reading its own fragment route with htmx (outerHTML swap). Plot containers
  *   carry hx-preserve, so a refresh keeps the Plotly graph (and the map's zoom) and only Plotly.react runs.
- * - Pushes ("case", "alert") update the map at once and ask for the panels concerned, at most once every
- *   2 s per panel (the map's grid colours every 10 s, the rankings every 30 s).
- * - Pushes carry `seq`, numbered per room (the wall's own place): a gap, a reset, a reconnect or a recovery
- *   after an outage re-reads every panel;
+ * - Pushes come as one "batch" per tick (1 s) for the wall's room, carrying its "case" and "alert" items
+ *   and the counter deltas of its place: the items update the map at once, and the panels concerned are
+ *   asked for once per batch, at most once every 2 s per panel (the map's grid colours every 10 s, the
+ *   rankings every 30 s).
+ * - Each batch carries `seq`, numbered per room (the wall's own place): a gap, a reset, a reconnect or a
+ *   recovery after an outage re-reads every panel;
  *   every panel is re-read every 5 minutes anyway, and /healthz is polled every 15 s.
  * - Nothing grows with time: at most MAX_POINTS points are kept (today's open cases), listeners and
  *   timers are set up once, and the graphs are updated in place with Plotly.react.
@@ -70,7 +72,8 @@
     freshAlerts: new Map(), // alert id → time received
     clockOffset: (parseInt(root.dataset.now, 10) || Date.now()) - Date.now(), // server clock − this PC's clock
     sessionLost: false,
-    people: [], positionsOff: false
+    people: [], positionsOff: false,
+    batches: 0, lagMs: null, flushLagMs: null // batches received; the newest case's commit → here, → its flush (ms)
   };
   var panels = {}; // name → {last, timer, inflight, again}
 
@@ -464,9 +467,8 @@
 
   // --- pushes ----------------------------------------------------------------------------------------------
 
-  function onCase(d) {
-    noteSeq(d.seq);
-    markUpdated();
+  /* A case item: the map's point at once; `want` collects the panels it concerns. */
+  function applyCase(d, want) {
     if (d.lat !== null && d.lat !== undefined && d.lon !== null && d.lon !== undefined) {
       var p = state.points.get(d.id);
       if (FINAL_STATES[d.state]) {
@@ -480,30 +482,47 @@
         if (d.overdue && p.flag < 1) { p.flag = 1; }
         p.pushedAt = Date.now();
         if (d.action === "report") { p.hl = Date.now() + HIGHLIGHT_MS; }
-        capPoints();
       }
-      drawMapSoon();
+      want.draw = true;
     }
     if (d.action === "report") { bumpLoad(d.grid_id); }
-    refresh("counts");
-    refresh("map");
-    refresh("rankings");
-    if (d.action !== "report") { refresh("alerts"); } // a step may clear an alert
+    if (d.at_ms) { want.atMs = Math.max(want.atMs || 0, d.at_ms); }
+    want.counts = want.map = want.rankings = true;
+    if (d.action !== "report") { want.alerts = true; } // a step may clear an alert
   }
 
-  function onAlert(d) {
-    noteSeq(d.seq);
-    markUpdated();
+  function applyAlert(d, want) {
     state.freshAlerts.set(String(d.id), Date.now());
     if (state.freshAlerts.size > 200) { state.freshAlerts.delete(state.freshAlerts.keys().next().value); }
     var p = state.points.get(d.case_id);
     if (p) {
       p.flag = 2;
       if (p.grid !== null && p.grid !== undefined) { state.alertGrids.add(String(p.grid)); }
-      drawMapSoon();
+      want.draw = true;
     }
-    refresh("alerts");
-    refresh("map");
+    want.alerts = want.map = true;
+  }
+
+  /* One push per tick: the sequence is checked once, every item applied, each panel concerned asked for once. */
+  function onBatch(b) {
+    if (!b || !Array.isArray(b.items)) { return; }
+    noteSeq(b.seq);
+    markUpdated();
+    state.batches += 1;
+    var want = {};
+    for (var i = 0; i < b.items.length; i++) {
+      var item = b.items[i];
+      if (!item || !item.data) { continue; }
+      if (item.event === "case") { applyCase(item.data, want); }
+      else if (item.event === "alert") { applyAlert(item.data, want); }
+    }
+    if (want.atMs) { // commit → here by this PC's clock (right when it keeps time); commit → flush by the server's
+      state.lagMs = Date.now() - want.atMs;
+      if (b.tick_at) { state.flushLagMs = Math.round(b.tick_at * 1000 - want.atMs); }
+    }
+    if (b.deltas && Object.keys(b.deltas).length) { want.counts = true; } // its place's counters moved this tick
+    if (want.draw) { capPoints(); drawMapSoon(); }
+    ["counts", "map", "rankings", "alerts"].forEach(function (name) { if (want[name]) { refresh(name); } });
   }
 
   // --- connection state: the socket and /healthz --------------------------------------------------------
@@ -548,8 +567,9 @@
   var renderedAt = Date.now();
   socket.on("connect", function () {
     state.socketUp = true;
-    // a reconnect, or a first connection that came late: pushes may have been missed, re-read the snapshot
-    if (state.everConnected || Date.now() - renderedAt > 3000) { refreshAll(); }
+    // a reconnect, or a first connection that came late: pushes may have been missed, re-read the snapshot;
+    // the numbering starts afresh (the server may have restarted with new counters)
+    if (state.everConnected || Date.now() - renderedAt > 3000) { state.lastSeq = null; refreshAll(); }
     state.everConnected = true;
     checkHealth();
     updateBanner();
@@ -568,8 +588,7 @@
     updateBanner();
     if (!socket.active) { setTimeout(function () { socket.connect(); }, 5000); } // refused: try again later
   });
-  socket.on("case", onCase);
-  socket.on("alert", onAlert);
+  socket.on("batch", onBatch);
 
   // --- start -----------------------------------------------------------------------------------------------
 
@@ -596,6 +615,7 @@
   // for tests and operators: how much the page holds (it must not grow)
   window.wallState = function () {
     return { points: state.points.size, lastSeq: state.lastSeq, socketUp: state.socketUp, healthUp: state.healthUp,
-      freshAlerts: state.freshAlerts.size, banner: !banner.hidden, people: state.people.length };
+      freshAlerts: state.freshAlerts.size, banner: !banner.hidden, people: state.people.length,
+      batches: state.batches, lagMs: state.lagMs, flushLagMs: state.flushLagMs };
   };
 })();

@@ -1,0 +1,163 @@
+"""API bearer tokens and their accounts, cached per process (issue 15 §3).
+
+Every report through the API used to read its token and account from the database. A process now keeps
+what it read for TOKEN_CACHE_SECONDS (settings.token_cache_seconds, default 5; 0 turns the cache off):
+
+- a token revoked, or an account deactivated, changed in role or place, *in another process* (another web
+  process, the CLI) stops working in this one within that many seconds at the latest;
+- a change made in *this* process (revoking a token, deactivating an account, any ORM update or delete of an
+  ApiToken or Account row; an UPDATE/DELETE statement on them, as end_sessions runs, drops the whole cache)
+  drops the entries concerned at once (after its flush and again after its commit), so it is refused on the
+  next request;
+- the expiry of a token is checked on every request (from the cached expires_at).
+
+What is cached is the token's id, its expiry and last use, and a detached copy of the account's columns; a
+request gets its own session copy of that account (Session.merge(load=False): no query).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+
+MAX_ENTRIES = 20_000  # beyond this, the oldest half is dropped (a bound, not a working size)
+
+
+@dataclass
+class Entry:
+    token_id: int
+    account_id: int
+    expires_at: datetime
+    last_used_at: datetime | None
+    account: object  # a detached Account holding only its column values
+    cached_at: float  # time.monotonic()
+
+
+_lock = threading.Lock()
+_entries: dict[tuple[int, str], Entry] = {}  # (id of the engine, token digest) → entry
+_generation = 0  # bumped by every forget: a read that raced a revocation is not stored
+
+
+def generation() -> int:
+    return _generation
+
+
+def lookup(engine_key: int, digest: str, max_age: float) -> Entry | None:
+    entry = _entries.get((engine_key, digest))
+    if entry is None:
+        return None
+    if time.monotonic() - entry.cached_at >= max_age:
+        with _lock:
+            if _entries.get((engine_key, digest)) is entry:
+                del _entries[(engine_key, digest)]
+        return None
+    return entry
+
+
+def store(engine_key: int, digest: str, token, account, read_at_generation: int) -> None:
+    """Keep a valid token and a detached copy of its (active) account, unless something was forgotten since
+    it was read (a revocation committed meanwhile in this process)."""
+    mapper = inspect(account).mapper
+    state = inspect(account)
+    copy = mapper.class_manager.new_instance()
+    for prop in mapper.column_attrs:
+        if prop.key in state.dict:
+            set_committed_value(copy, prop.key, state.dict[prop.key])
+    make_transient_to_detached(copy)
+    entry = Entry(token.id, account.id, token.expires_at, token.last_used_at, copy, time.monotonic())
+    with _lock:
+        if _generation != read_at_generation:
+            return
+        if len(_entries) >= MAX_ENTRIES:
+            for key in sorted(_entries, key=lambda k: _entries[k].cached_at)[: MAX_ENTRIES // 2]:
+                del _entries[key]
+        _entries[(engine_key, digest)] = entry
+
+
+def forget(*, token_ids=(), account_ids=()) -> None:
+    global _generation
+    token_ids, account_ids = set(token_ids), set(account_ids)
+    if not token_ids and not account_ids:
+        return
+    with _lock:
+        _generation += 1
+        for key in [k for k, e in _entries.items() if e.token_id in token_ids or e.account_id in account_ids]:
+            del _entries[key]
+
+
+def clear() -> None:
+    global _generation
+    with _lock:
+        _generation += 1
+        _entries.clear()
+
+
+# --- changes made in this process: drop the entries at once ------------------------------------------------
+
+PENDING = "token_cache_forget"  # on Session.info: (token ids, account ids) changed in this transaction
+
+
+def _changed(kind: str, target) -> None:
+    from sqlalchemy.orm import object_session
+
+    ident = target.id
+    forget(token_ids=[ident] if kind == "token" else (), account_ids=[ident] if kind == "account" else ())
+    session = object_session(target)
+    if session is not None:
+        tokens, accounts = session.info.setdefault(PENDING, (set(), set()))
+        (tokens if kind == "token" else accounts).add(ident)
+
+
+def _after_commit(session) -> None:
+    pending = session.info.pop(PENDING, None)
+    if pending:
+        forget(token_ids=pending[0], account_ids=pending[1])
+    if session.info.pop(PENDING_ALL, False):
+        clear()
+
+
+PENDING_ALL = "token_cache_clear"
+
+
+def _bulk_change(orm_execute_state) -> None:
+    """An UPDATE or DELETE statement on accounts or tokens (end_sessions revoking every token of an account,
+    a grid merge moving accounts): the whole cache goes, now and again after the commit."""
+    if not (orm_execute_state.is_update or orm_execute_state.is_delete):
+        return
+    from .models import Account, ApiToken
+
+    if any(m.class_ in (Account, ApiToken) for m in orm_execute_state.all_mappers):
+        clear()
+        orm_execute_state.session.info[PENDING_ALL] = True
+
+
+def install_hooks(session_factory) -> None:
+    from .models import Account, ApiToken
+
+    if event.contains(Account, "after_update", _account_changed):
+        return
+    for name in ("after_update", "after_delete"):
+        event.listen(Account, name, _account_changed)
+        event.listen(ApiToken, name, _token_changed)
+    event.listen(session_factory, "after_commit", _after_commit)
+    event.listen(session_factory, "after_soft_rollback", _after_rollback)
+    event.listen(session_factory, "do_orm_execute", _bulk_change)
+
+
+def _after_rollback(session, _transaction) -> None:
+    session.info.pop(PENDING, None)
+    session.info.pop(PENDING_ALL, None)
+
+
+def _account_changed(_mapper, _connection, target) -> None:
+    _changed("account", target)
+
+
+def _token_changed(_mapper, _connection, target) -> None:
+    _changed("token", target)
