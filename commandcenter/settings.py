@@ -182,8 +182,9 @@ class Settings:
     push_tick_seconds: float = 1.0
     # issue 15: heartbeats live in Redis; a row per account is written to the database at most this often
     presence_persist_seconds: int = 300
-    # issue 15: an API token and its account are trusted from a per-process cache this long (0 = always read)
-    token_cache_seconds: int = 5
+    # issue 15: an API token and its account are trusted from a per-process cache this long at most (0 = always
+    # read); a change made through the app reaches every process within a second anyway (token_cache.py)
+    token_cache_seconds: int = 300
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -233,7 +234,7 @@ class Settings:
         s.notify_retry_intervals = env_intervals("NOTIFY_RETRY_INTERVALS", (10, 60, 300))
         s.push_tick_seconds = env_seconds("PUSH_TICK_SECONDS", 1.0)
         s.presence_persist_seconds = env_positive_int("PRESENCE_PERSIST_SECONDS", 300)
-        s.token_cache_seconds = env_int("TOKEN_CACHE_SECONDS", 5)
+        s.token_cache_seconds = env_int("TOKEN_CACHE_SECONDS", 300)
         for key, value in overrides.items():
             if not hasattr(s, key):
                 raise TypeError(f"unknown setting {key}")

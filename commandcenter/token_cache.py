@@ -1,10 +1,15 @@
 """API bearer tokens and their accounts, cached per process (issue 15 §3).
 
-Every report through the API used to read its token and account from the database. A process now keeps
-what it read for TOKEN_CACHE_SECONDS (settings.token_cache_seconds, default 5; 0 turns the cache off):
+Every report and heartbeat through the API used to read its token and account from the database. A process
+now keeps what it read for TOKEN_CACHE_SECONDS (settings.token_cache_seconds, default 300; 0 turns the cache
+off). A city's phones send a heartbeat a minute each, so a window shorter than that never hits.
 
 - a token revoked, or an account deactivated, changed in role or place, *in another process* (another web
-  process, the CLI) stops working in this one within that many seconds at the latest;
+  process, a worker, the CLI) through the application: that process's commit increments the Redis key
+  GENERATION_KEY, and every process compares it at most every REMOTE_CHECK_S seconds and drops its whole
+  cache when it moved: refused here within about a second;
+- a change that bypasses the application (SQL typed into psql), or made while Redis is unreachable: within
+  TOKEN_CACHE_SECONDS at the latest;
 - a change made in *this* process (revoking a token, deactivating an account, any ORM update or delete of an
   ApiToken or Account row; an UPDATE/DELETE statement on them, as end_sessions runs, drops the whole cache)
   drops the entries concerned at once (after its flush and again after its commit), so it is refused on the
@@ -26,7 +31,9 @@ from sqlalchemy import event, inspect
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-MAX_ENTRIES = 20_000  # beyond this, the oldest half is dropped (a bound, not a working size)
+MAX_ENTRIES = 50_000  # beyond this, the oldest half is dropped (a bound, not a working size)
+GENERATION_KEY = "cc:tokens:generation"  # moved by every committed token/account change, in any process
+REMOTE_CHECK_S = 1.0
 
 
 @dataclass
@@ -42,13 +49,54 @@ class Entry:
 _lock = threading.Lock()
 _entries: dict[tuple[int, str], Entry] = {}  # (id of the engine, token digest) → entry
 _generation = 0  # bumped by every forget: a read that raced a revocation is not stored
+_remote = {"seen": None, "checked_at": float("-inf")}  # the last GENERATION_KEY seen, and when
 
 
 def generation() -> int:
     return _generation
 
 
+def _redis():
+    from flask import current_app, has_app_context
+
+    if not has_app_context() or not current_app.config["SETTINGS"].redis_url:
+        return None
+    from .redis_conn import redis_client
+
+    return redis_client()
+
+
+def _check_remote() -> None:
+    """At most every REMOTE_CHECK_S: if another process committed a token or account change, drop everything."""
+    now = time.monotonic()
+    if now - _remote["checked_at"] < REMOTE_CHECK_S:
+        return
+    _remote["checked_at"] = now
+    try:
+        r = _redis()
+        if r is None:
+            return
+        seen = r.get(GENERATION_KEY)
+    except Exception:  # Redis unreachable: the entries still run out after TOKEN_CACHE_SECONDS
+        return
+    if seen != _remote["seen"]:
+        if _remote["seen"] is not None or _entries:
+            clear()
+        _remote["seen"] = seen
+
+
+def _announce() -> None:
+    """Tell the other processes (after a commit that changed a token or an account)."""
+    try:
+        r = _redis()
+        if r is not None:
+            r.incr(GENERATION_KEY)
+    except Exception:  # they fall back on the window
+        pass
+
+
 def lookup(engine_key: int, digest: str, max_age: float) -> Entry | None:
+    _check_remote()
     entry = _entries.get((engine_key, digest))
     if entry is None:
         return None
@@ -103,6 +151,12 @@ def clear() -> None:
 PENDING = "token_cache_forget"  # on Session.info: (token ids, account ids) changed in this transaction
 
 
+ANNOUNCE = "token_cache_announce"  # on Session.info: a change the other processes must hear of
+# the account columns that decide what a token may do: a change of another column (last_seen_at, a login's
+# bookkeeping, the display name) is not announced, or every morning's logins would empty every cache
+ACCOUNT_COLUMNS = ("active", "role", "place_id", "town_id", "village_id", "center_id", "department_id", "password_hash")
+
+
 def _changed(kind: str, target) -> None:
     from sqlalchemy.orm import object_session
 
@@ -112,14 +166,25 @@ def _changed(kind: str, target) -> None:
     if session is not None:
         tokens, accounts = session.info.setdefault(PENDING, (set(), set()))
         (tokens if kind == "token" else accounts).add(ident)
+        state = inspect(target)
+        if (
+            kind == "token"
+            or state.deleted
+            or state.was_deleted
+            or any(state.attrs[c].history.has_changes() for c in ACCOUNT_COLUMNS if c in state.attrs)
+        ):
+            session.info[ANNOUNCE] = True
 
 
 def _after_commit(session) -> None:
     pending = session.info.pop(PENDING, None)
     if pending:
         forget(token_ids=pending[0], account_ids=pending[1])
-    if session.info.pop(PENDING_ALL, False):
+    everything = session.info.pop(PENDING_ALL, False)
+    if everything:
         clear()
+    if session.info.pop(ANNOUNCE, False) or everything:
+        _announce()
 
 
 PENDING_ALL = "token_cache_clear"
@@ -152,6 +217,7 @@ def install_hooks(session_factory) -> None:
 
 def _after_rollback(session, _transaction) -> None:
     session.info.pop(PENDING, None)
+    session.info.pop(ANNOUNCE, None)
     session.info.pop(PENDING_ALL, None)
 
 

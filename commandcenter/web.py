@@ -30,6 +30,9 @@ CSP = (
 )
 
 SESSION_TOUCH_SECONDS = 60
+# an API token's "last used" (shown on its list) is written at most this often: a phone's heartbeat a minute
+# must not write the database each time (issue 15)
+TOKEN_TOUCH_SECONDS = 600
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # all that an account whose password must change may reach until it has changed it
 PASSWORD_CHANGE_ENDPOINTS = frozenset({"auth.change_password", "auth.logout", "static", "health.healthz"})
@@ -74,8 +77,9 @@ def is_api_request() -> bool:
 
 def load_account_from_token() -> Account | None:
     """The account of the request's bearer token. Tokens and their accounts are cached in this process for
-    TOKEN_CACHE_SECONDS (token_cache.py: a revocation or deactivation made elsewhere takes effect within
-    that window, one made in this process at once); 0 reads the database on every request."""
+    TOKEN_CACHE_SECONDS (token_cache.py: a revocation or deactivation made through the app takes effect in
+    every process within about a second, one made in this process at once, one typed into SQL within the
+    window); 0 reads the database on every request."""
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         return None
@@ -91,7 +95,7 @@ def load_account_from_token() -> Account | None:
     if entry is not None:
         if entry.expires_at <= now:
             return None
-        if entry.last_used_at is None or (now - entry.last_used_at).total_seconds() > SESSION_TOUCH_SECONDS:
+        if entry.last_used_at is None or (now - entry.last_used_at).total_seconds() > TOKEN_TOUCH_SECONDS:
             _touch_token(entry.token_id, now)
             entry.last_used_at = now
         return db.merge(entry.account, load=False)  # this session's copy, without a query
@@ -100,7 +104,7 @@ def load_account_from_token() -> Account | None:
     token = db.query(ApiToken).options(joinedload(ApiToken.account)).filter_by(token_hash=digest).one_or_none()
     if token is None or token.revoked or token.expires_at <= now or not token.account.active:
         return None
-    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > SESSION_TOUCH_SECONDS:
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > TOKEN_TOUCH_SECONDS:
         _touch_token(token.id, now)
         set_committed_value(token, "last_used_at", now)
     if max_age > 0:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
 from sqlalchemy import create_engine, text
 
 from commandcenter import create_app
@@ -176,7 +177,8 @@ def test_the_rate_limit_costs_one_round_trip_and_keeps_its_headers(pg_url, redis
     single, pipelined = redis_lib.Redis.execute_command, redis_lib.client.Pipeline.execute
 
     def count_single(self, *args, **kwargs):
-        calls.append(args[0])
+        # the token cache's look at the other processes' changes (a GET at most once a second) is not the limit's
+        calls.append("GENERATION" if args[0] == "GET" and args[1:2] == ("cc:tokens:generation",) else args[0])
         return single(self, *args, **kwargs)
 
     def count_pipeline(self, *args, **kwargs):
@@ -234,4 +236,49 @@ def test_two_reports_with_one_key_at_the_same_moment_make_one_case(world, app):
     with app.app_context():
         assert db.query(Case).filter_by(client_key=key).count() == 1
         assert db.query(CaseStep).filter_by(case_id=results[0][0]).count() == 1
+        db.remove()
+
+
+@pytest.mark.redis
+def test_a_change_announced_by_another_process_empties_this_cache_within_a_second(pg_url, redis_conn, tmp_path):
+    """With the default window (minutes), a revocation made through the app elsewhere still stops the token
+    at once: the other process's commit moves a Redis generation that every process checks each second."""
+    from commandcenter import token_cache
+    from tests.conftest import TEST_REDIS_URL, _truncate_all
+
+    app = create_app(make_settings(tmp_path, pg_url, redis_url=TEST_REDIS_URL))
+    assert app.config["SETTINGS"].token_cache_seconds >= 60
+    with app.app_context():
+        _truncate_all()
+        from tests.world import build_world
+
+        build_world()
+    client = app.test_client()
+    headers = token_for(client, "gw0")
+    assert client.get("/api/v1/me", headers=headers).status_code == 200  # now cached
+    token_id = db.query(ApiToken.id).scalar()
+    db.remove()
+    _revoke_elsewhere(pg_url, token_id)  # the row, as the other process wrote it…
+    assert client.get("/api/v1/me", headers=headers).status_code == 200  # (cached: this process can't know)
+    redis_conn.incr(token_cache.GENERATION_KEY)  # … and its commit's announcement
+    time.sleep(token_cache.REMOTE_CHECK_S + 0.1)
+    assert client.get("/api/v1/me", headers=headers).status_code == 401
+    db.remove()
+
+
+@pytest.mark.redis
+def test_only_changes_that_decide_a_token_are_announced(world, pg_url, redis_conn, tmp_path):
+    from commandcenter import token_cache
+    from commandcenter.models import Account
+    from tests.conftest import TEST_REDIS_URL
+
+    app = create_app(make_settings(tmp_path, pg_url, redis_url=TEST_REDIS_URL))
+    with app.app_context():
+        account = db.query(Account).filter_by(username="gw0").one()
+        account.display_name = "改个名字"  # bookkeeping: the other processes need not drop their caches
+        db.commit()
+        assert redis_conn.get(token_cache.GENERATION_KEY) is None
+        account.active = False
+        db.commit()
+        assert int(redis_conn.get(token_cache.GENERATION_KEY)) == 1
         db.remove()
