@@ -129,16 +129,7 @@ def my_persons(account: Account, today: date | None = None) -> list[VisitDue]:
         )
     )
     persons = list(db.execute(stmt.order_by(Person.id)).scalars())
-    ids = [p.id for p in persons]
-    last = (
-        dict(
-            db.execute(
-                select(Visit.person_id, func.max(Visit.at)).where(Visit.person_id.in_(ids)).group_by(Visit.person_id)
-            ).all()
-        )
-        if ids
-        else {}
-    )
+    last = _last_visits(Visit.person_id, [p.id for p in persons])
     tz = current_tz()
     out = []
     for person in persons:
@@ -152,6 +143,13 @@ def my_persons(account: Account, today: date | None = None) -> list[VisitDue]:
 def visits_falling_due(account: Account, today: date | None = None) -> list[VisitDue]:
     today = today or local_today(current_tz())
     return [v for v in my_persons(account, today) if not v.done and v.days_left(today) <= DUE_SOON_DAYS]
+
+
+def _last_visits(column, ids: list[int]) -> dict[int, datetime]:
+    """The last visit of each person (column Visit.person_id) or site (Visit.site_id) of `ids`."""
+    if not ids:
+        return {}
+    return dict(db.execute(select(column, func.max(Visit.at)).where(column.in_(ids)).group_by(column)).all())
 
 
 def _due(frequency: str, today: date, last_at: datetime | None, tz) -> tuple[date, bool]:
@@ -188,16 +186,7 @@ def my_sites(account: Account, today: date | None = None) -> list[SiteDue]:
         ),
     )
     sites = list(db.execute(stmt.order_by(Site.id)).scalars())
-    ids = [s.id for s in sites]
-    last = (
-        dict(
-            db.execute(
-                select(Visit.site_id, func.max(Visit.at)).where(Visit.site_id.in_(ids)).group_by(Visit.site_id)
-            ).all()
-        )
-        if ids
-        else {}
-    )
+    last = _last_visits(Visit.site_id, [s.id for s in sites])
     tz = current_tz()
     out = []
     for site in sites:
