@@ -34,6 +34,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 MAX_ENTRIES = 50_000  # beyond this, the oldest half is dropped (a bound, not a working size)
 GENERATION_KEY = "cc:tokens:generation"  # moved by every committed token/account change, in any process
 REMOTE_CHECK_S = 1.0
+REMOTE_PAUSE_S = 30.0  # after Redis failed to answer, leave it alone this long (no socket timeout per request)
 
 
 @dataclass
@@ -49,7 +50,8 @@ class Entry:
 _lock = threading.Lock()
 _entries: dict[tuple[int, str], Entry] = {}  # (id of the engine, token digest) → entry
 _generation = 0  # bumped by every forget: a read that raced a revocation is not stored
-_remote = {"seen": None, "checked_at": float("-inf")}  # the last GENERATION_KEY seen, and when
+# the last GENERATION_KEY seen, when it was looked at, and until when Redis is left alone after a failure
+_remote = {"seen": None, "checked_at": float("-inf"), "paused_until": float("-inf")}
 
 
 def generation() -> int:
@@ -69,7 +71,7 @@ def _redis():
 def _check_remote() -> None:
     """At most every REMOTE_CHECK_S: if another process committed a token or account change, drop everything."""
     now = time.monotonic()
-    if now - _remote["checked_at"] < REMOTE_CHECK_S:
+    if now - _remote["checked_at"] < REMOTE_CHECK_S or now < _remote["paused_until"]:
         return
     _remote["checked_at"] = now
     try:
@@ -77,7 +79,8 @@ def _check_remote() -> None:
         if r is None:
             return
         seen = r.get(GENERATION_KEY)
-    except Exception:  # Redis unreachable: the entries still run out after TOKEN_CACHE_SECONDS
+    except Exception:  # Redis unreachable (or frozen): the entries still run out after TOKEN_CACHE_SECONDS
+        _remote["paused_until"] = time.monotonic() + REMOTE_PAUSE_S
         return
     if seen != _remote["seen"]:
         if _remote["seen"] is not None or _entries:
@@ -87,12 +90,14 @@ def _check_remote() -> None:
 
 def _announce() -> None:
     """Tell the other processes (after a commit that changed a token or an account)."""
+    if time.monotonic() < _remote["paused_until"]:
+        return  # Redis failed a moment ago: the other processes fall back on the window
     try:
         r = _redis()
         if r is not None:
             r.incr(GENERATION_KEY)
     except Exception:  # they fall back on the window
-        pass
+        _remote["paused_until"] = time.monotonic() + REMOTE_PAUSE_S
 
 
 def lookup(engine_key: int, digest: str, max_age: float) -> Entry | None:
