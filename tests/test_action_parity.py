@@ -106,6 +106,10 @@ def scenarios(world) -> list[Scenario]:
         Scenario(
             "dispatch", "city_operator", "registered", {"department_id": dept(world, 1)}, grid=4, expect="refused"
         ),
+        # 就近派遣 across villages: the dispatcher's own jurisdiction must hold the gridworker (village 1's gw2)
+        Scenario(
+            "dispatch", "village0_admin", "registered", {"assignee_id": world.accounts["gw2"].id}, expect="refused"
+        ),
         Scenario("duplicate", "town0_operator", input={"original_number": "SJ0000000000"}, expect="refused"),
         Scenario("duplicate", "town0_operator", input={"original_number": "HIDDEN"}, expect="refused"),
         Scenario("escalate", "gw0", input={"to_level": "village", "note": ""}, expect="refused"),

@@ -6,6 +6,7 @@ page labels it, so an operator knows what to fix. Domain rules stay in loop.py.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -232,7 +233,7 @@ def _coordinate(value: str, name: str, label: str) -> float | None:
         number = float(value[:40])
     except ValueError:
         number = None
-    if number is None or number != number or number in (float("inf"), float("-inf")):
+    if number is None or not math.isfinite(number):
         raise loop.TransitionError(f"{label}须为数字，如 {'31.299' if name == 'lat' else '120.585'}", name)
     return number
 
