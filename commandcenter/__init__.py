@@ -76,10 +76,13 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     inputs.init_app(app)  # bounded <int:…> ids, id fields, JSON depth: before the blueprints add their rules
     jobs.install_hooks()
-    from . import token_cache
+    from . import refcache, token_cache
     from .db import session_factory
 
     token_cache.install_hooks(session_factory)  # a token or account changed here leaves the cache at once
+    refcache.install_hooks(session_factory)  # likewise a category or a place
+    refcache.clear()  # a new app may point at another database, or at the same one rebuilt
+    refcache.remote.reset()
 
     from .admin import bp as admin_bp
     from .alert_desk import bp as alerts_bp

@@ -149,7 +149,7 @@ grid_index = GridIndex()
 def locate_grid(lat: float, lon: float) -> Place | None:
     """The grid at this point, without its boundary (read on first use): every report runs this, and a real
     grid's polygon is the largest part of its row."""
-    from sqlalchemy.orm import defer
+    from . import refcache
 
     grid_id = grid_index.locate(lat, lon)
-    return db.get(Place, grid_id, options=[defer(Place.geometry)]) if grid_id else None
+    return refcache.place(grid_id) if grid_id else None

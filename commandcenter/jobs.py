@@ -19,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import event, select
 
-from . import alerts, hierarchy, labels
+from . import alerts, hierarchy, labels, refcache
 from .db import db, session_factory
-from .models import Alert, Case, JobRun, Outbox, Place
+from .models import Alert, Case, JobRun, Outbox
 from .timeutil import from_local, local, utcnow
 from .vocabulary import QUEUE_REALTIME
 
@@ -181,7 +181,7 @@ def _drain_pass(r, cid: int | None, limit: int) -> int:
     total = drain_presence(r, limit)
     while True:
         with pushes_after_block():  # the batch's pushes are queued once it is committed, in one round trip
-            done = counters.drain_outbox(r, db, cid, limit=limit, on_event=_on_case_event)
+            done = counters.drain_outbox(r, db, cid, limit=limit, on_event=_on_case_event, prepare=_load_cases)
         total += done
         if done < limit:
             return total
@@ -233,9 +233,8 @@ def drain_presence(r, limit: int = 2000) -> int:
                 )
         except (KeyError, ValueError, TypeError):
             log.exception("outbox row %s has a malformed payload; skipped", row.id)
-        row.processed_at = utcnow()
-        row.attempts = (row.attempts or 0) + 1
     if rows:
+        counters.mark_processed(db, [row.id for row in rows])
         db.commit()
     return len(rows)
 
@@ -250,6 +249,13 @@ def rebuild_counters(days: int = 31) -> dict:
     report = counters.reconcile(r, db, today - timedelta(days=days), today, city_id())
     counters.reconcile_presence(r, db, today, today, utcnow())
     return report
+
+
+def _load_cases(rows: list[Outbox]) -> list[Case]:
+    """The cases of a drain batch in one query (each event then finds its case in the identity map)."""
+    ids = {row.payload.get("case_id") for row in rows if isinstance(row.payload, dict)}
+    ids.discard(None)
+    return list(db.scalars(select(Case).where(Case.id.in_(ids)))) if ids else []
 
 
 def _on_case_event(row: Outbox) -> None:
@@ -277,11 +283,13 @@ def _on_case_event(row: Outbox) -> None:
     from .counters import base as counters_base
     from .realtime import publish, push_to_account
 
+    category = refcache.category(case.category_id)
+    category_name = category.name if category else ""
     if payload["action"] in ("dispatch", "rework") and case.assignee_id:
         # to the assigned gridworker's open /g/ pages: a task dispatched to him, a case returned for rework
         push_to_account(
             "g.case",
-            {"id": case.id, "number": case.number, "action": payload["action"], "category": case.category.name},
+            {"id": case.id, "number": case.number, "action": payload["action"], "category": category_name},
             case.assignee_id,
         )
     at = counters_base._parse_at(payload["at"]) if payload.get("at") else utcnow()
@@ -304,7 +312,7 @@ def _on_case_event(row: Outbox) -> None:
             "grid_id": case.grid_id,
             "town_id": case.town_id,
             "overdue": case.overdue,
-            "category": case.category.name,
+            "category": category_name,
             "at_ms": int(at.replace(tzinfo=UTC).timestamp() * 1000),  # the step's time: commit → screen
         },
         # 重新定位: the rooms of the places the case left learn it too (its marker leaves their map)
@@ -316,7 +324,7 @@ def _on_case_event(row: Outbox) -> None:
 def cid_of(case: Case) -> int | None:
     if case.town_id is None:
         return None
-    town = db.get(Place, case.town_id)
+    town = refcache.place(case.town_id)
     return town.city_id if town else None
 
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import event, inspect
-from sqlalchemy.orm import make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+
+from .proc_cache import RemoteGeneration, detached_copy
 
 MAX_ENTRIES = 50_000  # beyond this, the oldest half is dropped (a bound, not a working size)
 GENERATION_KEY = "cc:tokens:generation"  # moved by every committed token/account change, in any process
@@ -50,58 +50,21 @@ class Entry:
 _lock = threading.Lock()
 _entries: dict[tuple[int, str], Entry] = {}  # (id of the engine, token digest) → entry
 _generation = 0  # bumped by every forget: a read that raced a revocation is not stored
-# the last GENERATION_KEY seen, when it was looked at, and until when Redis is left alone after a failure
-_remote = {"seen": None, "checked_at": float("-inf"), "paused_until": float("-inf")}
 
 
 def generation() -> int:
     return _generation
 
 
-def _redis():
-    from flask import current_app, has_app_context
-
-    if not has_app_context() or not current_app.config["SETTINGS"].redis_url:
-        return None
-    from .redis_conn import redis_client
-
-    return redis_client()
+def _clear_all() -> None:
+    clear()
 
 
-def _check_remote() -> None:
-    """At most every REMOTE_CHECK_S: if another process committed a token or account change, drop everything."""
-    now = time.monotonic()
-    if now - _remote["checked_at"] < REMOTE_CHECK_S or now < _remote["paused_until"]:
-        return
-    _remote["checked_at"] = now
-    try:
-        r = _redis()
-        if r is None:
-            return
-        seen = r.get(GENERATION_KEY)
-    except Exception:  # Redis unreachable (or frozen): the entries still run out after TOKEN_CACHE_SECONDS
-        _remote["paused_until"] = time.monotonic() + REMOTE_PAUSE_S
-        return
-    if seen != _remote["seen"]:
-        if _remote["seen"] is not None or _entries:
-            clear()
-        _remote["seen"] = seen
-
-
-def _announce() -> None:
-    """Tell the other processes (after a commit that changed a token or an account)."""
-    if time.monotonic() < _remote["paused_until"]:
-        return  # Redis failed a moment ago: the other processes fall back on the window
-    try:
-        r = _redis()
-        if r is not None:
-            r.incr(GENERATION_KEY)
-    except Exception:  # they fall back on the window
-        _remote["paused_until"] = time.monotonic() + REMOTE_PAUSE_S
+remote = RemoteGeneration(GENERATION_KEY, _clear_all, check_s=REMOTE_CHECK_S, pause_s=REMOTE_PAUSE_S)
 
 
 def lookup(engine_key: int, digest: str, max_age: float) -> Entry | None:
-    _check_remote()
+    remote.check()
     entry = _entries.get((engine_key, digest))
     if entry is None:
         return None
@@ -116,14 +79,7 @@ def lookup(engine_key: int, digest: str, max_age: float) -> Entry | None:
 def store(engine_key: int, digest: str, token, account, read_at_generation: int) -> None:
     """Keep a valid token and a detached copy of its (active) account, unless something was forgotten since
     it was read (a revocation committed meanwhile in this process)."""
-    mapper = inspect(account).mapper
-    state = inspect(account)
-    copy = mapper.class_manager.new_instance()
-    for prop in mapper.column_attrs:
-        if prop.key in state.dict:
-            set_committed_value(copy, prop.key, state.dict[prop.key])
-    make_transient_to_detached(copy)
-    entry = Entry(token.id, account.id, token.expires_at, token.last_used_at, copy, time.monotonic())
+    entry = Entry(token.id, account.id, token.expires_at, token.last_used_at, detached_copy(account), time.monotonic())
     with _lock:
         if _generation != read_at_generation:
             return
@@ -189,7 +145,7 @@ def _after_commit(session) -> None:
     if everything:
         clear()
     if session.info.pop(ANNOUNCE, False) or everything:
-        _announce()
+        remote.announce()
 
 
 PENDING_ALL = "token_cache_clear"

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 
-from commandcenter import create_app
+from commandcenter import create_app, refcache, token_cache
 from commandcenter.db import db
 from commandcenter.models import ApiToken, Case, CaseStep, Dispute, Outbox
 from tests.conftest import make_settings, token_for
@@ -177,8 +177,9 @@ def test_the_rate_limit_costs_one_round_trip_and_keeps_its_headers(pg_url, redis
     single, pipelined = redis_lib.Redis.execute_command, redis_lib.client.Pipeline.execute
 
     def count_single(self, *args, **kwargs):
-        # the token cache's look at the other processes' changes (a GET at most once a second) is not the limit's
-        calls.append("GENERATION" if args[0] == "GET" and args[1:2] == ("cc:tokens:generation",) else args[0])
+        # the caches' looks at the other processes' changes (a GET at most once a second) are not the limit's
+        generations = (token_cache.GENERATION_KEY, refcache.GENERATION_KEY)
+        calls.append("GENERATION" if args[0] == "GET" and args[1] in generations else args[0])
         return single(self, *args, **kwargs)
 
     def count_pipeline(self, *args, **kwargs):
@@ -243,10 +244,9 @@ def test_two_reports_with_one_key_at_the_same_moment_make_one_case(world, app):
 def test_a_change_announced_by_another_process_empties_this_cache_within_a_second(pg_url, redis_conn, tmp_path):
     """With the default window (minutes), a revocation made through the app elsewhere still stops the token
     at once: the other process's commit moves a Redis generation that every process checks each second."""
-    from commandcenter import token_cache
     from tests.conftest import TEST_REDIS_URL, _truncate_all
 
-    token_cache._remote["paused_until"] = float("-inf")  # an earlier test's Redis outage is not this one's
+    token_cache.remote.paused_until = float("-inf")  # an earlier test's Redis outage is not this one's
     app = create_app(make_settings(tmp_path, pg_url, redis_url=TEST_REDIS_URL))
     assert app.config["SETTINGS"].token_cache_seconds >= 60
     with app.app_context():
@@ -269,11 +269,10 @@ def test_a_change_announced_by_another_process_empties_this_cache_within_a_secon
 
 @pytest.mark.redis
 def test_only_changes_that_decide_a_token_are_announced(world, pg_url, redis_conn, tmp_path):
-    from commandcenter import token_cache
     from commandcenter.models import Account
     from tests.conftest import TEST_REDIS_URL
 
-    token_cache._remote["paused_until"] = float("-inf")
+    token_cache.remote.paused_until = float("-inf")
     app = create_app(make_settings(tmp_path, pg_url, redis_url=TEST_REDIS_URL))
     with app.app_context():
         account = db.query(Account).filter_by(username="gw0").one()

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
-from .. import labels
+from .. import labels, refcache
 from ..access import Forbidden, current_account, public, require
 from ..auth.service import PasswordChangeRequired, authenticate, issue_api_token
 from ..cases import actions, loop
@@ -179,8 +179,8 @@ def account_out(account: Account) -> dict:
 
 
 def _category(code: str) -> Category:
-    category = db.query(Category).filter_by(code=code, active=True).one_or_none()
-    if category is None:
+    category = refcache.category_by_code(code)
+    if category is None or not category.active:
         raise ApiError(422, f"category_code: {missing(f'事件类别 {code} 不存在或已停用')}", "category_code")
     return category
 

@@ -12,12 +12,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, text
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-from .. import alerts, labels
+from .. import alerts, labels, refcache
 from ..access import Forbidden, has_permission, in_jurisdiction
 from ..categories import limits_of, limits_record
 from ..db import db
@@ -279,10 +279,8 @@ def report_case(
             raise
         _check_same_reporter(existing, actor)
         return existing, False
-    case_id = _next_case_id()
     case = Case(
-        id=case_id,
-        number=_case_number(case_id, now) if case_id else _placeholder_number(),
+        number=_placeholder_number(),  # the id and the number come with the row (PostgreSQL: in its INSERT)
         source=source,
         client_key=client_key,
         category_id=category.id,
@@ -316,9 +314,9 @@ def report_case(
     alerts.plan_on_report(case, category)
     step_note = f"{labels.SOURCE.get(source, source)}：{category.name}"
     late_parking = case.transfer_due is not None and now > case.transfer_due
-    if case_id is not None and not late_parking:
+    if key_by_insert and not late_parking:
         # the common path (PostgreSQL): the same rows as below — the case, its history step, its outbox row
-        # (and a dispute's record) in one transaction — as plain INSERT statements, without the unit of work
+        # (and a dispute's record) in one transaction — in one INSERT statement, without the unit of work
         try:
             if not _insert_report(case, actor, step_note, now):
                 db.rollback()  # nothing was written: the key is known
@@ -335,9 +333,8 @@ def report_case(
         return case, True
     db.add(case)
     try:
-        if case_id is None:  # SQLite: the id comes with the row, the number follows it
-            db.flush()
-            case.number = _case_number(case.id, now)
+        db.flush()  # the id comes with the row, the number follows it
+        case.number = _case_number(case.id, now)
         db.add(CaseStep(**_report_step(case, step_note, now)))
         db.add(Outbox(topic="case.changed", payload=_report_payload(case, now)))
         if category.kind == "dispute":
@@ -362,7 +359,7 @@ def report_case(
 
 def _checked_report(data: ReportInput, now: datetime) -> tuple[Category, Place | None, datetime]:
     """The report's category, grid and discovery time, or TransitionError naming the field."""
-    category = db.get(Category, data.category_id)
+    category = refcache.category(data.category_id)
     if category is None or not category.active:
         if db.execute(select(Category.id).limit(1)).first() is None:
             raise TransitionError(EMPTY_CATEGORIES, "category_id")
@@ -435,52 +432,78 @@ def _case_row(case: Case) -> dict:
 
 
 _REPORT_STATEMENT = None
-STEP_COLUMNS = ("case_id", "at", "actor_id", "action", "from_state", "to_state", "from_level", "to_level", "note")
+STEP_COLUMNS = ("at", "actor_id", "action", "from_state", "to_state", "from_level", "to_level", "note")
 
 
 def _report_statement():
-    """One statement for the rows of a report: the case (nothing when its source and client_key are known),
-    and — only if it was inserted — its history step and its outbox row. Returns the new case's id, or no row.
+    """One statement for the rows of a report: the case, its id from the sequence and its number made of it
+    (nothing when its source and client_key are known), and — only if it was inserted — its history step and
+    its outbox row. Returns the new case's id and number, or no row.
 
-        WITH new_case AS (INSERT INTO cases … ON CONFLICT (source, client_key) DO NOTHING RETURNING id),
-             new_step AS (INSERT INTO case_steps … SELECT … FROM new_case),
-             new_outbox AS (INSERT INTO outbox … SELECT … FROM new_case)
-        SELECT new_case.id FROM new_case
+        WITH nid AS (SELECT nextval(…) AS id),
+             new_case AS (INSERT INTO cases … SELECT nid.id, 'SJ20261203' || lpad(nid.id, 7, '0'), … FROM nid
+                          ON CONFLICT (source, client_key) DO NOTHING RETURNING id, number),
+             new_step AS (INSERT INTO case_steps … SELECT new_case.id, … FROM new_case),
+             new_outbox AS (INSERT INTO outbox … SELECT …, payload || {"case_id": new_case.id} FROM new_case)
+        SELECT new_case.id, new_case.number FROM new_case
     """
     global _REPORT_STATEMENT
     if _REPORT_STATEMENT is None:
-        from sqlalchemy import bindparam
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy import Text, bindparam, case, cast, func
+        from sqlalchemy.dialects.postgresql import JSONB, insert
+        from sqlalchemy.types import JSON
 
         cases, steps, outbox = Case.__table__, CaseStep.__table__, Outbox.__table__
+        nid = select(func.nextval(func.pg_get_serial_sequence("cases", "id")).label("id")).cte("nid")
+        digits = cast(nid.c.id, Text)
+        number = bindparam("number_prefix", type_=Text) + case(
+            (nid.c.id < 10_000_000, func.lpad(digits, 7, "0")), else_=digits
+        )  # as _case_number: at least 7 digits, never cut
+        columns = [c for c in cases.columns]
+        values = [
+            nid.c.id if c.key == "id" else number if c.key == "number" else bindparam("c_" + c.key, type_=c.type)
+            for c in columns
+        ]
         new_case = (
             insert(cases)
-            .values({c.key: bindparam("c_" + c.key, type_=c.type) for c in cases.columns})
+            .from_select([c.key for c in columns], select(*values).select_from(nid))
             .on_conflict_do_nothing(index_elements=["source", "client_key"])
-            .returning(cases.c.id)
+            .returning(cases.c.id, cases.c.number)
             .cte("new_case")
         )
 
-        def rows_of(table, prefix: str, keys) -> object:
-            values = select(*[bindparam(prefix + k, type_=table.c[k].type) for k in keys]).select_from(new_case)
-            return table.insert().from_select(list(keys), values, include_defaults=False)
+        def rows_of(table, prefix: str, keys, extra: dict) -> object:
+            cols = [bindparam(prefix + k, type_=table.c[k].type) for k in keys]
+            values = select(*extra.values(), *cols).select_from(new_case)
+            return table.insert().from_select([*extra, *keys], values, include_defaults=False)
 
-        new_step = rows_of(steps, "s_", (*STEP_COLUMNS, "public")).cte("new_step")
-        new_outbox = rows_of(outbox, "o_", ("topic", "payload", "created_at", "attempts")).cte("new_outbox")
-        _REPORT_STATEMENT = select(new_case.c.id).add_cte(new_step, new_outbox)
+        new_step = rows_of(steps, "s_", (*STEP_COLUMNS, "public"), {"case_id": new_case.c.id}).cte("new_step")
+        payload = cast(
+            bindparam("o_payload", type_=JSONB).op("||")(func.jsonb_build_object("case_id", new_case.c.id)), JSON
+        )
+        new_outbox = rows_of(outbox, "o_", ("topic", "created_at", "attempts"), {"payload": payload}).cte(
+            "new_outbox"
+        )
+        _REPORT_STATEMENT = select(new_case.c.id, new_case.c.number).add_cte(new_step, new_outbox)
     return _REPORT_STATEMENT
 
 
 def _insert_report(case: Case, actor: Account | None, note: str, now: datetime) -> bool:
     """The rows of a new report in one statement on the session's connection (its transaction), PostgreSQL.
-    False (and nothing written) when a case with the same source and client_key exists."""
-    params = {"c_" + key: value for key, value in _case_row(case).items()}
+    False (and nothing written) when a case with the same source and client_key exists; else the case holds
+    its id and number."""
+    row = _case_row(case)
+    params = {"c_" + key: value for key, value in row.items() if key not in ("id", "number")}
+    params["number_prefix"] = _number_prefix(now)
     step = _report_step(case, note, now)
     params.update({"s_" + key: step[key] for key in STEP_COLUMNS}, s_public=False)
     params.update(o_topic="case.changed", o_payload=_report_payload(case, now), o_created_at=utcnow(), o_attempts=0)
     conn = db.connection()
-    if conn.execute(_report_statement(), params).first() is None:
+    inserted = conn.execute(_report_statement(), params).first()
+    if inserted is None:
         return False
+    set_committed_value(case, "id", inserted.id)
+    set_committed_value(case, "number", inserted.number)
     if case.kind == "dispute":
         conn.execute(Dispute.__table__.insert(), {"case_id": case.id, "screening_level": _screening_level(actor)})
     db.info["outbox_written"] = True  # what jobs._note_outbox notes on a flush: kick the drain after the commit
@@ -494,16 +517,13 @@ def _void_late_parking(case: Case, now: datetime, note: str) -> None:
     case.closed_at = now
 
 
-def _next_case_id() -> int | None:
-    """PostgreSQL: the case's id from its sequence before the INSERT, so that the number is written with
-    the row: one statement and one flush less than INSERT then UPDATE. None on SQLite (no sequences)."""
-    if db.get_bind().dialect.name != "postgresql":
-        return None
-    return db.execute(text("SELECT nextval(pg_get_serial_sequence('cases', 'id'))")).scalar_one()
+def _number_prefix(now: datetime) -> str:
+    return f"SJ{local(now, current_tz()):%Y%m%d}"
 
 
 def _case_number(case_id: int, now: datetime) -> str:
-    return f"SJ{local(now, current_tz()):%Y%m%d}{case_id:07d}"
+    """SJ, the report's local date, the id in at least 7 digits (also made in SQL: _report_statement)."""
+    return f"{_number_prefix(now)}{case_id:07d}"
 
 
 def _placeholder_number() -> str:
@@ -529,7 +549,7 @@ def _resolve_grid(data: ReportInput) -> Place | None:
     from ..geo import locate_grid
 
     if data.grid_id is not None:
-        grid = db.get(Place, data.grid_id)
+        grid = refcache.place(data.grid_id)
         if grid is None or grid.level != "grid":
             raise TransitionError("网格不存在", "grid_id")
         return grid

@@ -28,7 +28,7 @@ from .base import (
     month_key,
 )
 from .cases import apply_case_event, apply_case_events, case_counts, case_counts_many
-from .drain import _pause_drains, drain_outbox
+from .drain import _pause_drains, drain_outbox, mark_processed
 from .presence import (
     DIRTY_KEY,
     PERSISTING_KEY,
@@ -74,6 +74,7 @@ __all__ = [
     "case_counts_many",
     "day_key",
     "drain_outbox",
+    "mark_processed",
     "fields_of",
     "live_newest",
     "live_trails",

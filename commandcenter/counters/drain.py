@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 
 from redis.exceptions import WatchError
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from ..models import Outbox
 from ..timeutil import utcnow
@@ -46,6 +46,7 @@ def drain_outbox(
     limit: int = 500,
     on_event: Callable[[Outbox], None] | None = None,
     tz: str | None = None,
+    prepare: Callable[[list[Outbox]], object] | None = None,
 ) -> int:
     """Apply up to `limit` unprocessed case.changed outbox rows, in id order, then mark them processed.
 
@@ -53,7 +54,9 @@ def drain_outbox(
     without taking the same rows. `on_event(row)` runs for each row after its counters are applied
     and before it is marked processed (alert scheduling, pushes), inside the drain's transaction; an
     Exception there is logged and does not hold the counters back, while a BaseException (e.g.
-    KeyboardInterrupt) rolls the batch back to be taken again later. If Redis fails, the session is
+    KeyboardInterrupt) rolls the batch back to be taken again later. `prepare(rows)`, if given, runs once
+    before the first on_event (loading what every event of the batch reads in one query); what it returns is
+    held until the batch is done (the session's identity map keeps only what is referenced). If Redis fails, the session is
     rolled back and the error raised. Either way the rows stay unprocessed and the events already
     applied are not counted twice when they are taken again.
     Returns the number of rows taken (0 while a reconcile runs).
@@ -88,15 +91,16 @@ def drain_outbox(
         # the counters are applied and marked done: a reconcile may start now (what follows moves no counter)
         _forget_drainer(r, token)
         token = None
+        held = prepare(rows) if prepare is not None and on_event is not None and rows else None
         for row in rows:
             if on_event is not None:
                 try:
                     on_event(row)
                 except Exception:
                     log.exception("on_event failed for outbox row %s", row.id)
-            row.processed_at = utcnow()
-            row.attempts = (row.attempts or 0) + 1
+        mark_processed(session, [row.id for row in rows])
         session.commit()
+        del held
         return len(rows)
     except BaseException:
         session.rollback()
@@ -104,6 +108,17 @@ def drain_outbox(
     finally:
         if token is not None:
             _forget_drainer(r, token)
+
+
+def mark_processed(session, ids: list[int]) -> None:
+    """One UPDATE for a batch of outbox rows (not one per row, as the unit of work would write them)."""
+    if ids:
+        session.execute(
+            update(Outbox)
+            .where(Outbox.id.in_(ids))
+            .values(processed_at=utcnow(), attempts=func.coalesce(Outbox.attempts, 0) + 1)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _forget_drainer(r, token: str) -> None:
