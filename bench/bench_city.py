@@ -127,6 +127,11 @@ async def run_generator(cfg: dict) -> dict:
 
     rnd = random.Random(cfg["seed"])
     pools = [Pool("127.0.0.1", port, max_conns=cfg["max_conns"]) for port in cfg["ports"]]
+    api_pools = (
+        [Pool("127.0.0.1", port, max_conns=cfg["max_conns"]) for port in cfg["api_ports"]]
+        if cfg["api_ports"] != cfg["ports"]
+        else pools
+    )
     t0, duration, prefix = cfg["t0"], cfg["duration"], cfg["prefix"]
     accounts = cfg["accounts"]  # (global index, account id, token, lat, lon)
     rec = {k: {"t": array("f"), "ms": array("f"), "ok": 0, "errors": Counter(), "samples": []} for k in KINDS}
@@ -138,9 +143,10 @@ async def run_generator(cfg: dict) -> dict:
     counter = [0]
     rr = [0]
 
-    def pool() -> Pool:
+    def pool(kind: str) -> Pool:
         rr[0] += 1
-        return pools[rr[0] % len(pools)]
+        chosen = pools if kind == "page" else api_pools  # as nginx routes /api/ (docs/operations.md)
+        return chosen[rr[0] % len(chosen)]
 
     def fail(kind: str, what: str, detail: str) -> None:
         rec[kind]["errors"][what] += 1
@@ -151,7 +157,7 @@ async def run_generator(cfg: dict) -> dict:
         if key:
             lost.add(key)
         try:
-            status, hdrs, data = await pool().request(method, path, headers, body, timeout=cfg["timeout"])
+            status, hdrs, data = await pool(kind).request(method, path, headers, body, timeout=cfg["timeout"])
         except asyncio.CancelledError:
             fail(kind, "unfinished", "no answer when the run ended")
             raise
@@ -334,7 +340,7 @@ async def run_generator(cfg: dict) -> dict:
         task.cancel()
     if pending:
         await asyncio.wait(set(pending), timeout=5)
-    for p in pools:
+    for p in {*pools, *api_pools}:
         p.close()
     for kind in rec:
         rec[kind]["errors"] = dict(rec[kind]["errors"])
@@ -511,6 +517,7 @@ def run_workload(env: dict, spec: dict) -> dict:
                 "seed": zlib.crc32(f"{prefix}:{k}".encode()),
                 "prefix": prefix,
                 "ports": env["ports"],
+                "api_ports": env["api_ports"],
                 "t0": t0,
                 "duration": spec["duration"],
                 "rate": spec["rate"] / g,
@@ -867,7 +874,7 @@ def summarize(env, spec, m, sampler, left, drain_s, wall_counts, clients, latenc
     served = sum(k["ok"] + k["errors"] for k in kinds.values())
     cpu_ms = {
         group: sum(v["cpu_s"] for n, v in procs.items() if n.startswith(group)) / max(1, served) * 1000
-        for group in ("web", "postgres", "redis")
+        for group in ("web", "api", "postgres", "redis")
     }
     cpu_ms["workers_per_report"] = (
         sum(v["cpu_s"] for n, v in procs.items() if n.startswith("worker")) / max(1, m["rec"]["report"]["ok"]) * 1000
@@ -1013,7 +1020,7 @@ def print_result(res: dict, floor: float) -> None:
     )
     c = res["cpu_ms_per_request"]
     print(
-        f"  CPU per request (all kinds): web {c['web']:.2f} ms, PostgreSQL {c['postgres']:.2f} ms, Redis "
+        f"  CPU per request (all kinds): web {c['web']:.2f} ms, API {c.get('api', 0):.2f} ms, PostgreSQL {c['postgres']:.2f} ms, Redis "
         f"{c['redis']:.2f} ms; workers per report {c['workers_per_report']:.2f} ms"
     )
     print("| process | RSS start MB | end MB | growth MB | slope over the 2nd half MB/min | CPU % of one core |")
@@ -1153,6 +1160,14 @@ def run(args) -> dict:
         }
         procs = start_servers(args, server_env, tmp)
         ports = [port for _n, _p, port in procs if port]
+        if args.api_procs:  # the Procfile's api1, api2: /api/ on processes of their own, fewer threads
+            api_args = argparse.Namespace(**{**vars(args), "web_procs": args.api_procs, "threads": args.api_threads})
+            api_args.workers = 0
+            api = start_servers(api_args, server_env, tmp, name="api")
+            procs += api
+            api_ports = [port for _n, _p, port in api]
+        else:
+            api_ports = ports
         bases = [f"http://127.0.0.1:{port}" for port in ports]
         cookie_of = {u: login_cookie(bases[0], u, PASSWORD) for level in WALL_ACCOUNTS.values() for u in level}
         env = {
@@ -1161,6 +1176,7 @@ def run(args) -> dict:
             "ctx": mp.get_context("spawn"),
             "procs": procs,
             "ports": ports,
+            "api_ports": api_ports,
             "cookie_of": cookie_of,
             "page_cookies": [cookie_of[u] for u in ("city_supervisor", "town0_supervisor", "town1_supervisor")],
             "pages": page_list(bases[0], cookie_of["city_supervisor"]),
@@ -1292,6 +1308,13 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=150, help="gunicorn threads per web process (each open websocket holds one)"
     )
+    parser.add_argument(
+        "--api-procs",
+        type=int,
+        default=2,
+        help="gunicorn processes for /api/ alone, as the Procfile's api1, api2 (0: the API on the web processes)",
+    )
+    parser.add_argument("--api-threads", type=int, default=16, help="gunicorn threads per API process")
     parser.add_argument("--workers", type=int, default=2, help="RQ workers (SimpleWorker, realtime default reports)")
     parser.add_argument("--gen-procs", type=int, default=2, help="load generator processes")
     parser.add_argument("--max-conns", type=int, default=64, help="connections per generator and web process")

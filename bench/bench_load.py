@@ -446,7 +446,10 @@ def prepare_data(app, args) -> dict:
     return {"gridworkers": gridworkers, "case_ids": case_ids, "stored": stored, "db_mb": db_mb}
 
 
-def start_servers(args, env: dict, tmp: Path) -> tuple[list[tuple[str, subprocess.Popen, int]], list]:
+def start_servers(
+    args, env: dict, tmp: Path, name: str = "web"
+) -> tuple[list[tuple[str, subprocess.Popen, int]], list]:
+    """`args.web_procs` gunicorn processes (named name1, name2, …) and `args.workers` RQ workers."""
     import requests
 
     bindir = Path(sys.executable).parent
@@ -469,9 +472,9 @@ def start_servers(args, env: dict, tmp: Path) -> tuple[list[tuple[str, subproces
         ]
         procs.append(
             (
-                f"web{i + 1}",
+                f"{name}{i + 1}",
                 subprocess.Popen(
-                    cmd, cwd=ROOT, env=env, stdout=open(tmp / f"web{i + 1}.log", "ab"), stderr=subprocess.STDOUT
+                    cmd, cwd=ROOT, env=env, stdout=open(tmp / f"{name}{i + 1}.log", "ab"), stderr=subprocess.STDOUT
                 ),
                 port,
             )

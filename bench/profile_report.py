@@ -46,6 +46,63 @@ def postgres_cpu_s() -> float:
     return total
 
 
+def gunicorn_cpu(args, url: str, token: str, points) -> None:
+    """The same reports over HTTP (keep-alive, one at a time) to `gunicorn -w 1 --threads N wsgi:app`."""
+    import http.client
+    import json
+    import subprocess
+
+    from bench.bench_wall import cpu_seconds, free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REDIS_URL": args.redis_url,
+        "SECRET_KEY": "profile",
+        "SECURE_COOKIES": "0",
+        "INTAKE_RATE_LIMIT": "1000000 per minute",
+    }
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    cmd = [gunicorn, "-w", "1", "--threads", str(args.gunicorn), "-b", f"127.0.0.1:{port}", "wsgi:app"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        conn = None
+        for _ in range(100):
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", "/healthz")
+                conn.getresponse().read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        worker = int(subprocess.check_output(["pgrep", "-P", str(proc.pid)]).split()[0])
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+        def post(i: int) -> None:
+            lat, lon = points[i % 2]
+            body = {"client_key": f"gunicorn-{i:06d}", "category_code": "0101", "description": "路边暴露垃圾一堆"}
+            conn.request("POST", "/api/v1/cases", json.dumps({**body, "lat": lat, "lon": lon}), headers)
+            answer = conn.getresponse()
+            answer.read()
+            assert answer.status == 201, answer.status
+
+        for i in range(100):
+            post(i)
+        n = args.reports
+        pg0, cpu0, t0 = postgres_cpu_s(), cpu_seconds(worker), time.perf_counter()
+        for i in range(100, 100 + n):
+            post(i)
+        cpu, wall, pg = cpu_seconds(worker) - cpu0, time.perf_counter() - t0, postgres_cpu_s() - pg0
+        print(
+            f"\ngunicorn --threads {args.gunicorn}: {n} reports one after another, {cpu / n * 1000:.2f} ms CPU each in "
+            f"the web process, {wall / n * 1000:.2f} ms wall, PostgreSQL {pg / n * 1000:.2f} ms CPU each"
+        )
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reports", type=int, default=2000)
@@ -58,6 +115,14 @@ def main() -> None:
         type=int,
         default=500,
         help="rows per drain pass (a worker under 300 reports/s takes about 15 a pass: each pass has its own cost)",
+    )
+    parser.add_argument(
+        "--gunicorn",
+        type=int,
+        default=0,
+        metavar="THREADS",
+        help="also send --reports reports one after another to a gunicorn process with this many threads, as the "
+        "Procfile runs it, and print its CPU per report (no profile)",
     )
     parser.add_argument("--no-profile", action="store_true", help="time only (cProfile adds about 2× overhead)")
     args = parser.parse_args()
@@ -125,6 +190,9 @@ def main() -> None:
         )
         if prof:
             pstats.Stats(prof).sort_stats(args.sort).print_stats(args.top)
+
+        if args.gunicorn:
+            gunicorn_cpu(args, url, token, points)
 
         with app.app_context():
             waiting = db.query(Outbox).count()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from datetime import timedelta
 
 from flask import Flask, abort, flash, g, jsonify, render_template, request, session
@@ -33,6 +35,9 @@ SESSION_TOUCH_SECONDS = 60
 # an API token's "last used" (shown on its list) is written at most this often: a phone's heartbeat a minute
 # must not write the database each time (issue 15)
 TOKEN_TOUCH_SECONDS = 600
+# … and those due are gathered per process and written together, one UPDATE at most every this many seconds:
+# after a restart, or at 8 in the morning, 15,000 phones' first heartbeats would otherwise each write their token
+TOKEN_TOUCH_FLUSH_SECONDS = 5.0
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # all that an account whose password must change may reach until it has changed it
 PASSWORD_CHANGE_ENDPOINTS = frozenset({"auth.change_password", "auth.logout", "static", "health.healthz"})
@@ -112,13 +117,60 @@ def load_account_from_token() -> Account | None:
     return token.account
 
 
-def _touch_token(token_id: int, now) -> None:
-    """Its last use (shown on the token list), at most once a minute; a plain statement on the session's
-    connection: not a change of the token for the token cache's hooks."""
-    from sqlalchemy import update
+_touches: dict[int, object] = {}  # token id → last use not yet written (this process)
+_touch_state = {"flushed_at": float("-inf")}
+_touch_lock = threading.Lock()
 
-    db.connection().execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
-    db.commit()
+
+def _touch_token(token_id: int, now) -> None:
+    """Its last use (shown on the token list), at most every TOKEN_TOUCH_SECONDS; written with the others due
+    in this process at most every TOKEN_TOUCH_FLUSH_SECONDS (so a last use shown may lag that much)."""
+    with _touch_lock:
+        _touches[token_id] = now
+        if time.monotonic() - _touch_state["flushed_at"] < TOKEN_TOUCH_FLUSH_SECONDS:
+            return
+        _touch_state["flushed_at"] = time.monotonic()
+        due = dict(_touches)
+        _touches.clear()
+    flush_token_touches(due)
+
+
+def flush_token_touches(due: dict | None = None) -> None:
+    """One UPDATE for the tokens' last uses gathered here; a plain statement on the session's connection (not
+    a change of a token for the token cache's hooks), committed at once. If it fails, they are kept for the
+    next flush: a last use is bookkeeping, never worth a failed request."""
+    from sqlalchemy import DateTime, Integer, bindparam, column, update, values
+
+    if due is None:
+        with _touch_lock:
+            due = dict(_touches)
+            _touches.clear()
+    if not due:
+        return
+    newer = ApiToken.last_used_at.is_(None)
+    try:
+        conn = db.connection()
+        if conn.dialect.name == "postgresql":  # UPDATE … FROM (VALUES …): one statement for them all
+            rows = values(column("id", Integer), column("at", DateTime), name="touched").data(sorted(due.items()))
+            conn.execute(
+                update(ApiToken)
+                .where(ApiToken.id == rows.c.id, newer | (ApiToken.last_used_at < rows.c.at))
+                .values(last_used_at=rows.c.at)
+            )
+        else:
+            stmt = (
+                update(ApiToken)
+                .where(ApiToken.id == bindparam("b_id"), newer | (ApiToken.last_used_at < bindparam("b_at")))
+                .values(last_used_at=bindparam("b_at"))
+            )
+            conn.execute(stmt, [{"b_id": k, "b_at": v} for k, v in sorted(due.items())])
+        db.commit()
+    except Exception:
+        db.rollback()
+        log.warning("could not write the last use of %d API tokens; kept for the next flush", len(due))
+        with _touch_lock:
+            for k, v in due.items():
+                _touches.setdefault(k, v)
 
 
 def load_account_from_session(app: Flask) -> Account | None:
@@ -165,6 +217,10 @@ def calendar_warning() -> str | None:
 
 
 def init_app(app: Flask) -> None:
+    with _touch_lock:  # last uses gathered for another app (another database) are not this one's
+        _touches.clear()
+        _touch_state["flushed_at"] = float("-inf")
+
     @app.before_request
     def refuse_nul() -> None:
         """A NUL in a query or form field is never real input, and PostgreSQL cannot store it."""

@@ -83,6 +83,38 @@ def test_a_token_revoked_in_this_process_stops_at_once(world, client):
     assert client.get("/api/v1/me", headers=other).status_code == 200
 
 
+def test_the_last_uses_of_many_tokens_are_written_together(world, client, app, monkeypatch):
+    """A token's last use (its list shows it) is written for all the tokens due in one UPDATE, at most every
+    TOKEN_TOUCH_FLUSH_SECONDS: 15,000 phones' first heartbeats of the morning are not 15,000 commits."""
+    from commandcenter import web
+
+    headers = [token_for(client, name) for name in ("gw0", "gw1", "gw2")]
+    monkeypatch.setattr(web, "TOKEN_TOUCH_FLUSH_SECONDS", 3600)
+    web._touch_state["flushed_at"] = time.monotonic()  # as if a flush had just been made
+    with app.app_context():
+        db.execute(text("UPDATE api_tokens SET last_used_at = NULL"))
+        db.commit()
+    for h in headers:
+        assert client.get("/api/v1/me", headers=h).status_code == 200
+    with app.app_context():
+        assert db.query(ApiToken).filter(ApiToken.last_used_at.isnot(None)).count() == 0  # gathered, not written
+        statements: list[str] = []
+        engine = db.get_bind()
+        note = lambda _c, _cur, statement, *_a: statements.append(statement)  # noqa: E731
+        from sqlalchemy import event
+
+        event.listen(engine, "before_cursor_execute", note)
+        try:
+            web.flush_token_touches()
+        finally:
+            event.remove(engine, "before_cursor_execute", note)
+        assert len(statements) == 1 and statements[0].lstrip().upper().startswith("UPDATE")
+        assert db.query(ApiToken).filter(ApiToken.last_used_at.isnot(None)).count() == 3
+        db.remove()
+    listed = client.get("/api/v1/tokens", headers=headers[0]).get_json()["items"]
+    assert listed[0]["last_used_at"] is not None
+
+
 def test_an_account_deactivated_in_this_process_stops_at_once(world, client, app):
     headers = token_for(client, "gw0")
     assert client.get("/api/v1/me", headers=headers).status_code == 200

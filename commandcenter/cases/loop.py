@@ -481,9 +481,7 @@ def _report_statement():
         payload = cast(
             bindparam("o_payload", type_=JSONB).op("||")(func.jsonb_build_object("case_id", new_case.c.id)), JSON
         )
-        new_outbox = rows_of(outbox, "o_", ("topic", "created_at", "attempts"), {"payload": payload}).cte(
-            "new_outbox"
-        )
+        new_outbox = rows_of(outbox, "o_", ("topic", "created_at", "attempts"), {"payload": payload}).cte("new_outbox")
         _REPORT_STATEMENT = select(new_case.c.id, new_case.c.number).add_cte(new_step, new_outbox)
     return _REPORT_STATEMENT
 
