@@ -187,3 +187,26 @@ def test_the_drain_reads_a_batch_in_a_fixed_number_of_statements(world, client, 
 
     drain_after(1)  # warm
     assert drain_after(3) == drain_after(30)
+
+
+def test_a_connection_dropped_while_idle_is_replaced_without_an_error(world, client, app, monkeypatch, pg_url):
+    """Pooled connections are pinged only after lying idle (commandcenter.db.PING_IF_IDLE_S), not before every
+    request; one that the server or a firewall dropped meanwhile is replaced, and the report still succeeds."""
+    import psycopg2
+
+    from commandcenter import db as db_module
+
+    monkeypatch.setattr(db_module, "PING_IF_IDLE_S", 0.2)
+    headers = token_for(client, "gw0")
+    assert _post(client, world, headers).status_code == 201
+    killer = psycopg2.connect(pg_url.replace("postgresql+psycopg2", "postgresql"))
+    killer.autocommit = True
+    with killer.cursor() as cur:
+        cur.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cur.fetchone()[0] >= 1  # the pool's idle connection(s)
+    killer.close()
+    time.sleep(0.3)
+    assert _post(client, world, headers).status_code == 201
