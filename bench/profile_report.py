@@ -98,6 +98,18 @@ def gunicorn_cpu(args, url: str, token: str, points) -> None:
             f"\ngunicorn --threads {args.gunicorn}: {n} reports one after another, {cpu / n * 1000:.2f} ms CPU each in "
             f"the web process, {wall / n * 1000:.2f} ms wall, PostgreSQL {pg / n * 1000:.2f} ms CPU each"
         )
+        # the city's volume: a heartbeat a minute from every phone (Redis only), and the lightest call there is
+        for label, method, path, payload in (
+            ("heartbeats", "POST", "/api/v1/heartbeats", json.dumps({"lat": points[0][0], "lon": points[0][1]})),
+            ("GET /healthz", "GET", "/healthz", None),
+        ):
+            cpu0 = cpu_seconds(worker)
+            for _ in range(n):
+                conn.request(method, path, payload, headers)
+                answer = conn.getresponse()
+                answer.read()
+                assert answer.status in (200, 204), (path, answer.status)
+            print(f"  {label}: {(cpu_seconds(worker) - cpu0) / n * 1000:.2f} ms CPU each in the web process")
     finally:
         proc.terminate()
         proc.wait(10)
