@@ -137,6 +137,12 @@ def main() -> None:
         "Procfile runs it, and print its CPU per report (no profile)",
     )
     parser.add_argument("--no-profile", action="store_true", help="time only (cProfile adds about 2× overhead)")
+    parser.add_argument(
+        "--endpoint",
+        default="report",
+        choices=["report", "heartbeat", "healthz"],
+        help="what the in-process profile sends: reports (default), heartbeats or GET /healthz",
+    )
     args = parser.parse_args()
 
     from redis import Redis
@@ -167,6 +173,14 @@ def main() -> None:
 
         def post(i: int) -> None:
             lat, lon = points[i % 2]  # gw0's own village
+            if args.endpoint == "heartbeat":
+                r = client.post("/api/v1/heartbeats", json={"lat": lat, "lon": lon}, headers=headers)
+                assert r.status_code == 204, (r.status_code, r.get_data(as_text=True)[:300])
+                return
+            if args.endpoint == "healthz":
+                r = client.get("/healthz", headers=headers)
+                assert r.status_code == 200, (r.status_code, r.get_data(as_text=True)[:300])
+                return
             r = client.post(
                 "/api/v1/cases",
                 json={
@@ -197,7 +211,7 @@ def main() -> None:
             prof.disable()
         web_cpu, web_wall, pg_web = time.process_time() - cpu0, time.perf_counter() - t0, postgres_cpu_s() - pg0
         print(
-            f"\nweb: {n} reports, {web_cpu / n * 1000:.2f} ms CPU each in this process, "
+            f"\nweb: {n} {args.endpoint} requests, {web_cpu / n * 1000:.2f} ms CPU each in this process, "
             f"{web_wall / n * 1000:.2f} ms wall, PostgreSQL {pg_web / n * 1000:.2f} ms CPU each"
         )
         if prof:

@@ -130,6 +130,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.register_blueprint(blueprint)
     csrf.exempt(api_bp)  # token-authenticated, no cookies: CSRF does not apply
     csrf.exempt(open311_bp)  # API-key authenticated
+    from .ratelimit import init_intake_limiter
+
+    init_intake_limiter(app, limiter)  # the intake endpoints' own limit (flask-limiter skips them)
 
     from .cli import register_cli
 

@@ -73,3 +73,140 @@ def storage_uri(redis_url: str | None) -> str:
     if redis_url.startswith(("redis://", "rediss://", "redis+unix://")):
         return PREFIX + redis_url
     return redis_url
+
+
+# --- the intake's own limit (issue 15 §3) -------------------------------------------------------------------
+#
+# flask-limiter evaluates its whole machinery (exemption scopes, blueprint and meta limits, the request
+# context) twice for a decorated route — before the request and again in the decorator — and once more for
+# the headers: measured, a third of a heartbeat's CPU. The intake endpoints (a report, a heartbeat, a
+# sign-in, a patrol, a visit, a hotline work order, a photo, an Open311 request) are the volume, so they are
+# limited here instead, with the same library underneath (`limits`' fixed window), the same storage (one
+# pipelined round trip), the same keys ("LIMITER/<account or address>/<endpoint>/…": a rolling restart keeps
+# the counts), the same X-RateLimit-* headers and a 429 with Retry-After; flask-limiter skips them.
+
+INTAKE_STATE = "_intake_limit"  # on flask.g: (limit item, remaining, reset at) of this request's tightest limit
+REDIS_PAUSE_S = 5.0  # after a storage failure, count in this process's memory for this long before retrying
+_intake_endpoints: set[str] = set()  # filled as views are registered (the filter flask-limiter consults)
+_parsed: dict[str, list] = {}
+_units = {"second": "秒", "minute": "分钟", "hour": "小时", "day": "天", "month": "月", "year": "年"}
+
+
+def intake_limited(key_func):
+    """Decorate an intake view (below its route and its `require`): INTAKE_RATE_LIMIT per `key_func()` (the
+    account, an Open311 client's key, else the address), per endpoint. Over it: 429 naming the limit, with
+    Retry-After, and nothing done."""
+    from functools import wraps
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            check_intake_limit(key_func())
+            return view(*args, **kwargs)
+
+        wrapped.intake_limited = True
+        return wrapped
+
+    return decorator
+
+
+def describe(item) -> str:
+    """A limit in the user's words: 每分钟最多 60 次."""
+    unit = _units.get(item.GRANULARITY.name, item.GRANULARITY.name)
+    every = unit if item.multiples == 1 else f" {item.multiples} {unit}"
+    return f"每{every}最多 {item.amount} 次"
+
+
+class _IntakeLimiter:
+    """One per app: the strategy over the app's limit storage, and a memory fallback while that fails."""
+
+    def __init__(self, app) -> None:
+        from limits.storage import MemoryStorage, storage_from_string
+        from limits.strategies import FixedWindowRateLimiter
+
+        self.enabled = app.config.get("RATELIMIT_ENABLED", True)
+        options = app.config.get("RATELIMIT_STORAGE_OPTIONS", {})
+        uri = app.config.get("RATELIMIT_STORAGE_URI", "memory://")
+        storage = storage_from_string(uri, **(options if uri != "memory://" else {}))
+        self.remote = FixedWindowRateLimiter(storage)
+        self.local = FixedWindowRateLimiter(MemoryStorage())
+        self.is_memory = isinstance(storage, MemoryStorage)
+        self.paused_until = float("-inf")
+
+    def check(self, limit_text: str, identifiers: tuple[str, ...]):
+        """(item, remaining, reset at, allowed) of the tightest of the limits in `limit_text`."""
+        import logging
+
+        from limits import parse_many
+
+        items = _parsed.get(limit_text)
+        if items is None:
+            items = _parsed[limit_text] = parse_many(limit_text)
+        strategy = self.remote
+        if not self.is_memory and time.monotonic() < self.paused_until:
+            strategy = self.local
+        tightest = None
+        for item in items:
+            try:
+                allowed = strategy.hit(item, *identifiers)
+                reset, remaining = strategy.get_window_stats(item, *identifiers)
+            except Exception as exc:  # the storage is down: the intake goes on, limited per process
+                if strategy is self.local:
+                    raise
+                logging.getLogger(__name__).warning(
+                    "rate-limit storage unreachable (%s); counting in memory for %.0f s",
+                    exc.__class__.__name__,
+                    REDIS_PAUSE_S,
+                )
+                self.paused_until = time.monotonic() + REDIS_PAUSE_S
+                strategy = self.local
+                allowed = strategy.hit(item, *identifiers)
+                reset, remaining = strategy.get_window_stats(item, *identifiers)
+            state = (item, remaining, reset, allowed)
+            if tightest is None or not allowed or (tightest[3] and remaining < tightest[1]):
+                tightest = state
+            if not allowed:
+                break
+        return tightest
+
+
+def check_intake_limit(key: str) -> None:
+    from flask import current_app, request
+    from werkzeug.exceptions import TooManyRequests
+
+    own = current_app.extensions["commandcenter.intake_limiter"]
+    if not own.enabled:
+        return
+    item, remaining, reset, allowed = own.check(
+        current_app.config["SETTINGS"].intake_rate_limit, (key, request.endpoint or "")
+    )
+    setattr(g, INTAKE_STATE, (item, remaining, reset))
+    if not allowed:
+        raise TooManyRequests(description=f"请求过于频繁，请稍后再试（{describe(item)}）")
+
+
+def _inject_headers(response):
+    state = g.get(INTAKE_STATE)
+    if state is None:
+        return response
+    item, remaining, reset = state
+    response.headers["X-RateLimit-Limit"] = str(item.amount)
+    response.headers["X-RateLimit-Remaining"] = str(remaining)
+    response.headers["X-RateLimit-Reset"] = str(int(reset))
+    if response.status_code == 429:
+        response.headers["Retry-After"] = str(max(1, int(reset - time.time())))
+    return response
+
+
+def init_intake_limiter(app, limiter) -> None:
+    """Bind the intake's limiter to the app (after its blueprints are registered): flask-limiter leaves the
+    intake endpoints alone, their headers come from here."""
+    app.extensions["commandcenter.intake_limiter"] = _IntakeLimiter(app)
+    endpoints = {name for name, view in app.view_functions.items() if getattr(view, "intake_limited", False)}
+    _intake_endpoints.update(endpoints)
+    if not getattr(limiter, "_cc_intake_filter", False):
+        from flask import request
+
+        limiter.request_filter(lambda: request.endpoint in _intake_endpoints)
+        limiter._cc_intake_filter = True
+    app.after_request(_inject_headers)

@@ -242,6 +242,100 @@ def test_the_rate_limit_costs_one_round_trip_and_keeps_its_headers(pg_url, redis
     db.remove()  # (an app of its own: no fixture ends this thread's session)
 
 
+def _limited_app(tmp_path, pg_url, **overrides):
+    app = create_app(make_settings(tmp_path, pg_url, intake_rate_limit="2 per minute", **overrides))
+    from tests.conftest import _truncate_all
+
+    with app.app_context():
+        _truncate_all()
+        from tests.world import build_world
+
+        world = build_world()
+    return app, world
+
+
+def test_a_heartbeat_over_the_limit_is_refused_and_changes_nothing(pg_url, redis_conn, redis_url, tmp_path):
+    """Each intake endpoint counts on its own (two reports leave the heartbeats' budget whole); past the
+    limit the answer is 429 naming the limit in words, with Retry-After, and the heartbeat is not applied."""
+    from commandcenter.counters import presence
+
+    app, world = _limited_app(tmp_path, pg_url, redis_url=redis_url)
+    client = app.test_client()
+    headers = token_for(client, "gw0")
+    assert [_post(client, world, headers).status_code for _ in range(2)] == [201, 201]
+    lat, lon = world.grid_point(0)
+    beats = [client.post("/api/v1/heartbeats", json={"lat": lat, "lon": lon}, headers=headers) for _ in range(3)]
+    assert [b.status_code for b in beats] == [204, 204, 429]
+    assert [b.headers["X-RateLimit-Remaining"] for b in beats] == ["1", "0", "0"]
+    assert "Retry-After" not in beats[0].headers and 0 < int(beats[2].headers["Retry-After"]) <= 60
+    assert beats[2].get_json()["error"]["message"] == "请求过于频繁，请稍后再试（每分钟最多 2 次）"
+    gw0 = world.accounts["gw0"].id
+    trail_before = redis_conn.zcard(presence.trail_key(gw0))
+    assert trail_before == 2  # the two accepted heartbeats, not the refused one
+    # the key is flask-limiter's own (a rolling restart keeps the counts): LIMITER/<account>/<endpoint>/…
+    keys = sorted(k.decode() for k in redis_conn.keys("LIMITS:LIMITER/account:*"))
+    assert keys == [
+        f"LIMITS:LIMITER/account:{gw0}/api.heartbeat/2/1/minute",
+        f"LIMITS:LIMITER/account:{gw0}/api.report/2/1/minute",
+    ]
+    db.remove()
+
+
+def test_the_intake_limit_holds_per_process_while_redis_is_down(pg_url, tmp_path, caplog):
+    """Redis unreachable: reports are still taken (the case is in PostgreSQL) and still limited, counted in
+    this process's memory, with their headers."""
+    app, world = _limited_app(tmp_path, pg_url, redis_url="redis://127.0.0.1:1/0")
+    client = app.test_client()
+    headers = token_for(client, "gw0")
+    answers = [_post(client, world, headers) for _ in range(3)]
+    assert [a.status_code for a in answers] == [201, 201, 429]
+    assert answers[1].headers["X-RateLimit-Remaining"] == "0"
+    assert "counting in memory" in caplog.text
+    assert db.query(Case).count() == 2
+    db.remove()
+
+
+def test_a_heartbeat_costs_two_redis_commands(pg_url, redis_conn, redis_url, tmp_path):
+    """The city's volume (issue 15): its limit (one pipeline) and the heartbeat itself (one script: online
+    sets, trail, dirty mark), and the same effect as before."""
+    import redis as redis_lib
+
+    from commandcenter.counters import presence
+
+    app, world = _limited_app(tmp_path, pg_url, redis_url=redis_url)
+    client = app.test_client()
+    headers = token_for(client, "gw0")
+    calls, here = [], threading.current_thread()
+    single, pipelined = redis_lib.Redis.execute_command, redis_lib.client.Pipeline.execute
+
+    def count_single(self, *args, **kwargs):
+        if threading.current_thread() is here and args[1] not in (token_cache.GENERATION_KEY, refcache.GENERATION_KEY):
+            calls.append(args[0])
+        return single(self, *args, **kwargs)
+
+    def count_pipeline(self, *args, **kwargs):
+        if threading.current_thread() is here:
+            calls.append("PIPELINE")
+        return pipelined(self, *args, **kwargs)
+
+    lat, lon = world.grid_point(0)
+    client.post("/api/v1/heartbeats", json={"lat": lat, "lon": lon}, headers=headers)  # loads the script
+    redis_lib.Redis.execute_command = count_single
+    redis_lib.client.Pipeline.execute = count_pipeline
+    try:
+        answer = client.post("/api/v1/heartbeats", json={"lat": lat + 0.0001, "lon": lon}, headers=headers)
+    finally:
+        redis_lib.Redis.execute_command = single
+        redis_lib.client.Pipeline.execute = pipelined
+    assert answer.status_code == 204
+    assert calls == ["PIPELINE", "EVALSHA"]
+    gw0, town = world.accounts["gw0"].id, world.accounts["gw0"].town_id
+    assert redis_conn.zscore(f"cc:online:{town}", str(gw0)) and redis_conn.zscore("cc:online:all", str(gw0))
+    assert redis_conn.zcard(presence.trail_key(gw0)) == 2
+    assert redis_conn.zscore(presence.DIRTY_KEY, str(gw0))  # still to be written to the database
+    db.remove()
+
+
 def test_two_reports_with_one_key_at_the_same_moment_make_one_case(world, app):
     """A retry racing its original, for real: two threads, two sessions, one key."""
     import threading

@@ -8,10 +8,10 @@ from flask import jsonify
 
 from .. import fieldwork
 from ..access import current_account, require
-from ..extensions import limiter
+from ..ratelimit import intake_limited
 from . import bp
 from .schemas import HeartbeatIn, PatrolIn, SignInIn, VisitIn
-from .views import _intake_limit, _rate_key, iso, parse, to_utc_naive
+from .views import _rate_key, iso, parse, to_utc_naive
 
 
 def finite(value: float | None) -> float | None:
@@ -21,7 +21,7 @@ def finite(value: float | None) -> float | None:
 
 @bp.post("/heartbeats")
 @require("case.report")
-@limiter.limit(_intake_limit, key_func=_rate_key)
+@intake_limited(_rate_key)
 def heartbeat():
     body: HeartbeatIn = parse(HeartbeatIn)
     fieldwork.heartbeat(current_account(), body.lat, body.lon)
@@ -30,7 +30,7 @@ def heartbeat():
 
 @bp.post("/sign-ins")
 @require("case.report")
-@limiter.limit(_intake_limit, key_func=_rate_key)
+@intake_limited(_rate_key)
 def sign_in():
     body: SignInIn = parse(SignInIn)
     row, created = fieldwork.sign_in(current_account(), body.lat, body.lon, at=to_utc_naive(body.at))
@@ -39,7 +39,7 @@ def sign_in():
 
 @bp.post("/patrols")
 @require("case.report")
-@limiter.limit(_intake_limit, key_func=_rate_key)
+@intake_limited(_rate_key)
 def patrol():
     body: PatrolIn = parse(PatrolIn)
     row, created = fieldwork.record_patrol(
@@ -58,7 +58,7 @@ def patrol():
 
 @bp.post("/visits")
 @require("person.view")
-@limiter.limit(_intake_limit, key_func=_rate_key)
+@intake_limited(_rate_key)
 def visit():
     body: VisitIn = parse(VisitIn)
     row, created = fieldwork.record_visit(

@@ -22,6 +22,7 @@ from ..category_admin import missing
 from ..db import db
 from ..extensions import limiter
 from ..models import Account, Case, CasePhoto, CaseStep, Category, Place
+from ..ratelimit import intake_limited
 from ..timeutil import local
 from . import bp
 from .errors import ApiError, api_error
@@ -247,7 +248,7 @@ def me():
 
 @bp.post("/cases")
 @require("case.report")
-@limiter.limit(_intake_limit, key_func=_rate_key)
+@intake_limited(_rate_key)
 def report():
     """Gridworker app report. 201 when created, 200 when the same client_key was seen before."""
     body: CaseReport = parse(CaseReport)
@@ -281,7 +282,7 @@ def report():
 
 @bp.post("/hotline/work-orders")
 @require("hotline.take")
-@limiter.limit(_intake_limit, key_func=_rate_key)
+@intake_limited(_rate_key)
 def hotline_work_order():
     """A 12345 work order from the hotline system; its number is the idempotency key."""
     body: HotlineWorkOrder = parse(HotlineWorkOrder)
@@ -306,7 +307,7 @@ def hotline_work_order():
 
 @bp.post("/cases/<int:case_id>/photos")
 @require("case.view")
-@limiter.limit(_intake_limit, key_func=_rate_key)
+@intake_limited(_rate_key)
 def upload_photo(case_id: int):
     """A photo of a case: JPEG or PNG checked by content, size-limited, stored under our own name."""
     case = _load_case(case_id)

@@ -26,7 +26,7 @@ from werkzeug.exceptions import HTTPException
 from ..access import Forbidden, public
 from ..cases.loop import TransitionError
 from ..db import db
-from ..extensions import limiter
+from ..ratelimit import intake_limited
 from ..security import token_digest
 from . import bp, service
 from .formats import Open311Error, error_response, render
@@ -90,10 +90,6 @@ def handle_unexpected(exc: Exception):
 # --- rate limit: per client key when there is one -------------------------------------------------
 
 
-def _intake_limit() -> str:
-    return current_app.config["SETTINGS"].intake_rate_limit
-
-
 def _rate_key() -> str:
     api_key = (request.form.get("api_key") or "").strip() if request.mimetype in service.FORM_TYPES else ""
     if api_key:
@@ -130,7 +126,7 @@ def service_definition(service_code: str, fmt: str):
 
 
 @bp.post(f"/requests.{FMT}")
-@limiter.limit(_intake_limit, key_func=_rate_key)
+@intake_limited(_rate_key)
 @public
 def create_request(fmt: str):
     """201 with the new case's number; 200 with the same number when a device re-sends the same report."""
