@@ -91,6 +91,7 @@ def load_account_from_token() -> Account | None:
     from flask import current_app
 
     from . import token_cache
+    from .proc_cache import attach
 
     digest = token_digest(header[7:].strip())
     max_age = current_app.config["SETTINGS"].token_cache_seconds
@@ -103,7 +104,7 @@ def load_account_from_token() -> Account | None:
         if entry.last_used_at is None or (now - entry.last_used_at).total_seconds() > TOKEN_TOUCH_SECONDS:
             _touch_token(entry.token_id, now)
             entry.last_used_at = now
-        return db.merge(entry.account, load=False)  # this session's copy, without a query
+        return attach(db(), entry.account)  # this session's copy, without a query
     read_at = token_cache.generation()
     # the token and its account in one statement (the intake API runs this on every report)
     token = db.query(ApiToken).options(joinedload(ApiToken.account)).filter_by(token_hash=digest).one_or_none()

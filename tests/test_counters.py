@@ -517,6 +517,34 @@ def test_a_drain_lets_a_reconcile_start_once_its_counters_are_written(w, redis_c
     assert seen == [0] and counters.case_counts(r, w.city, day=DAY0)["reported"] == 1
 
 
+def test_a_drain_whose_lease_ran_out_leaves_its_rows_to_the_next_round(w, redis_conn, monkeypatch):
+    """A dead drain holds a reconcile back for DRAIN_LEASE_S at most (the first wall after a Redis outage waited
+    30 s for one); a live drain whose rows took longer than that to read does not apply them behind the back
+    of a reconcile that went ahead: they stay unprocessed, and the next round counts them once."""
+    from commandcenter.counters import drain
+
+    assert drain.DRAIN_LEASE_S <= 10
+    r = redis_conn
+    report(w, "gw0", "0502", T0)
+    db.commit()
+    registered = drain._register_drainer
+
+    def slow_read(r_, *args):
+        token = registered(r_, *args)
+        # the rows took longer than the lease to read: a reconcile found the lease expired and removed it
+        r_.zrem(counters.DRAINERS_KEY, token)
+        return token
+
+    monkeypatch.setattr(drain, "_register_drainer", slow_read)
+    assert counters.drain_outbox(r, db, w.city) == 0
+    assert counters.case_counts(r, w.city, day=DAY0)["reported"] == 0
+    assert len(pending_rows()) == 1
+    monkeypatch.setattr(drain, "_register_drainer", registered)
+    assert counters.drain_outbox(r, db, w.city) == 1
+    assert counters.case_counts(r, w.city, day=DAY0)["reported"] == 1
+    assert r.zcard(counters.DRAINERS_KEY) == 0
+
+
 def test_reconcile_beside_live_traffic_never_loses_or_doubles(w, redis_conn, redis_url):
     """A reconcile loop in another thread while cases are reported and drained: every reconcile sees
     zero drift, and the final figures equal the recount."""

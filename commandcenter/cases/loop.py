@@ -525,7 +525,8 @@ def _case_number(case_id: int, now: datetime) -> str:
 
 
 def _placeholder_number() -> str:
-    """Until the id is known (SQLite): a placeholder of its own; a shared one ("pending") would make every
+    """Until the id is known (SQLite, and PostgreSQL's unit-of-work path for a late parking report; the
+    one-statement INSERT passes it but writes the number it makes from the id): a placeholder of its own; a shared one ("pending") would make every
     concurrent report wait on the unique index of `number` until the previous one commits."""
     return f"pending-{uuid.uuid4().hex[:16]}"
 

@@ -27,10 +27,14 @@ LOGIN_TTL = MONTH_TTL
 DRAINERS_KEY = "cc:drainers"
 RECONCILE_KEY = "cc:reconcile"
 # A drain registers itself only for its short critical part (read rows, apply counters), so a drain
-# that died is forgotten soon. A reconcile holds its flag with a lease it renews every third of it from
+# that died is forgotten soon: DRAIN_LEASE_S after it registered (a drain cut short by Redis's own stop
+# leaves its entry in the append-only file; the first wall after the outage, whose priming reconcile waits
+# for it, waited 30 s when this was 30). A drain whose lease ran out while it read its rows (a database
+# slower than DRAIN_LEASE_S) does not apply them: it renews the lease just before, and gives up when a
+# reconcile already removed it (drain.drain_outbox). A reconcile holds its flag with a lease it renews every third of it from
 # a thread, so a reconcile that died (worker killed, Redis lost mid-way) holds the drains back for at
 # most RECONCILE_LEASE_S, never for minutes.
-DRAIN_LEASE_S = 30
+DRAIN_LEASE_S = 8
 RECONCILE_LEASE_S = 30
 DRIFT_LIMIT = 50
 

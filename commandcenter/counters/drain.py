@@ -87,6 +87,18 @@ def drain_outbox(
                 log.exception(
                     "outbox row %s has a malformed payload; skipped (reconcile counts from the steps)", row.id
                 )
+        if not _renew_drainer(r, token):
+            # our lease ran out while the rows were read and a reconcile may be rewriting the counters: leave
+            # the rows for the next round, as a drain that finds a reconcile running does
+            log.warning(
+                "drain %s outlived its lease (%d s); its %d rows are left for the next round",
+                token,
+                DRAIN_LEASE_S,
+                len(rows),
+            )
+            session.rollback()
+            token = None
+            return 0
         _apply_batch(r, items)
         # the counters are applied and marked done: a reconcile may start now (what follows moves no counter)
         _forget_drainer(r, token)
@@ -108,6 +120,15 @@ def drain_outbox(
     finally:
         if token is not None:
             _forget_drainer(r, token)
+
+
+def _renew_drainer(r, token: str) -> bool:
+    """Extend this drain's lease if it is still registered (a reconcile removes the expired ones)."""
+    with r.pipeline(transaction=True) as pipe:
+        pipe.zadd(DRAINERS_KEY, {token: time.time() + DRAIN_LEASE_S}, xx=True)
+        pipe.zscore(DRAINERS_KEY, token)
+        _changed, score = pipe.execute()
+    return score is not None
 
 
 def mark_processed(session, ids: list[int]) -> None:
