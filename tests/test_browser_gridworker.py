@@ -105,9 +105,25 @@ def test_sign_in_with_the_phones_location(app, world, live_server, phone):
     assert phone.problems == [] and phone.outside_requests == []
 
 
+def _patrol_start(tz_name: str) -> datetime:
+    """30 minutes ago, or just after the local midnight if that came since (the test failed from 16:00 to
+    16:30 UTC, its patrol split between two days); in the first 9 minutes of a day, wait for the 9th."""
+    import time as time_mod
+    from zoneinfo import ZoneInfo
+
+    now = datetime.now(ZoneInfo(tz_name))
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if now - midnight < timedelta(minutes=9):
+        time_mod.sleep((midnight + timedelta(minutes=9) - now).total_seconds())
+        now = datetime.now(ZoneInfo(tz_name))
+    return max(now - timedelta(minutes=30), midnight + timedelta(seconds=30))
+
+
 def test_a_patrol_of_simulated_minutes_with_its_points(app, world, live_server, phone):
-    # the phone's clock starts 30 minutes ago and is moved on by hand: 12 minutes of patrol in a few seconds
-    phone.clock.install(time=datetime.now() - timedelta(minutes=30))
+    # the phone's clock starts 30 minutes ago and is moved on by hand: 12 minutes of patrol in a few seconds.
+    # The patrol must lie within the server's day (its local midnight, Asia/Shanghai: 16:00 UTC), which counts
+    # "today's" minutes, and end at most 5 minutes after the server's now (fieldwork.record_patrol).
+    phone.clock.install(time=_patrol_start(app.config["SETTINGS"].timezone))
     login(phone, live_server.url)
     phone.click("#patrol-start")
     phone.wait_for_selector("#patrol-stop:not(.hidden)")
