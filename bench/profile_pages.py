@@ -20,12 +20,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.bench_city import prepare_data  # noqa: E402
 from bench.bench_load import PAGE_WEIGHTS  # noqa: E402
-from bench.bench_wall import add_old_cases, create_database, drop_database, make_app  # noqa: E402
+from bench.bench_wall import create_database, drop_database, make_app  # noqa: E402
 from bench.common import machine  # noqa: E402
 from bench.profile_report import postgres_cpu_s  # noqa: E402
 
@@ -40,18 +42,11 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
 
-    import random
-
-    import psycopg2
     from redis import Redis
 
-    from commandcenter.cases import loop
     from commandcenter.db import db
     from commandcenter.jobs import process_outbox
-    from commandcenter.models import Category, Place
-    from commandcenter.timeutil import DEFAULT_TZ, from_local, local, utcnow
     from tests.conftest import PASSWORD
-    from tests.world import build_world
 
     print(f"machine: {machine()}")
     Redis.from_url(args.redis_url).flushdb()
@@ -59,30 +54,8 @@ def main() -> None:
     url = create_database(args.pg_admin_url, name)
     try:
         app = make_app(url, args.redis_url, Path(tempfile.mkdtemp(prefix="profile-pages-")))
-        with app.app_context():
-            world = build_world()
-            grids = [db.get(Place, g.id) for g in world.grids]
-            grid_rows = [(g.id, g.village_id, g.town_id, g.center_lat, g.center_lon) for g in grids]
-            leaves = [(c.id, c.kind) for c in db.query(Category).filter(Category.depth >= 2)]
-            now_local = local(utcnow(), DEFAULT_TZ)
-            month_start = from_local(type(now_local)(now_local.year, now_local.month, 1), DEFAULT_TZ)
-            case_ids = []
-            for k in range(100):
-                lat, lon = world.grid_point(k % len(grids))
-                data = loop.ReportInput(
-                    category_id=world.category("0101").id, description=f"已有事件 {k}", lat=lat, lon=lon
-                )
-                actor = db.get(type(world.accounts["gw0"]), world.accounts[f"gw{k % 8}"].id)
-                case, _ = loop.report_case(data, actor=actor, source="app", client_key=f"pre-{k:04d}")
-                case_ids.append(case.id)
-            db.remove()
-        pg = psycopg2.connect(url.replace("postgresql+psycopg2", "postgresql"))
-        if args.old_cases:
-            add_old_cases(pg, args.old_cases, grid_rows, leaves, month_start, random.Random(7))
-        with pg.cursor() as cur:
-            cur.execute("ANALYZE")
-        pg.commit()
-        pg.close()
+        # the data of bench_city.py (its small city, 100 recent cases, the old ones), without its 15,000 phones
+        case_ids = prepare_data(app, SimpleNamespace(accounts=0, old_cases=args.old_cases))["case_ids"]
         with app.app_context():
             while process_outbox(limit=500):  # the counters the wall panels read
                 pass
