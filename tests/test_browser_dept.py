@@ -12,7 +12,7 @@ import pytest
 
 from commandcenter.db import db
 from commandcenter.models import Case, Heartbeat, Patrol
-from commandcenter.timeutil import utcnow
+from commandcenter.timeutil import current_tz, day_bounds_utc, local_today, utcnow
 from tests.conftest import ARTIFACTS, PASSWORD
 from tests.test_basemap import png
 from tests.test_case_screens import account, new_case
@@ -120,7 +120,10 @@ def test_a_supervisor_replays_a_days_patrol(app, world, live_server, page):
     with app.app_context():
         worker = account("gw0")
         lat, lon = world.grid_point(0)
-        start = utcnow() - timedelta(minutes=40)
+        # 40 minutes ago, but inside today's local day (the replay shows the patrols begun on the day: from
+        # 16:00 to 16:40 UTC, 40 minutes ago was yesterday in Asia/Shanghai and the test failed)
+        midnight = day_bounds_utc(local_today(current_tz()), current_tz())[0]
+        start = max(utcnow() - timedelta(minutes=40), midnight + timedelta(seconds=30))
         t0 = int(start.replace(tzinfo=UTC).timestamp())
         track = [[lon - 0.01 + i * 0.005, lat + (0.004 if i % 2 else 0), t0 + 450 * i] for i in range(5)]
         db.add(
