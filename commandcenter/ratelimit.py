@@ -80,7 +80,8 @@ def storage_uri(redis_url: str | None) -> str:
 # flask-limiter evaluates its whole machinery (exemption scopes, blueprint and meta limits, the request
 # context) twice for a decorated route — before the request and again in the decorator — and once more for
 # the headers: measured, a third of a heartbeat's CPU. The intake endpoints (a report, a heartbeat, a
-# sign-in, a patrol, a visit, a hotline work order, a photo, an Open311 request) are the volume, so they are
+# sign-in, a patrol, a visit, a hotline work order by the API or the operators' page, a photo, an Open311
+# request) are the volume, so they are
 # limited here instead, with the same library underneath (`limits`' fixed window), the same storage (one
 # pipelined round trip), the same keys ("LIMITER/<account or address>/<endpoint>/…": a rolling restart keeps
 # the counts), the same X-RateLimit-* headers and a 429 with Retry-After; flask-limiter skips them.
@@ -92,16 +93,19 @@ _parsed: dict[str, list] = {}
 _units = {"second": "秒", "minute": "分钟", "hour": "小时", "day": "天", "month": "月", "year": "年"}
 
 
-def intake_limited(key_func):
+def intake_limited(key_func, methods: tuple[str, ...] | None = None):
     """Decorate an intake view (below its route and its `require`): INTAKE_RATE_LIMIT per `key_func()` (the
-    account, an Open311 client's key, else the address), per endpoint. Over it: 429 naming the limit, with
-    Retry-After, and nothing done."""
+    account, an Open311 client's key, else the address), per endpoint, for the requests of `methods` (all when
+    None: a form's GET is not counted). Over it: 429 naming the limit, with Retry-After, and nothing done."""
     from functools import wraps
+
+    from flask import request
 
     def decorator(view):
         @wraps(view)
         def wrapped(*args, **kwargs):
-            check_intake_limit(key_func())
+            if methods is None or request.method in methods:
+                check_intake_limit(key_func())
             return view(*args, **kwargs)
 
         wrapped.intake_limited = True

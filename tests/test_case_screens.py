@@ -553,6 +553,20 @@ def test_hotline_locates_the_grid_from_coordinates_and_takes_landlines(app, worl
     assert abs((case.discovered_at - (utcnow() - timedelta(hours=1))).total_seconds()) < 120  # local → UTC
 
 
+def test_hotline_form_posts_are_limited_per_address_and_its_gets_are_not(app, world, client, auth):
+    """The intake's one limit (ratelimit.intake_limited, as for the API and Open311): past it the operator
+    gets a page saying so in words, and the work order is not taken."""
+    app.config["SETTINGS"].intake_rate_limit = "2 per minute"
+    auth.login("city_operator")
+    for _ in range(3):
+        assert client.get("/hotline/new").status_code == 200  # reading the form costs nothing
+    answers = [post_hotline(client, hotline_form(world, external_ref=f"GD-LIMIT-{k}")) for k in range(3)]
+    assert [a.status_code for a in answers[:2]] == [302, 302]
+    assert answers[2].status_code == 429 and 0 < int(answers[2].headers["Retry-After"]) <= 60
+    assert "请求过于频繁，请稍后再试（每分钟最多 2 次）" in html(answers[2])
+    assert db.query(Case).filter(Case.external_ref.like("GD-LIMIT-%")).count() == 2
+
+
 def test_hotline_is_for_operators_only(app, world, client, auth):
     auth.login("town0_supervisor")
     assert client.get("/hotline/new").status_code == 403

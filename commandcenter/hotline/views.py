@@ -10,13 +10,13 @@ from ..audit import audit
 from ..cases import forms, queries
 from ..cases.loop import TransitionError, may_see, report_case
 from ..db import db
-from ..extensions import limiter
 from ..hierarchy import place_names
+from ..ratelimit import intake_limited
 from . import bp
 
 
-def _intake_limit() -> str:
-    return current_app.config["SETTINGS"].intake_rate_limit
+def _address() -> str:
+    return request.remote_addr or "unknown"
 
 
 def _hotline_form(values: dict, errors: dict, status: int = 200):
@@ -40,7 +40,7 @@ def _hotline_form(values: dict, errors: dict, status: int = 200):
 
 @bp.route("/new", methods=["GET", "POST"])
 @require("hotline.take")
-@limiter.limit(_intake_limit, methods=["POST"])
+@intake_limited(_address, methods=("POST",))
 def new():
     account = current_account()
     if request.method == "GET":
