@@ -202,10 +202,6 @@ def _load_case(case_id: int) -> Case:
     return case
 
 
-def _intake_limit() -> str:
-    return current_app.config["SETTINGS"].intake_rate_limit
-
-
 def _rate_key() -> str:
     account = current_account()
     return f"account:{account.id}" if account else (request.remote_addr or "unknown")
