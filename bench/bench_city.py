@@ -555,7 +555,8 @@ def run_workload(env: dict, spec: dict) -> dict:
                 prev = sampler.samples[-2]
                 busy = 1 - (row["machine"][1] - prev["machine"][1]) / max(1, row["machine"][0] - prev["machine"][0])
                 print(
-                    f"    t={el:4.0f}s machine CPU {busy * 100:3.0f}%  outbox backlog {row['db']['backlog']}",
+                    f"    t={el:4.0f}s machine CPU {busy * 100:3.0f}%  outbox backlog {row['db']['backlog']}"
+                    f"  {_cpu_by_role(sampler.samples, 30.0)}",
                     flush=True,
                 )
         results = [out.get(timeout=args.timeout + 120) for _ in gens]
@@ -778,6 +779,24 @@ def slope(rows: list[dict], name: str) -> float:
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     den = sum((x - mx) ** 2 for x in xs)
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else float("nan")
+
+
+def _cpu_by_role(samples: list[dict], span: float) -> str:
+    """CPU % of one core of each kind of process (web, api, worker, postgres, redis, load) over the last
+    `span` seconds of samples: which one a slow window of the progress lines belongs to."""
+    last = samples[-1]
+    first = next((row for row in samples if row["t"] >= last["t"] - span - 0.01), samples[0])
+    took = last["t"] - first["t"]
+    if took <= 0:
+        return ""
+    roles: dict[str, float] = {}
+    for name, value in last.items():
+        if name in ("t", "machine", "db") or name not in first:
+            continue
+        role = name.rstrip("0123456789")
+        role = {"generator": "load", "wallclients": "load"}.get(role, role)
+        roles[role] = roles.get(role, 0.0) + max(0.0, value[1] - first[name][1])
+    return "CPU " + " ".join(f"{role} {used / took * 100:.0f}%" for role, used in roles.items())
 
 
 def alive(samples: list[dict], name: str) -> list[dict]:

@@ -185,6 +185,8 @@ class Settings:
     # issue 15: an API token and its account are trusted from a per-process cache this long at most (0 = always
     # read); a change made through the app reaches every process within a second anyway (token_cache.py)
     token_cache_seconds: int = 300
+    # processed outbox rows are kept this many days, then deleted by the hourly housekeeping job
+    outbox_keep_days: int = 7
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -235,6 +237,7 @@ class Settings:
         s.push_tick_seconds = env_seconds("PUSH_TICK_SECONDS", 1.0)
         s.presence_persist_seconds = env_positive_int("PRESENCE_PERSIST_SECONDS", 300)
         s.token_cache_seconds = env_int("TOKEN_CACHE_SECONDS", 300)
+        s.outbox_keep_days = env_positive_int("OUTBOX_KEEP_DAYS", 7)
         for key, value in overrides.items():
             if not hasattr(s, key):
                 raise TypeError(f"unknown setting {key}")

@@ -22,6 +22,7 @@ request gets its own session copy of that account (Session.merge(load=False): no
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -34,6 +35,12 @@ from .proc_cache import RemoteGeneration, detached_copy
 MAX_ENTRIES = 50_000  # beyond this, the oldest half is dropped (a bound, not a working size)
 GENERATION_KEY = "cc:tokens:generation"  # moved by every committed token/account change, in any process
 REMOTE_CHECK_S = 1.0
+# Each entry lives a random share of TOKEN_CACHE_SECONDS, between LIFE_MIN and all of it: the phones of a
+# city fill the cache within a minute of a restart (one heartbeat a minute each), and with one lifetime for
+# all they would all be read again within the same minute five minutes later (at a city's peak, 250 token
+# reads a second on top of the load, on a machine 75 % busy). Spread, the refills settle to a steady rate of
+# about accounts / (TOKEN_CACHE_SECONDS × 0.75) a second.
+LIFE_MIN = 0.5
 REMOTE_PAUSE_S = 30.0  # after Redis failed to answer, leave it alone this long (no socket timeout per request)
 
 
@@ -45,6 +52,7 @@ class Entry:
     last_used_at: datetime | None
     account: object  # a detached Account holding only its column values
     cached_at: float  # time.monotonic()
+    life: float = 1.0  # the share of max_age this entry is kept: spread, so that refills do not come at once
 
 
 _lock = threading.Lock()
@@ -68,7 +76,7 @@ def lookup(engine_key: int, digest: str, max_age: float) -> Entry | None:
     entry = _entries.get((engine_key, digest))
     if entry is None:
         return None
-    if time.monotonic() - entry.cached_at >= max_age:
+    if time.monotonic() - entry.cached_at >= max_age * entry.life:
         with _lock:
             if _entries.get((engine_key, digest)) is entry:
                 del _entries[(engine_key, digest)]
@@ -79,7 +87,15 @@ def lookup(engine_key: int, digest: str, max_age: float) -> Entry | None:
 def store(engine_key: int, digest: str, token, account, read_at_generation: int) -> None:
     """Keep a valid token and a detached copy of its (active) account, unless something was forgotten since
     it was read (a revocation committed meanwhile in this process)."""
-    entry = Entry(token.id, account.id, token.expires_at, token.last_used_at, detached_copy(account), time.monotonic())
+    entry = Entry(
+        token.id,
+        account.id,
+        token.expires_at,
+        token.last_used_at,
+        detached_copy(account),
+        time.monotonic(),
+        random.uniform(LIFE_MIN, 1.0),
+    )
     with _lock:
         if _generation != read_at_generation:
             return

@@ -414,3 +414,35 @@ def test_only_changes_that_decide_a_token_are_announced(world, pg_url, redis_con
         db.commit()
         assert int(redis_conn.get(token_cache.GENERATION_KEY)) == 1
         db.remove()
+
+
+def test_cached_tokens_are_read_again_spread_over_the_window_not_all_at_once(monkeypatch):
+    """A city's phones fill the cache within a minute of a restart; their entries must not all run out in the
+    same minute five minutes later (250 token reads a second at a city's peak): each lives between half the
+    window and all of it, never longer."""
+    from types import SimpleNamespace
+
+    from commandcenter import token_cache
+
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(token_cache.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(token_cache, "detached_copy", lambda account: account)
+    monkeypatch.setattr(token_cache.remote, "check", lambda: None)
+    engine_key, max_age = -1, 300.0
+    digests = [f"spread-{i}" for i in range(400)]
+    try:
+        for i, digest in enumerate(digests):
+            token = SimpleNamespace(id=i, expires_at=None, last_used_at=None)
+            token_cache.store(engine_key, digest, token, SimpleNamespace(id=i), token_cache.generation())
+
+        def alive() -> int:
+            return sum(token_cache.lookup(engine_key, d, max_age) is not None for d in digests)
+
+        clock["now"] += max_age * 0.49
+        assert alive() == 400  # none before half the window
+        clock["now"] += max_age * 0.25
+        assert 100 < alive() < 300  # about half of them by three quarters
+        clock["now"] += max_age * 0.26
+        assert alive() == 0  # and none kept past the window
+    finally:
+        token_cache.clear()

@@ -88,6 +88,19 @@ def persist_heartbeats() -> dict:
         return heartbeats.persist()
 
 
+def housekeeping() -> dict:
+    """Hourly: processed outbox rows past OUTBOX_KEEP_DAYS, spent login locks and long-dead browser sessions
+    deleted in batches (commandcenter/housekeeping.py)."""
+    from commandcenter import housekeeping as chores
+    from commandcenter import jobs
+
+    with context(), jobs.recorded("housekeeping"):
+        pruned = chores.prune()
+        if any(pruned.values()):
+            log.info("housekeeping: %s", pruned)
+        return pruned
+
+
 RECONCILE_HOUR = 3  # local time: the quiet hour of the night
 
 

@@ -13,6 +13,7 @@ SCHEDULE = [
     (jobs.sweep_deadlines, QUEUE_REALTIME, 60),
     (jobs.send_due_notifications, QUEUE_REALTIME, 60),  # lost notification jobs (server mode only)
     (jobs.persist_heartbeats, QUEUE_DEFAULT, 60),  # heartbeats from Redis to the database, in batches
+    (jobs.housekeeping, QUEUE_DEFAULT, 60 * 60),  # rows nobody reads again: see commandcenter/housekeeping.py
     (jobs.reconcile_counters, QUEUE_DEFAULT, 15 * 60),  # runs once a night: see the job
     (jobs.push_visits_due, QUEUE_DEFAULT, 15 * 60),  # once each morning after 08:00: see the job
 ]

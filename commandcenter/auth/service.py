@@ -57,13 +57,20 @@ def _lock_row_for_update(account_id: int, address: str) -> LoginLock:
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    db.execute(insert(LoginLock).values(account_id=account_id, address=address, failures=0).on_conflict_do_nothing())
-    return db.execute(
-        select(LoginLock)
-        .filter_by(account_id=account_id, address=address)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one()
+    for _ in range(3):
+        db.execute(
+            insert(LoginLock).values(account_id=account_id, address=address, failures=0).on_conflict_do_nothing()
+        )
+        lock = db.execute(
+            select(LoginLock)
+            .filter_by(account_id=account_id, address=address)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalar_one_or_none()
+        if lock is not None:
+            return lock
+        # housekeeping deleted the spent row between the two statements: insert it again
+    raise RuntimeError("login lock row vanished three times")
 
 
 def _count_failure(account: Account, address: str, now, settings) -> str:
