@@ -102,7 +102,9 @@ def test_sessions_dead_for_half_a_year_go(ctx, world):
     gw = _account("gw0").id
     db.add_all(
         [
-            WebSession(id="a" * 64, account_id=gw, created_at=now - timedelta(days=200), last_seen_at=now - timedelta(days=190)),
+            WebSession(
+                id="a" * 64, account_id=gw, created_at=now - timedelta(days=200), last_seen_at=now - timedelta(days=190)
+            ),
             WebSession(
                 id="b" * 64,
                 account_id=gw,
