@@ -36,6 +36,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--each", type=int, default=40, help="requests of every page")
     parser.add_argument("--old-cases", type=int, default=100_000)
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=15_000,
+        help="gridworker accounts, each online with a live point (a heartbeat) as at a city's peak",
+    )
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"))
     parser.add_argument("--profile", default=None, metavar="PATH", help="print the cProfile of this page")
@@ -54,11 +60,22 @@ def main() -> None:
     url = create_database(args.pg_admin_url, name)
     try:
         app = make_app(url, args.redis_url, Path(tempfile.mkdtemp(prefix="profile-pages-")))
-        # the data of bench_city.py (its small city, 100 recent cases, the old ones), without its 15,000 phones
-        case_ids = prepare_data(app, SimpleNamespace(accounts=0, old_cases=args.old_cases))["case_ids"]
+        # the data of bench_city.py (its small city, its phones, 100 recent cases, the old ones)
+        data = prepare_data(app, SimpleNamespace(accounts=args.accounts, old_cases=args.old_cases))
+        case_ids = data["case_ids"]
         with app.app_context():
             while process_outbox(limit=500):  # the counters the wall panels read
                 pass
+            # every phone online with a live point, as the city peak's heartbeats leave them
+            from commandcenter import counters
+            from commandcenter.jobs import counters_redis
+            from commandcenter.models import Account
+            from commandcenter.timeutil import utcnow
+
+            r, now = counters_redis(), utcnow()
+            towns = dict(db.query(Account.id, Account.town_id).filter(Account.username.like("cgw%")).all())
+            for _i, account_id, _token, lat, lon in data["accounts"]:
+                counters.apply_heartbeat(r, account_id, towns.get(account_id), now, lat, lon, trail=True, dirty=True)
             db.remove()
 
         client = app.test_client()
@@ -77,7 +94,10 @@ def main() -> None:
             else:
                 paths.append((path, weight, lambda i, p=path: p))
         total_weight = sum(w for _, w, _ in paths)
-        print(f"\n{args.each} requests of each page as city_supervisor, {args.old_cases:,} old cases\n")
+        print(
+            f"\n{args.each} requests of each page as city_supervisor, {args.old_cases:,} old cases, "
+            f"{args.accounts:,} gridworkers online\n"
+        )
         print("| page | weight in the mix | web CPU ms | PostgreSQL CPU ms | wall ms | bytes |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
         mix_web = mix_pg = 0.0

@@ -143,6 +143,12 @@ def main() -> None:
         choices=["report", "heartbeat", "healthz"],
         help="what the in-process profile sends: reports (default), heartbeats or GET /healthz",
     )
+    parser.add_argument(
+        "--cold-tokens",
+        action="store_true",
+        help="every request with a token this process has not cached yet (a phone it has not seen for "
+        "TOKEN_CACHE_SECONDS): the token cache's miss path",
+    )
     args = parser.parse_args()
 
     from redis import Redis
@@ -166,6 +172,10 @@ def main() -> None:
             gw = db.get(Account, world.accounts["gw0"].id)
             token = issue_api_token(gw, "profile")
             db.commit()
+            cold = []
+            if args.cold_tokens:
+                for _ in range(args.reports + 50):
+                    cold.append(issue_api_token(gw, "profile"))
             points = [world.grid_point(k) for k in range(len(world.grids))]
             db.remove()
         client = app.test_client()
@@ -173,6 +183,8 @@ def main() -> None:
 
         def post(i: int) -> None:
             lat, lon = points[i % 2]  # gw0's own village
+            if cold:
+                headers["Authorization"] = f"Bearer {cold[i]}"
             if args.endpoint == "heartbeat":
                 r = client.post("/api/v1/heartbeats", json={"lat": lat, "lon": lon}, headers=headers)
                 assert r.status_code == 204, (r.status_code, r.get_data(as_text=True)[:300])

@@ -18,7 +18,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Date, and_, case, cast, func, literal, select
+from sqlalchemy import Date, Integer, and_, any_, bindparam, case, cast, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from .db import db
 from .hierarchy import in_place
@@ -165,11 +166,13 @@ def _compliance_in_sql(
     seconds = func.sum(func.greatest(0, func.extract("epoch", Patrol.ended_at - Patrol.started_at)))
     judged = [*over, today] if today is not None else over
     met: dict[int, tuple[int, int]] = {}
-    for i in range(0, len(worker_ids), 5000):
+    # the ids as one array parameter (= ANY(:ids)): an IN list of a city's 15,000 gridworkers was rendered
+    # value by value into the SQL text, a third of a city drill-down page's CPU
+    for i in range(0, len(worker_ids), 20000):
         per_day = (
             select(Patrol.gridworker_id.label("worker"), day.label("day"))
             .where(
-                Patrol.gridworker_id.in_(worker_ids[i : i + 5000]),
+                Patrol.gridworker_id == any_(bindparam("worker_ids", worker_ids[i : i + 20000], type_=ARRAY(Integer))),
                 Patrol.started_at >= begin,
                 Patrol.started_at < finish,
                 Patrol.ended_at.is_not(None),
@@ -184,10 +187,12 @@ def _compliance_in_sql(
         )
         for worker, over_met, today_met in rows:
             met[worker] = (int(over_met), int(today_met or 0))
-    return {
-        wid: _judged(met.get(wid, (0, 0))[0] == len(over), bool(over), met.get(wid, (0, 0))[1] == 1)
-        for wid in worker_ids
-    }
+    n_over, any_over, nothing = len(over), bool(over), (0, 0)
+    out = {}
+    for wid in worker_ids:
+        over_met, today_met = met.get(wid, nothing)
+        out[wid] = _judged(over_met == n_over, any_over, today_met == 1)
+    return out
 
 
 def workdays_without_patrols(period: Period, tz: str, today: date | None = None) -> list[date]:

@@ -388,8 +388,12 @@ class _Calc:
             stmt = stmt.group_by(*by)
         if having is not None:
             stmt = stmt.having(having)
-        for row in db.execute(stmt):
-            yield tuple(row) if key is not None else (self.place.id, *row)
+        result = db.execute(stmt)
+        if key is not None:
+            yield from result  # Rows unpack like tuples (a city's 15,000 gridworkers come through here)
+            return
+        for row in result:
+            yield (self.place.id, *row)
 
     def case_where(self) -> list:
         return self._conditions(self.period, self.filters, self.cat_ids)
@@ -478,7 +482,7 @@ class _Calc:
         for key, account_id in self.rows(Account, [], workers, active, group=[Account.id]):
             by_key[key].append(account_id)
         all_ids = [i for ids in by_key.values() for i in ids]
-        compliance = compliance_of(all_ids, self.period, self.tz) if all_ids else {}
+        compliance = _compliance_once(all_ids, self.period, self.tz) if all_ids else {}
         # undefined per place: while nobody of it can be judged yet (no workday over, nobody at the hour today)
         self.patrol_undefined = {key for key, ids in by_key.items() if all(compliance.get(i) is None for i in ids)}
         for key, ids in by_key.items():
@@ -685,6 +689,20 @@ class _Calc:
 
 
 compliance_of = patrol_compliance  # the SQL path on PostgreSQL lives in measures.py
+
+
+def _compliance_once(ids: list[int], period: Period, tz: str) -> dict[int, bool | None]:
+    """compliance_of, computed once per request for the same gridworkers and period: a drill-down page asks
+    twice (the place's own figures, then its children's table, over the same people: a city's 15,000)."""
+    from flask import g, has_request_context
+
+    if not has_request_context():  # a job's or a long-lived context: its data may change between calls
+        return compliance_of(ids, period, tz)
+    memo = g.setdefault("_patrol_compliance", {})
+    key = (period.start, period.end, tz, local_today(tz), tuple(sorted(ids)))
+    if key not in memo:
+        memo[key] = compliance_of(ids, period, tz)
+    return memo[key]
 
 
 def visit_windows(frequency: str, period: Period, today: date) -> list[tuple[date, date]]:
