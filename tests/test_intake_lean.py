@@ -418,8 +418,8 @@ def test_only_changes_that_decide_a_token_are_announced(world, pg_url, redis_con
 
 def test_cached_tokens_are_read_again_spread_over_the_window_not_all_at_once(monkeypatch):
     """A city's phones fill the cache within a minute of a restart; their entries must not all run out in the
-    same minute five minutes later (250 token reads a second at a city's peak): each lives between half the
-    window and all of it, never longer."""
+    same minute five minutes later (250 token reads a second at a city's peak): each lives between three
+    quarters of the window and all of it, never longer."""
     from types import SimpleNamespace
 
     from commandcenter import token_cache
@@ -438,11 +438,11 @@ def test_cached_tokens_are_read_again_spread_over_the_window_not_all_at_once(mon
         def alive() -> int:
             return sum(token_cache.lookup(engine_key, d, max_age) is not None for d in digests)
 
-        clock["now"] += max_age * 0.49
-        assert alive() == 400  # none before half the window
-        clock["now"] += max_age * 0.25
-        assert 100 < alive() < 300  # about half of them by three quarters
-        clock["now"] += max_age * 0.26
+        clock["now"] += max_age * 0.74
+        assert alive() == 400  # none before three quarters of the window
+        clock["now"] += max_age * 0.135
+        assert 100 < alive() < 300  # about half of them by seven eighths
+        clock["now"] += max_age * 0.126
         assert alive() == 0  # and none kept past the window
     finally:
         token_cache.clear()
