@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import event, inspect
 
@@ -54,6 +55,14 @@ class Entry:
     account: object  # a detached Account holding only its column values
     cached_at: float  # time.monotonic()
     life: float = 1.0  # the share of max_age this entry is kept: spread, so that refills do not come at once
+
+
+class TokenColumns(NamedTuple):
+    """What `store` reads of a token (an ApiToken row, or these columns of it)."""
+
+    id: int
+    expires_at: datetime
+    last_used_at: datetime | None
 
 
 _lock = threading.Lock()
