@@ -97,3 +97,31 @@ def get_engine() -> Engine:
     if _engine is None:
         raise RuntimeError("database engine not initialised: call create_app() first")
     return _engine
+
+
+def move_forward(table, column: str, rows: list[tuple[int, object]]) -> None:
+    """`column` of each row of `table` (by id) set to its new time, never moved back (NULL or older only).
+    PostgreSQL: one UPDATE … FROM (VALUES …) for all of them; elsewhere an executemany. A plain statement on
+    the session's connection (not a change of ORM rows: the caches' hooks do not see it); the caller commits.
+    Used for bookkeeping times written in bulk: tokens' last use, accounts' last heartbeat."""
+    from sqlalchemy import DateTime, Integer, bindparam, or_, update, values
+    from sqlalchemy import column as col
+
+    if not rows:
+        return
+    target = table.c[column]
+    conn = db.connection()
+    if conn.dialect.name == "postgresql":
+        new = values(col("id", Integer), col("at", DateTime), name="moved").data(rows)
+        conn.execute(
+            update(table)
+            .where(table.c.id == new.c.id, or_(target.is_(None), target < new.c.at))
+            .values({column: new.c.at})
+        )
+        return
+    conn.execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"), or_(target.is_(None), target < bindparam("b_at")))
+        .values({column: bindparam("b_at")}),
+        [{"b_id": i, "b_at": at} for i, at in rows],
+    )

@@ -27,11 +27,11 @@ from datetime import UTC, datetime
 
 from flask import current_app
 from redis.exceptions import RedisError, WatchError
-from sqlalchemy import DateTime, Integer, bindparam, column, insert, or_, select, update, values
+from sqlalchemy import insert, select
 
 from . import counters
 from .counters.presence import _unpoint
-from .db import db
+from .db import db, move_forward
 from .models import Account, Heartbeat, Outbox
 from .redis_conn import as_text
 from .timeutil import utcnow
@@ -161,32 +161,6 @@ def _persist(r, period: int, open_start: float) -> dict:
     return {"skipped": False, "accounts": accounts, "rows": rows}
 
 
-def _move_last_seen(seen: list[tuple[int, float]]) -> None:
-    """Account.last_seen_at forward to each account's newest persisted point (never back). PostgreSQL: one
-    UPDATE … FROM (VALUES …) for the chunk; an executemany would be a round trip per account (15,000 every
-    period at a city's peak)."""
-    table = Account.__table__
-    if db.get_bind().dialect.name == "postgresql":
-        rows = values(column("id", Integer), column("at", DateTime), name="seen").data(
-            [(a, _naive(ts)) for a, ts in seen]
-        )
-        db.execute(
-            update(table)
-            .where(table.c.id == rows.c.id, or_(table.c.last_seen_at.is_(None), table.c.last_seen_at < rows.c.at))
-            .values(last_seen_at=rows.c.at)
-        )
-        return
-    db.execute(
-        update(table)
-        .where(
-            table.c.id == bindparam("b_id"),
-            or_(table.c.last_seen_at.is_(None), table.c.last_seen_at < bindparam("b_at")),
-        )
-        .values(last_seen_at=bindparam("b_at")),
-        [{"b_id": a, "b_at": _naive(ts)} for a, ts in seen],
-    )
-
-
 def _persist_chunk(r, chunk: list[tuple[int, float]], period: int, open_start: float) -> int:
     with r.pipeline(transaction=False) as pipe:
         for account_id, since in chunk:
@@ -229,7 +203,8 @@ def _persist_chunk(r, chunk: list[tuple[int, float]], period: int, open_start: f
         seen: dict[int, float] = {}
         for (a, _p), (ts, _lat, _lon) in newest.items():
             seen[a] = max(seen.get(a, 0.0), ts)
-        _move_last_seen(sorted(seen.items()))
+        # Account.last_seen_at forward to each account's newest persisted point, one statement per chunk
+        move_forward(Account.__table__, "last_seen_at", [(a, _naive(ts)) for a, ts in sorted(seen.items())])
         db.commit()
     with r.pipeline(transaction=True) as pipe:
         if later:

@@ -165,28 +165,25 @@ def _compliance_in_sql(
     day = cast(func.timezone(tz, func.timezone("UTC", Patrol.started_at)), Date)
     seconds = func.sum(func.greatest(0, func.extract("epoch", Patrol.ended_at - Patrol.started_at)))
     judged = [*over, today] if today is not None else over
-    met: dict[int, tuple[int, int]] = {}
-    # the ids as one array parameter (= ANY(:ids)): an IN list of a city's 15,000 gridworkers was rendered
-    # value by value into the SQL text, a third of a city drill-down page's CPU
-    for i in range(0, len(worker_ids), 20000):
-        per_day = (
-            select(Patrol.gridworker_id.label("worker"), day.label("day"))
-            .where(
-                Patrol.gridworker_id == any_(bindparam("worker_ids", worker_ids[i : i + 20000], type_=ARRAY(Integer))),
-                Patrol.started_at >= begin,
-                Patrol.started_at < finish,
-                Patrol.ended_at.is_not(None),
-            )
-            .group_by(Patrol.gridworker_id, day)
-            .having(and_(seconds >= PATROL_MINUTES * 60, day.in_(judged)))
-            .subquery()
+    # the ids as one array parameter (= ANY(:ids)), one query whatever their number: an IN list of a city's
+    # 15,000 gridworkers was rendered value by value into the SQL text, a third of a city drill-down's CPU
+    per_day = (
+        select(Patrol.gridworker_id.label("worker"), day.label("day"))
+        .where(
+            Patrol.gridworker_id == any_(bindparam("worker_ids", list(worker_ids), type_=ARRAY(Integer))),
+            Patrol.started_at >= begin,
+            Patrol.started_at < finish,
+            Patrol.ended_at.is_not(None),
         )
-        is_today = case((per_day.c.day == today, 1), else_=0) if today is not None else literal(0)
-        rows = db.execute(
-            select(per_day.c.worker, func.count() - func.sum(is_today), func.max(is_today)).group_by(per_day.c.worker)
-        )
-        for worker, over_met, today_met in rows:
-            met[worker] = (int(over_met), int(today_met or 0))
+        .group_by(Patrol.gridworker_id, day)
+        .having(and_(seconds >= PATROL_MINUTES * 60, day.in_(judged)))
+        .subquery()
+    )
+    is_today = case((per_day.c.day == today, 1), else_=0) if today is not None else literal(0)
+    rows = db.execute(
+        select(per_day.c.worker, func.count() - func.sum(is_today), func.max(is_today)).group_by(per_day.c.worker)
+    )
+    met = {worker: (int(over_met), int(today_met or 0)) for worker, over_met, today_met in rows}
     n_over, any_over, nothing = len(over), bool(over), (0, 0)
     out = {}
     for wid in worker_ids:

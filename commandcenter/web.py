@@ -156,7 +156,7 @@ def flush_token_touches(due: dict | None = None) -> None:
     """One UPDATE for the tokens' last uses gathered here; a plain statement on the session's connection (not
     a change of a token for the token cache's hooks), committed at once. If it fails, they are kept for the
     next flush: a last use is bookkeeping, never worth a failed request."""
-    from sqlalchemy import DateTime, Integer, bindparam, column, update, values
+    from .db import move_forward
 
     if due is None:
         with _touch_lock:
@@ -164,23 +164,8 @@ def flush_token_touches(due: dict | None = None) -> None:
             _touches.clear()
     if not due:
         return
-    newer = ApiToken.last_used_at.is_(None)
     try:
-        conn = db.connection()
-        if conn.dialect.name == "postgresql":  # UPDATE … FROM (VALUES …): one statement for them all
-            rows = values(column("id", Integer), column("at", DateTime), name="touched").data(sorted(due.items()))
-            conn.execute(
-                update(ApiToken)
-                .where(ApiToken.id == rows.c.id, newer | (ApiToken.last_used_at < rows.c.at))
-                .values(last_used_at=rows.c.at)
-            )
-        else:
-            stmt = (
-                update(ApiToken)
-                .where(ApiToken.id == bindparam("b_id"), newer | (ApiToken.last_used_at < bindparam("b_at")))
-                .values(last_used_at=bindparam("b_at"))
-            )
-            conn.execute(stmt, [{"b_id": k, "b_at": v} for k, v in sorted(due.items())])
+        move_forward(ApiToken.__table__, "last_used_at", sorted(due.items()))
         db.commit()
     except Exception:
         db.rollback()
