@@ -137,6 +137,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .cli import register_cli
 
     register_cli(app)
+    from .api.lane import HeartbeatLane
+
+    app.wsgi_app = HeartbeatLane(app, app.wsgi_app)  # the city's heartbeats before Flask's machinery (api/lane.py)
     if settings.trusted_proxies > 0:
         # behind nginx: REMOTE_ADDR is the proxy; take the client from the last `trusted_proxies` entries of
         # X-Forwarded-For (what our own proxies appended, not what the client sent), so that login and intake

@@ -64,7 +64,7 @@ def period_s() -> int:
 def record(account: Account, lat: float | None, lon: float | None, now: datetime | None = None) -> None:
     """A heartbeat of the app (lat/lon validated by the caller): to Redis, or to the database if Redis fails."""
     now = now or utcnow()
-    if _to_redis(account, lat, lon, now):
+    if to_redis(account.id, account.town_id, lat, lon, now):
         return
     db.add(Heartbeat(account_id=account.id, at=now, lat=lat, lon=lon))
     account.last_seen_at = now
@@ -83,14 +83,16 @@ def record(account: Account, lat: float | None, lon: float | None, now: datetime
     db.commit()
 
 
-def _to_redis(account: Account, lat: float | None, lon: float | None, now: datetime) -> bool:
+def to_redis(account_id: int, town_id: int | None, lat: float | None, lon: float | None, now: datetime) -> bool:
+    """The heartbeat into Redis; False when Redis cannot take it now (the caller writes it to the database).
+    Needs an app context; `record` and the heartbeat's lane (api/lane.py) call it."""
     from .jobs import counters_redis
 
     url = current_app.config["SETTINGS"].redis_url
     if url and time.monotonic() < _paused_until.get(url, 0.0):
         return False  # Redis failed a moment ago: do not wait for its timeout on every heartbeat
     try:
-        counters.apply_heartbeat(counters_redis(), account.id, account.town_id, now, lat, lon, trail=True, dirty=True)
+        counters.apply_heartbeat(counters_redis(), account_id, town_id, now, lat, lon, trail=True, dirty=True)
     except (RedisError, OSError) as exc:
         if not url:
             raise  # embedded mode: the in-process stand-in does not fail

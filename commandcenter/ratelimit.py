@@ -36,14 +36,19 @@ class OneTripRedisStorage(RedisStorage):
         super().__init__(uri.removeprefix(PREFIX), *args, **kwargs)
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        count, reset = self.incr_window(key, expiry, amount)
+        _remember((self.prefixed_key(key), count, reset))
+        return count
+
+    def incr_window(self, key: str, expiry: int, amount: int = 1) -> tuple[int, float]:
+        """The window's count after this hit and when it resets (unix s), in one round trip."""
         key = self.prefixed_key(key)
         pipe = self.get_connection().pipeline(transaction=False)
         pipe.incrby(key, amount)
         pipe.expire(key, int(expiry), nx=True)
         pipe.ttl(key)
         count, _set, ttl = pipe.execute()
-        _remember((key, int(count), max(ttl, 0) + time.time()))
-        return int(count)
+        return int(count), max(ttl, 0) + time.time()
 
     def _remembered(self, key: str):
         last = g.get(MEMO) if has_request_context() else None
@@ -152,8 +157,7 @@ class _IntakeLimiter:
         tightest = None
         for item in items:
             try:
-                allowed = strategy.hit(item, *identifiers)
-                reset, remaining = strategy.get_window_stats(item, *identifiers)
+                allowed, reset, remaining = _hit(strategy, item, identifiers)
             except Exception as exc:  # the storage is down: the intake goes on, limited per process
                 if strategy is self.local:
                     raise
@@ -164,8 +168,7 @@ class _IntakeLimiter:
                 )
                 self.paused_until = time.monotonic() + REDIS_PAUSE_S
                 strategy = self.local
-                allowed = strategy.hit(item, *identifiers)
-                reset, remaining = strategy.get_window_stats(item, *identifiers)
+                allowed, reset, remaining = _hit(strategy, item, identifiers)
             state = (item, remaining, reset, allowed)
             if tightest is None or not allowed or (tightest[3] and remaining < tightest[1]):
                 tightest = state
@@ -174,31 +177,60 @@ class _IntakeLimiter:
         return tightest
 
 
-def check_intake_limit(key: str) -> None:
-    from flask import current_app, request
-    from werkzeug.exceptions import TooManyRequests
+def _hit(strategy, item, identifiers: tuple[str, ...]) -> tuple[bool, float, int]:
+    """(allowed, reset at, remaining) after one hit: one round trip on our Redis storage, with or without a
+    request (the heartbeat's lane has none), the library's own hit and stats otherwise."""
+    storage = strategy.storage
+    if isinstance(storage, OneTripRedisStorage):
+        count, reset = storage.incr_window(item.key_for(*identifiers), item.get_expiry())
+        return count <= item.amount, reset, max(0, item.amount - count)
+    allowed = strategy.hit(item, *identifiers)
+    reset, remaining = strategy.get_window_stats(item, *identifiers)
+    return allowed, reset, remaining
+
+
+def intake_limit_state(key: str, endpoint: str):
+    """Count one intake request of `key` at `endpoint`: (item, remaining, reset at, allowed) of the tightest
+    limit, None when limits are off. Needs an app context (not a request: the heartbeat's lane calls it)."""
+    from flask import current_app
 
     own = current_app.extensions["commandcenter.intake_limiter"]
     if not own.enabled:
+        return None
+    return own.check(current_app.config["SETTINGS"].intake_rate_limit, (key, endpoint))
+
+
+def check_intake_limit(key: str) -> None:
+    from flask import request
+    from werkzeug.exceptions import TooManyRequests
+
+    state = intake_limit_state(key, request.endpoint or "")
+    if state is None:
         return
-    item, remaining, reset, allowed = own.check(
-        current_app.config["SETTINGS"].intake_rate_limit, (key, request.endpoint or "")
-    )
+    item, remaining, reset, allowed = state
     setattr(g, INTAKE_STATE, (item, remaining, reset))
     if not allowed:
         raise TooManyRequests(description=f"请求过于频繁，请稍后再试（{describe(item)}）")
+
+
+def limit_headers(item, remaining: int, reset: float, status: int) -> list[tuple[str, str]]:
+    """The X-RateLimit-* headers of an intake answer (and Retry-After on a 429)."""
+    out = [
+        ("X-RateLimit-Limit", str(item.amount)),
+        ("X-RateLimit-Remaining", str(remaining)),
+        ("X-RateLimit-Reset", str(int(reset))),
+    ]
+    if status == 429:
+        out.append(("Retry-After", str(max(1, int(reset - time.time())))))
+    return out
 
 
 def _inject_headers(response):
     state = g.get(INTAKE_STATE)
     if state is None:
         return response
-    item, remaining, reset = state
-    response.headers["X-RateLimit-Limit"] = str(item.amount)
-    response.headers["X-RateLimit-Remaining"] = str(remaining)
-    response.headers["X-RateLimit-Reset"] = str(int(reset))
-    if response.status_code == 429:
-        response.headers["Retry-After"] = str(max(1, int(reset - time.time())))
+    for name, value in limit_headers(*state, response.status_code):
+        response.headers[name] = value
     return response
 
 

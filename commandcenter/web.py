@@ -30,6 +30,25 @@ CSP = (
     "form-action 'self'; object-src 'none'"
 )
 
+# a view may set these itself; the others are always ours
+OWN_CHOICE_HEADERS = frozenset({"Content-Security-Policy", "Permissions-Policy"})
+
+
+@functools.cache
+def security_header_items(secure: bool) -> tuple[tuple[str, str], ...]:
+    """The headers every answer carries (pages, the API, the heartbeat's lane)."""
+    items = [
+        ("Content-Security-Policy", CSP),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "same-origin"),
+        ("Permissions-Policy", "geolocation=(), camera=(), microphone=()"),
+    ]
+    if secure:
+        items.append(("Strict-Transport-Security", "max-age=31536000"))
+    return tuple(items)
+
+
 SESSION_TOUCH_SECONDS = 60
 # an API token's "last used" (shown on its list) is written at most this often: a phone's heartbeat a minute
 # must not write the database each time (issue 15)
@@ -96,14 +115,9 @@ def load_account_from_token() -> Account | None:
     max_age = current_app.config["SETTINGS"].token_cache_seconds
     engine_key = id(current_app.extensions["commandcenter.engine"])
     now = utcnow()
-    entry = token_cache.lookup(engine_key, digest, max_age) if max_age > 0 else None
-    if entry is not None:
-        if entry.expires_at <= now:
-            return None
-        if entry.last_used_at is None or (now - entry.last_used_at).total_seconds() > TOKEN_TOUCH_SECONDS:
-            _touch_token(entry.token_id, now)
-            entry.last_used_at = now
-        return attach(db(), entry.account)  # this session's copy, without a query
+    cached = cached_token_account(digest, now)
+    if cached is not TOKEN_NOT_CACHED:
+        return None if cached is None else attach(db(), cached)  # this session's copy, without a query
     read_at = token_cache.generation()
     # the token's columns and its account in one statement, the token not loaded as an entity: every phone
     # this process has not seen for TOKEN_CACHE_SECONDS comes through here (at a city's peak, a few hundred a
@@ -121,6 +135,31 @@ def load_account_from_token() -> Account | None:
         token = token_cache.TokenColumns(token_id, expires_at, last_used_at)
         token_cache.store(engine_key, digest, token, account, read_at)
     return account
+
+
+TOKEN_NOT_CACHED = object()
+
+
+def cached_token_account(digest: str, now) -> Account | None | object:
+    """The account of a token this process has cached (a detached copy: its columns only), None when the
+    token has expired, TOKEN_NOT_CACHED when it is not cached (read it from the database). Its last use is
+    noted. Needs an app context; the heartbeat's lane (api/lane.py) and every bearer request come through here."""
+    from flask import current_app
+
+    from . import token_cache
+
+    max_age = current_app.config["SETTINGS"].token_cache_seconds
+    if max_age <= 0:
+        return TOKEN_NOT_CACHED
+    entry = token_cache.lookup(id(current_app.extensions["commandcenter.engine"]), digest, max_age)
+    if entry is None:
+        return TOKEN_NOT_CACHED
+    if entry.expires_at <= now:
+        return None
+    if entry.last_used_at is None or (now - entry.last_used_at).total_seconds() > TOKEN_TOUCH_SECONDS:
+        _touch_token(entry.token_id, now)
+        entry.last_used_at = now
+    return entry.account
 
 
 @functools.cache
@@ -260,14 +299,13 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def security_headers(response):
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "same-origin"
-        # (the gridworker's /g/ pages set their own: they need the location and the camera)
-        response.headers.setdefault("Permissions-Policy", "geolocation=(), camera=(), microphone=()")
-        if app.config["SETTINGS"].secure_cookies:
-            response.headers["Strict-Transport-Security"] = "max-age=31536000"
+        headers = response.headers
+        for name, value in security_header_items(app.config["SETTINGS"].secure_cookies):
+            if name in OWN_CHOICE_HEADERS:
+                # (the gridworker's /g/ pages set their own Permissions-Policy: they need the location and the camera)
+                headers.setdefault(name, value)
+            else:
+                headers[name] = value
         if g.get("account") is not None and request.endpoint != "static" and request.blueprint != "tiles":
             response.headers["Cache-Control"] = "no-store"  # (basemap tiles set their own: private, versioned)
         return response

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from flask import jsonify
+from flask import current_app, jsonify
 
 from .. import fieldwork
 from ..access import current_account, require
@@ -23,9 +23,17 @@ def finite(value: float | None) -> float | None:
 @require("case.report")
 @intake_limited(_rate_key)
 def heartbeat():
+    """The app's heartbeat. Most of them are answered by the lane before this view (api/lane.py), alike."""
     body: HeartbeatIn = parse(HeartbeatIn)
     fieldwork.heartbeat(current_account(), body.lat, body.lon)
-    return "", 204
+    return no_content()
+
+
+def no_content():
+    """204, without a Content-Type (there is no content), as the heartbeat's lane answers it."""
+    response = current_app.response_class(status=204)
+    del response.headers["Content-Type"]
+    return response
 
 
 @bp.post("/sign-ins")

@@ -1,0 +1,121 @@
+"""The heartbeat's lane: `POST /api/v1/heartbeats` answered before Flask's request machinery (issue 15).
+
+A city's phones send a heartbeat a minute each: at 15,000 gridworkers that is 250 of the 280 requests a
+second of its peak, and most of a heartbeat's CPU was Flask's own machinery around two Redis round trips
+(the request context, the session interface, the before/after hooks, the response object). The lane answers
+the ordinary heartbeat (a token this process has cached, a valid body, within the intake limit, Redis up)
+with the **same functions** the Flask view goes through, in the same order:
+
+1. the token: `web.cached_token_account` (the cached half of `web.load_account_from_token`: expiry, last use);
+2. the account: `access.has_permission(account, "case.report")` (the view's `require`) and
+   `auth.service.password_expired` (the `identify` hook's check);
+3. the body: the Flask JSON provider's `loads` and `schemas.HeartbeatIn` (the view's `parse`);
+4. the limit: `ratelimit.intake_limit_state` with the view's key and endpoint (its `intake_limited`);
+5. the heartbeat: `heartbeats.to_redis` (what `heartbeats.record` does first);
+6. the answer: 204 with `web.security_header_items`, `ratelimit.limit_headers` and `Cache-Control: no-store`.
+
+Anything else — no token or one not cached here, a wrong content type, a query string, a body that does not
+validate, a request over the limit, Redis not answering, a password to change, an error of any kind — goes to
+Flask untouched (its body put back), which answers it as it always has: the lane has no answers of its own
+but the 204. A request the lane gave up on after counting it against the limit is counted twice; only a
+client at its limit notices (its 429 comes one request sooner). `tests/test_heartbeat_lane.py` proves the two
+answer alike. HEARTBEAT_LANE=0 (app.config) turns the lane off.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from werkzeug.http import parse_options_header
+
+log = logging.getLogger(__name__)
+
+PATH = "/api/v1/heartbeats"
+ENDPOINT = "api.heartbeat"  # the Flask view's endpoint: the intake limit's key names it
+PERMISSION = "case.report"  # the Flask view's `require`
+MAX_BODY = 1024  # a heartbeat's body is about 40 bytes; a bigger one is Flask's to judge
+
+
+class HeartbeatLane:
+    """WSGI middleware in front of the app (create_app installs it)."""
+
+    def __init__(self, app, wsgi_app) -> None:
+        self.app = app
+        self.next = wsgi_app
+
+    def __call__(self, environ, start_response):
+        if (
+            environ.get("PATH_INFO") == PATH
+            and environ.get("REQUEST_METHOD") == "POST"
+            and not environ.get("QUERY_STRING")
+            and self.app.config.get("HEARTBEAT_LANE", True)
+        ):
+            headers = self.answer(environ)
+            if headers is not None:
+                start_response("204 NO CONTENT", headers)
+                return []
+        return self.next(environ, start_response)
+
+    def answer(self, environ) -> list[tuple[str, str]] | None:
+        """The 204's headers once the heartbeat is in, or None: Flask answers (the body is put back)."""
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        if not auth.startswith("Bearer "):
+            return None
+        if parse_options_header(environ.get("CONTENT_TYPE", ""))[0].lower() != "application/json":
+            return None
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return None
+        if not 0 < length <= MAX_BODY:
+            return None
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)  # for Flask, if it is Flask's to answer
+        if len(body) != length:
+            return None
+        try:
+            with self.app.app_context():
+                return self._heartbeat(auth[7:].strip(), body)
+        except Exception:  # never an answer of the lane's own: Flask's handlers decide what the client sees
+            log.exception("heartbeat lane: handed to Flask")
+            return None
+
+    def _heartbeat(self, token: str, body: bytes) -> list[tuple[str, str]] | None:
+        from pydantic import ValidationError
+
+        from .. import heartbeats, web
+        from ..access import has_permission
+        from ..auth.service import password_expired
+        from ..ratelimit import intake_limit_state, limit_headers
+        from ..security import token_digest
+        from ..timeutil import utcnow
+        from .schemas import HeartbeatIn
+
+        now = utcnow()
+        account = web.cached_token_account(token_digest(token), now)
+        if account is None or account is web.TOKEN_NOT_CACHED:
+            return None
+        if not has_permission(account, PERMISSION) or password_expired(account):
+            return None
+        try:
+            data = self.app.json.loads(body)
+        except Exception:  # not JSON, or nested too deep: Flask says which
+            return None
+        if not isinstance(data, dict):
+            return None
+        try:
+            point = HeartbeatIn.model_validate(data)
+        except ValidationError:
+            return None
+        state = intake_limit_state(f"account:{account.id}", ENDPOINT)
+        if state is not None and not state[3]:
+            return None  # over the limit: Flask's 429, with its message
+        if not heartbeats.to_redis(account.id, account.town_id, point.lat, point.lon, now):
+            return None  # Redis is down: Flask writes it to the database
+        headers = list(web.security_header_items(self.app.config["SETTINGS"].secure_cookies))
+        headers.append(("Cache-Control", "no-store"))
+        if state is not None:
+            item, remaining, reset, _allowed = state
+            headers += limit_headers(item, remaining, reset, 204)
+        return headers
