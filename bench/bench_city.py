@@ -1333,7 +1333,7 @@ def main() -> None:
         default=2,
         help="gunicorn processes for /api/ alone, as the Procfile's api1, api2 (0: the API on the web processes)",
     )
-    parser.add_argument("--api-threads", type=int, default=16, help="gunicorn threads per API process")
+    parser.add_argument("--api-threads", type=int, default=4, help="gunicorn threads per API process (the Procfile's)")
     parser.add_argument("--workers", type=int, default=2, help="RQ workers (SimpleWorker, realtime default reports)")
     parser.add_argument("--gen-procs", type=int, default=2, help="load generator processes")
     parser.add_argument("--max-conns", type=int, default=64, help="connections per generator and web process")
