@@ -90,6 +90,30 @@ from bench.common import machine, pct  # noqa: E402
 
 KINDS = ("report", "retry", "heartbeat", "patrol", "page")
 P95_LIMIT_MS = 200.0
+# issue 15's targets: the city peak and the surge judge every kind of request (and the city the walls), the
+# ladders (mix, reports alone) the reports
+TARGETS = {
+    "city": {"p95_ms": 200.0, "every_kind": True, "commit_to_screen_ms": 1500.0},
+    "surge": {"p95_ms": 500.0, "every_kind": True, "commit_to_screen_ms": None},
+}
+LADDER_TARGET = {"p95_ms": P95_LIMIT_MS, "every_kind": False, "commit_to_screen_ms": None}
+
+
+def target_misses(name: str, kinds: dict, pushes: dict | None) -> list[str]:
+    """What a run missed of its workload's target (p95 by kind, commit → screen): [] when it held."""
+    target = TARGETS.get(name, LADDER_TARGET)
+    limit, out = target["p95_ms"], []
+    for kind in KINDS if target["every_kind"] else ("report",):
+        p95 = kinds.get(kind, {}).get("p95")
+        if p95 is None and kind != "report":
+            continue
+        if p95 is None or not p95 < limit:
+            out.append(f"{kind} p95 {fmt(p95, '.0f')} ms ≥ {limit:.0f} ms")
+    c2s_limit = target["commit_to_screen_ms"]
+    c2s = pushes.get("commit_to_screen_p95") if pushes else None
+    if c2s_limit is not None and c2s is not None and not c2s < c2s_limit:
+        out.append(f"commit → screen p95 {c2s:.0f} ms ≥ {c2s_limit:.0f} ms")
+    return out
 
 
 # --- load generators -------------------------------------------------------------------------------------
@@ -922,7 +946,7 @@ def summarize(env, spec, m, sampler, left, drain_s, wall_counts, clients, latenc
         if pushes["lost_connections"]:
             problems.append("wall connections lost")
     errors = sum(k["errors"] for k in kinds.values())
-    p95 = kinds.get("report", {}).get("p95", float("nan"))
+    misses = target_misses(spec["name"], kinds, pushes)
     return {
         "name": spec["name"],
         "spec": {k: v for k, v in spec.items() if k != "prefix"},
@@ -943,7 +967,8 @@ def summarize(env, spec, m, sampler, left, drain_s, wall_counts, clients, latenc
         "outbox_backlog_max": max(row["db"]["backlog"] for row in s),
         "errors": errors,
         "problems": problems,
-        "held": p95 < P95_LIMIT_MS and errors == 0 and not problems,
+        "misses": misses,
+        "held": not misses and errors == 0 and not problems,
     }
 
 
@@ -1050,16 +1075,16 @@ def print_result(res: dict, floor: float) -> None:
             f"| {name}{note} | {pr['start_mb']:.0f} | {pr['end_mb']:.0f} | {pr['growth_mb']:+.1f} | "
             f"{fmt(pr['slope_mb_per_min'], '+.2f')} | {pr['cpu_pct']:.0f} |"
         )
-    p95 = res["requests"].get("report", {}).get("p95", float("nan"))
-    why = list(res["problems"])
-    if not p95 < P95_LIMIT_MS:
-        why.insert(0, f"report p95 {fmt(p95, '.0f')} ms ≥ {P95_LIMIT_MS:.0f} ms")
+    why = [*res["misses"], *res["problems"]]
     if res["errors"]:
         why.insert(0, f"{res['errors']} requests failed")
-    print(
-        f"  {'held' if res['held'] else 'NOT held'}: "
-        + ("; ".join(why) or "p95 < 200 ms, no errors, all checks passed")
+    target = TARGETS.get(res["name"], LADDER_TARGET)
+    met = (
+        f"{'every kind' if target['every_kind'] else 'report'} p95 < {target['p95_ms']:.0f} ms"
+        + (f", commit → screen p95 < {target['commit_to_screen_ms']:.0f} ms" if target["commit_to_screen_ms"] else "")
+        + ", no errors, all checks passed"
     )
+    print(f"  {'held' if res['held'] else 'NOT held'}: " + ("; ".join(why) or met))
 
 
 def print_ladder(name: str, steps: list[dict], floor: float) -> dict:
