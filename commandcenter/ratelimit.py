@@ -92,6 +92,9 @@ def storage_uri(redis_url: str | None) -> str:
 # the counts), the same X-RateLimit-* headers and a 429 with Retry-After; flask-limiter skips them.
 
 INTAKE_STATE = "_intake_limit"  # on flask.g: (limit item, remaining, reset at) of this request's tightest limit
+# in the WSGI environ: (key, endpoint, state) of a request the heartbeat's lane counted and then left to Flask
+# (api/lane.py); the check below takes that count instead of counting the request twice
+COUNTED = "commandcenter.intake_counted"
 REDIS_PAUSE_S = 5.0  # after a storage failure, count in this process's memory for this long before retrying
 _intake_endpoints: set[str] = set()  # filled as views are registered (the filter flask-limiter consults)
 _parsed: dict[str, list] = {}
@@ -204,7 +207,12 @@ def check_intake_limit(key: str) -> None:
     from flask import request
     from werkzeug.exceptions import TooManyRequests
 
-    state = intake_limit_state(key, request.endpoint or "")
+    endpoint = request.endpoint or ""
+    counted = request.environ.pop(COUNTED, None)
+    if counted is not None and counted[:2] == (key, endpoint):
+        state = counted[2]
+    else:
+        state = intake_limit_state(key, endpoint)
     if state is None:
         return
     item, remaining, reset, allowed = state

@@ -105,6 +105,8 @@ def test_the_lane_and_flask_answer_alike(apps):
         (None, {"raw": b"{not json"}),
         (None, {"raw": b"NaN"}),
         (None, {"raw": b'{"lat": NaN}'}),
+        ({"lat": lat, "lon": lon, "note": "长" * 2000}, {}),
+        ({"lat": lat, "lon": lon}, {"content_type": "application/json; charset=utf-8"}),
         ({"lat": lat, "lon": lon}, {"content_type": "text/plain"}),
         ({"lat": lat, "lon": lon}, {"path": "/api/v1/heartbeats?x=1"}),
         (None, {"raw": b""}),
@@ -119,7 +121,7 @@ def test_the_lane_and_flask_answer_alike(apps):
         assert answers[0].status_code == 401 and answers[0].get_json()["error"]["field"] == "Authorization"
     sent = 1 + len(cases) + 2
     assert len(off.extra_calls) == sent  # without the lane, Flask answered everything
-    assert sent - len(on.extra_calls) == 3  # with it, the three valid heartbeats of `cases` were the lane's
+    assert sent - len(on.extra_calls) == 4  # with it, the four valid heartbeats of `cases` were the lane's
 
 
 def test_a_token_revoked_in_this_process_is_refused_at_once(apps):
@@ -170,6 +172,27 @@ def test_a_password_to_change_and_a_role_without_the_right_go_to_flask(apps):
     assert post(client, dept, {"lat": lat, "lon": lon}).status_code == 403
 
 
+def test_a_password_that_expires_while_the_token_is_cached_is_refused(apps, pg_url):
+    """The account is cached with its password's date; the password's age limit is then lowered (as an
+    administrator's setting would be): the lane's own check hands the request to Flask, which answers 403."""
+    on, _off, world = apps
+    on.config["SETTINGS"].password_max_age_days = 0  # no limit yet
+    client = on.test_client()
+    headers = token_for(client, "gw0")
+    lat, lon = world.grid_point(0)
+    engine = create_engine(normalize_database_url(pg_url))  # unseen by this process's cache hooks
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE accounts SET password_changed_at = :at"), {"at": utcnow() - timedelta(days=100)})
+    engine.dispose()
+    assert post(client, headers, {"lat": lat, "lon": lon}).status_code == 204  # read and cached
+    assert post(client, headers, {"lat": lat, "lon": lon}).status_code == 204  # the lane
+    calls = len(on.extra_calls)
+    on.config["SETTINGS"].password_max_age_days = 90
+    answer = post(client, headers, {"lat": lat, "lon": lon})
+    assert answer.status_code == 403 and answer.get_json()["error"]["field"] == "password"
+    assert len(on.extra_calls) == calls  # refused by the identify hook, before the view: the lane declined
+
+
 def test_over_the_limit_the_answer_is_flasks_429_and_nothing_is_recorded(apps):
     on, _off, world = apps
     on.config["SETTINGS"].intake_rate_limit = "3 per minute"
@@ -183,6 +206,12 @@ def test_over_the_limit_the_answer_is_flasks_429_and_nothing_is_recorded(apps):
     assert refused.status_code == 429 and "每分钟最多 3 次" in refused.get_json()["error"]["message"]
     assert int(refused.headers["Retry-After"]) >= 1 and refused.headers["X-RateLimit-Remaining"] == "0"
     assert len(on.extra_calls) == calls + 1  # Flask's answer
+    with on.app_context():  # counted once, by the lane (Flask took its count): 4 of 3, not 5
+        from commandcenter.extensions import limiter  # noqa: F401  (the storage the intake shares)
+
+        r = jobs.counters_redis()
+        (limit_key,) = [k for k in r.scan_iter("LIMITS:LIMITER/account:*api.heartbeat*")]
+        assert int(r.get(limit_key)) == 4
     with on.app_context():
         (seen,) = positions.live_positions(account("town0_duty"))
         assert seen.lat == lat  # the refused point is nowhere

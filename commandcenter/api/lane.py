@@ -17,17 +17,22 @@ with the **same functions** the Flask view goes through, in the same order:
 Anything else — no token or one not cached here, a wrong content type, a query string, a body that does not
 validate, a request over the limit, Redis not answering, a password to change, an error of any kind — goes to
 Flask untouched (its body put back), which answers it as it always has: the lane has no answers of its own
-but the 204. A request the lane gave up on after counting it against the limit is counted twice; only a
-client at its limit notices (its 429 comes one request sooner). `tests/test_heartbeat_lane.py` proves the two
-answer alike. HEARTBEAT_LANE=0 (app.config) turns the lane off.
+but the 204. A request the lane gave up on after counting it against the limit is not counted again: the lane
+leaves its count in the WSGI environ (`ratelimit.COUNTED`, a key no client can set) and Flask's limit check
+takes it. `tests/test_heartbeat_lane.py` proves the two answer alike. `app.config["HEARTBEAT_LANE"] = False`
+turns the lane off.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import time
 
 from werkzeug.http import parse_options_header
+from werkzeug.wsgi import get_content_length
+
+from ..ratelimit import COUNTED
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,7 @@ PATH = "/api/v1/heartbeats"
 ENDPOINT = "api.heartbeat"  # the Flask view's endpoint: the intake limit's key names it
 PERMISSION = "case.report"  # the Flask view's `require`
 MAX_BODY = 1024  # a heartbeat's body is about 40 bytes; a bigger one is Flask's to judge
+LOG_EVERY_S = 60
 
 
 class HeartbeatLane:
@@ -64,11 +70,10 @@ class HeartbeatLane:
             return None
         if parse_options_header(environ.get("CONTENT_TYPE", ""))[0].lower() != "application/json":
             return None
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return None
-        if not 0 < length <= MAX_BODY:
+        if environ.get("HTTP_TRANSFER_ENCODING"):
+            return None  # chunked (werkzeug's development server may keep a Content-Length beside it)
+        length = get_content_length(environ)  # as werkzeug reads it for Flask ("+40" is no length)
+        if length is None or not 0 < length <= MAX_BODY:
             return None
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)  # for Flask, if it is Flask's to answer
@@ -76,12 +81,17 @@ class HeartbeatLane:
             return None
         try:
             with self.app.app_context():
-                return self._heartbeat(auth[7:].strip(), body)
+                return self._heartbeat(environ, auth[7:].strip(), body)
         except Exception:  # never an answer of the lane's own: Flask's handlers decide what the client sees
-            log.exception("heartbeat lane: handed to Flask")
+            now = time.monotonic()
+            if now - self._logged_at >= LOG_EVERY_S:  # not a traceback for each of 250 heartbeats a second
+                self._logged_at = now
+                log.exception("heartbeat lane: handed to Flask (logged at most every %d s)", LOG_EVERY_S)
             return None
 
-    def _heartbeat(self, token: str, body: bytes) -> list[tuple[str, str]] | None:
+    _logged_at = float("-inf")
+
+    def _heartbeat(self, environ, token: str, body: bytes) -> list[tuple[str, str]] | None:
         from pydantic import ValidationError
 
         from .. import heartbeats, web
@@ -108,7 +118,10 @@ class HeartbeatLane:
             point = HeartbeatIn.model_validate(data)
         except ValidationError:
             return None
-        state = intake_limit_state(f"account:{account.id}", ENDPOINT)
+        key = f"account:{account.id}"
+        state = intake_limit_state(key, ENDPOINT)
+        # counted once: if Flask answers after all, its limit check takes this count instead of counting again
+        environ[COUNTED] = (key, ENDPOINT, state)
         if state is not None and not state[3]:
             return None  # over the limit: Flask's 429, with its message
         if not heartbeats.to_redis(account.id, account.town_id, point.lat, point.lon, now):
