@@ -112,12 +112,12 @@ def load_account_from_token() -> Account | None:
     from .proc_cache import attach
 
     digest = token_digest(header[7:].strip())
-    max_age = current_app.config["SETTINGS"].token_cache_seconds
-    engine_key = id(current_app.extensions["commandcenter.engine"])
     now = utcnow()
     cached = cached_token_account(digest, now)
     if cached is not TOKEN_NOT_CACHED:
         return None if cached is None else attach(db(), cached)  # this session's copy, without a query
+    max_age = current_app.config["SETTINGS"].token_cache_seconds
+    engine_key = id(current_app.extensions["commandcenter.engine"])
     read_at = token_cache.generation()
     # the token's columns and its account in one statement, the token not loaded as an entity: every phone
     # this process has not seen for TOKEN_CACHE_SECONDS comes through here (at a city's peak, a few hundred a

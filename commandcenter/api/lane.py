@@ -9,7 +9,8 @@ with the **same functions** the Flask view goes through, in the same order:
 1. the token: `web.cached_token_account` (the cached half of `web.load_account_from_token`: expiry, last use);
 2. the account: `access.has_permission(account, "case.report")` (the view's `require`) and
    `auth.service.password_expired` (the `identify` hook's check);
-3. the body: the Flask JSON provider's `loads` and `schemas.HeartbeatIn` (the view's `parse`);
+3. the body: `views.parse_json` with `schemas.HeartbeatIn` and the app's JSON provider (what the view's
+   `parse` calls);
 4. the limit: `ratelimit.intake_limit_state` with the view's key and endpoint (its `intake_limited`);
 5. the heartbeat: `heartbeats.to_redis` (what `heartbeats.record` does first);
 6. the answer: 204 with `web.security_header_items`, `ratelimit.limit_headers` and `Cache-Control: no-store`.
@@ -32,13 +33,20 @@ import time
 from werkzeug.http import parse_options_header
 from werkzeug.wsgi import get_content_length
 
-from ..ratelimit import COUNTED
+from .. import heartbeats, web
+from ..access import has_permission
+from ..auth.service import password_expired
+from ..ratelimit import COUNTED, intake_limit_state, limit_headers
+from ..security import token_digest
+from ..timeutil import utcnow
+from .errors import ApiError
+from .schemas import HeartbeatIn
+from .views import parse_json
 
 log = logging.getLogger(__name__)
 
 PATH = "/api/v1/heartbeats"
 ENDPOINT = "api.heartbeat"  # the Flask view's endpoint: the intake limit's key names it
-PERMISSION = "case.report"  # the Flask view's `require`
 MAX_BODY = 1024  # a heartbeat's body is about 40 bytes; a bigger one is Flask's to judge
 LOG_EVERY_S = 60
 
@@ -49,6 +57,7 @@ class HeartbeatLane:
     def __init__(self, app, wsgi_app) -> None:
         self.app = app
         self.next = wsgi_app
+        self.permission = app.view_functions[ENDPOINT]._permission  # the view's own `require`
 
     def __call__(self, environ, start_response):
         if (
@@ -67,8 +76,6 @@ class HeartbeatLane:
         """The 204's headers once the heartbeat is in, or None: Flask answers (the body is put back)."""
         auth = environ.get("HTTP_AUTHORIZATION", "")
         if not auth.startswith("Bearer "):
-            return None
-        if parse_options_header(environ.get("CONTENT_TYPE", ""))[0].lower() != "application/json":
             return None
         if environ.get("HTTP_TRANSFER_ENCODING"):
             return None  # chunked (werkzeug's development server may keep a Content-Length beside it)
@@ -92,32 +99,24 @@ class HeartbeatLane:
     _logged_at = float("-inf")
 
     def _heartbeat(self, environ, token: str, body: bytes) -> list[tuple[str, str]] | None:
-        from pydantic import ValidationError
-
-        from .. import heartbeats, web
-        from ..access import has_permission
-        from ..auth.service import password_expired
-        from ..ratelimit import intake_limit_state, limit_headers
-        from ..security import token_digest
-        from ..timeutil import utcnow
-        from .schemas import HeartbeatIn
-
         now = utcnow()
         account = web.cached_token_account(token_digest(token), now)
         if account is None or account is web.TOKEN_NOT_CACHED:
             return None
-        if not has_permission(account, PERMISSION) or password_expired(account):
+        if not has_permission(account, self.permission) or password_expired(account):
             return None
+
+        def load():  # None when not JSON, or nested too deep: either way Flask gives the answer
+            try:
+                return self.app.json.loads(body)
+            except Exception:
+                return None
+
+        mimetype = parse_options_header(environ.get("CONTENT_TYPE", ""))[0].lower()  # as request.mimetype
         try:
-            data = self.app.json.loads(body)
-        except Exception:  # not JSON, or nested too deep: Flask says which
-            return None
-        if not isinstance(data, dict):
-            return None
-        try:
-            point = HeartbeatIn.model_validate(data)
-        except ValidationError:
-            return None
+            point = parse_json(HeartbeatIn, mimetype, load)
+        except ApiError:
+            return None  # Flask gives the answer that names the field
         key = f"account:{account.id}"
         state = intake_limit_state(key, ENDPOINT)
         # counted once: if Flask answers after all, its limit check takes this count instead of counting again

@@ -91,9 +91,15 @@ def handle_stale(_exc):
 
 
 def parse(model: type[BaseModel]) -> BaseModel:
-    if request.mimetype != "application/json":
+    return parse_json(model, request.mimetype, lambda: request.get_json(silent=True))
+
+
+def parse_json(model: type[BaseModel], mimetype: str, load) -> BaseModel:
+    """An API body's checks, in one place: the views (`parse`) and the heartbeat's lane (api/lane.py). `load()`
+    gives the decoded JSON, None when the body is not JSON. ApiError names what is wrong."""
+    if mimetype != "application/json":
         raise ApiError(415, "请求体须为 application/json", "Content-Type")
-    data = request.get_json(silent=True)
+    data = load()
     if data is None:
         raise ApiError(400, "请求体不是合法的 JSON", "body")
     if not isinstance(data, dict):
